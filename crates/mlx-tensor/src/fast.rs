@@ -1,0 +1,92 @@
+//! Fused kernels: normalisation, rotary embeddings, attention.
+
+use mlx_ffi::ffi::{self, AttentionMask};
+
+use crate::array::check;
+use crate::{Array, Result};
+
+/// RMS normalisation over the last axis: `x / sqrt(mean(x²) + eps) * weight`.
+#[track_caller]
+pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    let placeholder;
+    let w = match weight {
+        Some(w) => w,
+        None => {
+            placeholder = Array::scalar(1.0f32)?;
+            &placeholder
+        }
+    };
+    check("fast::rms_norm", &[x], ffi::fast_rms_norm(x.raw(), w.raw(), weight.is_some(), eps))
+}
+
+/// Layer normalisation over the last axis with optional affine weight and bias.
+#[track_caller]
+pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
+    let one = Array::scalar(1.0f32)?;
+    let w = weight.unwrap_or(&one);
+    let b = bias.unwrap_or(&one);
+    check(
+        "fast::layer_norm",
+        &[x],
+        ffi::fast_layer_norm(x.raw(), w.raw(), b.raw(), weight.is_some(), bias.is_some(), eps),
+    )
+}
+
+/// Rotary position embedding of the first `dims` features of the last axis;
+/// positions start at `offset` along the second-to-last axis.
+/// `traditional = false` rotates the two halves (as Qwen3 and Llama do).
+#[track_caller]
+pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
+    check("fast::rope", &[x], ffi::fast_rope(x.raw(), dims, traditional, base, scale, offset))
+}
+
+/// [`rope`] with per-batch offsets (an `i32` array of shape `[B]` or scalar).
+#[track_caller]
+pub fn rope_with_offsets(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: f32,
+    scale: f32,
+    offsets: &Array,
+) -> Result<Array> {
+    check(
+        "fast::rope",
+        &[x, offsets],
+        ffi::fast_rope_array_offset(x.raw(), dims, traditional, base, scale, offsets.raw()),
+    )
+}
+
+/// The mask of [`scaled_dot_product_attention`].
+#[derive(Debug, Clone, Copy)]
+pub enum SdpaMask<'a> {
+    /// No mask.
+    None,
+    /// Causal: query `i` sees keys `0..=i + (kv_len - q_len)`.
+    Causal,
+    /// A boolean (keep = true) or additive float mask broadcastable to
+    /// `[B, heads, q_len, kv_len]`.
+    Array(&'a Array),
+}
+
+/// `softmax(q @ kᵀ * scale + mask) @ v` with `q: [B, Hq, L, D]`,
+/// `k, v: [B, Hkv, S, D]` (grouped-query attention when `Hq > Hkv`).
+#[track_caller]
+pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: SdpaMask<'_>) -> Result<Array> {
+    let placeholder;
+    let (kind, m) = match mask {
+        SdpaMask::None | SdpaMask::Causal => {
+            placeholder = Array::scalar(0.0f32)?;
+            (
+                if matches!(mask, SdpaMask::Causal) { AttentionMask::Causal } else { AttentionMask::None },
+                &placeholder,
+            )
+        }
+        SdpaMask::Array(m) => (AttentionMask::Array, m),
+    };
+    check(
+        "fast::scaled_dot_product_attention",
+        &[q, k, v],
+        ffi::fast_sdpa(q.raw(), k.raw(), v.raw(), scale, kind, m.raw()),
+    )
+}

@@ -1,0 +1,2 @@
+//! Shared helpers for the workspace's examples, benches and integration tests.
+#![deny(missing_docs)]
