@@ -1,1 +1,37 @@
-//! mlx-lm
+//! The text side of language models: tokenizers, streaming detokenization,
+//! chat templates, and reading tool calls and thinking out of completions.
+//!
+//! - [`Tokenizer`] loads a Hugging Face model directory (`tokenizer.json`,
+//!   `tokenizer_config.json`, `config.json`, `generation_config.json`,
+//!   `chat_template.jinja`) and knows its special tokens and every id that
+//!   ends generation.
+//! - [`StreamingDetokenizer`] turns generated ids into text deltas that never
+//!   split a character.
+//! - [`ChatTemplate`] renders conversations the way Hugging Face
+//!   transformers' `apply_chat_template` does.
+//! - [`tools::parse_completion`] splits a completion into thinking, tool
+//!   calls and answer.
+//! - [`vocab::VocabTokenizerBuilder`] builds small word- or character-level
+//!   tokenizers for toy models.
+#![deny(missing_docs)]
+
+pub mod chat_template;
+pub mod detokenizer;
+pub mod error;
+mod files;
+mod pyformat;
+pub mod special_tokens;
+mod strftime;
+mod template_env;
+pub mod template_set;
+pub mod tokenizer;
+pub mod tools;
+pub mod vocab;
+
+pub use chat_template::{ChatTemplate, ChatTemplateOptions};
+pub use detokenizer::StreamingDetokenizer;
+pub use error::{Error, Result};
+pub use special_tokens::SpecialTokens;
+pub use template_set::ChatTemplates;
+pub use tokenizer::Tokenizer;
+pub use tools::{ParsedCompletion, ToolCall, ToolCallStatus};

@@ -1,0 +1,423 @@
+//! [`GrpoConfig`]: every GRPO training setting, with TRL 1.16's field names and
+//! defaults (and transformers' `TrainingArguments` names and defaults for the
+//! optimiser, schedule and bookkeeping fields).
+//!
+//! Load a config from TOML or JSON with [`GrpoConfig::from_file`], override
+//! single fields from a command line with [`GrpoConfig::set`], then call
+//! [`GrpoConfig::validate`] before training. Values that TRL derives in its
+//! `__post_init__` (the generation batch size, steps per generation, the upper
+//! clip bound) are read through accessors such as
+//! [`GrpoConfig::generation_batch_size`], so that the struct keeps exactly what
+//! the user wrote and round-trips through serde.
+//!
+//! ```
+//! use mlx_grpo::config::{GrpoConfig, LossType};
+//!
+//! let mut cfg = GrpoConfig::from_toml_str("num_generations = 4\nper_device_train_batch_size = 4\n")?;
+//! cfg.set("loss_type", "grpo")?;
+//! cfg.set("--gradient-accumulation-steps", "2")?;
+//! cfg.validate()?;
+//! assert_eq!(cfg.loss_type, LossType::Grpo);
+//! assert_eq!(cfg.generation_batch_size(), 8); // per_device_train_batch_size * steps_per_generation
+//! # Ok::<(), mlx_grpo::Error>(())
+//! ```
+
+mod enums;
+mod overrides;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use enums::{
+    ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation, Optim,
+    ScaleRewards,
+};
+pub use validate::ConfigWarning;
+
+use crate::error::{Error, Result};
+
+/// GRPO training configuration.
+///
+/// Field names and defaults follow TRL 1.16's `GRPOConfig`; fields inherited
+/// from transformers' `TrainingArguments` follow transformers 5 (with TRL's
+/// overrides: `learning_rate = 1e-6`, `logging_steps = 10`). Fields of TRL that
+/// concern vLLM, DeepSpeed, PEFT, multimodal inputs or the Hub are left out.
+/// Unknown fields are rejected when loading, so a misspelt key is an error
+/// rather than a silently ignored setting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpoConfig {
+    // ---- data ----
+    /// Completions sampled per prompt (the group size G). At least 2.
+    pub num_generations: usize,
+    /// Longest prompt, in tokens; longer prompts are truncated from the left.
+    /// `None` keeps prompts whole. (Not a TRL 1.16 field: TRL removed it and
+    /// never truncates; kept here because a fixed bound is useful on small
+    /// devices.)
+    pub max_prompt_length: Option<usize>,
+    /// Most tokens generated per completion. Also the constant divisor of the
+    /// `dr_grpo` loss.
+    pub max_completion_length: usize,
+    /// Shuffle the prompts each epoch.
+    pub shuffle_dataset: bool,
+
+    // ---- generation ----
+    /// Completions generated at once. `None` derives it as
+    /// `per_device_train_batch_size * steps_per_generation`. Mutually exclusive
+    /// with `steps_per_generation`.
+    pub generation_batch_size: Option<usize>,
+    /// Optimisation micro-steps served by one generation batch. `None` derives
+    /// it from `generation_batch_size`, or else uses
+    /// `gradient_accumulation_steps`.
+    pub steps_per_generation: Option<usize>,
+    /// Sampling temperature; the training log-probabilities use the same value.
+    pub temperature: f64,
+    /// Nucleus-sampling threshold in (0, 1]; 1 disables it.
+    pub top_p: f64,
+    /// Keep only the k most likely tokens; 0 disables it.
+    pub top_k: usize,
+    /// Minimum probability relative to the most likely token, in [0, 1].
+    pub min_p: Option<f64>,
+    /// Penalty for tokens already present (> 1 discourages repetition).
+    pub repetition_penalty: f64,
+
+    // ---- loss ----
+    /// KL coefficient. 0 disables the reference model.
+    pub beta: f64,
+    /// Optimisation passes over each generation batch (μ in the GRPO paper).
+    pub num_iterations: usize,
+    /// Lower clip range: ratios below `1 - epsilon` are clipped.
+    pub epsilon: f64,
+    /// Upper clip range; `None` means `epsilon`. For `cispo` it is the cap on
+    /// the importance weight itself.
+    pub epsilon_high: Option<f64>,
+    /// Two-sided clipping cap on the unclipped ratio (INTELLECT-2); `None`
+    /// disables it.
+    pub delta: Option<f64>,
+    /// Token- or sequence-level importance ratios.
+    pub importance_sampling_level: ImportanceSamplingLevel,
+    /// Loss formulation.
+    pub loss_type: LossType,
+    /// SAPO gate temperature for tokens with positive advantage.
+    pub sapo_temperature_pos: f64,
+    /// SAPO gate temperature for tokens with non-positive advantage.
+    pub sapo_temperature_neg: f64,
+    /// VESPO power exponent k for non-negative advantages.
+    pub vespo_k_pos: f64,
+    /// VESPO decay λ for non-negative advantages.
+    pub vespo_lambda_pos: f64,
+    /// VESPO power exponent k for negative advantages.
+    pub vespo_k_neg: f64,
+    /// VESPO decay λ for negative advantages.
+    pub vespo_lambda_neg: f64,
+    /// Drop truncated completions (no EOS) from the loss.
+    pub mask_truncated_completions: bool,
+    /// Keep only the top-ρ quantile of tokens by entropy in the policy loss;
+    /// 1 keeps all tokens.
+    pub top_entropy_quantile: f64,
+    /// Coefficient of the entropy bonus (`loss -= coef * mean entropy`).
+    pub entropy_coef: f64,
+    /// Adapt `entropy_coef` each optimiser step towards `entropy_target`.
+    pub use_adaptive_entropy: bool,
+    /// Lower bound of the adaptive entropy coefficient.
+    pub entropy_coef_min: f64,
+    /// Upper bound of the adaptive entropy coefficient.
+    pub entropy_coef_max: f64,
+    /// Step of the adaptive entropy coefficient.
+    pub entropy_coef_delta: f64,
+    /// Target mean token entropy (nats) of adaptive entropy control.
+    pub entropy_target: f64,
+    /// Off-policy sequence masking threshold (DeepSeek-V3.2); `None` disables it.
+    pub off_policy_mask_threshold: Option<f64>,
+    /// Multiply the KL term by the importance ratio (unbiased reverse-KL gradient).
+    pub use_bias_correction_kl: bool,
+    /// Mix the policy into the reference model every `ref_model_sync_steps` (TR-DPO).
+    pub sync_ref_model: bool,
+    /// α of the reference update `ref = α·policy + (1-α)·ref`.
+    pub ref_model_mixup_alpha: f64,
+    /// Steps between reference-model updates.
+    pub ref_model_sync_steps: usize,
+    /// Most tool-calling turns per rollout; `None` means no limit.
+    pub max_tool_calling_iterations: Option<usize>,
+
+    // ---- rewards ----
+    /// One weight per reward function; `None` weighs each by 1.
+    pub reward_weights: Option<Vec<f32>>,
+    /// How rewards are scaled into advantages.
+    pub scale_rewards: ScaleRewards,
+    /// How several reward functions are combined.
+    pub multi_objective_aggregation: MultiObjectiveAggregation,
+
+    // ---- optimisation (transformers TrainingArguments) ----
+    /// Completions per micro-batch.
+    pub per_device_train_batch_size: usize,
+    /// Micro-batches accumulated per optimiser step.
+    pub gradient_accumulation_steps: usize,
+    /// Peak learning rate (TRL default 1e-6).
+    pub learning_rate: f64,
+    /// Learning-rate schedule.
+    pub lr_scheduler_type: LrSchedulerType,
+    /// Warmup: a step count when >= 1, a fraction of the total steps when < 1
+    /// (transformers 5 semantics).
+    pub warmup_steps: f64,
+    /// Warmup as a fraction of the total steps (transformers 4 name); when set
+    /// it must lie in [0, 1] and `warmup_steps` must be 0.
+    pub warmup_ratio: Option<f64>,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Adam β1.
+    pub adam_beta1: f64,
+    /// Adam β2.
+    pub adam_beta2: f64,
+    /// Adam ε.
+    pub adam_epsilon: f64,
+    /// Gradient clipping norm; 0 disables clipping.
+    pub max_grad_norm: f64,
+    /// Optimiser.
+    pub optim: Optim,
+    /// Random seed (sampler shuffling, generation).
+    pub seed: u64,
+    /// Total optimiser steps; a negative value trains for `num_train_epochs`.
+    pub max_steps: i64,
+    /// Epochs over the dataset when `max_steps` is negative.
+    pub num_train_epochs: f64,
+
+    // ---- bookkeeping ----
+    /// Optimiser steps between metric logs.
+    pub logging_steps: usize,
+    /// Optimiser steps between checkpoints.
+    pub save_steps: usize,
+    /// Most checkpoints kept in `output_dir`; `None` keeps all.
+    pub save_total_limit: Option<usize>,
+    /// Where checkpoints and logs go.
+    pub output_dir: PathBuf,
+    /// Checkpoint to resume from.
+    pub resume_from_checkpoint: Option<PathBuf>,
+    /// Log a sample of (prompt, completion) pairs every `logging_steps`.
+    pub log_completions: bool,
+    /// How many completions to print when logging them; `None` prints all.
+    pub num_completions_to_print: Option<usize>,
+}
+
+impl Default for GrpoConfig {
+    fn default() -> Self {
+        Self {
+            num_generations: 8,
+            max_prompt_length: None,
+            max_completion_length: 512,
+            shuffle_dataset: true,
+            generation_batch_size: None,
+            steps_per_generation: None,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            min_p: None,
+            repetition_penalty: 1.0,
+            beta: 0.0,
+            num_iterations: 1,
+            epsilon: 0.2,
+            epsilon_high: None,
+            delta: None,
+            importance_sampling_level: ImportanceSamplingLevel::Token,
+            loss_type: LossType::Dapo,
+            sapo_temperature_pos: 1.0,
+            sapo_temperature_neg: 1.05,
+            vespo_k_pos: 2.0,
+            vespo_lambda_pos: 3.0,
+            vespo_k_neg: 3.0,
+            vespo_lambda_neg: 2.0,
+            mask_truncated_completions: false,
+            top_entropy_quantile: 1.0,
+            entropy_coef: 0.0,
+            use_adaptive_entropy: false,
+            entropy_coef_min: 0.0,
+            entropy_coef_max: 1.0,
+            entropy_coef_delta: 0.005,
+            entropy_target: 0.2,
+            off_policy_mask_threshold: None,
+            use_bias_correction_kl: true,
+            sync_ref_model: false,
+            ref_model_mixup_alpha: 0.6,
+            ref_model_sync_steps: 512,
+            max_tool_calling_iterations: None,
+            reward_weights: None,
+            scale_rewards: ScaleRewards::Group,
+            multi_objective_aggregation: MultiObjectiveAggregation::SumThenNormalize,
+            per_device_train_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            learning_rate: 1e-6,
+            lr_scheduler_type: LrSchedulerType::Linear,
+            warmup_steps: 0.0,
+            warmup_ratio: None,
+            weight_decay: 0.0,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_epsilon: 1e-8,
+            max_grad_norm: 1.0,
+            optim: Optim::AdamW,
+            seed: 42,
+            max_steps: -1,
+            num_train_epochs: 3.0,
+            logging_steps: 10,
+            save_steps: 500,
+            save_total_limit: None,
+            output_dir: PathBuf::from("trainer_output"),
+            resume_from_checkpoint: None,
+            log_completions: false,
+            num_completions_to_print: None,
+        }
+    }
+}
+
+impl GrpoConfig {
+    /// Loads a config from a `.toml` or `.json` file; missing fields take their
+    /// defaults. Does not validate: call [`GrpoConfig::validate`] after any
+    /// overrides.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        let format = match ext.as_deref() {
+            Some("toml") => "TOML",
+            Some("json") => "JSON",
+            _ => {
+                return Err(Error::UnsupportedConfigFormat {
+                    path: path.to_path_buf(),
+                })
+            }
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let parsed = if format == "TOML" {
+            toml::from_str(&text).map_err(|e| e.to_string())
+        } else {
+            serde_json::from_str(&text).map_err(|e| e.to_string())
+        };
+        parsed.map_err(|message| Error::ConfigParse {
+            path: path.to_path_buf(),
+            format,
+            message,
+        })
+    }
+
+    /// Parses a config from TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: PathBuf::from("<string>"),
+            format: "TOML",
+            message: e.to_string(),
+        })
+    }
+
+    /// Parses a config from JSON text.
+    pub fn from_json_str(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::ConfigParse {
+            path: PathBuf::from("<string>"),
+            format: "JSON",
+            message: e.to_string(),
+        })
+    }
+
+    /// The config as pretty-printed JSON (for checkpoints and logs).
+    pub fn to_json_pretty(&self) -> Result<String> {
+        serde_json::to_string_pretty(self).map_err(|e| Error::InvalidConfig {
+            message: e.to_string(),
+        })
+    }
+
+    /// Steps per generation as TRL resolves it: the explicit value, else
+    /// `generation_batch_size / per_device_train_batch_size`, else
+    /// `gradient_accumulation_steps`.
+    pub fn steps_per_generation(&self) -> usize {
+        match (self.steps_per_generation, self.generation_batch_size) {
+            (Some(steps), _) => steps,
+            (None, Some(batch)) => batch / self.per_device_train_batch_size.max(1),
+            (None, None) => self.gradient_accumulation_steps,
+        }
+    }
+
+    /// Generation batch size as TRL resolves it: the explicit value, else
+    /// `per_device_train_batch_size * steps_per_generation()`.
+    pub fn generation_batch_size(&self) -> usize {
+        self.generation_batch_size
+            .unwrap_or_else(|| self.per_device_train_batch_size * self.steps_per_generation())
+    }
+
+    /// Distinct prompts per generation batch: `generation_batch_size() / num_generations`.
+    pub fn prompts_per_generation(&self) -> usize {
+        self.generation_batch_size() / self.num_generations.max(1)
+    }
+
+    /// Micro-steps between two generations: `steps_per_generation() * num_iterations`.
+    pub fn generate_every(&self) -> usize {
+        self.steps_per_generation() * self.num_iterations
+    }
+
+    /// The upper clip bound: `epsilon_high`, or `epsilon` when unset.
+    pub fn epsilon_high(&self) -> f64 {
+        self.epsilon_high.unwrap_or(self.epsilon)
+    }
+
+    /// Whether old log-probabilities must be recorded at generation time. TRL
+    /// skips them (using the current, detached log-probabilities) when every
+    /// generation batch is consumed within one optimiser step, i.e. when
+    /// `gradient_accumulation_steps` is a multiple of `generate_every()`.
+    pub fn needs_old_logps(&self) -> bool {
+        let every = self.generate_every().max(1);
+        !self.gradient_accumulation_steps.is_multiple_of(every)
+    }
+
+    /// Optimiser steps in one epoch over `num_prompts` prompts, as the
+    /// transformers trainer counts them with TRL's repeat sampler:
+    /// `ceil(floor(num_prompts / prompts_per_generation()) * generate_every() / gradient_accumulation_steps)`,
+    /// and at least 1.
+    pub fn optimizer_steps_per_epoch(&self, num_prompts: usize) -> usize {
+        let per_batch = self.prompts_per_generation().max(1);
+        let micro_steps = (num_prompts / per_batch) * self.generate_every();
+        let accumulation = self.gradient_accumulation_steps.max(1);
+        micro_steps.div_ceil(accumulation).max(1)
+    }
+
+    /// Total optimiser steps: `max_steps` when positive, else
+    /// `ceil(num_train_epochs * optimizer_steps_per_epoch(num_prompts))`.
+    pub fn total_optimizer_steps(&self, num_prompts: usize) -> usize {
+        match usize::try_from(self.max_steps) {
+            Ok(steps) if steps > 0 => steps,
+            _ => {
+                let per_epoch = self.optimizer_steps_per_epoch(num_prompts) as f64;
+                (self.num_train_epochs.max(0.0) * per_epoch).ceil() as usize
+            }
+        }
+    }
+
+    /// Warmup steps for a run of `total_steps` optimiser steps:
+    /// `ceil(total_steps * warmup_ratio)` when `warmup_ratio` is set, else
+    /// `warmup_steps` when it is >= 1, else `ceil(total_steps * warmup_steps)`.
+    pub fn warmup_steps_for(&self, total_steps: usize) -> usize {
+        let fraction = |f: f64| (total_steps as f64 * f.max(0.0)).ceil() as usize;
+        match self.warmup_ratio {
+            Some(ratio) => fraction(ratio),
+            None if self.warmup_steps >= 1.0 => self.warmup_steps as usize,
+            None => fraction(self.warmup_steps),
+        }
+    }
+
+    /// The reward weights for `num_functions` reward functions: the configured
+    /// ones (which must have that length, as TRL requires) or all 1.
+    pub fn reward_weights_for(&self, num_functions: usize) -> Result<Vec<f32>> {
+        match &self.reward_weights {
+            None => Ok(vec![1.0; num_functions]),
+            Some(w) if w.len() == num_functions => Ok(w.clone()),
+            Some(w) => Err(Error::RewardWeightCount {
+                weights: w.len(),
+                functions: num_functions,
+            }),
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! `GrpoConfig::validate`: the checks of TRL's `GRPOConfig.__post_init__`,
+//! `GRPOTrainer.__init__` and transformers' `TrainingArguments`, plus range
+//! checks that TRL leaves to a later crash.
+
+use std::fmt;
+
+use super::{GrpoConfig, ImportanceSamplingLevel, LossType};
+use crate::error::{Error, Result};
+
+/// A setting that is allowed but probably not what was meant; TRL logs the
+/// same situations as warnings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigWarning {
+    /// What is odd, naming the fields and values.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl GrpoConfig {
+    /// Checks the config and returns the warnings for settings that are legal
+    /// but dubious.
+    ///
+    /// Rejected, as TRL rejects them: `generation_batch_size` and
+    /// `steps_per_generation` both set; a `generation_batch_size` that is not a
+    /// multiple of `per_device_train_batch_size` or of `num_generations`;
+    /// `num_generations < 2`; `sync_ref_model` with `beta = 0`; a zero
+    /// `logging_steps`; a negative `warmup_steps`. Also rejected: zero batch
+    /// sizes or step counts, non-finite or out-of-range numbers (temperature
+    /// <= 0, `top_p` outside (0, 1], quantiles and probabilities outside
+    /// [0, 1], negative `beta`, SAPO temperatures <= 0, ...), `max_steps = 0`,
+    /// and no training length at all. Every problem found is listed in the one
+    /// error.
+    ///
+    /// Warned, as TRL warns: `luspo` without sequence-level importance
+    /// sampling, `vespo` with it, and sequence-level importance sampling with a
+    /// token-summing loss (`bnpo`, `dr_grpo`, `dapo`, `cispo`); also a `delta`
+    /// that does not exceed `1 + epsilon_high`.
+    pub fn validate(&self) -> Result<Vec<ConfigWarning>> {
+        let mut problems = Vec::new();
+        self.check_batching(&mut problems);
+        self.check_ranges(&mut problems);
+        self.check_schedule(&mut problems);
+        if problems.is_empty() {
+            Ok(self.warnings())
+        } else {
+            Err(Error::InvalidConfig {
+                message: problems.join("; "),
+            })
+        }
+    }
+
+    /// The warnings of [`GrpoConfig::validate`] alone.
+    pub fn warnings(&self) -> Vec<ConfigWarning> {
+        let mut out = Vec::new();
+        let mut warn = |message: String| out.push(ConfigWarning { message });
+        let level = self.importance_sampling_level;
+        if self.loss_type == LossType::Luspo && level != ImportanceSamplingLevel::Sequence {
+            warn(format!(
+                "loss_type = \"luspo\" is meant for importance_sampling_level = \"sequence\" (got \"{level}\")"
+            ));
+        }
+        if self.loss_type == LossType::Vespo && level != ImportanceSamplingLevel::Token {
+            warn(format!(
+                "loss_type = \"vespo\" computes sequence-level weights itself; importance_sampling_level should be \
+                 \"token\" (got \"{level}\")"
+            ));
+        }
+        let token_summing = matches!(
+            self.loss_type,
+            LossType::Bnpo | LossType::DrGrpo | LossType::Dapo | LossType::Cispo
+        );
+        if level == ImportanceSamplingLevel::Sequence && token_summing {
+            warn(format!(
+                "importance_sampling_level = \"sequence\" with loss_type = \"{}\" sums per-token terms, which weighs \
+                 each sequence by its length; GSPO uses loss_type = \"grpo\"",
+                self.loss_type
+            ));
+        }
+        if let Some(delta) = self.delta {
+            let upper = 1.0 + self.epsilon_high();
+            if delta <= upper {
+                warn(format!(
+                    "delta = {delta} does not exceed 1 + epsilon_high = {upper}, so it caps ratios that clipping \
+                     already bounds"
+                ));
+            }
+        }
+        out
+    }
+
+    fn check_batching(&self, problems: &mut Vec<String>) {
+        let mut fail = |m: String| problems.push(m);
+        if self.num_generations < 2 {
+            fail(format!(
+                "num_generations = {} but GRPO needs at least 2 generations per prompt to compute advantages",
+                self.num_generations
+            ));
+        }
+        for (name, value) in [
+            (
+                "per_device_train_batch_size",
+                self.per_device_train_batch_size,
+            ),
+            (
+                "gradient_accumulation_steps",
+                self.gradient_accumulation_steps,
+            ),
+            ("num_iterations", self.num_iterations),
+            ("max_completion_length", self.max_completion_length),
+            ("logging_steps", self.logging_steps),
+            ("save_steps", self.save_steps),
+        ] {
+            if value == 0 {
+                fail(format!("{name} must be at least 1 (got 0)"));
+            }
+        }
+        for (name, value) in [
+            ("generation_batch_size", self.generation_batch_size),
+            ("steps_per_generation", self.steps_per_generation),
+            ("max_prompt_length", self.max_prompt_length),
+            ("save_total_limit", self.save_total_limit),
+        ] {
+            if value == Some(0) {
+                fail(format!("{name} must be at least 1 or unset (got 0)"));
+            }
+        }
+        if self.sync_ref_model && self.ref_model_sync_steps == 0 {
+            fail(
+                "ref_model_sync_steps must be at least 1 when sync_ref_model = true (got 0)"
+                    .to_string(),
+            );
+        }
+        let per_device = self.per_device_train_batch_size;
+        match (self.generation_batch_size, self.steps_per_generation) {
+            (Some(gbs), Some(spg)) => fail(format!(
+                "generation_batch_size ({gbs}) and steps_per_generation ({spg}) cannot both be set; set one and the \
+                 other is derived from per_device_train_batch_size"
+            )),
+            (Some(gbs), None) if per_device > 0 && !gbs.is_multiple_of(per_device) => fail(format!(
+                "generation_batch_size ({gbs}) must be divisible by per_device_train_batch_size ({per_device})"
+            )),
+            _ => {}
+        }
+        let gbs = self.generation_batch_size();
+        if self.num_generations > 0 && !gbs.is_multiple_of(self.num_generations) {
+            fail(format!(
+                "generation_batch_size ({gbs}{}) must be divisible by num_generations ({}) so that every prompt \
+                 group is complete",
+                if self.generation_batch_size.is_none() {
+                    format!(
+                        " = per_device_train_batch_size {} * steps_per_generation {}",
+                        self.per_device_train_batch_size,
+                        self.steps_per_generation()
+                    )
+                } else {
+                    String::new()
+                },
+                self.num_generations
+            ));
+        }
+        if self.sync_ref_model && self.beta == 0.0 {
+            fail(
+                "sync_ref_model = true needs a reference model, but beta = 0 disables it; set beta > 0 or \
+                 sync_ref_model = false"
+                    .to_string(),
+            );
+        }
+    }
+
+    fn check_ranges(&self, problems: &mut Vec<String>) {
+        let mut check = |name: &str, value: f64, ok: bool, expected: &str| {
+            if !value.is_finite() || !ok {
+                problems.push(format!("{name} = {value} but it must be {expected}"));
+            }
+        };
+        check(
+            "temperature",
+            self.temperature,
+            self.temperature > 0.0,
+            "> 0",
+        );
+        check(
+            "top_p",
+            self.top_p,
+            self.top_p > 0.0 && self.top_p <= 1.0,
+            "in (0, 1]",
+        );
+        if let Some(min_p) = self.min_p {
+            check("min_p", min_p, (0.0..=1.0).contains(&min_p), "in [0, 1]");
+        }
+        check(
+            "repetition_penalty",
+            self.repetition_penalty,
+            self.repetition_penalty > 0.0,
+            "> 0",
+        );
+        check("beta", self.beta, self.beta >= 0.0, ">= 0");
+        check("epsilon", self.epsilon, self.epsilon >= 0.0, ">= 0");
+        if let Some(high) = self.epsilon_high {
+            check("epsilon_high", high, high >= 0.0, ">= 0");
+        }
+        if let Some(delta) = self.delta {
+            check("delta", delta, delta > 0.0, "> 0");
+        }
+        check(
+            "sapo_temperature_pos",
+            self.sapo_temperature_pos,
+            self.sapo_temperature_pos > 0.0,
+            "> 0",
+        );
+        check(
+            "sapo_temperature_neg",
+            self.sapo_temperature_neg,
+            self.sapo_temperature_neg > 0.0,
+            "> 0",
+        );
+        for (name, value) in [
+            ("vespo_k_pos", self.vespo_k_pos),
+            ("vespo_lambda_pos", self.vespo_lambda_pos),
+            ("vespo_k_neg", self.vespo_k_neg),
+            ("vespo_lambda_neg", self.vespo_lambda_neg),
+            ("entropy_coef", self.entropy_coef),
+            ("entropy_coef_delta", self.entropy_coef_delta),
+            ("entropy_target", self.entropy_target),
+        ] {
+            check(name, value, true, "finite");
+        }
+        let q = self.top_entropy_quantile;
+        check(
+            "top_entropy_quantile",
+            q,
+            (0.0..=1.0).contains(&q),
+            "in [0, 1]",
+        );
+        let alpha = self.ref_model_mixup_alpha;
+        check(
+            "ref_model_mixup_alpha",
+            alpha,
+            (0.0..=1.0).contains(&alpha),
+            "in [0, 1]",
+        );
+        if let Some(threshold) = self.off_policy_mask_threshold {
+            check("off_policy_mask_threshold", threshold, true, "finite");
+        }
+        let (lo, hi) = (self.entropy_coef_min, self.entropy_coef_max);
+        check(
+            "entropy_coef_min",
+            lo,
+            lo <= hi,
+            &format!("<= entropy_coef_max ({hi})"),
+        );
+        check(
+            "learning_rate",
+            self.learning_rate,
+            self.learning_rate >= 0.0,
+            ">= 0",
+        );
+        check(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            ">= 0",
+        );
+        check(
+            "adam_beta1",
+            self.adam_beta1,
+            (0.0..1.0).contains(&self.adam_beta1),
+            "in [0, 1)",
+        );
+        check(
+            "adam_beta2",
+            self.adam_beta2,
+            (0.0..1.0).contains(&self.adam_beta2),
+            "in [0, 1)",
+        );
+        check(
+            "adam_epsilon",
+            self.adam_epsilon,
+            self.adam_epsilon >= 0.0,
+            ">= 0",
+        );
+        check(
+            "max_grad_norm",
+            self.max_grad_norm,
+            self.max_grad_norm >= 0.0,
+            ">= 0 (0 disables clipping)",
+        );
+        if let Some(weights) = &self.reward_weights {
+            if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
+                problems.push(format!(
+                    "reward_weights[{i}] = {w} but every weight must be finite"
+                ));
+            }
+        }
+    }
+
+    fn check_schedule(&self, problems: &mut Vec<String>) {
+        if self.max_steps == 0 {
+            problems.push("max_steps = 0 trains nothing; set max_steps > 0, or -1 to train for num_train_epochs".into());
+        }
+        if self.max_steps < 0 && !(self.num_train_epochs.is_finite() && self.num_train_epochs > 0.0)
+        {
+            problems.push(format!(
+                "max_steps = {} means epoch-based training, but num_train_epochs = {} is not > 0",
+                self.max_steps, self.num_train_epochs
+            ));
+        }
+        if !(self.warmup_steps.is_finite() && self.warmup_steps >= 0.0) {
+            problems.push(format!(
+                "warmup_steps = {} but it must be >= 0",
+                self.warmup_steps
+            ));
+        }
+        if let Some(ratio) = self.warmup_ratio {
+            if !(ratio.is_finite() && (0.0..=1.0).contains(&ratio)) {
+                problems.push(format!("warmup_ratio = {ratio} but it must be in [0, 1]"));
+            }
+            if self.warmup_steps != 0.0 {
+                problems.push(format!(
+                    "warmup_ratio ({ratio}) and warmup_steps ({}) cannot both be set; warmup_steps < 1 is read as a \
+                     ratio",
+                    self.warmup_steps
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> GrpoConfig {
+        GrpoConfig {
+            num_generations: 4,
+            per_device_train_batch_size: 4,
+            ..GrpoConfig::default()
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(GrpoConfig::default().validate().unwrap(), vec![]);
+    }
+
+    #[test]
+    fn rejects_indivisible_generation_batch() {
+        let cfg = GrpoConfig {
+            num_generations: 3,
+            ..small()
+        };
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(
+            msg.contains("generation_batch_size (4") && msg.contains("num_generations (3)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn rejects_both_batch_knobs_and_reports_all_problems() {
+        let cfg = GrpoConfig {
+            generation_batch_size: Some(8),
+            steps_per_generation: Some(2),
+            temperature: 0.0,
+            ..small()
+        };
+        let msg = cfg.validate().unwrap_err().to_string();
+        assert!(msg.contains("cannot both be set"), "{msg}");
+        assert!(msg.contains("temperature = 0"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_single_generation_and_sync_without_beta() {
+        let msg = GrpoConfig {
+            num_generations: 1,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("num_generations = 1"), "{msg}");
+        let msg = GrpoConfig {
+            sync_ref_model: true,
+            ..small()
+        }
+        .validate()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("sync_ref_model") && msg.contains("beta = 0"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn warns_like_trl() {
+        let cfg = GrpoConfig {
+            loss_type: LossType::Luspo,
+            ..small()
+        };
+        let warnings = cfg.validate().unwrap();
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].message.contains("luspo"));
+        let cfg = GrpoConfig {
+            importance_sampling_level: ImportanceSamplingLevel::Sequence,
+            ..small()
+        };
+        assert!(cfg.validate().unwrap()[0].message.contains("dapo"));
+    }
+}

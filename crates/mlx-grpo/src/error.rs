@@ -1,0 +1,196 @@
+//! The crate's error type.
+//!
+//! Every variant carries the data a user needs to fix the problem: the file and
+//! line of a bad dataset row, the config field and the value it had, the name of
+//! the reward function that misbehaved.
+
+use std::path::PathBuf;
+
+/// Errors returned by this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file that was being read.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A config file does not parse, or holds a value of the wrong type or an
+    /// unknown field.
+    #[error("cannot parse {format} config {path}: {message}")]
+    ConfigParse {
+        /// The config file.
+        path: PathBuf,
+        /// `"TOML"` or `"JSON"`.
+        format: &'static str,
+        /// What the parser reported.
+        message: String,
+    },
+
+    /// A config file has an extension other than `.toml` or `.json`.
+    #[error("config file {path} must end in .toml or .json")]
+    UnsupportedConfigFormat {
+        /// The config file.
+        path: PathBuf,
+    },
+
+    /// `GrpoConfig::set` was given a key that is not a config field.
+    #[error("unknown config key `{key}`")]
+    UnknownConfigKey {
+        /// The key as given.
+        key: String,
+    },
+
+    /// `GrpoConfig::set` was given a value that does not fit the field.
+    #[error("invalid value `{value}` for config key `{key}`: {reason}")]
+    InvalidConfigValue {
+        /// The field name.
+        key: String,
+        /// The value as given.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The config is self-inconsistent or a value is out of range; the message
+    /// names the fields and their values.
+    #[error("invalid GRPO config: {message}")]
+    InvalidConfig {
+        /// What is wrong, naming the fields and values.
+        message: String,
+    },
+
+    /// A dataset row could not be parsed.
+    #[error("{source_name}:{line}: {message}")]
+    DatasetRow {
+        /// The dataset file (or the name given to an in-memory source).
+        source_name: String,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong with the row.
+        message: String,
+    },
+
+    /// A dataset holds no rows.
+    #[error("dataset {source_name} is empty")]
+    EmptyDataset {
+        /// The dataset file (or the name given to an in-memory source).
+        source_name: String,
+    },
+
+    /// A dataset has fewer prompts than one generation batch needs, so a
+    /// sampler would never yield a batch.
+    #[error(
+        "dataset has {rows} prompts but one generation batch needs {prompts_per_batch} distinct prompts \
+         (generation_batch_size / num_generations)"
+    )]
+    DatasetTooSmall {
+        /// Rows in the dataset.
+        rows: usize,
+        /// Distinct prompts per generation batch.
+        prompts_per_batch: usize,
+    },
+
+    /// A sampler position does not fit the dataset it is resumed on.
+    #[error("cannot resume at epoch {epoch}, batch {index}: an epoch has only {batches_per_epoch} batches")]
+    InvalidSamplerPosition {
+        /// Epoch of the position.
+        epoch: u64,
+        /// Batch index of the position.
+        index: usize,
+        /// Generation batches in one epoch.
+        batches_per_epoch: usize,
+    },
+
+    /// A reward function (or a built-in reward's constructor) was given invalid
+    /// parameters.
+    #[error("invalid parameters for reward `{name}`: {message}")]
+    InvalidRewardParams {
+        /// The reward's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A reward function returned an error.
+    #[error("reward function `{name}` failed: {message}")]
+    RewardFailed {
+        /// The reward function.
+        name: String,
+        /// The error it returned.
+        message: String,
+    },
+
+    /// A reward function panicked.
+    #[error("reward function `{name}` panicked: {message}")]
+    RewardPanicked {
+        /// The reward function.
+        name: String,
+        /// The panic message.
+        message: String,
+    },
+
+    /// A reward function returned the wrong number of rewards.
+    #[error("reward function `{name}` returned {got} rewards for {expected} completions")]
+    RewardCountMismatch {
+        /// The reward function.
+        name: String,
+        /// Completions scored (one reward each was expected).
+        expected: usize,
+        /// Rewards returned.
+        got: usize,
+    },
+
+    /// A reward function returned an infinite reward (NaN is allowed and means
+    /// "not applicable").
+    #[error("reward function `{name}` returned {value} for completion {index}; rewards must be finite or NaN")]
+    NonFiniteReward {
+        /// The reward function.
+        name: String,
+        /// The completion's index in the batch.
+        index: usize,
+        /// The offending value.
+        value: f32,
+    },
+
+    /// Two reward functions share a name, which would merge their metrics.
+    #[error("two reward functions are named `{name}`; reward names must be unique")]
+    DuplicateRewardName {
+        /// The repeated name.
+        name: String,
+    },
+
+    /// The number of reward weights differs from the number of reward functions.
+    #[error(
+        "number of reward weights ({weights}) must match number of reward functions ({functions})"
+    )]
+    RewardWeightCount {
+        /// Weights given.
+        weights: usize,
+        /// Reward functions.
+        functions: usize,
+    },
+
+    /// A reward matrix has the wrong shape for the requested computation.
+    #[error("reward matrix shape mismatch: {message}")]
+    RewardShape {
+        /// What does not fit.
+        message: String,
+    },
+
+    /// Every reward function returned NaN for every completion of a batch, so
+    /// there is no learning signal at all.
+    #[error("every reward function returned NaN (not applicable) for all {completions} completions of the batch")]
+    NoScorableCompletions {
+        /// Completions in the batch.
+        completions: usize,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,166 @@
+//! What a reward function sees: the prompt, the parsed completion, the
+//! reference answer and the row's other fields, all plain Rust data.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::dataset::Prompt;
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-sequence token was generated.
+    Stop,
+    /// `max_completion_length` was reached (the completion is truncated).
+    Length,
+}
+
+/// Whether a tool call could be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToolCallStatus {
+    /// Parsed: a name and JSON arguments.
+    Ok,
+    /// The call's body is not valid JSON.
+    InvalidJson {
+        /// The JSON parser's message.
+        message: String,
+    },
+    /// The call parsed but names no function.
+    MissingName,
+}
+
+/// A tool call found in a completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The function name, when present.
+    pub name: Option<String>,
+    /// The arguments (`Value::Null` when they could not be parsed).
+    pub arguments: Value,
+    /// Whether parsing succeeded.
+    pub status: ToolCallStatus,
+    /// The call's text as generated, markup included.
+    pub raw: String,
+}
+
+impl ToolCall {
+    /// Whether the call parsed and names a function.
+    pub fn is_valid(&self) -> bool {
+        self.status == ToolCallStatus::Ok && self.name.as_deref().is_some_and(|n| !n.is_empty())
+    }
+}
+
+/// A generated completion, decoded and parsed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The answer text: `raw_text` without the thinking block and tool-call markup.
+    pub text: String,
+    /// Everything generated, decoded with special tokens removed but tags such
+    /// as `<think>` kept.
+    pub raw_text: String,
+    /// The content of the thinking block, if there was one.
+    pub thinking: Option<String>,
+    /// Tool calls, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// Generated tokens (EOS included when generated).
+    pub num_tokens: usize,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+}
+
+impl Completion {
+    /// A completion of plain text with no thinking and no tool calls
+    /// (`text == raw_text`), handy for tests and simple rewards.
+    pub fn from_text(
+        text: impl Into<String>,
+        num_tokens: usize,
+        finish_reason: FinishReason,
+    ) -> Self {
+        let text = text.into();
+        Self {
+            raw_text: text.clone(),
+            text,
+            thinking: None,
+            tool_calls: Vec::new(),
+            num_tokens,
+            finish_reason,
+        }
+    }
+
+    /// Whether generation hit the length limit.
+    pub fn is_truncated(&self) -> bool {
+        self.finish_reason == FinishReason::Length
+    }
+}
+
+/// Everything a reward function gets for one completion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardInput {
+    /// The prompt the completion answers.
+    pub prompt: Prompt,
+    /// The completion.
+    pub completion: Completion,
+    /// The dataset's reference answer, if the row has one.
+    pub answer: Option<String>,
+    /// The row's other fields.
+    pub extra: Map<String, Value>,
+}
+
+impl RewardInput {
+    /// An input with a text prompt and no extra fields.
+    pub fn new(prompt: impl Into<String>, completion: Completion, answer: Option<&str>) -> Self {
+        Self {
+            prompt: Prompt::Text(prompt.into()),
+            completion,
+            answer: answer.map(str::to_string),
+            extra: Map::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_call_validity() {
+        let ok = ToolCall {
+            name: Some("f".into()),
+            arguments: Value::Null,
+            status: ToolCallStatus::Ok,
+            raw: String::new(),
+        };
+        assert!(ok.is_valid());
+        let unnamed = ToolCall {
+            name: Some(String::new()),
+            ..ok.clone()
+        };
+        assert!(!unnamed.is_valid());
+        let broken = ToolCall {
+            status: ToolCallStatus::InvalidJson {
+                message: "eof".into(),
+            },
+            ..ok
+        };
+        assert!(!broken.is_valid());
+    }
+
+    #[test]
+    fn serde_shapes() {
+        let status = ToolCallStatus::InvalidJson {
+            message: "eof".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&status).unwrap(),
+            r#"{"kind":"invalid_json","message":"eof"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&FinishReason::Length).unwrap(),
+            r#""length""#
+        );
+        let c = Completion::from_text("hi", 2, FinishReason::Stop);
+        assert_eq!(c.text, c.raw_text);
+        assert!(!c.is_truncated());
+    }
+}

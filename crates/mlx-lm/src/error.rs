@@ -1,0 +1,151 @@
+//! Errors of the text side: loading tokenizers, encoding, chat templates.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while loading or using a tokenizer or a chat
+/// template.
+///
+/// Variants name the file or the template involved so that a message read in a
+/// log says what to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file or folder involved.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A required file is not in the model directory.
+    #[error("{path} not found ({what})")]
+    MissingFile {
+        /// The path that was expected.
+        path: PathBuf,
+        /// What the file is needed for.
+        what: &'static str,
+    },
+
+    /// A JSON file is not valid JSON.
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        /// The file that failed to parse.
+        path: PathBuf,
+        /// The parser's error, with line and column.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A field of a configuration file has an unexpected type or value.
+    #[error("{path}: field `{field}` is invalid: {message}")]
+    InvalidConfig {
+        /// The configuration file.
+        path: PathBuf,
+        /// The field name (dotted for nested fields).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// A special token named in a configuration is not in the vocabulary.
+    #[error("{origin}: special token `{field}` = {token:?} is not in the vocabulary")]
+    UnknownSpecialToken {
+        /// Where the token was named (a file path or `"builder"`).
+        origin: String,
+        /// The field that names it (`eos_token`, `pad_token`, ...).
+        field: String,
+        /// The token text.
+        token: String,
+    },
+
+    /// A `tokenizer.json` file could not be loaded.
+    #[error("{path} is not a usable tokenizer definition: {message}")]
+    InvalidTokenizerFile {
+        /// The file.
+        path: PathBuf,
+        /// The library's message.
+        message: String,
+    },
+
+    /// The `tokenizers` library reported an error.
+    #[error("tokenizer {op} failed: {message}")]
+    Tokenizer {
+        /// The operation (`load`, `encode`, `decode`, `save`, `build`).
+        op: &'static str,
+        /// The library's message.
+        message: String,
+    },
+
+    /// A vocabulary given to the tokenizer builder is unusable.
+    #[error("invalid vocabulary: {message}")]
+    InvalidVocabulary {
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// No chat template is available for this tokenizer.
+    #[error("no chat template: {message}")]
+    NoChatTemplate {
+        /// Where templates were looked for.
+        message: String,
+    },
+
+    /// A named chat template was asked for but does not exist.
+    #[error("chat template `{name}` not found; available: {available:?}")]
+    ChatTemplateNotFound {
+        /// The requested name.
+        name: String,
+        /// The names that exist.
+        available: Vec<String>,
+    },
+
+    /// A chat template failed to compile.
+    #[error("chat template `{name}` does not compile: {message}")]
+    TemplateSyntax {
+        /// The template's name.
+        name: String,
+        /// The engine's message, with the line.
+        message: String,
+    },
+
+    /// A chat template failed while rendering.
+    #[error("chat template `{name}` failed to render: {message}")]
+    TemplateRender {
+        /// The template's name.
+        name: String,
+        /// The engine's message, with the line.
+        message: String,
+    },
+
+    /// The template itself rejected the input through `raise_exception(msg)`.
+    #[error("chat template `{name}` raised: {message}")]
+    TemplateRaised {
+        /// The template's name.
+        name: String,
+        /// The message the template gave.
+        message: String,
+    },
+
+    /// The messages or options given to a chat template are unusable.
+    #[error("invalid chat input: {message}")]
+    InvalidChatInput {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Result type of this crate's fallible functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an error of the `tokenizers` library.
+    pub(crate) fn tokenizer(op: &'static str, err: impl std::fmt::Display) -> Self {
+        Error::Tokenizer {
+            op,
+            message: err.to_string(),
+        }
+    }
+}

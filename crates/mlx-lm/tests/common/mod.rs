@@ -1,0 +1,84 @@
+//! Shared helpers of the integration tests: the real Qwen3 tokenizer (loaded
+//! once per test binary), the golden fixtures, and scratch directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use mlx_lm::Tokenizer;
+use serde_json::Value;
+
+const ASSETS: &str = "shared/assets/qwen3-tokenizer";
+
+/// The Qwen3 tokenizer directory: `$QWEN3_TOKENIZER_DIR`, else the first
+/// ancestor of this crate that holds `shared/assets/qwen3-tokenizer`.
+pub fn qwen3_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("QWEN3_TOKENIZER_DIR") {
+        return PathBuf::from(dir);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join(ASSETS))
+        .find(|dir| dir.join("tokenizer.json").is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {ASSETS}/tokenizer.json above {}; set QWEN3_TOKENIZER_DIR",
+                manifest.display()
+            )
+        })
+}
+
+/// The Qwen3 tokenizer, loaded once.
+pub fn qwen3() -> &'static Tokenizer {
+    static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
+    TOKENIZER.get_or_init(|| {
+        Tokenizer::from_dir(qwen3_dir()).unwrap_or_else(|e| panic!("loading Qwen3 tokenizer: {e}"))
+    })
+}
+
+/// A fixture file under `tests/fixtures/`, parsed.
+pub fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()))
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(label: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("lm-text-{label}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes a file relative to the directory (creating parent folders).
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(&path, contents)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
