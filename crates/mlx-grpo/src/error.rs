@@ -10,8 +10,17 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A file could not be read.
-    #[error("cannot read {path}: {source}")]
+    /// An array operation failed.
+    #[error(transparent)]
+    Tensor(#[from] mlx_tensor::Error),
+    /// A module, autograd or optimizer operation failed.
+    #[error(transparent)]
+    Nn(#[from] mlx_nn::Error),
+    /// A model, tokenizer or generation operation failed.
+    #[error(transparent)]
+    Lm(#[from] mlx_lm::Error),
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
     Io {
         /// The file that was being read.
         path: PathBuf,
@@ -194,3 +203,10 @@ pub enum Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
