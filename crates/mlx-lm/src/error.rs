@@ -1,4 +1,4 @@
-//! Errors of the text side: loading tokenizers, encoding, chat templates.
+//! The error type of `mlx-lm`.
 
 use std::path::PathBuf;
 
@@ -10,6 +10,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// An array operation failed.
+    #[error(transparent)]
+    Tensor(#[from] mlx_tensor::Error),
+
+    /// A module or parameter operation failed.
+    #[error(transparent)]
+    Nn(#[from] mlx_nn::Error),
+
     /// A file could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {

@@ -15,9 +15,12 @@
 //!   tokenizers for toy models.
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod chat_template;
 pub mod detokenizer;
 pub mod error;
+pub mod model;
+pub mod models;
 mod files;
 mod pyformat;
 pub mod special_tokens;
@@ -31,6 +34,7 @@ pub mod vocab;
 pub use chat_template::{ChatTemplate, ChatTemplateOptions};
 pub use detokenizer::StreamingDetokenizer;
 pub use error::{Error, Result};
+pub use model::LanguageModel;
 pub use special_tokens::SpecialTokens;
 pub use template_set::ChatTemplates;
 pub use tokenizer::Tokenizer;
