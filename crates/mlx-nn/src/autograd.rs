@@ -1,6 +1,8 @@
-//! Gradients of a loss with respect to a module's trainable parameters.
+//! Gradients of a loss with respect to a module's trainable parameters, and
+//! `vjp`/`jvp` over closures that return this crate's [`Result`].
 
 use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlx_tensor::{transforms, Array};
 
@@ -19,6 +21,78 @@ pub struct LossAndGrads {
     pub grads: ParamMap,
 }
 
+/// Turns a closure over this crate's `Result` into one over `mlx_tensor`'s:
+/// errors other than array errors are parked in `slot` so the caller gets
+/// them back unchanged.
+pub(crate) fn bridge_closure<'a>(
+    f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'a,
+    slot: &'a RefCell<Option<Error>>,
+    transform: &'static str,
+) -> impl Fn(&[Array]) -> mlx_tensor::Result<Vec<Array>> + 'a {
+    move |xs: &[Array]| match f(xs) {
+        Ok(outs) => Ok(outs),
+        Err(Error::Tensor(e)) => Err(e),
+        Err(other) => {
+            let message = other.to_string();
+            *slot.borrow_mut() = Some(other);
+            Err(mlx_tensor::Error::Closure { transform, message })
+        }
+    }
+}
+
+/// The error a failed transformation reports: the closure's own error when
+/// it returned one, otherwise the array error (a panic becomes
+/// [`Error::Closure`]).
+pub(crate) fn transform_error(slot: &RefCell<Option<Error>>, e: mlx_tensor::Error) -> Error {
+    match slot.borrow_mut().take() {
+        Some(original) => original,
+        None => match e {
+            mlx_tensor::Error::Closure { message, .. } => Error::Closure(message),
+            other => Error::Tensor(other),
+        },
+    }
+}
+
+/// Outputs of `f(primals)` and the vector-Jacobian products
+/// `cotangentsᵀ · ∂f/∂primals`, one per primal. Errors and panics inside `f`
+/// come back as `Err`.
+pub fn vjp<'a>(
+    f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'a,
+    primals: &[Array],
+    cotangents: &[Array],
+) -> Result<(Vec<Array>, Vec<Array>)> {
+    let slot = RefCell::new(None);
+    transforms::vjp(bridge_closure(f, &slot, "vjp"), primals, cotangents)
+        .map_err(|e| transform_error(&slot, e))
+}
+
+/// Outputs of `f(primals)` and the Jacobian-vector products
+/// `∂f/∂primals · tangents`, one per output.
+pub fn jvp<'a>(
+    f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'a,
+    primals: &[Array],
+    tangents: &[Array],
+) -> Result<(Vec<Array>, Vec<Array>)> {
+    let slot = RefCell::new(None);
+    transforms::jvp(bridge_closure(f, &slot, "jvp"), primals, tangents)
+        .map_err(|e| transform_error(&slot, e))
+}
+
+/// The gradient of a scalar function of one array.
+pub fn grad<'a>(f: impl Fn(&Array) -> Result<Array> + 'a, x: &Array) -> Result<Array> {
+    let slot = RefCell::new(None);
+    let wrapped = |xs: &[Array]| -> Result<Vec<Array>> { Ok(vec![f(&xs[0])?]) };
+    let (_, mut grads) = transforms::value_and_grad(
+        bridge_closure(wrapped, &slot, "grad"),
+        std::slice::from_ref(x),
+        &[0],
+    )
+    .map_err(|e| transform_error(&slot, e))?;
+    grads
+        .pop()
+        .ok_or_else(|| Error::Closure("grad: no gradient returned".into()))
+}
+
 /// Evaluates `loss_fn(model)` and its gradient with respect to every
 /// trainable (not frozen) parameter of `model`.
 ///
@@ -34,38 +108,49 @@ where
     let names: Vec<String> = trainable.keys().cloned().collect();
     let inputs: Vec<Array> = trainable.into_values().collect();
     let argnums: Vec<i32> = (0..inputs.len() as i32).collect();
-    let user_error: RefCell<Option<Error>> = RefCell::new(None);
+    let slot: RefCell<Option<Error>> = RefCell::new(None);
 
-    let closure = |xs: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
+    let run = |xs: &[Array]| -> Result<Vec<Array>> {
         let mut m = model.clone();
         let map: ParamMap = names.iter().cloned().zip(xs.iter().cloned()).collect();
-        let run = m.update(&map).and_then(|()| loss_fn(&m));
-        match run {
-            Ok(outs) => Ok(outs),
-            Err(Error::Tensor(e)) => Err(e),
-            Err(other) => {
-                let message = other.to_string();
-                *user_error.borrow_mut() = Some(other);
-                Err(mlx_tensor::Error::Closure { transform: "value_and_grad", message })
-            }
-        }
+        m.update(&map)?;
+        loss_fn(&m)
     };
     let result = if inputs.is_empty() {
-        // Nothing to differentiate: still evaluate the loss.
-        loss_fn(model).map(|outs| (outs, Vec::new()))
+        // Nothing to differentiate: still evaluate the loss, panics included.
+        match catch_unwind(AssertUnwindSafe(|| loss_fn(model))) {
+            Ok(outs) => outs.map(|outs| (outs, Vec::new())),
+            Err(panic) => Err(Error::Closure(format!(
+                "the loss closure panicked: {}",
+                panic_message(&panic)
+            ))),
+        }
     } else {
-        transforms::value_and_grad(closure, &inputs, &argnums).map_err(|e| match user_error.borrow_mut().take() {
-            Some(original) => original,
-            None => match e {
-                mlx_tensor::Error::Closure { message, .. } => Error::Closure(message),
-                other => Error::Tensor(other),
-            },
-        })
+        transforms::value_and_grad(
+            bridge_closure(run, &slot, "value_and_grad"),
+            &inputs,
+            &argnums,
+        )
+        .map_err(|e| transform_error(&slot, e))
     };
     let (mut values, grads) = result?;
     if values.is_empty() {
         return Err(Error::Closure("the loss closure returned no arrays".into()));
     }
     let loss = values.remove(0);
-    Ok(LossAndGrads { loss, aux: values, grads: names.into_iter().zip(grads).collect() })
+    Ok(LossAndGrads {
+        loss,
+        aux: values,
+        grads: names.into_iter().zip(grads).collect(),
+    })
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
 }

@@ -57,6 +57,10 @@ pub fn fans(shape: &[i32]) -> (f64, f64) {
 impl Init {
     /// Draws a parameter of `shape` and `dtype` with `key`.
     pub fn sample(self, shape: &[i32], dtype: Dtype, key: &Array) -> Result<Array> {
+        // MLX's random generators have no f64 kernels: draw in f32 and widen.
+        if dtype == Dtype::F64 && !matches!(self, Init::Zeros | Init::Ones | Init::Constant(_)) {
+            return Ok(self.sample(shape, Dtype::F32, key)?.as_type(Dtype::F64)?);
+        }
         let (fan_in, fan_out) = fans(shape);
         let out = match self {
             Init::Zeros => Array::zeros(shape, dtype)?,

@@ -4,34 +4,59 @@
 //!   Hugging Face checkpoint keys; freeze, update, load and save by name.
 //! * [`VarBuilder`]: path-scoped weight sources, so one constructor builds a
 //!   module from a checkpoint or from random values.
-//! * [`layers`]: Linear, Embedding, RMSNorm, LayerNorm, …
+//! * [`layers`]: Linear, Embedding, RMSNorm, LayerNorm, Dropout,
+//!   QuantizedLinear, SwiGLU, MLP, Sequential; [`activations`]: SiLU, GELU,
+//!   ReLU, sigmoid, softmax, log-softmax.
+//! * [`losses`]: cross-entropy, NLL, KL divergence, MSE, binary cross-entropy.
 //! * [`value_and_grad`]: gradients of an ordinary Rust closure with respect to
-//!   a module's trainable parameters.
+//!   a module's trainable parameters; [`autograd`] also has `vjp`, `jvp` and
+//!   `grad` over arrays, [`backward`] manual backward passes, [`transform`]
+//!   gradient checkpointing and compilation.
+//! * [`optim`]: SGD, Adam, AdamW, RMSprop, Lion, gradient clipping;
+//!   [`schedule`]: learning-rate schedules.
+//!
+//! # A training step
+//!
+//! Build the loss as a closure over the model, take its gradients, let the
+//! optimizer update the model, and evaluate the loss, the parameters and the
+//! optimizer state together once per step:
 //!
 //! ```no_run
-//! use mlx_nn::{layers::LinearConfig, value_and_grad, ModuleExt, VarBuilder};
-//! use mlx_tensor::{Array, Axes, Dtype};
+//! use mlx_nn::{layers::{LinearConfig, Mlp}, activations::Activation, losses, optim, value_and_grad, VarBuilder};
+//! use mlx_tensor::{Array, Dtype};
 //! # fn main() -> mlx_nn::Result<()> {
 //! let vb = VarBuilder::random(0, Dtype::F32);
-//! let layer = LinearConfig::new(3, 2, true).init(&vb.pp("proj"))?;
-//! assert_eq!(layer.parameter_names(), ["proj.weight", "proj.bias"]);
-//! let x = Array::ones(&[4, 3], Dtype::F32)?;
-//! let out = value_and_grad(&layer, |m| Ok(vec![m.forward(&x)?.square()?.sum(Axes::All, false)?]))?;
-//! assert!(out.grads.contains_key("proj.weight"));
+//! let mut model = Mlp::new(&[4, 16, 3], Activation::Relu, &vb)?;
+//! let mut opt = optim::Optimizer::new(optim::AdamW::new(0.01), 1e-2);
+//! let x = Array::ones(&[8, 4], Dtype::F32)?;
+//! let y = Array::zeros(&[8], Dtype::U32)?;
+//! for _ in 0..10 {
+//!     let out = value_and_grad(&model, |m| Ok(vec![losses::cross_entropy(&m.forward(&x)?, &y, losses::Reduction::Mean)?]))?;
+//!     opt.update(&mut model, &out.grads)?;
+//!     opt.eval_with(&model, &[&out.loss])?;
+//! }
+//! # let _ = LinearConfig::new(1, 1, false);
 //! # Ok(()) }
 //! ```
 
 #![deny(missing_docs)]
 
-mod autograd;
+pub mod activations;
+pub mod autograd;
+pub mod backward;
 mod error;
 pub mod init;
 pub mod layers;
+pub mod losses;
 mod module;
+pub mod optim;
+pub mod schedule;
+pub mod transform;
 mod var_builder;
 
 pub use autograd::{value_and_grad, LossAndGrads};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use module::{LoadReport, Module, ModuleExt, Param, ParamMap, Visitor, VisitorMut};
+pub use transform::{compile, grad_checkpoint, CompiledFn};
 pub use var_builder::VarBuilder;

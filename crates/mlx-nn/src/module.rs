@@ -27,7 +27,10 @@ pub struct Param {
 impl Param {
     /// A trainable parameter.
     pub fn new(value: Array) -> Self {
-        Param { value, frozen: false }
+        Param {
+            value,
+            frozen: false,
+        }
     }
 }
 
@@ -59,7 +62,7 @@ impl<'v, 'a> Visitor<'v, 'a> {
 
     /// Descends into a child module under `name`.
     pub fn child<M: Module + ?Sized>(&mut self, name: &str, m: &'a M) {
-        let saved = std::mem::replace(&mut self.prefix, String::new());
+        let saved = std::mem::take(&mut self.prefix);
         self.prefix = join(&saved, name);
         m.visit(self);
         self.prefix = saved;
@@ -149,7 +152,9 @@ impl LoadReport {
             out.push(format!("unexpected tensor `{name}`"));
         }
         for (name, expected, actual) in &self.mismatched {
-            out.push(format!("tensor `{name}` has shape {actual:?}, expected {expected:?}"));
+            out.push(format!(
+                "tensor `{name}` has shape {actual:?}, expected {expected:?}"
+            ));
         }
         out
     }
@@ -159,13 +164,19 @@ impl LoadReport {
 pub trait ModuleExt: Module {
     /// Visits every `(name, param)` pair.
     fn for_each_param<'a>(&'a self, mut f: impl FnMut(&str, &'a Param)) {
-        let mut v = Visitor { prefix: String::new(), f: &mut f };
+        let mut v = Visitor {
+            prefix: String::new(),
+            f: &mut f,
+        };
         self.visit(&mut v);
     }
 
     /// Visits every `(name, param)` pair mutably.
     fn for_each_param_mut(&mut self, mut f: impl FnMut(&str, &mut Param)) {
-        let mut v = VisitorMut { prefix: String::new(), f: &mut f };
+        let mut v = VisitorMut {
+            prefix: String::new(),
+            f: &mut f,
+        };
         self.visit_mut(&mut v);
     }
 
@@ -237,7 +248,11 @@ pub trait ModuleExt: Module {
                 seen += 1;
                 let (old, new) = (p.value.shape(), v.shape());
                 if old != new && problem.is_none() {
-                    problem = Some(Error::ShapeMismatch { name: name.to_string(), expected: old.0, actual: new.0 });
+                    problem = Some(Error::ShapeMismatch {
+                        name: name.to_string(),
+                        expected: old.0,
+                        actual: new.0,
+                    });
                     return;
                 }
                 p.value = v.clone();
@@ -249,7 +264,9 @@ pub trait ModuleExt: Module {
         if seen != values.len() {
             let names = self.parameter_names();
             if let Some(unknown) = values.keys().find(|k| !names.contains(k)) {
-                return Err(Error::UnknownParameter { name: unknown.clone() });
+                return Err(Error::UnknownParameter {
+                    name: unknown.clone(),
+                });
             }
         }
         Ok(())
@@ -259,7 +276,11 @@ pub trait ModuleExt: Module {
     /// dtype). `strict` makes any missing, unexpected or mis-shaped key an
     /// error listing all of them; otherwise mis-shaped keys still fail and the
     /// report lists what was skipped.
-    fn load_tensors(&mut self, tensors: &HashMap<String, Array>, strict: bool) -> Result<LoadReport> {
+    fn load_tensors(
+        &mut self,
+        tensors: &HashMap<String, Array>,
+        strict: bool,
+    ) -> Result<LoadReport> {
         let mut report = LoadReport::default();
         let mut used = std::collections::HashSet::new();
         let mut cast_error = None;
@@ -269,7 +290,9 @@ pub trait ModuleExt: Module {
                 used.insert(name.to_string());
                 let (expected, actual) = (p.value.shape(), t.shape());
                 if expected != actual {
-                    report.mismatched.push((name.to_string(), expected.0, actual.0));
+                    report
+                        .mismatched
+                        .push((name.to_string(), expected.0, actual.0));
                 } else {
                     match t.as_type(p.value.dtype()) {
                         Ok(v) => p.value = v,
@@ -281,11 +304,18 @@ pub trait ModuleExt: Module {
         if let Some(e) = cast_error {
             return Err(e.into());
         }
-        let mut unexpected: Vec<String> = tensors.keys().filter(|k| !used.contains(*k)).cloned().collect();
+        let mut unexpected: Vec<String> = tensors
+            .keys()
+            .filter(|k| !used.contains(*k))
+            .cloned()
+            .collect();
         unexpected.sort();
         report.unexpected = unexpected;
         if !report.mismatched.is_empty() || (strict && !report.is_clean()) {
-            return Err(Error::LoadWeights { path: None, problems: report.problems() });
+            return Err(Error::LoadWeights {
+                path: None,
+                problems: report.problems(),
+            });
         }
         Ok(report)
     }
@@ -294,16 +324,24 @@ pub trait ModuleExt: Module {
     fn load_weights(&mut self, path: impl AsRef<Path>, strict: bool) -> Result<LoadReport> {
         let path = path.as_ref();
         let file = io::load_safetensors(path)?;
-        self.load_tensors(&file.tensors, strict).map_err(|e| match e {
-            Error::LoadWeights { problems, .. } => Error::LoadWeights { path: Some(path.to_path_buf()), problems },
-            other => other,
-        })
+        self.load_tensors(&file.tensors, strict)
+            .map_err(|e| match e {
+                Error::LoadWeights { problems, .. } => Error::LoadWeights {
+                    path: Some(path.to_path_buf()),
+                    problems,
+                },
+                other => other,
+            })
     }
 
     /// Saves every parameter to a safetensors file (atomically).
     fn save_weights(&self, path: impl AsRef<Path>) -> Result<()> {
         let params = self.parameters();
-        io::save_safetensors(path, params.iter().map(|(k, v)| (k.as_str(), v)), &HashMap::new())?;
+        io::save_safetensors(
+            path,
+            params.iter().map(|(k, v)| (k.as_str(), v)),
+            &HashMap::new(),
+        )?;
         Ok(())
     }
 

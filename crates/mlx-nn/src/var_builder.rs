@@ -27,11 +27,14 @@ enum Source {
     Random { seed: u64 },
 }
 
+/// `(name, expected shape, found shape)` of a mis-shaped tensor.
+type Mismatch = (String, Vec<i32>, Vec<i32>);
+
 struct Shared {
     source: Source,
     used: RefCell<BTreeSet<String>>,
     missing: RefCell<Vec<String>>,
-    mismatched: RefCell<Vec<(String, Vec<i32>, Vec<i32>)>>,
+    mismatched: RefCell<Vec<Mismatch>>,
     origin: Option<PathBuf>,
 }
 
@@ -79,7 +82,11 @@ impl VarBuilder {
         let name = name.to_string();
         VarBuilder {
             shared: self.shared.clone(),
-            prefix: if self.prefix.is_empty() { name } else { format!("{}.{}", self.prefix, name) },
+            prefix: if self.prefix.is_empty() {
+                name
+            } else {
+                format!("{}.{}", self.prefix, name)
+            },
             dtype: self.dtype,
         }
     }
@@ -96,7 +103,11 @@ impl VarBuilder {
 
     /// The same source with another parameter dtype.
     pub fn with_dtype(&self, dtype: Dtype) -> VarBuilder {
-        VarBuilder { shared: self.shared.clone(), prefix: self.prefix.clone(), dtype }
+        VarBuilder {
+            shared: self.shared.clone(),
+            prefix: self.prefix.clone(),
+            dtype,
+        }
     }
 
     /// Whether this source makes random parameters.
@@ -123,7 +134,14 @@ impl VarBuilder {
     /// The tensor `name` of `shape`, or, for random sources, a draw from a
     /// normal distribution with standard deviation 0.02.
     pub fn get(&self, name: &str, shape: &[i32]) -> Result<Array> {
-        self.get_with_init(name, shape, Init::Normal { mean: 0.0, std: 0.02 })
+        self.get_with_init(
+            name,
+            shape,
+            Init::Normal {
+                mean: 0.0,
+                std: 0.02,
+            },
+        )
     }
 
     /// The tensor `name` of `shape`; random sources draw it with `init`.
@@ -144,7 +162,11 @@ impl VarBuilder {
                     Some(t) => {
                         let actual = t.shape().0;
                         if actual != shape {
-                            self.shared.mismatched.borrow_mut().push((full, shape.to_vec(), actual));
+                            self.shared.mismatched.borrow_mut().push((
+                                full,
+                                shape.to_vec(),
+                                actual,
+                            ));
                             return Ok(Array::zeros(shape, self.dtype)?);
                         }
                         if t.dtype().is_float() && t.dtype() != self.dtype {
@@ -165,7 +187,10 @@ impl VarBuilder {
         match &self.shared.source {
             Source::Tensors(tensors) => {
                 self.shared.used.borrow_mut().insert(full.clone());
-                tensors.get(&full).cloned().ok_or(Error::MissingTensor { name: full })
+                tensors
+                    .get(&full)
+                    .cloned()
+                    .ok_or(Error::MissingTensor { name: full })
             }
             Source::Random { .. } => Err(Error::MissingTensor { name: full }),
         }
@@ -189,9 +214,14 @@ impl VarBuilder {
             unexpected,
             mismatched: self.shared.mismatched.borrow().clone(),
         };
-        let fatal = !report.missing.is_empty() || !report.mismatched.is_empty() || (strict && !report.unexpected.is_empty());
+        let fatal = !report.missing.is_empty()
+            || !report.mismatched.is_empty()
+            || (strict && !report.unexpected.is_empty());
         if fatal {
-            return Err(Error::LoadWeights { path: self.shared.origin.clone(), problems: report.problems() });
+            return Err(Error::LoadWeights {
+                path: self.shared.origin.clone(),
+                problems: report.problems(),
+            });
         }
         Ok(report)
     }

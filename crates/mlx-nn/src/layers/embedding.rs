@@ -18,8 +18,14 @@ impl Embedding {
     /// like MLX.
     pub fn new(num_embeddings: i32, dims: i32, vb: &VarBuilder) -> Result<Self> {
         let std = 1.0 / (dims.max(1) as f32).sqrt();
-        let weight = vb.get_with_init("weight", &[num_embeddings, dims], Init::Normal { mean: 0.0, std })?;
-        Ok(Embedding { weight: Param::new(weight) })
+        let weight = vb.get_with_init(
+            "weight",
+            &[num_embeddings, dims],
+            Init::Normal { mean: 0.0, std },
+        )?;
+        Ok(Embedding {
+            weight: Param::new(weight),
+        })
     }
 
     /// Looks up integer ids of any shape; the result has an extra last axis.

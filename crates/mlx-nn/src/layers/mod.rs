@@ -1,9 +1,23 @@
 //! Layers.
+//!
+//! Every layer has an inherent `forward` and implements [`Forward`]; those
+//! with parameters implement [`Module`](crate::Module) with Hugging Face
+//! parameter names.
 
+mod dropout;
 mod embedding;
+mod forward;
 mod linear;
+mod mlp;
 mod norm;
+mod quantized;
+mod sequential;
 
+pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use forward::Forward;
 pub use linear::{Linear, LinearConfig};
+pub use mlp::{Mlp, SwiGlu};
 pub use norm::{LayerNorm, RmsNorm};
+pub use quantized::{QuantizedLinear, DEFAULT_BITS, DEFAULT_GROUP_SIZE};
+pub use sequential::Sequential;

@@ -19,7 +19,10 @@ impl RmsNorm {
     /// Builds from `vb` (`weight`, ones when random).
     pub fn new(dims: i32, eps: f32, vb: &VarBuilder) -> Result<Self> {
         let weight = vb.get_with_init("weight", &[dims], Init::Ones)?;
-        Ok(RmsNorm { weight: Param::new(weight), eps })
+        Ok(RmsNorm {
+            weight: Param::new(weight),
+            eps,
+        })
     }
 
     /// `x / sqrt(mean(x²) + eps) * weight` (MLX's fused kernel).
@@ -53,8 +56,16 @@ impl LayerNorm {
     pub fn new(dims: i32, eps: f32, affine: bool, vb: &VarBuilder) -> Result<Self> {
         let (weight, bias) = if affine {
             (
-                Some(Param::new(vb.get_with_init("weight", &[dims], Init::Ones)?)),
-                Some(Param::new(vb.get_with_init("bias", &[dims], Init::Zeros)?)),
+                Some(Param::new(vb.get_with_init(
+                    "weight",
+                    &[dims],
+                    Init::Ones,
+                )?)),
+                Some(Param::new(vb.get_with_init(
+                    "bias",
+                    &[dims],
+                    Init::Zeros,
+                )?)),
             )
         } else {
             (None, None)
