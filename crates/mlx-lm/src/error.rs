@@ -143,6 +143,48 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+
+    /// A key/value cache was used in a way it does not support.
+    #[error("invalid cache use: {message}")]
+    InvalidCache {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A model configuration asks for something unsupported or is inconsistent.
+    #[error("model config field `{field}`: {message}")]
+    ModelConfig {
+        /// The field (dotted for nested fields).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+
+    /// Inputs given to a model or a scoring function are unusable.
+    #[error("invalid model input: {message}")]
+    InvalidInput {
+        /// What is wrong.
+        message: String,
+    },
+
+    /// A checkpoint directory does not fit its configuration; every problem
+    /// found is listed, each naming its file and key.
+    #[error("checkpoint {dir} has {} problem(s):\n{}", problems.len(), crate::loader::problem::list(problems))]
+    InvalidCheckpoint {
+        /// The model directory.
+        dir: PathBuf,
+        /// Everything that is wrong.
+        problems: Vec<crate::loader::CheckpointProblem>,
+    },
+
+    /// A prompt-cache file could not be written or read back.
+    #[error("prompt cache {path}: {message}")]
+    PromptCache {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Result type of this crate's fallible functions.

@@ -3,8 +3,8 @@
 use mlx_nn::{Module, ParamMap};
 use mlx_tensor::{Array, Dtype};
 
-use crate::cache::LayerCache;
 use crate::Result;
+use crate::cache::LayerCache;
 
 /// A causal language model over token ids.
 ///
@@ -22,6 +22,12 @@ pub trait LanguageModel: Module + Clone + Send {
     /// The last hidden states `[B, L, hidden]` before the output projection
     /// (for scoring without materialising all logits at once).
     fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array>;
+
+    /// The last hidden states `[B, L, hidden]` of a batch without a cache
+    /// whose row `i` starts with `left_padding[i]` padding tokens: padding
+    /// is masked out of attention and each row's first real token gets
+    /// position 0, so every row matches its own unpadded forward pass.
+    fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array>;
 
     /// Projects hidden states to logits (the LM head, tied or not).
     fn logits_from_hidden(&self, hidden: &Array) -> Result<Array>;
@@ -41,12 +47,25 @@ pub trait LanguageModel: Module + Clone + Send {
     /// The dtype of the weights.
     fn dtype(&self) -> Dtype;
 
-    /// Auxiliary training losses of the last forward pass (e.g. the MoE
-    /// router's load-balancing loss), if the model has any.
-    fn aux_loss(&self, _tokens: &Array) -> Result<Option<Array>> {
-        Ok(None)
+    /// Hidden states (as [`LanguageModel::forward_hidden_padded`], no
+    /// cache) together with the model's auxiliary training loss, if it has
+    /// one: for mixture-of-experts models the router load-balancing loss
+    /// (unscaled), counting only tokens where `token_mask` (`[B, L]`, 1 =
+    /// real token; default: everything after the left padding) is set.
+    fn forward_hidden_with_aux(
+        &self,
+        tokens: &Array,
+        left_padding: Option<&[i32]>,
+        token_mask: Option<&Array>,
+    ) -> Result<(Array, Option<Array>)>;
+
+    /// The weight training gives the auxiliary loss (`router_aux_loss_coef`
+    /// for mixture-of-experts models, 0 otherwise).
+    fn aux_loss_coef(&self) -> f32 {
+        0.0
     }
 
-    /// All parameters by checkpoint name (as Hugging Face stores them).
+    /// All parameters by checkpoint name (as Hugging Face stores them:
+    /// mixture-of-experts weights one tensor per expert).
     fn checkpoint_tensors(&self) -> Result<ParamMap>;
 }
