@@ -312,9 +312,13 @@ pub mod ffi {
     }
 }
 
+/// The signature of [`RustFn`]'s closure: the inputs, a vector to push the
+/// outputs to, and an error message on failure.
+pub type RustFnBody = dyn Fn(&ffi::ArrayVec, &mut Vec<cxx::UniquePtr<ffi::MlxArray>>) -> Result<(), String>;
+
 /// The Rust side of a closure that C++ calls back: receives the inputs,
 /// returns the outputs or an error message.
-pub struct RustFn(pub Box<dyn Fn(&ffi::ArrayVec, &mut Vec<cxx::UniquePtr<ffi::MlxArray>>) -> Result<(), String>>);
+pub struct RustFn(pub Box<RustFnBody>);
 
 fn rust_fn_call(
     f: &RustFn,

@@ -15,11 +15,13 @@ fn roundtrip<T: Element + PartialEq + std::fmt::Debug>(values: &[T]) {
 
 /// Any `f32` that is not NaN (infinities, subnormals and zeros included).
 fn any_f32() -> impl Strategy<Value = f32> {
-    any::<u32>().prop_map(f32::from_bits).prop_filter("not NaN", |v| !v.is_nan())
+    any::<u32>()
+        .prop_map(f32::from_bits)
+        .prop_filter("not NaN", |v| !v.is_nan())
 }
 
 proptest! {
-    #![proptest_config(common::cases(64))]
+    #![proptest_config(common::cases(128))]
 
     #[test]
     fn f32_to_bf16_and_f16_rounds_like_half(values in prop::collection::vec(any_f32(), 1..64)) {
@@ -114,16 +116,32 @@ fn item_reads_one_element() {
     assert_eq!(Array::scalar(7i32).unwrap().item::<i32>().unwrap(), 7);
     assert_eq!(Array::scalar(2.5f32).unwrap().item::<f64>().unwrap(), 2.5);
     assert!(Array::scalar(true).unwrap().item::<bool>().unwrap());
-    assert_eq!(Array::scalar(bf16::from_f32(1.5)).unwrap().item::<f32>().unwrap(), 1.5);
-    assert_eq!(Array::scalar(u64::MAX).unwrap().item::<u64>().unwrap(), u64::MAX);
+    assert_eq!(
+        Array::scalar(bf16::from_f32(1.5))
+            .unwrap()
+            .item::<f32>()
+            .unwrap(),
+        1.5
+    );
+    assert_eq!(
+        Array::scalar(u64::MAX).unwrap().item::<u64>().unwrap(),
+        u64::MAX
+    );
     let one = Array::from_slice(&[3.0f32], &[1, 1, 1]).unwrap();
     assert_eq!(one.item::<f32>().unwrap(), 3.0);
     // A sum is a lazy scalar; item evaluates it.
-    let s = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]).unwrap().sum(0, false).unwrap();
+    let s = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3])
+        .unwrap()
+        .sum(0, false)
+        .unwrap();
     assert_eq!(s.item::<f32>().unwrap(), 6.0);
     let many = Array::zeros(&[2, 2], Dtype::F32).unwrap();
     match many.item::<f32>() {
-        Err(Error::NotScalar { op: "item", expected: 1, shape }) => assert_eq!(shape, vec![2, 2]),
+        Err(Error::NotScalar {
+            op: "item",
+            expected: 1,
+            shape,
+        }) => assert_eq!(shape, vec![2, 2]),
         other => panic!("expected NotScalar, got {other:?}"),
     }
     let empty = Array::zeros(&[0], Dtype::F32).unwrap();
@@ -133,7 +151,18 @@ fn item_reads_one_element() {
 #[test]
 fn construction_checks_its_inputs() {
     let err = Array::from_slice(&[1.0f32, 2.0, 3.0], &[2, 2]).unwrap_err();
-    assert!(matches!(err, Error::DataLength { op: "from_slice", len: 3, expected: 4, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::DataLength {
+                op: "from_slice",
+                len: 3,
+                expected: 4,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("[2, 2]"), "{err}");
     let err = Array::from_slice(&[1.0f32], &[-1]).unwrap_err();
     assert!(matches!(err, Error::OutOfRange { .. }), "{err}");
@@ -152,13 +181,52 @@ fn construction_checks_its_inputs() {
     assert_eq!(v.shape().dims(), [4]);
     assert_eq!(v.to_vec::<u16>().unwrap(), [0, 0x3f80, 0, 0x4000]);
     // Scalars of a dtype, and creation functions.
-    assert_eq!(Array::scalar_as(2.75, Dtype::BF16).unwrap().dtype(), Dtype::BF16);
-    assert_eq!(Array::scalar_int_as(-3, Dtype::I8).unwrap().item::<i8>().unwrap(), -3);
-    assert_eq!(Array::full(&[2], 1.5, Dtype::F16).unwrap().to_vec::<f32>().unwrap(), [1.5, 1.5]);
-    assert_eq!(Array::arange(0.0, 5.0, 2.0, Dtype::I32).unwrap().to_vec::<i32>().unwrap(), [0, 2, 4]);
-    assert_eq!(Array::linspace(0.0, 1.0, 3, Dtype::F32).unwrap().to_vec::<f32>().unwrap(), [0.0, 0.5, 1.0]);
-    assert_eq!(Array::eye(2, 3, 1, Dtype::F32).unwrap().to_vec::<f32>().unwrap(), [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
-    assert_eq!(Array::tri(2, 2, 0, Dtype::I32).unwrap().to_vec::<i32>().unwrap(), [1, 0, 1, 1]);
+    assert_eq!(
+        Array::scalar_as(2.75, Dtype::BF16).unwrap().dtype(),
+        Dtype::BF16
+    );
+    assert_eq!(
+        Array::scalar_int_as(-3, Dtype::I8)
+            .unwrap()
+            .item::<i8>()
+            .unwrap(),
+        -3
+    );
+    assert_eq!(
+        Array::full(&[2], 1.5, Dtype::F16)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [1.5, 1.5]
+    );
+    assert_eq!(
+        Array::arange(0.0, 5.0, 2.0, Dtype::I32)
+            .unwrap()
+            .to_vec::<i32>()
+            .unwrap(),
+        [0, 2, 4]
+    );
+    assert_eq!(
+        Array::linspace(0.0, 1.0, 3, Dtype::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [0.0, 0.5, 1.0]
+    );
+    assert_eq!(
+        Array::eye(2, 3, 1, Dtype::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
+        [0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    );
+    assert_eq!(
+        Array::tri(2, 2, 0, Dtype::I32)
+            .unwrap()
+            .to_vec::<i32>()
+            .unwrap(),
+        [1, 0, 1, 1]
+    );
     assert_eq!(a.ones_like().unwrap().to_vec::<f32>().unwrap(), [1.0, 1.0]);
     assert_eq!(Dtype::BF16.size_of(), 2);
     assert_eq!(Dtype::BF16.safetensors_name(), "BF16");

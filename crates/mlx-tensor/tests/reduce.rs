@@ -38,19 +38,58 @@ fn argmin(xs: &[f64]) -> f64 {
     argmax(&neg)
 }
 
+/// A naive reduction of the elements it is given.
+type Reference = fn(&[f64]) -> f64;
+
 /// `(name, op, reference, rtol, atol)`.
-fn reductions() -> Vec<(&'static str, Reduction, fn(&[f64]) -> f64, f64, f64)> {
+fn reductions() -> Vec<(&'static str, Reduction, Reference, f64, f64)> {
     vec![
         ("sum", |a, x, k| a.sum(x, k), sum, 1e-5, 1e-5),
         ("mean", |a, x, k| a.mean(x, k), mean, 1e-5, 1e-5),
-        ("max", |a, x, k| a.max(x, k), |v| v.iter().cloned().fold(f64::MIN, f64::max), 0.0, 0.0),
-        ("min", |a, x, k| a.min(x, k), |v| v.iter().cloned().fold(f64::MAX, f64::min), 0.0, 0.0),
-        ("prod", |a, x, k| a.prod(x, k), |v| v.iter().product(), 1e-5, 1e-6),
-        ("logsumexp", |a, x, k| a.logsumexp(x, k), logsumexp, 1e-5, 1e-5),
+        (
+            "max",
+            |a, x, k| a.max(x, k),
+            |v| v.iter().cloned().fold(f64::MIN, f64::max),
+            0.0,
+            0.0,
+        ),
+        (
+            "min",
+            |a, x, k| a.min(x, k),
+            |v| v.iter().cloned().fold(f64::MAX, f64::min),
+            0.0,
+            0.0,
+        ),
+        (
+            "prod",
+            |a, x, k| a.prod(x, k),
+            |v| v.iter().product(),
+            1e-5,
+            1e-6,
+        ),
+        (
+            "logsumexp",
+            |a, x, k| a.logsumexp(x, k),
+            logsumexp,
+            1e-5,
+            1e-5,
+        ),
         ("var0", |a, x, k| a.var(x, k, 0), |v| var(v, 0), 1e-4, 1e-5),
-        ("std0", |a, x, k| a.std(x, k, 0), |v| var(v, 0).sqrt(), 1e-4, 1e-5),
+        (
+            "std0",
+            |a, x, k| a.std(x, k, 0),
+            |v| var(v, 0).sqrt(),
+            1e-4,
+            1e-5,
+        ),
         ("var1", |a, x, k| a.var(x, k, 1), |v| var(v, 1), 1e-4, 1e-5),
-        ("std1", |a, x, k| a.std(x, k, 1), |v| var(v, 1).sqrt(), 1e-4, 1e-5),
+        (
+            "std1",
+            |a, x, k| a.std(x, k, 1),
+            |v| var(v, 1).sqrt(),
+            1e-4,
+            1e-5,
+        ),
     ]
 }
 
@@ -64,17 +103,26 @@ fn check_reductions(x: &Nd, axes: &[usize], mlx_axes: Axes, keepdims: bool) {
         }
         let got = op(&a, mlx_axes.clone(), keepdims).unwrap();
         let want = x.reduce(axes, keepdims, reference);
-        assert_close(&got, &want, rtol, atol, &format!("{name} over {mlx_axes:?} keepdims={keepdims}"));
+        assert_close(
+            &got,
+            &want,
+            rtol,
+            atol,
+            &format!("{name} over {mlx_axes:?} keepdims={keepdims}"),
+        );
     }
 }
 
 /// Values in `0.5..1.5` with a random sign, so that products stay moderate.
 fn moderate(s: impl Strategy<Value = Vec<usize>>) -> impl Strategy<Value = Nd> {
-    nd_in(s, -1.0, 1.0).prop_map(|x| x.map(|v| if v < 0.0 { v - 0.5 } else { v + 0.5 }).f32_exact())
+    nd_in(s, -1.0, 1.0).prop_map(|x| {
+        x.map(|v| if v < 0.0 { v - 0.5 } else { v + 0.5 })
+            .f32_exact()
+    })
 }
 
 proptest! {
-    #![proptest_config(cases(40))]
+    #![proptest_config(cases(64))]
 
     #[test]
     fn reductions_over_every_axis(x in moderate(shape_min(1, 4, 4)), keepdims in any::<bool>()) {
@@ -204,8 +252,14 @@ proptest! {
 #[test]
 fn all_and_any() {
     let x = Array::from_slice(&[true, false, true, true, true, true], &[2, 3]).unwrap();
-    assert_eq!(x.all(1, false).unwrap().to_vec::<bool>().unwrap(), [false, true]);
-    assert_eq!(x.any(0, false).unwrap().to_vec::<bool>().unwrap(), [true, true, true]);
+    assert_eq!(
+        x.all(1, false).unwrap().to_vec::<bool>().unwrap(),
+        [false, true]
+    );
+    assert_eq!(
+        x.any(0, false).unwrap().to_vec::<bool>().unwrap(),
+        [true, true, true]
+    );
     assert!(!x.all(Axes::All, false).unwrap().item::<bool>().unwrap());
     assert_eq!(x.all(Axes::All, true).unwrap().shape().dims(), [1, 1]);
 }

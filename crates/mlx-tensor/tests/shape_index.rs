@@ -19,7 +19,10 @@ fn python_slice(n: usize, start: i32, stop: Option<i32>, step: usize) -> Vec<usi
     let n = n as i32;
     let norm = |i: i32| if i < 0 { (i + n).max(0) } else { i.min(n) };
     let (b, e) = (norm(start), norm(stop.unwrap_or(n)));
-    (b.max(0)..e.max(b)).step_by(step).map(|i| i as usize).collect()
+    (b.max(0)..e.max(b))
+        .step_by(step)
+        .map(|i| i as usize)
+        .collect()
 }
 
 /// `x` with the indices of `axis` replaced by `picks` (a gather).
@@ -41,7 +44,7 @@ fn shape_and_axis(min_rank: usize) -> impl Strategy<Value = (Nd, usize)> {
 }
 
 proptest! {
-    #![proptest_config(cases(40))]
+    #![proptest_config(cases(64))]
 
     #[test]
     fn reshape_transpose_swap_move(
@@ -155,7 +158,8 @@ proptest! {
         // Split `want` (whose axis is `total` long) into equal parts, then at indices.
         let wa = want.to_array();
         let t = want.shape[axis];
-        if t % parts == 0 {
+        let remainder = t % parts;
+        if remainder == 0 {
             let pieces = wa.split(parts as i32, axis as i32).unwrap();
             prop_assert_eq!(pieces.len(), parts);
             let len = t / parts;
@@ -278,7 +282,8 @@ proptest! {
         let idx = Array::from_slice(&picks.iter().map(|&p| p as u32).collect::<Vec<_>>(), &[picks.len() as i32]).unwrap();
         assert_close(&a.take(&idx, Some(axis as i32)).unwrap(), &gather_axis(&x, axis, &picks), 0.0, 0.0, "take");
         // Indices of rank 2 insert two axes.
-        if picks.len() % 2 == 0 {
+        let odd = picks.len() % 2;
+        if odd == 0 {
             let idx2 = idx.reshape(&[2, -1]).unwrap();
             let got = a.take(&idx2, Some(axis as i32)).unwrap();
             let mut s = x.shape.clone();

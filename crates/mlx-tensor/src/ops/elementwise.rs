@@ -170,13 +170,8 @@ impl Array {
     #[track_caller]
     pub fn scalar_like(&self, value: f64) -> Result<Array> {
         let dtype = self.dtype();
-        let target = if dtype.is_float() {
-            dtype
-        } else if value.fract() == 0.0 && dtype != Dtype::Bool {
-            dtype
-        } else {
-            Dtype::F32
-        };
+        let keep = dtype.is_float() || (value.fract() == 0.0 && dtype != Dtype::Bool);
+        let target = if keep { dtype } else { Dtype::F32 };
         Array::scalar_as(value, target)
     }
 

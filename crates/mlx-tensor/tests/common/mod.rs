@@ -55,9 +55,20 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Vec<usize> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
-            let da = if i + a.len() >= n { a[i + a.len() - n] } else { 1 };
-            let db = if i + b.len() >= n { b[i + b.len() - n] } else { 1 };
-            assert!(da == db || da == 1 || db == 1, "{a:?} and {b:?} do not broadcast");
+            let da = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
+            assert!(
+                da == db || da == 1 || db == 1,
+                "{a:?} and {b:?} do not broadcast"
+            );
             da.max(db)
         })
         .collect()
@@ -67,7 +78,10 @@ impl Nd {
     /// An array from a shape and its data.
     pub fn new(shape: &[usize], data: Vec<f64>) -> Nd {
         assert_eq!(numel(shape), data.len(), "shape {shape:?}");
-        Nd { shape: shape.to_vec(), data }
+        Nd {
+            shape: shape.to_vec(),
+            data,
+        }
     }
 
     /// An array from `f32` data.
@@ -120,6 +134,11 @@ impl Nd {
         Nd::new(&self.shape, self.data.iter().map(|&x| f(x)).collect())
     }
 
+    /// Element-wise map that also sees the multi-index.
+    pub fn map_index(&self, f: impl Fn(&[usize], f64) -> f64) -> Nd {
+        Nd::from_fn(&self.shape, |idx| f(idx, self.at(idx)))
+    }
+
     /// The values rounded to `f32` (what an `f32` array of them holds).
     pub fn f32_exact(&self) -> Nd {
         self.map(|v| f64::from(v as f32))
@@ -141,7 +160,9 @@ impl Nd {
     /// Reduces `axes` with `f`, which sees the reduced elements in row-major
     /// order of the reduced axes.
     pub fn reduce(&self, axes: &[usize], keepdims: bool, f: impl Fn(&[f64]) -> f64) -> Nd {
-        let kept: Vec<usize> = (0..self.shape.len()).filter(|a| !axes.contains(a)).collect();
+        let kept: Vec<usize> = (0..self.shape.len())
+            .filter(|a| !axes.contains(a))
+            .collect();
         let kept_shape: Vec<usize> = kept.iter().map(|&a| self.shape[a]).collect();
         let red_shape: Vec<usize> = axes.iter().map(|&a| self.shape[a]).collect();
         let mut out = Vec::with_capacity(numel(&kept_shape));
@@ -208,7 +229,12 @@ impl Nd {
 pub fn read(a: &Array) -> Vec<f64> {
     match a.dtype() {
         Dtype::F64 => a.to_vec::<f64>().unwrap(),
-        _ => a.to_vec::<f32>().unwrap().into_iter().map(f64::from).collect(),
+        _ => a
+            .to_vec::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
     }
 }
 
@@ -233,7 +259,10 @@ pub fn assert_values(actual: &[f64], expected: &[f64], rtol: f64, atol: f64, wha
         } else {
             (a - e).abs() <= atol + rtol * e.abs()
         };
-        assert!(ok, "{what}: element {i}: got {a}, expected {e}\n got {actual:?}\nwant {expected:?}");
+        assert!(
+            ok,
+            "{what}: element {i}: got {a}, expected {e}\n got {actual:?}\nwant {expected:?}"
+        );
     }
 }
 
@@ -248,7 +277,11 @@ pub fn shape(max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize
 }
 
 /// Shapes of rank `min_rank..=max_rank` with dimensions `1..=max_dim`.
-pub fn shape_min(min_rank: usize, max_rank: usize, max_dim: usize) -> impl Strategy<Value = Vec<usize>> {
+pub fn shape_min(
+    min_rank: usize,
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = Vec<usize>> {
     prop::collection::vec(1..=max_dim, min_rank..=max_rank)
 }
 
@@ -267,7 +300,16 @@ pub fn nd_in(
 /// Two shapes that broadcast together: a random output shape with some
 /// dimensions set to 1 and some leading dimensions dropped in each operand.
 pub fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
-    shape(4, 4)
+    broadcast_pair_up_to(4, 4)
+}
+
+/// Like [`broadcast_pair`] with outputs of rank `0..=max_rank` and
+/// dimensions `1..=max_dim`.
+pub fn broadcast_pair_up_to(
+    max_rank: usize,
+    max_dim: usize,
+) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    shape(max_rank, max_dim)
         .prop_flat_map(|out| {
             let r = out.len();
             (
@@ -301,7 +343,11 @@ pub fn broadcast_nds(lo: f32, hi: f32) -> impl Strategy<Value = (Nd, Nd)> {
 
 /// Proptest settings with `cases` cases and no persisted failure files.
 pub fn cases(cases: u32) -> ProptestConfig {
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 /// The error function: its Taylor series for |x| <= 3, a continued fraction
