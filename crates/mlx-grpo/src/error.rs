@@ -199,6 +199,55 @@ pub enum Error {
         /// Completions in the batch.
         completions: usize,
     },
+
+    /// An input of the GRPO loss has a shape that does not fit the others.
+    #[error("GRPO loss input `{input}` has shape {shape:?}; expected {expected}")]
+    LossInputShape {
+        /// The input, as named in `LossInputs`.
+        input: &'static str,
+        /// Its shape.
+        shape: Vec<i32>,
+        /// The shape it must have, with the input that fixes it.
+        expected: String,
+    },
+
+    /// An input of the GRPO loss is unusable for a reason other than its
+    /// shape (a non-float dtype, a negative token count).
+    #[error("GRPO loss input `{input}` is invalid: {reason}")]
+    InvalidLossInput {
+        /// The input, as named in `LossInputs`.
+        input: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// The loss configuration needs an input that was not given.
+    #[error("GRPO loss input `{input}` is required: {reason}")]
+    MissingLossInput {
+        /// The input, as named in `LossInputs`.
+        input: &'static str,
+        /// The setting that needs it.
+        reason: String,
+    },
+
+    /// An advantage given to the loss is NaN or infinite. Advantages from
+    /// `advantages::compute_advantages` are always finite (TRL turns NaN
+    /// advantages into 0 there); one reaching the loss would make it NaN.
+    #[error("advantage {index} is {value}; the GRPO loss needs finite advantages")]
+    NonFiniteAdvantage {
+        /// Position of the advantage in the micro-batch (row-major).
+        index: usize,
+        /// The value.
+        value: f32,
+    },
+
+    /// The outputs handed to `LossOutput::from_outputs` do not match the
+    /// layout they were produced with.
+    #[error("loss outputs do not match their layout: {message}")]
+    LossOutputLayout {
+        /// What does not match.
+        message: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -42,6 +42,7 @@ pub mod advantages;
 pub mod config;
 pub mod dataset;
 pub mod error;
+pub mod loss;
 pub mod rewards;
 
 pub use error::{Error, Result};
