@@ -199,3 +199,17 @@ impl Error {
         }
     }
 }
+
+/// Lets closures given to `mlx_nn::value_and_grad` (losses built from
+/// models and scores of this crate) use `?` on this crate's results: array
+/// and module errors keep their type, anything else becomes
+/// [`mlx_nn::Error::Closure`] with its message.
+impl From<Error> for mlx_nn::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Tensor(e) => mlx_nn::Error::Tensor(e),
+            Error::Nn(e) => e,
+            other => mlx_nn::Error::Closure(other.to_string()),
+        }
+    }
+}

@@ -13,6 +13,17 @@
 //!   calls and answer.
 //! - [`vocab::VocabTokenizerBuilder`] builds small word- or character-level
 //!   tokenizers for toy models.
+//!
+//! And the model side:
+//!
+//! - [`Model`] ([`Qwen3`] or [`Qwen3Moe`]) implements [`LanguageModel`]:
+//!   logits or hidden states for token ids, with an optional caller-owned
+//!   [`cache`] per layer, or for a left-padded batch.
+//! - [`loader::load_model`] reads a Hugging Face model directory (single
+//!   file or shards), validating every tensor first; [`loader::save_model`]
+//!   writes the same layout back.
+//! - [`score::score`] gives per-token log-probabilities (and entropies) of
+//!   completions, differentiably, for RL losses.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -24,6 +35,7 @@ pub mod loader;
 pub mod model;
 pub mod models;
 mod pyformat;
+pub mod score;
 pub mod special_tokens;
 mod strftime;
 mod template_env;
@@ -35,7 +47,9 @@ pub mod vocab;
 pub use chat_template::{ChatTemplate, ChatTemplateOptions};
 pub use detokenizer::StreamingDetokenizer;
 pub use error::{Error, Result};
+pub use loader::{SaveOptions, load_model, save_model};
 pub use model::LanguageModel;
+pub use models::{Model, ModelConfig, Qwen3, Qwen3Config, Qwen3Moe, Qwen3MoeConfig};
 pub use special_tokens::SpecialTokens;
 pub use template_set::ChatTemplates;
 pub use tokenizer::Tokenizer;

@@ -1,5 +1,26 @@
-//! Hugging Face checkpoint directories: loading, validation and saving.
+//! Hugging Face checkpoint directories: loading with validation, saving in
+//! the same layout, and random models for tests and benchmarks.
+//!
+//! ```no_run
+//! use mlx_lm::loader::{load_model, save_model, SaveOptions};
+//! use mlx_tensor::Dtype;
+//! # fn main() -> mlx_lm::Result<()> {
+//! let model = load_model("Qwen3-0.6B", Some(Dtype::BF16))?;
+//! let options = SaveOptions { source_dir: Some("Qwen3-0.6B".into()), ..SaveOptions::default() };
+//! save_model(&model, "my-finetune", &options)?;
+//! # Ok(()) }
+//! ```
 
+mod files;
+mod load;
 pub(crate) mod problem;
+mod random;
+mod save;
+mod validate;
 
+pub use load::{load_config, load_model};
 pub use problem::CheckpointProblem;
+pub use random::{random_model, tiny_qwen3_config, tiny_qwen3_moe_config, write_random_checkpoint};
+pub use save::{
+    COMPANION_FILES, DEFAULT_MAX_SHARD_BYTES, SaveOptions, save_checkpoint, save_model,
+};

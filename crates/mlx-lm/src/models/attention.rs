@@ -1,0 +1,112 @@
+//! Grouped-query self-attention with per-head RMS-normalised queries and
+//! keys and rotary positions (the Qwen3 attention block).
+
+use mlx_nn::layers::{Linear, LinearConfig, RmsNorm};
+use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_tensor::{Array, fast};
+
+use super::rope::RopeSettings;
+use crate::Result;
+use crate::cache::{AttentionMask, LayerCache, PositionOffset};
+
+/// Shapes and settings of an attention block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttentionDims {
+    pub hidden: i32,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub eps: f32,
+    pub bias: bool,
+    pub rope: RopeSettings,
+}
+
+/// `o_proj(sdpa(rope(q_norm(q_proj x)), rope(k_norm(k_proj x)), v_proj x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    q_norm: RmsNorm,
+    k_norm: RmsNorm,
+    dims: AttentionDims,
+}
+
+impl Attention {
+    pub(crate) fn new(dims: AttentionDims, vb: &VarBuilder) -> Result<Self> {
+        let AttentionDims {
+            hidden,
+            heads,
+            kv_heads,
+            head_dim,
+            eps,
+            bias,
+            ..
+        } = dims;
+        Ok(Attention {
+            q_proj: LinearConfig::new(hidden, heads * head_dim, bias).init(&vb.pp("q_proj"))?,
+            k_proj: LinearConfig::new(hidden, kv_heads * head_dim, bias).init(&vb.pp("k_proj"))?,
+            v_proj: LinearConfig::new(hidden, kv_heads * head_dim, bias).init(&vb.pp("v_proj"))?,
+            o_proj: LinearConfig::new(heads * head_dim, hidden, bias).init(&vb.pp("o_proj"))?,
+            q_norm: RmsNorm::new(head_dim, eps, &vb.pp("q_norm"))?,
+            k_norm: RmsNorm::new(head_dim, eps, &vb.pp("k_norm"))?,
+            dims,
+        })
+    }
+
+    /// `x: [B, L, hidden]`; `positions` is where the `L` tokens start.
+    pub(crate) fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Array> {
+        let shape = x.shape();
+        let (b, l) = (shape[0], shape[1]);
+        let d = self.dims;
+        let split_heads =
+            |t: Array, n: i32| -> Result<Array> { Ok(t.reshape(&[b, l, n, d.head_dim])?) };
+        let q = self
+            .q_norm
+            .forward(&split_heads(self.q_proj.forward(x)?, d.heads)?)?
+            .transpose(&[0, 2, 1, 3])?;
+        let k = self
+            .k_norm
+            .forward(&split_heads(self.k_proj.forward(x)?, d.kv_heads)?)?
+            .transpose(&[0, 2, 1, 3])?;
+        let v = split_heads(self.v_proj.forward(x)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?;
+        let q = positions.rope(&q, d.head_dim, false, d.rope.base, d.rope.scale)?;
+        let k = positions.rope(&k, d.head_dim, false, d.rope.base, d.rope.scale)?;
+        let (k, v) = match cache {
+            Some(c) => c.update_and_fetch(&k, &v)?,
+            None => (k, v),
+        };
+        let scale = (d.head_dim as f32).powf(-0.5);
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, mask.as_sdpa())?;
+        let out = out
+            .transpose(&[0, 2, 1, 3])?
+            .reshape(&[b, l, d.heads * d.head_dim])?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+impl Module for Attention {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        v.child("q_proj", &self.q_proj);
+        v.child("k_proj", &self.k_proj);
+        v.child("v_proj", &self.v_proj);
+        v.child("o_proj", &self.o_proj);
+        v.child("q_norm", &self.q_norm);
+        v.child("k_norm", &self.k_norm);
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.child("q_proj", &mut self.q_proj);
+        v.child("k_proj", &mut self.k_proj);
+        v.child("v_proj", &mut self.v_proj);
+        v.child("o_proj", &mut self.o_proj);
+        v.child("q_norm", &mut self.q_norm);
+        v.child("k_norm", &mut self.k_norm);
+    }
+}

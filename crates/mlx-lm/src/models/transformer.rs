@@ -1,0 +1,311 @@
+//! The decoder stack shared by Qwen3 and Qwen3-MoE: embeddings, pre-norm
+//! blocks (attention + dense or sparse feed-forward), final norm, LM head.
+
+use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
+use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_tensor::{Array, Dtype};
+
+use super::attention::{Attention, AttentionDims};
+use super::moe::{MoeDims, SparseMoe};
+use crate::cache::{AttentionMask, BatchKVCache, KVCache, LayerCache, PositionOffset, causal_mask};
+use crate::{Error, Result};
+
+/// The feed-forward half of a block.
+#[derive(Debug, Clone)]
+pub(crate) enum FeedForward {
+    /// `down(silu(gate(x)) * up(x))`.
+    Dense(SwiGlu),
+    /// Routed experts.
+    Sparse(SparseMoe),
+}
+
+impl FeedForward {
+    fn forward(&self, x: &Array) -> Result<(Array, Option<Array>)> {
+        match self {
+            FeedForward::Dense(m) => Ok((m.forward(x)?, None)),
+            FeedForward::Sparse(m) => {
+                let (y, logits) = m.forward(x)?;
+                Ok((y, Some(logits)))
+            }
+        }
+    }
+}
+
+impl Module for FeedForward {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        match self {
+            FeedForward::Dense(m) => m.visit(v),
+            FeedForward::Sparse(m) => m.visit(v),
+        }
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        match self {
+            FeedForward::Dense(m) => m.visit_mut(v),
+            FeedForward::Sparse(m) => m.visit_mut(v),
+        }
+    }
+}
+
+/// What kind of feed-forward block layer `i` has.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FeedForwardKind {
+    Dense { intermediate: i32 },
+    Sparse(MoeDims),
+}
+
+/// One pre-norm block.
+#[derive(Debug, Clone)]
+pub(crate) struct DecoderLayer {
+    self_attn: Attention,
+    mlp: FeedForward,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(attn: AttentionDims, ff: FeedForwardKind, vb: &VarBuilder) -> Result<Self> {
+        let mlp = match ff {
+            FeedForwardKind::Dense { intermediate } => {
+                FeedForward::Dense(SwiGlu::new(attn.hidden, intermediate, &vb.pp("mlp"))?)
+            }
+            FeedForwardKind::Sparse(dims) => {
+                FeedForward::Sparse(SparseMoe::new(dims, &vb.pp("mlp"))?)
+            }
+        };
+        Ok(DecoderLayer {
+            self_attn: Attention::new(attn, &vb.pp("self_attn"))?,
+            mlp,
+            input_layernorm: RmsNorm::new(attn.hidden, attn.eps, &vb.pp("input_layernorm"))?,
+            post_attention_layernorm: RmsNorm::new(
+                attn.hidden,
+                attn.eps,
+                &vb.pp("post_attention_layernorm"),
+            )?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<(Array, Option<Array>)> {
+        let h = x.add(&self.self_attn.forward(
+            &self.input_layernorm.forward(x)?,
+            mask,
+            positions,
+            cache,
+        )?)?;
+        let (r, router) = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        Ok((h.add(&r)?, router))
+    }
+}
+
+impl Module for DecoderLayer {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        v.child("self_attn", &self.self_attn);
+        v.child("mlp", &self.mlp);
+        v.child("input_layernorm", &self.input_layernorm);
+        v.child("post_attention_layernorm", &self.post_attention_layernorm);
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.child("self_attn", &mut self.self_attn);
+        v.child("mlp", &mut self.mlp);
+        v.child("input_layernorm", &mut self.input_layernorm);
+        v.child(
+            "post_attention_layernorm",
+            &mut self.post_attention_layernorm,
+        );
+    }
+}
+
+/// Everything needed to build a [`Transformer`].
+#[derive(Debug, Clone)]
+pub(crate) struct TransformerDims {
+    pub vocab: i32,
+    pub attention: AttentionDims,
+    pub layers: Vec<FeedForwardKind>,
+    pub tie_word_embeddings: bool,
+}
+
+/// The hidden states of a forward pass and the router logits of its
+/// sparse layers (when asked for).
+pub(crate) struct ForwardOutput {
+    pub hidden: Array,
+    pub router_logits: Vec<Array>,
+}
+
+/// Embeddings, blocks, final norm and (untied) LM head, with Hugging Face
+/// parameter names (`model.embed_tokens.weight`, `model.layers.0.…`,
+/// `model.norm.weight`, `lm_head.weight`).
+#[derive(Debug, Clone)]
+pub(crate) struct Transformer {
+    embed_tokens: Embedding,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    lm_head: Option<Linear>,
+    vocab: i32,
+}
+
+impl Transformer {
+    pub(crate) fn new(dims: &TransformerDims, vb: &VarBuilder) -> Result<Self> {
+        let hidden = dims.attention.hidden;
+        let model = vb.pp("model");
+        let layers_vb = model.pp("layers");
+        let layers = dims
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, &ff)| DecoderLayer::new(dims.attention, ff, &layers_vb.pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if dims.tie_word_embeddings {
+            None
+        } else {
+            Some(LinearConfig::new(hidden, dims.vocab, false).init(&vb.pp("lm_head"))?)
+        };
+        Ok(Transformer {
+            embed_tokens: Embedding::new(dims.vocab, hidden, &model.pp("embed_tokens"))?,
+            layers,
+            norm: RmsNorm::new(hidden, dims.attention.eps, &model.pp("norm"))?,
+            lm_head,
+            vocab: dims.vocab,
+        })
+    }
+
+    pub(crate) fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub(crate) fn vocab_size(&self) -> i32 {
+        self.vocab
+    }
+
+    pub(crate) fn dtype(&self) -> Dtype {
+        self.embed_tokens.weight.value.dtype()
+    }
+
+    /// Runs the blocks. `left_padding` (without a cache) masks each row's
+    /// leading padding and starts its positions after it; with a cache, the
+    /// cache decides masks and positions.
+    pub(crate) fn run(
+        &self,
+        tokens: &Array,
+        cache: Option<&mut [LayerCache]>,
+        left_padding: Option<&[i32]>,
+        want_router_logits: bool,
+    ) -> Result<ForwardOutput> {
+        let shape = tokens.shape();
+        if shape.ndim() != 2 {
+            return Err(Error::InvalidInput {
+                message: format!("tokens must be [batch, length], got {}", tokens.describe()),
+            });
+        }
+        let (batch, len) = (shape[0], shape[1]);
+        if let Some(p) = left_padding
+            && (p.len() != batch as usize || p.iter().any(|&x| x < 0 || x > len))
+        {
+            return Err(Error::InvalidInput {
+                message: format!("left padding {p:?} does not fit tokens of shape {shape}"),
+            });
+        }
+        let mut h = self.embed_tokens.forward(tokens)?;
+        let mut router_logits = Vec::new();
+        match cache {
+            Some(caches) => {
+                if caches.len() != self.layers.len() {
+                    return Err(Error::InvalidCache {
+                        message: format!(
+                            "{} layer caches given for {} layers",
+                            caches.len(),
+                            self.layers.len()
+                        ),
+                    });
+                }
+                if left_padding.is_some() {
+                    return Err(Error::InvalidInput {
+                        message:
+                            "left padding with a cache: give the padding to a batch cache instead"
+                                .into(),
+                    });
+                }
+                let first = caches.first().ok_or_else(|| Error::InvalidCache {
+                    message: "no layer caches".into(),
+                })?;
+                let mask = first.make_mask(len)?;
+                for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
+                    let positions = cache.position_offset()?;
+                    let (out, router) = layer.forward(&h, &mask, &positions, Some(cache))?;
+                    h = out;
+                    if want_router_logits {
+                        router_logits.extend(router);
+                    }
+                }
+            }
+            None => {
+                let (mask, positions) = match left_padding {
+                    Some(p) if p.iter().any(|&x| x > 0) => {
+                        let offsets: Vec<i32> = p.iter().map(|x| -x).collect();
+                        (
+                            AttentionMask::Array(causal_mask(len, 0, None, Some(p))?),
+                            PositionOffset::PerRow(Array::from_slice(&offsets, &[batch])?),
+                        )
+                    }
+                    _ => (AttentionMask::for_prompt(len), PositionOffset::Scalar(0)),
+                };
+                for layer in &self.layers {
+                    let (out, router) = layer.forward(&h, &mask, &positions, None)?;
+                    h = out;
+                    if want_router_logits {
+                        router_logits.extend(router);
+                    }
+                }
+            }
+        }
+        Ok(ForwardOutput {
+            hidden: self.norm.forward(&h)?,
+            router_logits,
+        })
+    }
+
+    /// Hidden states to logits: the tied embedding or the LM head.
+    pub(crate) fn logits(&self, hidden: &Array) -> Result<Array> {
+        match &self.lm_head {
+            Some(head) => Ok(head.forward(hidden)?),
+            None => Ok(self.embed_tokens.as_linear(hidden)?),
+        }
+    }
+
+    pub(crate) fn new_cache(&self) -> Vec<LayerCache> {
+        (0..self.layers.len())
+            .map(|_| LayerCache::Kv(KVCache::new()))
+            .collect()
+    }
+
+    pub(crate) fn new_batch_cache(&self, left_padding: &[i32]) -> Vec<LayerCache> {
+        (0..self.layers.len())
+            .map(|_| LayerCache::Batch(BatchKVCache::new(left_padding)))
+            .collect()
+    }
+}
+
+impl Module for Transformer {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        v.child("model.embed_tokens", &self.embed_tokens);
+        v.children("model.layers", &self.layers);
+        v.child("model.norm", &self.norm);
+        if let Some(head) = &self.lm_head {
+            v.child("lm_head", head);
+        }
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.child("model.embed_tokens", &mut self.embed_tokens);
+        v.children("model.layers", &mut self.layers);
+        v.child("model.norm", &mut self.norm);
+        if let Some(head) = &mut self.lm_head {
+            v.child("lm_head", head);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Per-token log-probabilities (and entropies) of completions under a model.
+//!
+//! For each completion token `t` at position `i`, the score is
+//! `log_softmax(logits_{i-1} / temperature)[t]`, the quantity GRPO's loss
+//! differentiates: everything here is built from array operations, so
+//! gradients flow through it. The log-softmax is never materialised over the
+//! whole vocabulary for all positions at once: logits are computed for a
+//! chunk of positions at a time in `f32`, reduced with `logsumexp`, and the
+//! completion token's logit is picked with `take_along_axis`.
+
+use mlx_tensor::{Array, Dtype, concatenate};
+
+use crate::{Error, LanguageModel, Result};
+
+/// How [`score`] and [`score_tokens`] compute.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreOptions {
+    /// Logits are divided by this before the log-softmax (1 = unchanged).
+    pub temperature: f32,
+    /// Whether to compute each position's entropy too.
+    pub entropies: bool,
+    /// Roughly how many token positions (batch rows × positions) get their
+    /// full-vocabulary logits at a time.
+    pub chunk_tokens: i32,
+}
+
+/// The default of [`ScoreOptions::chunk_tokens`].
+pub const DEFAULT_CHUNK_TOKENS: i32 = 1024;
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions {
+            temperature: 1.0,
+            entropies: false,
+            chunk_tokens: DEFAULT_CHUNK_TOKENS,
+        }
+    }
+}
+
+/// Scores of a batch of completions, all `[B, C]` with `C` the longest
+/// completion.
+#[derive(Debug, Clone)]
+pub struct TokenScores {
+    /// `log p(token)` per completion position (`f32`).
+    pub logprobs: Array,
+    /// The entropy of each position's distribution (`f32`), when asked for.
+    pub entropies: Option<Array>,
+    /// 1 at real completion tokens, 0 at padding (`f32`).
+    pub mask: Array,
+}
+
+/// A batch of (prompt, completion) pairs laid out for one forward pass:
+/// prompts left-padded to the longest prompt, completions right-padded to
+/// the longest completion.
+#[derive(Debug, Clone)]
+pub struct ScoreBatch {
+    /// `[B, P + C]` token ids (`u32`).
+    pub tokens: Array,
+    /// Padding before each row's prompt.
+    pub left_padding: Vec<i32>,
+    /// `C`, the completion width.
+    pub completion_width: i32,
+    /// `[B, C]`: 1 at real completion tokens.
+    pub mask: Array,
+}
+
+impl ScoreBatch {
+    /// Lays out `pairs` with `pad_id` as padding. Every prompt needs at
+    /// least one token (the first completion token is predicted from it).
+    pub fn new(pairs: &[(&[u32], &[u32])], pad_id: u32) -> Result<Self> {
+        if pairs.is_empty() {
+            return Err(Error::InvalidInput {
+                message: "no (prompt, completion) pairs to score".into(),
+            });
+        }
+        if let Some(i) = pairs.iter().position(|(p, _)| p.is_empty()) {
+            return Err(Error::InvalidInput {
+                message: format!("pair {i} has an empty prompt"),
+            });
+        }
+        let prompt_width = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let completion_width = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+        let width = prompt_width + completion_width;
+        let mut tokens = Vec::with_capacity(pairs.len() * width);
+        let mut mask = Vec::with_capacity(pairs.len() * completion_width);
+        let mut left_padding = Vec::with_capacity(pairs.len());
+        for (prompt, completion) in pairs {
+            let pad = prompt_width - prompt.len();
+            left_padding.push(pad as i32);
+            tokens.extend(std::iter::repeat_n(pad_id, pad));
+            tokens.extend_from_slice(prompt);
+            tokens.extend_from_slice(completion);
+            tokens.extend(std::iter::repeat_n(
+                pad_id,
+                completion_width - completion.len(),
+            ));
+            mask.extend(std::iter::repeat_n(1.0f32, completion.len()));
+            mask.extend(std::iter::repeat_n(
+                0.0f32,
+                completion_width - completion.len(),
+            ));
+        }
+        let rows = pairs.len() as i32;
+        Ok(ScoreBatch {
+            tokens: Array::from_slice(&tokens, &[rows, width as i32])?,
+            left_padding,
+            completion_width: completion_width as i32,
+            mask: Array::from_slice(&mask, &[rows, completion_width as i32])?,
+        })
+    }
+}
+
+/// Scores every completion of `batch` under `model` (see the module docs).
+pub fn score<M: LanguageModel>(
+    model: &M,
+    batch: &ScoreBatch,
+    options: &ScoreOptions,
+) -> Result<TokenScores> {
+    let (logprobs, entropies) = score_tokens(
+        model,
+        &batch.tokens,
+        &batch.left_padding,
+        batch.completion_width,
+        options,
+    )?;
+    Ok(TokenScores {
+        logprobs,
+        entropies,
+        mask: batch.mask.clone(),
+    })
+}
+
+/// The array-level form of [`score`]: `tokens` is `[B, T]` with row `i`
+/// left-padded by `left_padding[i]`, and the last `completion_width`
+/// positions of each row are scored. Returns `[B, completion_width]`
+/// log-probabilities and, if asked for, entropies.
+pub fn score_tokens<M: LanguageModel>(
+    model: &M,
+    tokens: &Array,
+    left_padding: &[i32],
+    completion_width: i32,
+    options: &ScoreOptions,
+) -> Result<(Array, Option<Array>)> {
+    let shape = tokens.shape();
+    if shape.ndim() != 2 {
+        return Err(Error::InvalidInput {
+            message: format!("tokens must be [batch, length], got {}", tokens.describe()),
+        });
+    }
+    let (rows, total) = (shape[0], shape[1]);
+    if completion_width < 0 || completion_width >= total {
+        return Err(Error::InvalidInput {
+            message: format!(
+                "cannot score {completion_width} completion positions of {total}-token rows (at least one prompt token is needed)"
+            ),
+        });
+    }
+    if options.temperature <= 0.0 || !options.temperature.is_finite() {
+        return Err(Error::InvalidInput {
+            message: format!("temperature must be positive, got {}", options.temperature),
+        });
+    }
+    let hidden = model.forward_hidden_padded(tokens, left_padding)?;
+    let start = total - completion_width;
+    let hidden = hidden.slice_axis(1, start - 1, Some(total - 1), 1)?;
+    let targets = tokens.slice_axis(1, start, None, 1)?;
+    let step = (options.chunk_tokens / rows.max(1)).max(1);
+    let mut logprob_parts = Vec::new();
+    let mut entropy_parts = Vec::new();
+    let mut from = 0;
+    while from < completion_width {
+        let to = (from + step).min(completion_width);
+        let h = hidden.slice_axis(1, from, Some(to), 1)?;
+        let t = targets.slice_axis(1, from, Some(to), 1)?;
+        let (lp, ent) = chunk_scores(model, &h, &t, options)?;
+        logprob_parts.push(lp);
+        entropy_parts.extend(ent);
+        from = to;
+    }
+    if logprob_parts.is_empty() {
+        let empty = Array::zeros(&[rows, 0], Dtype::F32)?;
+        return Ok((empty.clone(), options.entropies.then_some(empty)));
+    }
+    let logprobs = join(&logprob_parts)?;
+    let entropies = if options.entropies {
+        Some(join(&entropy_parts)?)
+    } else {
+        None
+    };
+    Ok((logprobs, entropies))
+}
+
+fn join(parts: &[Array]) -> Result<Array> {
+    if parts.len() == 1 {
+        return Ok(parts[0].clone());
+    }
+    let refs: Vec<&Array> = parts.iter().collect();
+    Ok(concatenate(&refs, 1)?)
+}
+
+/// Log-probabilities (and entropies) of `targets: [B, n]` from hidden
+/// states `[B, n, hidden]`.
+fn chunk_scores<M: LanguageModel>(
+    model: &M,
+    hidden: &Array,
+    targets: &Array,
+    options: &ScoreOptions,
+) -> Result<(Array, Option<Array>)> {
+    let mut logits = model.logits_from_hidden(hidden)?.as_type(Dtype::F32)?;
+    if options.temperature != 1.0 {
+        logits = logits.div_scalar(f64::from(options.temperature))?;
+    }
+    let lse = logits.logsumexp(-1, true)?;
+    let picked = logits.take_along_axis(&targets.expand_dims(&[-1])?, -1)?;
+    let logprobs = picked.subtract(&lse)?.squeeze(&[-1])?;
+    let entropies = if options.entropies {
+        let probs = logits.subtract(&lse)?.exp()?;
+        let expected_logit = probs.multiply(&logits)?.sum(-1, true)?;
+        Some(lse.subtract(&expected_logit)?.squeeze(&[-1])?)
+    } else {
+        None
+    };
+    Ok((logprobs, entropies))
+}
