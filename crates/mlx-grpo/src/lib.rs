@@ -44,5 +44,21 @@ pub mod dataset;
 pub mod error;
 pub mod loss;
 pub mod rewards;
+pub mod trainer;
+
+/// What a GRPO training program usually needs, in one import.
+pub mod prelude {
+    pub use crate::config::GrpoConfig;
+    pub use crate::dataset::{Dataset, Prompt, Row};
+    pub use crate::rewards::{
+        AccuracyReward, Completion, FinishReason, FormatReward, RewardFunction, RewardInput, RewardSet,
+    };
+    pub use crate::trainer::{TrainOutput, Trainer, TrainerCallback};
+    pub use crate::{Error, Result};
+    pub use mlx_lm::loader::load_model;
+    pub use mlx_lm::models::Model;
+    pub use mlx_lm::{LanguageModel, Tokenizer};
+    pub use mlx_tensor::{Array, Dtype};
+}
 
 pub use error::{Error, Result};

@@ -1,0 +1,122 @@
+//! Micro-batches: completions laid out as arrays for the loss.
+
+use std::collections::BTreeMap;
+
+use mlx_lm::models::Model;
+use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
+use mlx_tensor::Array;
+
+use crate::config::GrpoConfig;
+use crate::rewards::FinishReason;
+use crate::trainer::rollout::RolloutSample;
+use crate::{Error, Result};
+
+/// One micro-batch of completions, ready for the loss.
+#[derive(Debug, Clone)]
+pub struct MicroBatch {
+    /// Prompts and completions laid out for scoring (left-padded prompts,
+    /// right-padded completions).
+    pub layout: ScoreBatch,
+    /// `[B, T]` loss mask: the completion mask, all zeros for truncated
+    /// completions when `mask_truncated_completions`.
+    pub mask: Array,
+    /// `[B]` advantages.
+    pub advantages: Array,
+    /// `[B, T]` log-probabilities when the batch was generated (when the
+    /// policy may have moved since: `num_iterations > 1` or more generation
+    /// micro-steps than accumulation steps).
+    pub old_logps: Option<Array>,
+    /// `[B, T]` reference-model log-probabilities (when `beta != 0`).
+    pub ref_logps: Option<Array>,
+    /// Loss tokens in the whole generation batch (TRL's `num_items_in_batch`).
+    pub num_items_in_batch: f64,
+}
+
+impl MicroBatch {
+    /// Builds the micro-batch of completion slots `part`, computing old and
+    /// reference log-probabilities as the config requires.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        part: &[usize],
+        samples: &[RolloutSample],
+        advantages: &[f32],
+        pad_id: u32,
+        num_items_in_batch: f64,
+        config: &GrpoConfig,
+        model: &Model,
+        ref_model: Option<&Model>,
+    ) -> Result<Self> {
+        let mut pairs = Vec::with_capacity(part.len());
+        let mut adv = Vec::with_capacity(part.len());
+        let mut truncated = Vec::with_capacity(part.len());
+        for &i in part {
+            let s = samples.get(i).ok_or_else(|| Error::InvalidConfig { message: format!("micro-batch slot {i} of {}", samples.len()) })?;
+            pairs.push((s.prompt_ids.as_slice(), s.completion_ids.as_slice()));
+            adv.push(advantages.get(i).copied().unwrap_or(0.0));
+            truncated.push(s.finish_reason == FinishReason::Length);
+        }
+        let layout = ScoreBatch::new(&pairs, pad_id)?;
+        let mask = if config.mask_truncated_completions && truncated.iter().any(|&t| t) {
+            let keep: Vec<f32> = truncated.iter().map(|&t| if t { 0.0 } else { 1.0 }).collect();
+            let keep = Array::from_slice(&keep, &[keep.len() as i32, 1])?;
+            layout.mask.multiply(&keep)?
+        } else {
+            layout.mask.clone()
+        };
+        let advantages = Array::from_slice(&adv, &[adv.len() as i32])?;
+        let options = ScoreOptions { temperature: config.temperature as f32, ..Default::default() };
+        let old_logps = if config.needs_old_logps() {
+            let s = score(model, &layout, &options)?;
+            let lp = s.logprobs.stop_gradient()?;
+            lp.eval()?;
+            Some(lp)
+        } else {
+            None
+        };
+        let ref_logps = match ref_model {
+            Some(r) if config.beta != 0.0 => {
+                let s = score(r, &layout, &options)?;
+                let lp = s.logprobs.stop_gradient()?;
+                lp.eval()?;
+                Some(lp)
+            }
+            _ => None,
+        };
+        Ok(MicroBatch { layout, mask, advantages, old_logps, ref_logps, num_items_in_batch })
+    }
+}
+
+/// TRL's completion metrics of a generation batch:
+/// `completions/mean_length|min_length|max_length|clipped_ratio` and the
+/// lengths of the completions that terminated.
+pub fn completion_metrics(samples: &[RolloutSample]) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    if samples.is_empty() {
+        return out;
+    }
+    let lengths: Vec<f64> = samples.iter().map(|s| s.completion_ids.len() as f64).collect();
+    let n = lengths.len() as f64;
+    out.insert("completions/mean_length".into(), lengths.iter().sum::<f64>() / n);
+    out.insert("completions/min_length".into(), lengths.iter().copied().fold(f64::INFINITY, f64::min));
+    out.insert("completions/max_length".into(), lengths.iter().copied().fold(0.0, f64::max));
+    let clipped = samples.iter().filter(|s| s.finish_reason == FinishReason::Length).count() as f64;
+    out.insert("completions/clipped_ratio".into(), clipped / n);
+    let terminated: Vec<f64> = samples
+        .iter()
+        .filter(|s| s.finish_reason == FinishReason::Stop)
+        .map(|s| s.completion_ids.len() as f64)
+        .collect();
+    let (mean, min, max) = if terminated.is_empty() {
+        (0.0, 0.0, 0.0)
+    } else {
+        (
+            terminated.iter().sum::<f64>() / terminated.len() as f64,
+            terminated.iter().copied().fold(f64::INFINITY, f64::min),
+            terminated.iter().copied().fold(0.0, f64::max),
+        )
+    };
+    out.insert("completions/mean_terminated_length".into(), mean);
+    out.insert("completions/min_terminated_length".into(), min);
+    out.insert("completions/max_terminated_length".into(), max);
+    out
+}

@@ -1,0 +1,147 @@
+//! Rollouts: prompts rendered to token ids, `num_generations` completions
+//! sampled for each, decoded and parsed for the reward functions.
+
+use mlx_lm::tools::parse_completion;
+use mlx_lm::{ChatTemplateOptions, Tokenizer};
+
+use crate::dataset::{Prompt, Row};
+use crate::rewards::{Completion, FinishReason, RewardInput, ToolCall, ToolCallStatus};
+use crate::{Error, Result};
+
+/// One sampled completion with what training needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutSample {
+    /// Index of the prompt's row in the dataset.
+    pub row_index: usize,
+    /// Prompt token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Completion token ids (the EOS token included when generated).
+    pub completion_ids: Vec<u32>,
+    /// `log_softmax(logits / temperature)[token]` at sampling time, per
+    /// completion token (TRL's sampling log-probabilities).
+    pub sampling_logps: Vec<f32>,
+    /// Why generation stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// Renders a dataset prompt to token ids: conversations through the chat
+/// template with the generation prompt, text as is.
+pub fn render_prompt(tokenizer: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    match prompt {
+        Prompt::Text(text) => Ok(tokenizer.encode(text, false)?),
+        Prompt::Messages(messages) => {
+            let values = messages
+                .iter()
+                .map(serde_json::to_value)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::InvalidConfig { message: format!("prompt messages: {e}") })?;
+            let options = ChatTemplateOptions { add_generation_prompt: true, ..Default::default() };
+            let text = tokenizer.apply_chat_template(&values, &options)?;
+            Ok(tokenizer.encode(&text, false)?)
+        }
+    }
+}
+
+/// Decodes and parses a completion for the reward functions.
+pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Completion> {
+    let raw_text = tokenizer.decode(&sample.completion_ids, true)?;
+    let parsed = parse_completion(&raw_text);
+    Ok(Completion {
+        text: parsed.text,
+        raw_text,
+        thinking: parsed.thinking,
+        tool_calls: parsed.tool_calls.into_iter().map(ToolCall::from).collect(),
+        num_tokens: sample.completion_ids.len(),
+        finish_reason: sample.finish_reason,
+    })
+}
+
+/// The reward inputs of a set of samples.
+pub fn reward_inputs(tokenizer: &Tokenizer, rows: &[Row], samples: &[RolloutSample]) -> Result<Vec<RewardInput>> {
+    samples
+        .iter()
+        .map(|s| {
+            let row = rows.get(s.row_index).ok_or_else(|| Error::InvalidConfig {
+                message: format!("rollout refers to dataset row {} of {}", s.row_index, rows.len()),
+            })?;
+            Ok(RewardInput {
+                prompt: row.prompt.clone(),
+                completion: to_completion(tokenizer, s)?,
+                answer: row.answer.clone(),
+                extra: row.extra.clone(),
+            })
+        })
+        .collect()
+}
+
+impl From<mlx_lm::ToolCall> for ToolCall {
+    fn from(call: mlx_lm::ToolCall) -> Self {
+        let status = match call.status {
+            mlx_lm::ToolCallStatus::Ok => ToolCallStatus::Ok,
+            mlx_lm::ToolCallStatus::MissingName => ToolCallStatus::MissingName,
+            mlx_lm::ToolCallStatus::InvalidJson { message } => ToolCallStatus::InvalidJson { message },
+            other => ToolCallStatus::InvalidJson { message: format!("{other:?}") },
+        };
+        ToolCall { name: call.name, arguments: call.arguments, status, raw: call.raw }
+    }
+}
+
+/// Samples `config.num_generations` completions for each prompt in one
+/// batch (`prompts.len() × G` rows sharing each prompt's prefill), with the
+/// sampler settings of the config and keys derived from `seed`. Samples come
+/// grouped by prompt (`[a, a, b, b]` for G = 2), as the advantages expect.
+pub fn generate<M: mlx_lm::LanguageModel>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    row_indices: &[usize],
+    prompts: &[Vec<u32>],
+    config: &crate::config::GrpoConfig,
+    seed: u64,
+) -> Result<Vec<RolloutSample>> {
+    use mlx_lm::generate::{generate_batch, BatchOptions, FinishReason as LmFinish};
+    use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
+
+    let sampler = SamplerConfig {
+        temperature: config.temperature,
+        top_p: if config.top_p < 1.0 { config.top_p } else { 0.0 },
+        top_k: config.top_k,
+        min_p: config.min_p.unwrap_or(0.0),
+        ..Default::default()
+    };
+    let processors = LogitsProcessorConfig {
+        repetition_penalty: (config.repetition_penalty != 1.0).then_some(config.repetition_penalty),
+        ..Default::default()
+    };
+    let options = BatchOptions {
+        num_generations: config.num_generations,
+        max_tokens: config.max_completion_length,
+        sampler,
+        processors,
+        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
+        logprob_temperature: Some(config.temperature),
+        pad_token_id: tokenizer.pad_token_id().or(tokenizer.eos_token_id()).unwrap_or(0),
+        ..Default::default()
+    };
+    let mut rng = RandomState::from_seed(seed)?;
+    let output = generate_batch(model, prompts, &options, &mut rng)?;
+    output
+        .completions
+        .into_iter()
+        .map(|c| {
+            let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
+            let row_index = row_indices.get(c.prompt_index).copied().ok_or_else(|| Error::InvalidConfig {
+                message: format!("generation returned prompt index {}", c.prompt_index),
+            })?;
+            Ok(RolloutSample {
+                row_index,
+                prompt_ids,
+                completion_ids: c.tokens,
+                sampling_logps: c.logprobs,
+                finish_reason: match c.finish_reason {
+                    LmFinish::Stop => FinishReason::Stop,
+                    LmFinish::Length => FinishReason::Length,
+                },
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,171 @@
+//! End-to-end trainer tests on a tiny random model: exact resume, atomic
+//! checkpoints, frozen parameters, and clear errors for bad inputs.
+
+use std::path::{Path, PathBuf};
+
+use mlx_grpo::config::{GrpoConfig, LossType};
+use mlx_grpo::dataset::{Dataset, Prompt, Row};
+use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
+use mlx_grpo::trainer::checkpoint::{read_trainer_state, CheckpointManager, TrainerState};
+use mlx_grpo::trainer::Trainer;
+use mlx_grpo::Error;
+use mlx_lm::loader::{load_model, random_model};
+use mlx_lm::models::Model;
+use mlx_lm::models::{ModelConfig, Qwen3Config};
+use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::Tokenizer;
+use mlx_nn::ModuleExt;
+use mlx_tensor::Dtype;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mlx-grpo-trainer-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tokenizer() -> Tokenizer {
+    VocabTokenizerBuilder::char_level("0123456789+=".chars()).pad("<pad>").eos("<|endoftext|>").build().unwrap()
+}
+
+fn model(tok: &Tokenizer) -> Model {
+    let config: Qwen3Config = serde_json::from_value(serde_json::json!({
+        "vocab_size": tok.vocab_size(), "hidden_size": 32, "intermediate_size": 64,
+        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
+        "rope_theta": 10000.0, "max_position_embeddings": 32, "tie_word_embeddings": true
+    }))
+    .unwrap();
+    random_model(&ModelConfig::Qwen3(config), 7, Dtype::F32).unwrap()
+}
+
+fn dataset() -> Dataset {
+    let rows = (0..12u32)
+        .map(|i| Row {
+            prompt: Prompt::Text(format!("{}+{}=", i % 5, i / 5)),
+            answer: Some((i % 5 + i / 5).to_string()),
+            extra: Default::default(),
+        })
+        .collect();
+    Dataset::from_rows(rows, "sums").unwrap()
+}
+
+fn config(dir: &Path, steps: i64) -> GrpoConfig {
+    let mut cfg = GrpoConfig::default();
+    cfg.output_dir = dir.to_path_buf();
+    cfg.num_generations = 4;
+    cfg.per_device_train_batch_size = 8;
+    cfg.max_completion_length = 3;
+    cfg.learning_rate = 1e-2;
+    cfg.loss_type = LossType::Dapo;
+    cfg.max_steps = steps;
+    cfg.logging_steps = 1;
+    cfg.save_steps = 2;
+    cfg.seed = 3;
+    cfg
+}
+
+fn rewards() -> RewardSet {
+    let mut set = RewardSet::new();
+    set.add(AccuracyReward::default()).unwrap();
+    set
+}
+
+fn losses(history: &[mlx_grpo::trainer::LogRecord]) -> Vec<f64> {
+    history.iter().map(|r| r.metrics["loss"]).collect()
+}
+
+#[test]
+fn resume_continues_the_exact_trajectory() {
+    let tok = tokenizer();
+    let straight_dir = scratch("straight");
+    let mut straight = Trainer::new(config(&straight_dir, 4), model(&tok), tok.clone(), dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
+    let full = straight.train().unwrap();
+
+    let resumed_dir = scratch("resumed");
+    let mut first = Trainer::new(config(&resumed_dir, 2), model(&tok), tok.clone(), dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
+    first.train().unwrap();
+    let mut cfg = config(&resumed_dir, 4);
+    cfg.resume_from_checkpoint = Some(resumed_dir.join("checkpoint-2"));
+    let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards()).unwrap().with_progress(false);
+    let resumed = second.train().unwrap();
+
+    assert_eq!(losses(&full.log_history), losses(&resumed.log_history));
+    let a = straight.model().parameters();
+    let b = second.model().parameters();
+    for (name, p) in &a {
+        assert_eq!(p.to_vec::<f32>().unwrap(), b[name].to_vec::<f32>().unwrap(), "{name} differs after resume");
+    }
+}
+
+#[test]
+fn interrupted_save_keeps_the_previous_checkpoint() {
+    let dir = scratch("atomic");
+    let tok = tokenizer();
+    let mut trainer =
+        Trainer::new(config(&dir, 2), model(&tok), tok.clone(), dataset(), rewards()).unwrap().with_progress(false);
+    trainer.train().unwrap();
+    let good = dir.join("checkpoint-2");
+    assert!(good.join("trainer_state.json").is_file());
+
+    // A save that dies half-way (the writer fails after writing some files).
+    let manager = CheckpointManager::new(&dir, None);
+    let state = read_trainer_state(&good).unwrap();
+    let failed = manager.save(4, &TrainerState { global_step: 4, ..state.clone() }, |tmp| {
+        std::fs::write(tmp.join("model.safetensors"), b"half").unwrap();
+        Err(Error::InvalidConfig { message: "killed".into() })
+    });
+    assert!(failed.is_err());
+    // A process killed mid-save leaves its temporary directory behind.
+    std::fs::create_dir_all(dir.join(".tmp-checkpoint-6-999999")).unwrap();
+    std::fs::write(dir.join(".tmp-checkpoint-6-999999/model.safetensors"), b"partial").unwrap();
+
+    assert_eq!(manager.latest().unwrap(), Some(good.clone()));
+    let reloaded = load_model(good.join("model"), Some(Dtype::F32)).unwrap();
+    assert_eq!(reloaded.parameter_names(), trainer.model().parameter_names());
+}
+
+#[test]
+fn frozen_parameters_do_not_move() {
+    let dir = scratch("frozen");
+    let tok = tokenizer();
+    let mut m = model(&tok);
+    m.freeze_path("model.embed_tokens");
+    let before = m.parameters();
+    let mut trainer = Trainer::new(config(&dir, 1), m, tok, dataset(), rewards()).unwrap().with_progress(false);
+    trainer.train_step().unwrap();
+    let after = trainer.model().parameters();
+    let mut moved = 0;
+    for (name, p) in &before {
+        let same = p.to_vec::<f32>().unwrap() == after[name].to_vec::<f32>().unwrap();
+        if name.starts_with("model.embed_tokens") {
+            assert!(same, "{name} is frozen but changed");
+        } else if !same {
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "no trainable parameter changed");
+}
+
+#[test]
+fn nan_rewards_empty_dataset_and_bad_counts_are_clear_errors() {
+    let dir = scratch("errors");
+    let tok = tokenizer();
+
+    let mut nan = RewardSet::new();
+    nan.add(per_sample("always_nan", |_: &RewardInput| f32::NAN)).unwrap();
+    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok.clone(), dataset(), nan).unwrap().with_progress(false);
+    let err = trainer.train_step().unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("nan") || err.contains("scor"), "{err}");
+
+    assert!(Dataset::from_rows(Vec::new(), "empty").is_err());
+
+    let mut wrong = RewardSet::new();
+    wrong.add(mlx_grpo::rewards::reward_fn("short", |_: &[RewardInput]| Ok(vec![1.0]))).unwrap();
+    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok, dataset(), wrong).unwrap().with_progress(false);
+    let err = trainer.train_step().unwrap_err().to_string();
+    assert!(err.contains("short"), "{err}");
+}
