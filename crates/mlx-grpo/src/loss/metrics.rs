@@ -29,7 +29,10 @@ pub mod names {
     pub const VESPO_PHI_SEQ_MEAN: &str = "vespo/phi_seq_mean";
     /// The loss before the entropy bonus (and before the accumulation divisor).
     pub const POLICY_LOSS: &str = "policy_loss";
-    /// The entropy coefficient applied.
+    /// The entropy coefficient applied to this micro-batch. TRL logs the
+    /// controller's current coefficient at optimiser-step boundaries instead;
+    /// the two differ only under adaptive control, where the trainer should
+    /// log [`EntropyControl::coef`](crate::loss::EntropyControl::coef).
     pub const ENTROPY_COEF: &str = "entropy_coef";
 }
 
