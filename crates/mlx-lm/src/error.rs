@@ -185,6 +185,23 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+
+    /// A sampling or logits-processing setting is out of range.
+    #[error("invalid sampling setting `{parameter}`: {message}")]
+    InvalidSampling {
+        /// The setting's name (as mlx-lm's `make_sampler` and
+        /// `make_logits_processors` call it).
+        parameter: &'static str,
+        /// What is wrong with its value.
+        message: String,
+    },
+
+    /// Generation options or inputs are unusable.
+    #[error("invalid generation request: {message}")]
+    InvalidGeneration {
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Result type of this crate's fallible functions.

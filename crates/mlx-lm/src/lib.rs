@@ -24,17 +24,25 @@
 //!   writes the same layout back.
 //! - [`score::score`] gives per-token log-probabilities (and entropies) of
 //!   completions, differentiably, for RL losses.
+//! - [`sample`] has mlx-lm's logits processors and samplers, with explicit
+//!   random keys that reproduce mlx-lm's seeded draws.
+//! - [`generate`] streams tokens and text for one sequence and generates
+//!   batches of completions (with sampler and TRL-style log-probabilities)
+//!   for RL rollouts; [`chat::chat`] answers a conversation.
 #![deny(missing_docs)]
 
 pub mod cache;
+pub mod chat;
 pub mod chat_template;
 pub mod detokenizer;
 pub mod error;
 mod files;
+pub mod generate;
 pub mod loader;
 pub mod model;
 pub mod models;
 mod pyformat;
+pub mod sample;
 pub mod score;
 pub mod special_tokens;
 mod strftime;

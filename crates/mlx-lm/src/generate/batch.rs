@@ -1,0 +1,366 @@
+//! Generating many completions in one batch over a left-padded cache.
+
+use std::time::Instant;
+
+use mlx_tensor::{Array, Dtype, async_eval, concatenate, eval, memory};
+
+use super::batch_types::{BatchOptions, BatchOutput, Completion};
+use super::options::FinishReason;
+use super::stats::GenerationStats;
+use super::stop::{StopMatcher, StopSequences, StopState};
+use crate::cache::LayerCache;
+use crate::error::{Error, Result};
+use crate::model::LanguageModel;
+use crate::sample::{RandomState, SamplerConfig, TokenHistory, logprobs, sample_rows};
+
+/// The queued step of every live row.
+struct Pending {
+    tokens: Array,
+    sampler_logprobs: Array,
+    logprobs: Array,
+}
+
+impl Pending {
+    fn arrays(&self) -> [&Array; 3] {
+        [&self.tokens, &self.sampler_logprobs, &self.logprobs]
+    }
+
+    fn take_rows(&self, rows: &Array) -> Result<Pending> {
+        Ok(Pending {
+            tokens: self.tokens.take(rows, Some(0))?,
+            sampler_logprobs: self.sampler_logprobs.take(rows, Some(0))?,
+            logprobs: self.logprobs.take(rows, Some(0))?,
+        })
+    }
+}
+
+/// A live row: the completion it writes and its per-row state.
+struct Row {
+    completion: Completion,
+    sampler: SamplerConfig,
+    history: Option<TokenHistory>,
+    stops: StopMatcher,
+}
+
+/// Generates `num_generations` completions for each prompt, all in one
+/// batch.
+///
+/// The prompts are left-padded to a common length and prefilled once each
+/// (in chunks of `prefill_step_size` positions, all but their last token);
+/// the cache is then repeated `num_generations` times per prompt, so a group
+/// shares its prompt's prefill. Decoding runs one step ahead (the next step
+/// is queued with `async_eval` before the current tokens are read back).
+/// A completion ends at an end-of-sequence id, at a stop sequence or after
+/// `max_tokens` tokens; finished rows are removed from the batch (and from
+/// the cache) at once, so they stop costing compute.
+///
+/// Random draws take keys from `rng`: one categorical draw for the whole
+/// batch per step when every row shares the sampler settings (plus one
+/// uniform draw when XTC is on), otherwise one per row, in row order.
+/// Greedy completions equal single-sequence greedy generation.
+pub fn generate_batch<M: LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    options: &BatchOptions,
+    rng: &mut RandomState,
+) -> Result<BatchOutput> {
+    let start = Instant::now();
+    validate(model, prompts, options)?;
+    let g = options.num_generations;
+    let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    let padding: Vec<i32> = prompts.iter().map(|p| (max_len - p.len()) as i32).collect();
+    let mut cache = model.new_batch_cache(&padding)?;
+    prefill(model, prompts, options, max_len, &mut cache)?;
+    let expand: Vec<usize> = (0..prompts.len())
+        .flat_map(|p| std::iter::repeat_n(p, g))
+        .collect();
+    if g > 1 {
+        filter_cache(&mut cache, &expand)?;
+    }
+
+    let stops = StopSequences::new(
+        &options
+            .eos_token_ids
+            .iter()
+            .map(|&t| vec![t])
+            .chain(options.stop_sequences.iter().cloned())
+            .collect::<Vec<_>>(),
+    );
+    let mut rows = Vec::with_capacity(expand.len());
+    for (r, &p) in expand.iter().enumerate() {
+        let prompt = &prompts[p];
+        let history = if options.processors.is_active() {
+            Some(TokenHistory::from_tokens(
+                &prompt[..prompt.len() - 1],
+                options.processors.context_window(),
+            )?)
+        } else {
+            None
+        };
+        let sampler = match &options.prompt_samplers {
+            Some(s) => s[p].clone(),
+            None => options.sampler.clone(),
+        };
+        rows.push(Row {
+            completion: Completion {
+                prompt_index: p,
+                generation_index: r % g,
+                tokens: Vec::new(),
+                sampler_logprobs: Vec::new(),
+                logprobs: Vec::new(),
+                finish_reason: FinishReason::Length,
+                stop_tokens: 0,
+            },
+            sampler,
+            history,
+            stops: stops.matcher(),
+        });
+    }
+
+    let mut engine = Engine {
+        model,
+        cache,
+        options,
+        inv_temperature: 1.0 / options.scoring_temperature(),
+    };
+    let last: Vec<u32> = expand
+        .iter()
+        .map(|&p| prompts[p][prompts[p].len() - 1])
+        .collect();
+    let mut pending = engine.step(
+        &Array::from_slice(&last, &[last.len() as i32])?,
+        &mut rows,
+        rng,
+    )?;
+    async_eval(&pending.arrays())?;
+
+    let mut finished = Vec::with_capacity(rows.len());
+    let mut first_tokens: Option<Instant> = None;
+    let mut steps = 0usize;
+    while !rows.is_empty() {
+        let current = pending;
+        let all_at_limit = rows
+            .iter()
+            .all(|r| r.completion.tokens.len() + 1 >= options.max_tokens);
+        let next = if all_at_limit {
+            None
+        } else {
+            let next = engine.step(&current.tokens, &mut rows, rng)?;
+            async_eval(&next.arrays())?;
+            Some(next)
+        };
+        eval(&current.arrays())?;
+        let tokens = current.tokens.to_vec::<u32>()?;
+        let sampler_lp = current.sampler_logprobs.to_vec::<f32>()?;
+        let trl_lp = current.logprobs.to_vec::<f32>()?;
+        first_tokens.get_or_insert_with(Instant::now);
+
+        let mut keep = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter_mut().enumerate() {
+            let c = &mut row.completion;
+            c.tokens.push(tokens[i]);
+            c.sampler_logprobs.push(sampler_lp[i]);
+            c.logprobs.push(trl_lp[i]);
+            let mut done = c.tokens.len() >= options.max_tokens;
+            if let StopState::Matched(len) = row.stops.advance(tokens[i]) {
+                c.finish_reason = FinishReason::Stop;
+                c.stop_tokens = len;
+                done = true;
+            }
+            if !done {
+                keep.push(i);
+            }
+        }
+        if keep.len() < rows.len() {
+            let mut kept = Vec::with_capacity(keep.len());
+            for (i, row) in rows.into_iter().enumerate() {
+                if keep.binary_search(&i).is_ok() {
+                    kept.push(row);
+                } else {
+                    finished.push(row.completion);
+                }
+            }
+            rows = kept;
+            if !rows.is_empty() {
+                filter_cache(&mut engine.cache, &keep)?;
+            }
+        }
+        if rows.is_empty() {
+            break;
+        }
+        let Some(next) = next else {
+            return Err(Error::InvalidGeneration {
+                message: "rows left after the last step".into(),
+            });
+        };
+        pending = if keep.len() < tokens.len() {
+            let index: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
+            next.take_rows(&Array::from_slice(&index, &[index.len() as i32])?)?
+        } else {
+            next
+        };
+        steps += 1;
+        if steps.is_multiple_of(512) {
+            memory::clear_cache();
+        }
+    }
+    let end = Instant::now();
+    let first = first_tokens.unwrap_or(end);
+    finished.sort_by_key(|c| (c.prompt_index, c.generation_index));
+    let generation_tokens = finished.iter().map(Completion::len).sum();
+    Ok(BatchOutput {
+        completions: finished,
+        stats: GenerationStats {
+            prompt_tokens: prompts.iter().map(Vec::len).sum(),
+            prompt_time: first.saturating_duration_since(start),
+            generation_tokens,
+            generation_time: end.saturating_duration_since(first),
+            peak_memory: memory::peak_memory(),
+        },
+    })
+}
+
+fn validate<M: LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    options: &BatchOptions,
+) -> Result<()> {
+    let bad = |message: String| Err(Error::InvalidGeneration { message });
+    if prompts.is_empty() {
+        return bad("no prompts".into());
+    }
+    if let Some(i) = prompts.iter().position(Vec::is_empty) {
+        return bad(format!("prompt {i} is empty"));
+    }
+    if options.num_generations == 0 {
+        return bad("num_generations must be positive".into());
+    }
+    if options.max_tokens == 0 {
+        return bad("max_tokens must be positive".into());
+    }
+    if options.prefill_step_size == 0 {
+        return bad("prefill_step_size must be positive".into());
+    }
+    let t = options.scoring_temperature();
+    if !(t.is_finite() && t > 0.0) {
+        return bad(format!("logprob_temperature must be positive, got {t}"));
+    }
+    let vocab = model.vocab_size();
+    if let Some(s) = &options.prompt_samplers {
+        if s.len() != prompts.len() {
+            return bad(format!(
+                "{} prompt samplers for {} prompts",
+                s.len(),
+                prompts.len()
+            ));
+        }
+        for cfg in s {
+            cfg.validate(vocab)?;
+        }
+    }
+    options.sampler.validate(vocab)?;
+    options.processors.validate(vocab)?;
+    Ok(())
+}
+
+/// Runs every prompt but its last token through the model, left-padded.
+fn prefill<M: LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    options: &BatchOptions,
+    max_len: usize,
+    cache: &mut [LayerCache],
+) -> Result<()> {
+    let width = max_len - 1;
+    if width == 0 {
+        return Ok(());
+    }
+    let mut padded = Vec::with_capacity(prompts.len() * width);
+    for p in prompts {
+        padded.extend(std::iter::repeat_n(options.pad_token_id, max_len - p.len()));
+        padded.extend_from_slice(&p[..p.len() - 1]);
+    }
+    let all = Array::from_slice(&padded, &[prompts.len() as i32, width as i32])?;
+    let mut at = 0;
+    while at < width {
+        let n = options.prefill_step_size.min(width - at);
+        let chunk = all.slice_axis(1, at as i32, Some((at + n) as i32), 1)?;
+        model.forward_hidden(&chunk, Some(cache))?;
+        let state: Vec<&Array> = cache.iter().flat_map(LayerCache::arrays).collect();
+        eval(&state)?;
+        memory::clear_cache();
+        at += n;
+    }
+    Ok(())
+}
+
+/// Keeps `rows` (in that order, repeats allowed) of every layer's cache.
+fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
+    for layer in cache.iter_mut() {
+        match layer {
+            LayerCache::Batch(c) => c.filter(rows)?,
+            _ => {
+                return Err(Error::InvalidGeneration {
+                    message: "batch generation needs the model's batch caches".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The model, its cache and what every step needs.
+struct Engine<'a, M: LanguageModel> {
+    model: &'a M,
+    cache: Vec<LayerCache>,
+    options: &'a BatchOptions,
+    inv_temperature: f64,
+}
+
+impl<M: LanguageModel> Engine<'_, M> {
+    /// Builds one decoding step for the live rows' last tokens (`[R]`).
+    fn step(&mut self, input: &Array, rows: &mut [Row], rng: &mut RandomState) -> Result<Pending> {
+        let r = rows.len() as i32;
+        let logits = self
+            .model
+            .forward(&input.reshape(&[r, 1])?, Some(&mut self.cache))?;
+        let vocab = logits.dim(-1).unwrap_or(0);
+        let logits = logits.reshape(&[r, vocab])?;
+        let processed = if self.options.processors.is_active() {
+            let mut out = Vec::with_capacity(rows.len());
+            for (i, row) in rows.iter_mut().enumerate() {
+                let i = i as i32;
+                let mut x = logits.slice_axis(0, i, Some(i + 1), 1)?;
+                if let Some(history) = &mut row.history {
+                    history.push(&input.slice_axis(0, i, Some(i + 1), 1)?)?;
+                    x = self.options.processors.apply(&history.tokens()?, &x)?;
+                }
+                out.push(x);
+            }
+            let refs: Vec<&Array> = out.iter().collect();
+            concatenate(&refs, 0)?
+        } else {
+            logits.clone()
+        };
+        let lp = logprobs(&processed)?;
+        let configs: Vec<&SamplerConfig> = rows.iter().map(|row| &row.sampler).collect();
+        let tokens = sample_rows(&configs, &lp, rng)?;
+        let index = tokens.reshape(&[r, 1])?;
+        let sampler_logprobs = lp
+            .take_along_axis(&index, -1)?
+            .as_type(Dtype::F32)?
+            .reshape(&[r])?;
+        let scaled = logits
+            .as_type(Dtype::F32)?
+            .mul_scalar(self.inv_temperature)?;
+        let logprobs = scaled
+            .log_softmax(-1, true)?
+            .take_along_axis(&index, -1)?
+            .reshape(&[r])?;
+        Ok(Pending {
+            tokens,
+            sampler_logprobs,
+            logprobs,
+        })
+    }
+}
