@@ -85,12 +85,18 @@ ArrayPtr array_from_bytes(rust::Slice<const std::uint8_t> data,
                     [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
 }
 
+// Scalars are built already evaluated on the host (no lazy conversion op):
+// an op on the CPU stream inside a GPU graph would make the GPU wait for the
+// CPU at every use. Floats go through `float` as MLX Python's scalars do.
 ArrayPtr array_scalar_f64(double value, DType dtype) {
-  return wrap(mx::astype(array(value, mx::float64), to_mlx(dtype), mx::Device::cpu));
+  auto t = to_mlx(dtype);
+  if (t == mx::float64) return wrap(array(value, t));
+  if (mx::issubdtype(t, mx::floating)) return wrap(array(static_cast<float>(value), t));
+  return wrap(array(value, t));
 }
 
 ArrayPtr array_scalar_i64(std::int64_t value, DType dtype) {
-  return wrap(mx::astype(array(value, mx::int64), to_mlx(dtype), mx::Device::cpu));
+  return wrap(array(value, to_mlx(dtype)));
 }
 
 ArrayPtr array_clone(const array& a) { return std::make_unique<array>(a); }
