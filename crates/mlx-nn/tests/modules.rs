@@ -627,3 +627,58 @@ fn compiled_functions_match_and_see_parameter_updates() {
     fn is_module<M: Module>(_: &M) {}
     is_module(&model);
 }
+
+#[test]
+fn cross_entropy_ignore_index_masks_and_weighted_mean_counts_valid_targets() {
+    let logits = randn(&[4, 5], 21, Dtype::F32);
+    let targets = Array::from_slice(&[2i32, -100, 4, -100], &[4]).unwrap();
+    let per = CrossEntropy::new(Reduction::None)
+        .ignore_index(-100)
+        .loss(&logits, &targets, None)
+        .unwrap();
+    let per = f32s(&per);
+    assert_eq!((per[1], per[3]), (0.0, 0.0));
+    // The kept rows equal the loss of the same rows alone.
+    let kept = Array::from_slice(&[2i32, 4], &[2]).unwrap();
+    let rows = mlx_tensor::concatenate(
+        &[
+            &logits.narrow(0, 0, 1).unwrap(),
+            &logits.narrow(0, 2, 1).unwrap(),
+        ],
+        0,
+    )
+    .unwrap();
+    let alone = f32s(
+        &CrossEntropy::new(Reduction::None)
+            .loss(&rows, &kept, None)
+            .unwrap(),
+    );
+    assert_eq!((per[0], per[2]), (alone[0], alone[1]));
+    // Mean counts all rows, WeightedMean only the valid ones.
+    let mean = CrossEntropy::new(Reduction::Mean)
+        .ignore_index(-100)
+        .loss(&logits, &targets, None)
+        .unwrap();
+    let valid = CrossEntropy::new(Reduction::WeightedMean)
+        .ignore_index(-100)
+        .loss(&logits, &targets, None)
+        .unwrap();
+    let sum = f64::from(alone[0]) + f64::from(alone[1]);
+    assert!((f64::from(mean.item::<f32>().unwrap()) - sum / 4.0).abs() < 1e-6);
+    assert!((f64::from(valid.item::<f32>().unwrap()) - sum / 2.0).abs() < 1e-6);
+    // An explicit mask does the same as the ignored index.
+    let mask = Array::from_slice(&[true, false, true, false], &[4]).unwrap();
+    let safe = Array::from_slice(&[2i32, 0, 4, 0], &[4]).unwrap();
+    let masked = CrossEntropy::new(Reduction::WeightedMean)
+        .loss(&logits, &safe, Some(&mask))
+        .unwrap();
+    assert_eq!(masked.item::<f32>().unwrap(), valid.item::<f32>().unwrap());
+    // Mis-shaped targets are refused with both shapes.
+    let err = CrossEntropy::default()
+        .loss(&logits, &Array::zeros(&[3], Dtype::I32).unwrap(), None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("[3]") && err.to_string().contains("[4, 5]"),
+        "{err}"
+    );
+}
