@@ -11,7 +11,7 @@
 //!    `runs/grpo_arithmetic/`; the final model loads in `examples/generate.rs`.
 //!
 //! ```sh
-//! cargo run --release --example grpo_arithmetic [-- --steps 120 --seed 0 --output runs/grpo_arithmetic]
+//! cargo run --release --example grpo_arithmetic [-- --sft-steps 400 --steps 250 --lr 2e-4 --seed 0 --output runs/grpo_arithmetic]
 //! ```
 
 use std::path::PathBuf;
@@ -33,19 +33,24 @@ use mlx_nn::value_and_grad;
 use mlx_tensor::{Array, Axes, Dtype};
 
 /// Largest operand.
-const MAX_OPERAND: u32 = 49;
+const MAX_OPERAND: u32 = 29;
 /// Problems held out for evaluation.
-const HELD_OUT: usize = 200;
+const HELD_OUT: usize = 150;
 
 struct Args {
     sft_steps: usize,
     grpo_steps: usize,
     seed: u64,
     output: PathBuf,
+    learning_rate: f64,
+    temperature: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { sft_steps: 120, grpo_steps: 120, seed: 0, output: PathBuf::from("runs/grpo_arithmetic") };
+    let mut args = Args { sft_steps: 400, grpo_steps: 250, seed: 0, output: PathBuf::from("runs/grpo_arithmetic"),
+        learning_rate: 2e-4,
+        temperature: 0.8,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
@@ -54,6 +59,8 @@ fn parse_args() -> Result<Args, String> {
             "--steps" => args.grpo_steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--output" => args.output = PathBuf::from(value()?),
+            "--lr" => args.learning_rate = value()?.parse().map_err(|e| format!("--lr: {e}"))?,
+            "--temperature" => args.temperature = value()?.parse().map_err(|e| format!("--temperature: {e}"))?,
             "-h" | "--help" => {
                 return Err("usage: grpo_arithmetic [--sft-steps N] [--steps N] [--seed S] [--output DIR]".into())
             }
@@ -195,8 +202,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     cfg.per_device_train_batch_size = 64;
     cfg.gradient_accumulation_steps = 1;
     cfg.max_completion_length = 4;
-    cfg.temperature = 1.0;
-    cfg.learning_rate = 1e-3;
+    cfg.temperature = args.temperature;
+    cfg.learning_rate = args.learning_rate;
     cfg.loss_type = LossType::Dapo;
     cfg.beta = 0.0;
     cfg.max_steps = args.grpo_steps as i64;
