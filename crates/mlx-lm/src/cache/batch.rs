@@ -196,6 +196,11 @@ impl BatchKVCache {
 
     /// A causal mask `[B, 1, n, offset + n]` that also hides each row's padding.
     pub fn make_mask(&self, n: i32) -> Result<AttentionMask> {
+        // Without padding the batch is a plain cache: the fused causal mask
+        // (or none for one query) saves building an explicit mask.
+        if self.left_padding.iter().all(|&p| p == 0) {
+            return Ok(AttentionMask::for_prompt(n));
+        }
         Ok(AttentionMask::Array(causal_mask(
             n,
             self.idx,
@@ -207,6 +212,13 @@ impl BatchKVCache {
     /// Per-row rotary positions of the next token.
     pub fn position_offset(&self) -> Result<PositionOffset> {
         let offsets = self.offsets();
+        // Rows at the same position share one scalar offset (no array to
+        // build and copy to the device).
+        if let Some(&first) = offsets.first()
+            && offsets.iter().all(|&o| o == first)
+        {
+            return Ok(PositionOffset::Scalar(first));
+        }
         Ok(PositionOffset::PerRow(Array::from_slice(
             &offsets,
             &[offsets.len() as i32],

@@ -6,6 +6,7 @@
 
 mod attention;
 pub(crate) mod experts;
+mod fused;
 mod moe;
 mod qwen3;
 mod qwen3_moe;

@@ -6,6 +6,7 @@ use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, Dtype};
 
 use super::attention::{Attention, AttentionDims};
+use super::fused::swiglu;
 use super::moe::{MoeDims, SparseMoe};
 use crate::cache::{AttentionMask, BatchKVCache, KVCache, LayerCache, PositionOffset, causal_mask};
 use crate::{Error, Result};
@@ -22,7 +23,10 @@ pub(crate) enum FeedForward {
 impl FeedForward {
     fn forward(&self, x: &Array) -> Result<(Array, Option<Array>)> {
         match self {
-            FeedForward::Dense(m) => Ok((m.forward(x)?, None)),
+            FeedForward::Dense(m) => {
+                let gated = swiglu(&m.gate_proj.forward(x)?, &m.up_proj.forward(x)?)?;
+                Ok((m.down_proj.forward(&gated)?, None))
+            }
             FeedForward::Sparse(m) => {
                 let (y, logits) = m.forward(x)?;
                 Ok((y, Some(logits)))
@@ -235,8 +239,10 @@ impl Transformer {
                     message: "no layer caches".into(),
                 })?;
                 let mask = first.make_mask(len)?;
+                // Every layer's cache holds the same positions, so the
+                // offsets are derived once per forward pass, not per layer.
+                let positions = first.position_offset()?;
                 for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-                    let positions = cache.position_offset()?;
                     let (out, router) = layer.forward(&h, &mask, &positions, Some(cache))?;
                     h = out;
                     if want_router_logits {

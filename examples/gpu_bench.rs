@@ -1,0 +1,810 @@
+//! Throughput and memory of a Qwen3-0.6B-shaped model on the default MLX
+//! device (the GPU when there is one).
+//!
+//! The model is built in-process with random bf16 weights (hidden 1024,
+//! 28 layers, 16 query / 8 key-value heads of 128, SwiGLU 3072, vocabulary
+//! 151936, tied embeddings, rope base 1e6). Measured, each after a warm-up:
+//!
+//! - prompt processing (prefill) tokens/s at 128 and 512 prompt tokens;
+//! - decode tokens/s at batch 1 (prompt 128, 256 greedy tokens), with the
+//!   share of the bandwidth limit it reaches (weight bytes per token over
+//!   `--bandwidth`, 3.0 TB/s by default) and a split of one token's time into
+//!   host time (building the step's graph) and device time;
+//! - batch generation at 8 and 64 sequences (prompt 128, 256 greedy tokens
+//!   each, end-of-sequence ignored);
+//! - one GRPO step: 8 prompts × G = 8 completions of 256 sampled tokens,
+//!   rewards drawn at random, loss `dapo`, β = 0, one iteration, 8
+//!   micro-batches of 8 completions, AdamW (rollout, scoring, backward and
+//!   update, timed together), in completions/s;
+//!
+//! each with the peak memory MLX reports. A table goes to standard output
+//! and, with `--json PATH`, every figure to a JSON file (read by
+//! `scripts/gpu_compare.py`).
+//!
+//! ```sh
+//! cargo run --release --example gpu_bench -- --json bench.json
+//! # a small configuration for a quick check on the CPU:
+//! cargo run --release --example gpu_bench -- --layers 2 --quick
+//! ```
+//!
+//! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
+//! tokens everywhere), `--only a,b` (any of `prefill`, `decode`, `batch`,
+//! `vocab`, `grpo`), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
+//! MLX's compiler off: every fused element-wise piece runs op by op).
+
+use std::collections::BTreeMap;
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use mlx_grpo::config::GrpoConfig;
+use mlx_grpo::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
+use mlx_grpo::rewards::FinishReason;
+use mlx_grpo::trainer::{build_optimizer, MicroBatch, RolloutSample};
+use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
+use mlx_lm::loader::random_model;
+use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
+use mlx_lm::sample::{RandomState, SamplerConfig};
+use mlx_lm::score::{score_tokens, ScoreOptions};
+use mlx_lm::LanguageModel;
+use mlx_nn::optim::clip_grad_norm;
+use mlx_nn::{value_and_grad, ModuleExt, ParamMap};
+use mlx_tensor::{memory, Array, Device, Dtype};
+use serde_json::{json, Value};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Command-line settings.
+struct Args {
+    layers: i32,
+    vocab: i32,
+    quick: bool,
+    only: Option<Vec<String>>,
+    bandwidth_tb: f64,
+    json: Option<String>,
+    no_compile: bool,
+}
+
+fn parse_args() -> Res<Args> {
+    let mut args = Args {
+        layers: 28,
+        vocab: 151_936,
+        quick: false,
+        only: None,
+        bandwidth_tb: 3.0,
+        json: None,
+        no_compile: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--layers" => args.layers = value()?.parse()?,
+            "--vocab" => args.vocab = value()?.parse()?,
+            "--quick" => args.quick = true,
+            "--only" => args.only = Some(value()?.split(',').map(str::to_string).collect()),
+            "--bandwidth" => args.bandwidth_tb = value()?.parse()?,
+            "--json" => args.json = Some(value()?),
+            "--no-compile" => args.no_compile = true,
+            "-h" | "--help" => {
+                println!(
+                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,grpo] \
+                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown flag {other} (see --help)").into()),
+        }
+    }
+    Ok(args)
+}
+
+impl Args {
+    fn wants(&self, part: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|p| p == part))
+    }
+}
+
+/// Token counts of every measurement (smaller with `--quick`).
+struct Sizes {
+    prefill_lengths: Vec<usize>,
+    prompt: usize,
+    new_tokens: usize,
+    batches: Vec<usize>,
+    grpo_prompts: usize,
+    grpo_group: usize,
+    grpo_tokens: usize,
+    grpo_micro: usize,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Sizes {
+                prefill_lengths: vec![16, 64],
+                prompt: 16,
+                new_tokens: 24,
+                batches: vec![2, 4],
+                grpo_prompts: 2,
+                grpo_group: 4,
+                grpo_tokens: 16,
+                grpo_micro: 4,
+            }
+        } else {
+            Sizes {
+                prefill_lengths: vec![128, 512],
+                prompt: 128,
+                new_tokens: 256,
+                batches: vec![8, 64],
+                grpo_prompts: 8,
+                grpo_group: 8,
+                grpo_tokens: 256,
+                grpo_micro: 8,
+            }
+        }
+    }
+}
+
+/// The Qwen3-0.6B shape with `layers` blocks and a `vocab`-token vocabulary.
+fn qwen3_06b(layers: i32, vocab: i32) -> Res<ModelConfig> {
+    let config = json!({
+        "model_type": "qwen3",
+        "vocab_size": vocab,
+        "hidden_size": 1024,
+        "intermediate_size": 3072,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 8,
+        "head_dim": 128,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1_000_000.0,
+        "max_position_embeddings": 40960,
+        "tie_word_embeddings": true,
+        "torch_dtype": "bfloat16",
+    });
+    let base: Qwen3Config = serde_json::from_value(config)?;
+    Ok(ModelConfig::Qwen3(base))
+}
+
+/// Deterministic pseudo-random token ids in `[0, vocab)`.
+fn random_tokens(n: usize, vocab: i32, seed: u64) -> Vec<u32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab as u64) as u32
+        })
+        .collect()
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs[xs.len() / 2]
+}
+
+/// Starts a measurement: frees cached buffers and resets the peak.
+fn fresh_peak() {
+    memory::clear_cache();
+    memory::reset_peak_memory();
+}
+
+/// Prefill of `len` prompt tokens into a fresh cache, up to the last
+/// position's logits (what the time to the first token costs).
+fn prefill_once(model: &Model, tokens: &[u32]) -> Res<Duration> {
+    let start = Instant::now();
+    let mut cache = model.new_cache();
+    let input = Array::from_slice(tokens, &[1, tokens.len() as i32])?;
+    let logits = model.forward(&input, Some(&mut cache))?;
+    let n = tokens.len() as i32;
+    let last = logits.slice_axis(1, n - 1, Some(n), 1)?;
+    last.eval()?;
+    Ok(start.elapsed())
+}
+
+fn bench_prefill(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+    let mut out = serde_json::Map::new();
+    for &len in &sizes.prefill_lengths {
+        let tokens = random_tokens(len, vocab, len as u64);
+        prefill_once(model, &tokens)?;
+        fresh_peak();
+        let times: Vec<f64> = (0..5)
+            .map(|_| prefill_once(model, &tokens).map(|d| d.as_secs_f64()))
+            .collect::<Res<_>>()?;
+        let t = median(times);
+        out.insert(
+            len.to_string(),
+            json!({
+                "prompt_tokens": len,
+                "seconds": t,
+                "tokens_per_s": len as f64 / t,
+                "peak_gib": gib(memory::peak_memory()),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Decode at batch 1 through [`generate_step`]: greedy, `new_tokens`
+/// tokens after a `prompt`-token prompt.
+fn decode_once(model: &Model, prompt: &[u32], new_tokens: usize) -> Res<(f64, f64, usize)> {
+    let options = GenerateOptions {
+        max_tokens: Some(new_tokens),
+        ..GenerateOptions::default()
+    };
+    let start = Instant::now();
+    let mut generator = generate_step(model, prompt, &options, RandomState::from_seed(0)?)?;
+    let mut first = None;
+    let mut n = 0usize;
+    for token in &mut generator {
+        token?;
+        n += 1;
+        if first.is_none() {
+            first = Some(Instant::now());
+        }
+    }
+    let end = Instant::now();
+    let first = first.unwrap_or(end);
+    let prefill = first.duration_since(start).as_secs_f64();
+    let decode = end.duration_since(first).as_secs_f64();
+    Ok((prefill, decode, n))
+}
+
+/// Splits one decode step's time into host and device parts by building
+/// each step's graph (forward and argmax over the last logits) for `rows`
+/// copies of `prompt` and then evaluating it synchronously: the building is
+/// host time; the wait for the result is the device's time (plus launch
+/// latency the host did not hide). Returns the medians in seconds.
+fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<(f64, f64)> {
+    let mut cache = if rows == 1 {
+        model.new_cache()
+    } else {
+        model.new_batch_cache(&vec![0; rows])?
+    };
+    let tokens: Vec<u32> = (0..rows).flat_map(|_| prompt.iter().copied()).collect();
+    let input = Array::from_slice(&tokens, &[rows as i32, prompt.len() as i32])?;
+    let n = prompt.len() as i32;
+    let logits = model.forward(&input, Some(&mut cache))?;
+    let mut token = logits
+        .slice_axis(1, n - 1, Some(n), 1)?
+        .argmax(Some(-1), false)?
+        .reshape(&[rows as i32, 1])?;
+    token.eval()?;
+    let (mut host, mut device) = (Vec::new(), Vec::new());
+    for i in 0..steps + 4 {
+        let t0 = Instant::now();
+        let logits = model.forward(&token, Some(&mut cache))?;
+        let next = logits.argmax(Some(-1), false)?.reshape(&[rows as i32, 1])?;
+        let t1 = Instant::now();
+        next.eval()?;
+        let t2 = Instant::now();
+        if i >= 4 {
+            host.push(t1.duration_since(t0).as_secs_f64());
+            device.push(t2.duration_since(t1).as_secs_f64());
+        }
+        token = next;
+    }
+    Ok((median(host), median(device)))
+}
+
+/// The same greedy decode without the generator's bookkeeping (no
+/// log-probabilities, no random state): forward and argmax, the next step
+/// queued with `async_eval` before the current token is read back. Returns
+/// tokens/s over `steps` tokens.
+fn decode_minimal(model: &Model, prompt: &[u32], steps: usize) -> Res<f64> {
+    let mut cache = model.new_cache();
+    let n = prompt.len() as i32;
+    let input = Array::from_slice(prompt, &[1, n])?;
+    let logits = model.forward(&input, Some(&mut cache))?;
+    let mut current = logits
+        .slice_axis(1, n - 1, Some(n), 1)?
+        .argmax(Some(-1), false)?
+        .reshape(&[1, 1])?;
+    mlx_tensor::async_eval(&[&current])?;
+    let mut first = None;
+    for _ in 0..steps {
+        let next = model
+            .forward(&current, Some(&mut cache))?
+            .argmax(Some(-1), false)?
+            .reshape(&[1, 1])?;
+        mlx_tensor::async_eval(&[&next])?;
+        current.item::<u32>()?;
+        first.get_or_insert_with(Instant::now);
+        current = next;
+    }
+    current.item::<u32>()?;
+    let elapsed = first.map_or(0.0, |f: Instant| f.elapsed().as_secs_f64());
+    Ok(steps.saturating_sub(1).max(1) as f64 / elapsed)
+}
+
+fn bench_decode(model: &Model, sizes: &Sizes, vocab: i32, args: &Args) -> Res<Value> {
+    let prompt = random_tokens(sizes.prompt, vocab, 7);
+    decode_once(model, &prompt, sizes.new_tokens.min(32))?;
+    fresh_peak();
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(decode_once(model, &prompt, sizes.new_tokens)?);
+    }
+    let peak = memory::peak_memory();
+    let tps: Vec<f64> = runs
+        .iter()
+        .map(|&(_, d, n)| (n.saturating_sub(1)) as f64 / d)
+        .collect();
+    let tokens_per_s = median(tps);
+    let weight_bytes: usize = model.parameters().values().map(Array::nbytes).sum();
+    let roofline = args.bandwidth_tb * 1e12 / weight_bytes as f64;
+    let (host, device) = decode_split(model, &prompt, 1, sizes.new_tokens.min(64))?;
+    decode_minimal(model, &prompt, 16)?;
+    let minimal = decode_minimal(model, &prompt, sizes.new_tokens)?;
+    Ok(json!({
+        "prompt_tokens": sizes.prompt,
+        "new_tokens": sizes.new_tokens,
+        "tokens_per_s": tokens_per_s,
+        "ms_per_token": 1e3 / tokens_per_s,
+        "prefill_seconds": median(runs.iter().map(|r| r.0).collect()),
+        "peak_gib": gib(peak),
+        "weight_bytes": weight_bytes,
+        "roofline_tokens_per_s": roofline,
+        "roofline_fraction": tokens_per_s / roofline,
+        "sync_step_host_ms": host * 1e3,
+        "sync_step_device_ms": device * 1e3,
+        "minimal_loop_tokens_per_s": minimal,
+    }))
+}
+
+fn batch_once(model: &Model, prompts: &[Vec<u32>], new_tokens: usize) -> Res<(f64, f64, usize)> {
+    let options = BatchOptions {
+        num_generations: 1,
+        max_tokens: new_tokens,
+        eos_token_ids: Vec::new(),
+        ..BatchOptions::default()
+    };
+    let start = Instant::now();
+    let out = generate_batch(model, prompts, &options, &mut RandomState::from_seed(0)?)?;
+    let total = start.elapsed().as_secs_f64();
+    Ok((
+        total,
+        out.stats.generation_time.as_secs_f64(),
+        out.stats.generation_tokens,
+    ))
+}
+
+fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+    let mut out = serde_json::Map::new();
+    for &b in &sizes.batches {
+        let prompts: Vec<Vec<u32>> = (0..b)
+            .map(|i| random_tokens(sizes.prompt, vocab, 100 + i as u64))
+            .collect();
+        batch_once(model, &prompts, sizes.new_tokens.min(16))?;
+        fresh_peak();
+        let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens)?;
+        let peak = memory::peak_memory();
+        let (host, device) = decode_split(model, &prompts[0], b, sizes.new_tokens.min(64))?;
+        out.insert(
+            b.to_string(),
+            json!({
+                "sequences": b,
+                "prompt_tokens": sizes.prompt,
+                "new_tokens": sizes.new_tokens,
+                "generated_tokens": tokens,
+                "seconds": total,
+                "tokens_per_s": tokens as f64 / total,
+                "decode_tokens_per_s": tokens as f64 / decode,
+                "ms_per_step": 1e3 * decode * b as f64 / tokens as f64,
+                "sync_step_host_ms": host * 1e3,
+                "sync_step_device_ms": device * 1e3,
+                "peak_gib": gib(peak),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Median time (ms) of `f`'s result evaluated synchronously, over 10 runs
+/// after 2 warm-ups.
+fn time_op(f: impl Fn() -> Res<Array>) -> Res<f64> {
+    let mut times = Vec::new();
+    for i in 0..12 {
+        let t = Instant::now();
+        f()?.eval()?;
+        if i >= 2 {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(median(times))
+}
+
+/// What one decoding step's sampling costs on its own: the reductions over
+/// the vocabulary of `[rows, vocab]` bf16 logits that generation adds to the
+/// forward pass.
+fn bench_vocab_ops(vocab: i32, rows: &[usize]) -> Res<Value> {
+    let mut out = serde_json::Map::new();
+    for &b in rows {
+        let logits = mlx_tensor::random::normal(&[b as i32, vocab], Dtype::F32, 0.0, 3.0, None)?
+            .as_type(Dtype::BF16)?;
+        logits.eval()?;
+        let index = logits.argmax(Some(-1), true)?;
+        index.eval()?;
+        let mut row = serde_json::Map::new();
+        row.insert(
+            "argmax_ms".into(),
+            json!(time_op(|| Ok(logits.argmax(Some(-1), true)?))?),
+        );
+        row.insert(
+            "logsumexp_bf16_ms".into(),
+            json!(time_op(|| Ok(logits.logsumexp(-1, true)?))?),
+        );
+        row.insert(
+            "logsumexp_f32_ms".into(),
+            json!(time_op(|| Ok(logits
+                .as_type(Dtype::F32)?
+                .logsumexp(-1, true)?))?),
+        );
+        row.insert(
+            "max_exp_sum_f32_ms".into(),
+            json!(time_op(|| {
+                let x = logits.as_type(Dtype::F32)?;
+                let m = x.max(-1, true)?;
+                Ok(x.subtract(&m)?.exp()?.sum(-1, true)?.log()?.add(&m)?)
+            })?),
+        );
+        row.insert(
+            "logprobs_bf16_ms".into(),
+            json!(time_op(|| Ok(mlx_lm::sample::logprobs(&logits)?))?),
+        );
+        row.insert(
+            "take_along_ms".into(),
+            json!(time_op(|| Ok(logits.take_along_axis(&index, -1)?))?),
+        );
+        out.insert(b.to_string(), Value::Object(row));
+    }
+    Ok(Value::Object(out))
+}
+
+/// The GRPO settings of the step.
+fn grpo_config(sizes: &Sizes) -> GrpoConfig {
+    GrpoConfig {
+        num_generations: sizes.grpo_group,
+        max_completion_length: sizes.grpo_tokens,
+        per_device_train_batch_size: sizes.grpo_micro,
+        gradient_accumulation_steps: sizes.grpo_prompts * sizes.grpo_group / sizes.grpo_micro,
+        temperature: 1.0,
+        beta: 0.0,
+        num_iterations: 1,
+        learning_rate: 1e-6,
+        max_steps: 2,
+        ..GrpoConfig::default()
+    }
+}
+
+/// Wall time of the parts of one GRPO step.
+#[derive(Default)]
+struct StepTimes {
+    rollout: f64,
+    prepare: f64,
+    backward: f64,
+    update: f64,
+}
+
+/// One GRPO step on `model`: rollout, group-normalised random rewards,
+/// micro-batches, loss and gradients per micro-batch, clipping and AdamW.
+fn grpo_step(
+    model: &mut Model,
+    optimizer: &mut mlx_grpo::trainer::TrainerOptimizer,
+    config: &GrpoConfig,
+    prompts: &[Vec<u32>],
+    seed: u64,
+) -> Res<(StepTimes, f64)> {
+    let mut times = StepTimes::default();
+    let t0 = Instant::now();
+    let options = BatchOptions {
+        num_generations: config.num_generations,
+        max_tokens: config.max_completion_length,
+        sampler: SamplerConfig::with_temperature(config.temperature),
+        eos_token_ids: Vec::new(),
+        logprob_temperature: Some(config.temperature),
+        ..BatchOptions::default()
+    };
+    let out = generate_batch(
+        &*model,
+        prompts,
+        &options,
+        &mut RandomState::from_seed(seed)?,
+    )?;
+    times.rollout = t0.elapsed().as_secs_f64();
+
+    let t1 = Instant::now();
+    let samples: Vec<RolloutSample> = out
+        .completions
+        .into_iter()
+        .map(|c| RolloutSample {
+            row_index: c.prompt_index,
+            prompt_ids: prompts[c.prompt_index].clone(),
+            completion_ids: c.tokens,
+            sampling_logps: c.logprobs,
+            finish_reason: FinishReason::Length,
+        })
+        .collect();
+    let rewards = random_tokens(samples.len(), 1000, seed)
+        .into_iter()
+        .map(|x| x as f32 / 1000.0)
+        .collect::<Vec<_>>();
+    let g = config.num_generations;
+    let mut advantages = vec![0.0f32; rewards.len()];
+    for (group, chunk) in rewards.chunks(g).enumerate() {
+        let mean = chunk.iter().sum::<f32>() / chunk.len() as f32;
+        let var =
+            chunk.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / (chunk.len() - 1).max(1) as f32;
+        for (i, r) in chunk.iter().enumerate() {
+            advantages[group * g + i] = (r - mean) / (var.sqrt() + 1e-4);
+        }
+    }
+    let num_items: f64 = samples.iter().map(|s| s.completion_ids.len() as f64).sum();
+    let slots: Vec<usize> = (0..samples.len()).collect();
+    let micro: Vec<MicroBatch> = slots
+        .chunks(config.per_device_train_batch_size)
+        .map(|part| {
+            MicroBatch::build(
+                part,
+                &samples,
+                &advantages,
+                0,
+                num_items,
+                config,
+                model,
+                None,
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    times.prepare = t1.elapsed().as_secs_f64();
+
+    let t2 = Instant::now();
+    let loss_fn = GrpoLoss::from_config(config);
+    let score_options = ScoreOptions {
+        temperature: config.temperature as f32,
+        entropies: true,
+        ..ScoreOptions::default()
+    };
+    let accumulation = micro.len();
+    let mut total: Option<ParamMap> = None;
+    let mut loss_sum = 0.0f64;
+    for mb in &micro {
+        let layout_slot = std::cell::RefCell::new(None::<OutputLayout>);
+        let out = value_and_grad(&*model, |m| {
+            let (logps, entropies) = score_tokens(
+                m,
+                &mb.layout.tokens,
+                &mb.layout.left_padding,
+                mb.layout.completion_width,
+                &score_options,
+            )
+            .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+            let mut inputs = LossInputs::new(&logps, &mb.advantages, &mb.mask)
+                .with_num_items_in_batch(mb.num_items_in_batch)
+                .with_gradient_accumulation_steps(accumulation);
+            if let Some(h) = &entropies {
+                inputs = inputs.with_entropies(h);
+            }
+            let loss = loss_fn
+                .compute(&inputs)
+                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+            *layout_slot.borrow_mut() = Some(loss.layout());
+            Ok(loss.into_outputs())
+        })?;
+        let layout = layout_slot
+            .into_inner()
+            .ok_or("the loss closure did not run")?;
+        let mut outputs = vec![out.loss];
+        outputs.extend(out.aux);
+        let loss = LossOutput::from_outputs(&layout, outputs)?;
+        total = Some(match total {
+            None => out.grads,
+            Some(acc) => acc
+                .iter()
+                .map(|(k, v)| match out.grads.get(k) {
+                    Some(w) => Ok((k.clone(), v.add(w)?)),
+                    None => Ok((k.clone(), v.clone())),
+                })
+                .collect::<Result<ParamMap, mlx_tensor::Error>>()?,
+        });
+        let mut to_eval: Vec<&Array> = total.iter().flat_map(|g| g.values()).collect();
+        to_eval.push(&loss.loss);
+        mlx_tensor::eval(&to_eval)?;
+        loss_sum += f64::from(loss.loss.item::<f32>()?);
+    }
+    times.backward = t2.elapsed().as_secs_f64();
+
+    let t3 = Instant::now();
+    let grads = total.ok_or("no micro-batches")?;
+    let (grads, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
+    optimizer.update(model, &grads)?;
+    optimizer.eval_with(&*model, &[&norm])?;
+    times.update = t3.elapsed().as_secs_f64();
+    Ok((times, loss_sum))
+}
+
+fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+    let config = grpo_config(sizes);
+    let mut optimizer = build_optimizer(&config, 2)?;
+    let prompts: Vec<Vec<u32>> = (0..sizes.grpo_prompts)
+        .map(|i| random_tokens(sizes.prompt, vocab, 1000 + i as u64))
+        .collect();
+    // The first step warms up (kernels, optimizer state); the second is timed.
+    grpo_step(model, &mut optimizer, &config, &prompts, 1)?;
+    fresh_peak();
+    let start = Instant::now();
+    let (times, loss) = grpo_step(model, &mut optimizer, &config, &prompts, 2)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let completions = sizes.grpo_prompts * sizes.grpo_group;
+    Ok(json!({
+        "completions": completions,
+        "completion_tokens": sizes.grpo_tokens,
+        "group": sizes.grpo_group,
+        "micro_batch": sizes.grpo_micro,
+        "seconds": seconds,
+        "completions_per_s": completions as f64 / seconds,
+        "rollout_seconds": times.rollout,
+        "prepare_seconds": times.prepare,
+        "backward_seconds": times.backward,
+        "update_seconds": times.update,
+        "loss": loss,
+        "peak_gib": gib(memory::peak_memory()),
+    }))
+}
+
+fn main() -> Res<()> {
+    let args = parse_args()?;
+    if args.no_compile {
+        mlx_tensor::transforms::set_compile_enabled(false);
+    }
+    let sizes = Sizes::new(args.quick);
+    let device = Device::default_device();
+    let config = qwen3_06b(args.layers, args.vocab)?;
+    let build = Instant::now();
+    let mut model = random_model(&config, 0, Dtype::BF16)?;
+    model.eval_params()?;
+    let params: usize = model.parameters().values().map(Array::size).sum();
+    eprintln!(
+        "device {device:?}, MLX {}, {} parameters, built in {:.1}s",
+        mlx_tensor::device::mlx_version(),
+        params,
+        build.elapsed().as_secs_f64()
+    );
+
+    let mut results = BTreeMap::new();
+    results.insert("device", json!(format!("{device:?}")));
+    results.insert("mlx_version", json!(mlx_tensor::device::mlx_version()));
+    results.insert("parameters", json!(params));
+    results.insert("layers", json!(args.layers));
+    results.insert("vocab", json!(args.vocab));
+    results.insert("quick", json!(args.quick));
+    results.insert("compile", json!(!args.no_compile));
+    if args.wants("prefill") {
+        eprintln!("prefill ...");
+        results.insert("prefill", bench_prefill(&model, &sizes, args.vocab)?);
+    }
+    if args.wants("decode") {
+        eprintln!("decode, batch 1 ...");
+        results.insert("decode", bench_decode(&model, &sizes, args.vocab, &args)?);
+    }
+    if args.wants("batch") {
+        eprintln!("batch generation ...");
+        results.insert("batch", bench_batch(&model, &sizes, args.vocab)?);
+    }
+    if args.wants("vocab") {
+        eprintln!("vocabulary reductions ...");
+        results.insert("vocab_ops", bench_vocab_ops(args.vocab, &[1, 8, 64])?);
+    }
+    if args.wants("grpo") {
+        eprintln!("GRPO step ...");
+        results.insert("grpo", bench_grpo(&mut model, &sizes, args.vocab)?);
+    }
+    let results = Value::Object(
+        results
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
+    print_table(&results);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}
+
+fn print_table(r: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+    println!(
+        "device: {}  MLX {}",
+        r["device"].as_str().unwrap_or("?"),
+        r["mlx_version"].as_str().unwrap_or("?")
+    );
+    println!("{:<34} {:>14} {:>10}", "measurement", "rate", "peak GiB");
+    if let Some(p) = r["prefill"].as_object() {
+        for (len, v) in p {
+            println!(
+                "{:<34} {:>10.0} t/s {:>10.2}",
+                format!("prefill {len}"),
+                f(&v["tokens_per_s"]),
+                f(&v["peak_gib"])
+            );
+        }
+    }
+    let d = &r["decode"];
+    if d.is_object() {
+        println!(
+            "{:<34} {:>10.1} t/s {:>10.2}",
+            "decode b1",
+            f(&d["tokens_per_s"]),
+            f(&d["peak_gib"])
+        );
+        println!(
+            "  {:.1}% of the {:.0} t/s bandwidth limit; sync step: host {:.2} ms, device {:.2} ms",
+            100.0 * f(&d["roofline_fraction"]),
+            f(&d["roofline_tokens_per_s"]),
+            f(&d["sync_step_host_ms"]),
+            f(&d["sync_step_device_ms"])
+        );
+        println!(
+            "  forward + argmax loop alone: {:.1} t/s",
+            f(&d["minimal_loop_tokens_per_s"])
+        );
+    }
+    if let Some(b) = r["batch"].as_object() {
+        for (n, v) in b {
+            println!(
+                "{:<34} {:>10.1} t/s {:>10.2}",
+                format!(
+                    "batch {n} (decode only {:.0} t/s)",
+                    f(&v["decode_tokens_per_s"])
+                ),
+                f(&v["tokens_per_s"]),
+                f(&v["peak_gib"])
+            );
+            println!(
+                "  {:.2} ms a step; sync step: host {:.2} ms, device {:.2} ms",
+                f(&v["ms_per_step"]),
+                f(&v["sync_step_host_ms"]),
+                f(&v["sync_step_device_ms"])
+            );
+        }
+    }
+    if let Some(v) = r["vocab_ops"].as_object() {
+        for (n, ops) in v {
+            let parts: Vec<String> = ops
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, x)| format!("{} {:.3}", k.trim_end_matches("_ms"), f(x)))
+                .collect();
+            println!("  [{n}, vocab] ms: {}", parts.join(", "));
+        }
+    }
+    let g = &r["grpo"];
+    if g.is_object() {
+        println!(
+            "{:<34} {:>8.2} compl/s {:>10.2}",
+            "GRPO step",
+            f(&g["completions_per_s"]),
+            f(&g["peak_gib"])
+        );
+        println!(
+            "  {:.2} s: rollout {:.2}, prepare {:.2}, loss+backward {:.2}, update {:.2}",
+            f(&g["seconds"]),
+            f(&g["rollout_seconds"]),
+            f(&g["prepare_seconds"]),
+            f(&g["backward_seconds"]),
+            f(&g["update_seconds"])
+        );
+    }
+}

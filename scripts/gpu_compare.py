@@ -1,0 +1,389 @@
+#!/usr/bin/env python3
+"""The references for examples/gpu_bench.rs, on the same machine and shapes.
+
+Runs mlx-lm (random-weight Qwen3-0.6B shape, bf16) through the same
+measurements as the benchmark program -- prefill at 128 and 512 prompt
+tokens, greedy decode at batch 1 (prompt 128, 256 new tokens),
+``batch_generate`` at 8 and 64 sequences (256 new tokens, no end-of-sequence
+ids) -- and TRL's ``GRPOTrainer`` for one GRPO step (8 prompts x G = 8
+completions of 256 tokens, loss dapo, beta 0, one iteration, micro-batches of
+8 with 8 accumulation steps; two steps, the second measured). It then reads
+the benchmark's JSON and prints a table of ratios (ours / reference; above 1
+is faster for rates, below 1 is smaller for memory).
+
+    python3 scripts/gpu_compare.py --ours bench.json [--out compare.json]
+        [--skip-trl] [--skip-mlx] [--layers N] [--vocab N] [--quick]
+
+TRL runs in a child process of this script so that its CUDA memory and MLX's
+do not mix. The child needs torch, transformers, trl and datasets; when any
+is missing or it fails, the table shows the mlx-lm ratios alone.
+"""
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+HIDDEN = 1024
+INTERMEDIATE = 3072
+HEADS = 16
+KV_HEADS = 8
+HEAD_DIM = 128
+ROPE_THETA = 1_000_000.0
+
+
+def sizes(quick):
+    """Token counts; the same as gpu_bench's (``--quick`` too)."""
+    if quick:
+        return dict(prefill=[16, 64], prompt=16, new=24, batches=[2, 4],
+                    grpo_prompts=2, grpo_group=4, grpo_tokens=16, grpo_micro=4)
+    return dict(prefill=[128, 512], prompt=128, new=256, batches=[8, 64],
+                grpo_prompts=8, grpo_group=8, grpo_tokens=256, grpo_micro=8)
+
+
+def random_tokens(n, vocab, seed, low=0):
+    rng = random.Random(seed)
+    return [rng.randrange(low, vocab) for _ in range(n)]
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else float("nan")
+
+
+# --------------------------------------------------------------------- mlx-lm
+
+
+def mlx_lm_bench(layers, vocab, quick):
+    import mlx.core as mx
+    from mlx_lm.generate import batch_generate, generate_step
+    from mlx_lm.models import qwen3
+    from mlx_lm.models.cache import make_prompt_cache
+
+    s = sizes(quick)
+    args = qwen3.ModelArgs(
+        model_type="qwen3", hidden_size=HIDDEN, num_hidden_layers=layers,
+        intermediate_size=INTERMEDIATE, num_attention_heads=HEADS,
+        rms_norm_eps=1e-6, vocab_size=vocab, num_key_value_heads=KV_HEADS,
+        max_position_embeddings=40960, head_dim=HEAD_DIM,
+        tie_word_embeddings=True, rope_theta=ROPE_THETA)
+    mx.random.seed(0)
+    model = qwen3.Model(args)
+    model.set_dtype(mx.bfloat16)
+    mx.eval(model.parameters())
+    out = {"device": str(mx.default_device()), "mlx_version": mx.__version__}
+
+    def fresh_peak():
+        mx.clear_cache()
+        mx.reset_peak_memory()
+
+    def peak_gib():
+        return mx.get_peak_memory() / 2**30
+
+    def prefill_once(tokens):
+        start = time.perf_counter()
+        cache = make_prompt_cache(model)
+        logits = model(mx.array(tokens)[None], cache=cache)
+        mx.eval(logits[:, -1, :])
+        return time.perf_counter() - start
+
+    prefill = {}
+    for n in s["prefill"]:
+        tokens = random_tokens(n, vocab, n)
+        prefill_once(tokens)
+        fresh_peak()
+        t = median([prefill_once(tokens) for _ in range(5)])
+        prefill[str(n)] = {"prompt_tokens": n, "seconds": t,
+                           "tokens_per_s": n / t, "peak_gib": peak_gib()}
+    out["prefill"] = prefill
+
+    def decode_once(prompt, new):
+        start = time.perf_counter()
+        first, count = None, 0
+        for _token, _logprobs in generate_step(mx.array(prompt), model, max_tokens=new):
+            count += 1
+            if first is None:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        return first - start, end - first, count
+
+    prompt = random_tokens(s["prompt"], vocab, 7)
+    decode_once(prompt, min(s["new"], 32))
+    fresh_peak()
+    runs = [decode_once(prompt, s["new"]) for _ in range(3)]
+    out["decode"] = {
+        "prompt_tokens": s["prompt"], "new_tokens": s["new"],
+        "tokens_per_s": median([(n - 1) / d for _, d, n in runs]),
+        "prefill_seconds": median([p for p, _, _ in runs]),
+        "peak_gib": peak_gib(),
+    }
+
+    class NoTokenizer:
+        eos_token_ids = []
+
+        def decode(self, _tokens):
+            return ""
+
+    def batch_once(prompts, new):
+        start = time.perf_counter()
+        resp = batch_generate(model, NoTokenizer(), prompts, max_tokens=new,
+                              completion_batch_size=len(prompts),
+                              prefill_batch_size=len(prompts))
+        total = time.perf_counter() - start
+        return total, resp.stats
+
+    batch = {}
+    for b in s["batches"]:
+        prompts = [random_tokens(s["prompt"], vocab, 100 + i) for i in range(b)]
+        batch_once(prompts, min(s["new"], 16))
+        fresh_peak()
+        total, stats = batch_once(prompts, s["new"])
+        tokens = stats.generation_tokens
+        batch[str(b)] = {
+            "sequences": b, "prompt_tokens": s["prompt"], "new_tokens": s["new"],
+            "generated_tokens": tokens, "seconds": total,
+            "tokens_per_s": tokens / total,
+            "decode_tokens_per_s": stats.generation_tps,
+            "peak_gib": peak_gib(),
+        }
+    out["batch"] = batch
+    del model
+    mx.clear_cache()
+    return out
+
+
+# ------------------------------------------------------------------------ TRL
+
+
+def trl_worker(layers, vocab, quick, out_path):
+    """One GRPO run with TRL (two steps, the second measured); writes JSON."""
+    import torch
+    from datasets import Dataset
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast,
+                              Qwen3Config, TrainerCallback)
+    from trl import GRPOConfig, GRPOTrainer
+
+    s = sizes(quick)
+    torch.manual_seed(0)
+    # A word-level tokenizer over the whole vocabulary: "t17" is token 17, so
+    # prompts of n words are n tokens.
+    vocab_map = {f"t{i}": i for i in range(vocab)}
+    tk = Tokenizer(models.WordLevel(vocab_map, unk_token="t0"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="t0",
+                                        pad_token="t1", eos_token="t2")
+    import transformers
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": ROPE_THETA}}
+    else:
+        rope = {"rope_theta": ROPE_THETA}
+    config = Qwen3Config(
+        vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
+        num_hidden_layers=layers, num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM, rms_norm_eps=1e-6,
+        max_position_embeddings=40960, tie_word_embeddings=True,
+        pad_token_id=1, eos_token_id=2, bos_token_id=None, **rope)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.to("cuda")
+
+    n_prompts = s["grpo_prompts"] * 2
+    prompts = [" ".join(f"t{t}" for t in random_tokens(s["prompt"], vocab, 1000 + i, low=3))
+               for i in range(n_prompts)]
+    dataset = Dataset.from_dict({"prompt": prompts})
+
+    def reward(completions, **_kwargs):
+        return [random.random() for _ in completions]
+
+    class Timer(TrainerCallback):
+        def __init__(self):
+            self.times, self.peaks, self.start = [], [], None
+            self.nonfinite_steps = 0
+
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            # A random bf16 model can produce non-finite gradients; zero them
+            # so that the weights stay finite and the second step runs the
+            # same work (one pass over the gradients, negligible).
+            bad = False
+            for p in (model.parameters() if model is not None else []):
+                if p.grad is not None and not torch.isfinite(p.grad).all():
+                    bad = True
+                    torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+            self.nonfinite_steps += int(bad)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            torch.cuda.synchronize()
+            self.times.append(time.perf_counter() - self.start)
+            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
+
+    completions = s["grpo_prompts"] * s["grpo_group"]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GRPOConfig(
+            output_dir=tmp, per_device_train_batch_size=s["grpo_micro"],
+            gradient_accumulation_steps=completions // s["grpo_micro"],
+            num_generations=s["grpo_group"], max_completion_length=s["grpo_tokens"],
+            loss_type="dapo", beta=0.0, num_iterations=1, learning_rate=1e-6,
+            temperature=1.0, max_steps=2, logging_steps=1, save_strategy="no",
+            report_to="none", bf16=True, shuffle_dataset=False, seed=0,
+            generation_kwargs={"min_new_tokens": s["grpo_tokens"]},
+            dataloader_num_workers=0)
+        timer = Timer()
+        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
+                              train_dataset=dataset, processing_class=tokenizer,
+                              callbacks=[timer])
+        start = time.perf_counter()
+        trainer.train()
+        wall = time.perf_counter() - start
+    step = timer.times[-1]
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch_version": torch.__version__,
+        "grpo": {
+            "completions": completions, "completion_tokens": s["grpo_tokens"],
+            "group": s["grpo_group"], "micro_batch": s["grpo_micro"],
+            "seconds": step, "completions_per_s": completions / step,
+            "step_seconds": timer.times, "peak_gib": timer.peaks[-1],
+            "train_wall_seconds": wall,
+            "steps_with_nonfinite_grads": timer.nonfinite_steps,
+        },
+    }
+    with open(out_path, "w") as f:
+        json.dump(result, f, indent=2)
+
+
+def run_trl(layers, vocab, quick):
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        path = f.name
+    cmd = [sys.executable, os.path.abspath(__file__), "--trl-worker", path,
+           "--layers", str(layers), "--vocab", str(vocab)]
+    if quick:
+        cmd.append("--quick")
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        return {"error": f"TRL worker exited with {proc.returncode}"}
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------------- table
+
+
+def ratio_rows(ours, mlx_lm, trl):
+    rows = []
+
+    def add(name, a, b, unit, kind="rate"):
+        if a is None or b is None:
+            ratio = None
+        else:
+            ratio = a / b if b else None
+        rows.append({"what": name, "ours": a, "reference": b, "unit": unit,
+                     "ratio": ratio, "kind": kind})
+
+    def get(d, *keys):
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    def keys(part):
+        ks = set(get(ours, part) or {}) | set(get(mlx_lm, part) or {})
+        return sorted(ks, key=int)
+
+    for n in keys("prefill"):
+        add(f"prefill {n} (mlx-lm)", get(ours, "prefill", n, "tokens_per_s"),
+            get(mlx_lm, "prefill", n, "tokens_per_s"), "tok/s")
+    add("decode b1 (mlx-lm)", get(ours, "decode", "tokens_per_s"),
+        get(mlx_lm, "decode", "tokens_per_s"), "tok/s")
+    add("decode b1 peak (mlx-lm)", get(ours, "decode", "peak_gib"),
+        get(mlx_lm, "decode", "peak_gib"), "GiB", "memory")
+    for n in keys("batch"):
+        add(f"batch {n} (mlx-lm)", get(ours, "batch", n, "tokens_per_s"),
+            get(mlx_lm, "batch", n, "tokens_per_s"), "tok/s")
+        add(f"batch {n} decode only (mlx-lm)",
+            get(ours, "batch", n, "decode_tokens_per_s"),
+            get(mlx_lm, "batch", n, "decode_tokens_per_s"), "tok/s")
+        add(f"batch {n} peak (mlx-lm)", get(ours, "batch", n, "peak_gib"),
+            get(mlx_lm, "batch", n, "peak_gib"), "GiB", "memory")
+    add("GRPO step (TRL)", get(ours, "grpo", "completions_per_s"),
+        get(trl, "grpo", "completions_per_s"), "compl/s")
+    add("GRPO step peak (TRL)", get(ours, "grpo", "peak_gib"),
+        get(trl, "grpo", "peak_gib"), "GiB", "memory")
+    return rows
+
+
+def fmt(x, digits=2):
+    return "-" if x is None else f"{x:,.{digits}f}"
+
+
+def print_table(rows, ours, mlx_lm, trl):
+    print()
+    print(f"device: ours {ours.get('device')} (MLX {ours.get('mlx_version')}); "
+          f"mlx-lm {mlx_lm.get('device', '-')} (MLX {mlx_lm.get('mlx_version', '-')}); "
+          f"TRL {trl.get('device', trl.get('error', '-'))}")
+    dec = ours.get("decode") or {}
+    if dec:
+        print(f"decode b1: {100 * dec.get('roofline_fraction', float('nan')):.1f}% of the "
+              f"{dec.get('roofline_tokens_per_s', float('nan')):,.0f} tok/s bandwidth limit; "
+              f"sync step host {dec.get('sync_step_host_ms', float('nan')):.2f} ms, "
+              f"device {dec.get('sync_step_device_ms', float('nan')):.2f} ms")
+    print(f"{'measurement (reference)':<36}{'ours':>12}{'reference':>12}{'unit':>9}{'ratio':>8}")
+    for r in rows:
+        print(f"{r['what']:<36}{fmt(r['ours']):>12}{fmt(r['reference']):>12}"
+              f"{r['unit']:>9}{fmt(r['ratio']):>8}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--ours", help="gpu_bench's JSON")
+    p.add_argument("--out", help="write references and ratios here")
+    p.add_argument("--skip-trl", action="store_true")
+    p.add_argument("--skip-mlx", action="store_true")
+    p.add_argument("--layers", type=int)
+    p.add_argument("--vocab", type=int)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--trl-worker", metavar="OUT", help=argparse.SUPPRESS)
+    a = p.parse_args()
+
+    ours = {}
+    if a.ours:
+        with open(a.ours) as f:
+            ours = json.load(f)
+    layers = a.layers or ours.get("layers", 28)
+    vocab = a.vocab or ours.get("vocab", 151936)
+    quick = a.quick or ours.get("quick", False)
+
+    if a.trl_worker:
+        trl_worker(layers, vocab, quick, a.trl_worker)
+        return
+
+    mlx_lm = {}
+    if not a.skip_mlx:
+        try:
+            mlx_lm = mlx_lm_bench(layers, vocab, quick)
+        except Exception as e:  # the table still shows what ran
+            mlx_lm = {"error": repr(e)}
+            print(f"mlx-lm failed: {e!r}", file=sys.stderr)
+    trl = {}
+    if not a.skip_trl:
+        trl = run_trl(layers, vocab, quick)
+        if "error" in trl:
+            print(f"TRL: {trl['error']}", file=sys.stderr)
+    rows = ratio_rows(ours, mlx_lm, trl)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({"ours": ours, "mlx_lm": mlx_lm, "trl": trl, "ratios": rows}, f, indent=2)
+    print_table(rows, ours, mlx_lm, trl)
+
+
+if __name__ == "__main__":
+    main()

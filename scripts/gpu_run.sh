@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs examples/gpu_bench and its references (scripts/gpu_compare.py) on the
+# GPU machine in one go; see docs/GPU_BENCH.md for the two calls around it.
+#
+# Expects: /root/stage/part00 (first half of the mlx-cuda-13 wheel, staged by
+# the previous call), .gpu/b/part01 (second half), .gpu/b/gpu_bench (the
+# benchmark built here with MLX_LINK_MODE=rpath) and .gpu/py/*.whl (mlx,
+# mlx-lm, trl, datasets, dill, multiprocess, xxhash). Writes under $OUT.
+#
+# Environment: SWEEP="50 200" also runs decode and batch generation with
+# those MLX_MAX_OPS_PER_BUFFER values; SKIP_TRL=1 leaves TRL out.
+set -u
+OUT=${OUT:-/tmp/gpu_bench_out}
+mkdir -p "$OUT"
+STAGE=/root/stage
+WHEEL=$STAGE/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
+[ -f "$WHEEL" ] || cat "$STAGE/part00" .gpu/b/part01 > "$WHEEL" || exit 1
+python3 -m pip install -q --no-index --no-deps "$WHEEL" .gpu/py/*.whl || exit 1
+SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
+export LD_LIBRARY_PATH=$SITE/mlx/lib
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+BIN=.gpu/b/gpu_bench
+timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+echo "== --no-compile" | tee -a "$OUT/sweep.log"
+timeout 120 "$BIN" --no-compile --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
+for n in ${SWEEP:-}; do
+  echo "== MLX_MAX_OPS_PER_BUFFER=$n" | tee -a "$OUT/sweep.log"
+  MLX_MAX_OPS_PER_BUFFER=$n timeout 120 "$BIN" --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
+done
+extra=()
+[ -n "${SKIP_TRL:-}" ] && extra+=(--skip-trl)
+timeout 420 python3 scripts/gpu_compare.py --ours "$OUT/ours.json" --out "$OUT/compare.json" \
+  "${extra[@]}" 2>&1 | tee "$OUT/compare.log"
