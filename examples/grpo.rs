@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::Dataset;
-use mlx_grpo::rewards::{AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward};
+use mlx_grpo::rewards::{
+    AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,
+};
 use mlx_grpo::trainer::Trainer;
 use mlx_lm::loader::load_model;
 use mlx_lm::Tokenizer;
@@ -92,7 +94,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 config.max_completion_length,
                 config.max_completion_length / 4,
             )?)?,
-            other => return Err(format!("unknown reward {other}: use accuracy, format, tool_calls, overlong").into()),
+            other => {
+                return Err(format!(
+                    "unknown reward {other}: use accuracy, format, tool_calls, overlong"
+                )
+                .into())
+            }
         };
     }
     println!(
@@ -103,12 +110,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         config.loss_type.as_str(),
         config.output_dir.display()
     );
-    let mut trainer = Trainer::new(config, model, tokenizer, dataset, rewards)?.with_source_dir(&args.model);
+    let mut trainer =
+        Trainer::new(config, model, tokenizer, dataset, rewards)?.with_source_dir(&args.model);
     let out = trainer.train()?;
     println!(
         "done: {} steps; last checkpoint {}",
         out.global_step,
-        out.last_checkpoint.map(|p| p.display().to_string()).unwrap_or_default()
+        out.last_checkpoint
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
     );
     Ok(())
 }

@@ -47,7 +47,11 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { sft_steps: 400, grpo_steps: 250, seed: 0, output: PathBuf::from("runs/grpo_arithmetic"),
+    let mut args = Args {
+        sft_steps: 400,
+        grpo_steps: 250,
+        seed: 0,
+        output: PathBuf::from("runs/grpo_arithmetic"),
         learning_rate: 2e-4,
         temperature: 0.8,
     };
@@ -55,14 +59,23 @@ fn parse_args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
-            "--sft-steps" => args.sft_steps = value()?.parse().map_err(|e| format!("--sft-steps: {e}"))?,
+            "--sft-steps" => {
+                args.sft_steps = value()?.parse().map_err(|e| format!("--sft-steps: {e}"))?
+            }
             "--steps" => args.grpo_steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--output" => args.output = PathBuf::from(value()?),
             "--lr" => args.learning_rate = value()?.parse().map_err(|e| format!("--lr: {e}"))?,
-            "--temperature" => args.temperature = value()?.parse().map_err(|e| format!("--temperature: {e}"))?,
+            "--temperature" => {
+                args.temperature = value()?
+                    .parse()
+                    .map_err(|e| format!("--temperature: {e}"))?
+            }
             "-h" | "--help" => {
-                return Err("usage: grpo_arithmetic [--sft-steps N] [--steps N] [--seed S] [--output DIR]".into())
+                return Err(
+                    "usage: grpo_arithmetic [--sft-steps N] [--steps N] [--seed S] [--output DIR]"
+                        .into(),
+                )
             }
             other => return Err(format!("unknown flag {other}")),
         }
@@ -84,7 +97,10 @@ fn problems(seed: u64) -> Vec<(String, String)> {
 }
 
 fn tokenizer() -> mlx_lm::Result<Tokenizer> {
-    VocabTokenizerBuilder::char_level("0123456789+=".chars()).pad("<pad>").eos("<|endoftext|>").build()
+    VocabTokenizerBuilder::char_level("0123456789+=".chars())
+        .pad("<pad>")
+        .eos("<|endoftext|>")
+        .build()
 }
 
 fn model_config(vocab_size: usize) -> Result<ModelConfig, Box<dyn std::error::Error>> {
@@ -106,8 +122,15 @@ fn model_config(vocab_size: usize) -> Result<ModelConfig, Box<dyn std::error::Er
 }
 
 /// Greedy accuracy on `set`.
-fn accuracy(model: &Model, tok: &Tokenizer, set: &[(String, String)]) -> Result<f64, Box<dyn std::error::Error>> {
-    let prompts: Vec<Vec<u32>> = set.iter().map(|(p, _)| tok.encode(p, false)).collect::<Result<_, _>>()?;
+fn accuracy(
+    model: &Model,
+    tok: &Tokenizer,
+    set: &[(String, String)],
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let prompts: Vec<Vec<u32>> = set
+        .iter()
+        .map(|(p, _)| tok.encode(p, false))
+        .collect::<Result<_, _>>()?;
     let options = BatchOptions {
         max_tokens: 4,
         sampler: SamplerConfig::greedy(),
@@ -115,7 +138,8 @@ fn accuracy(model: &Model, tok: &Tokenizer, set: &[(String, String)]) -> Result<
         pad_token_id: tok.pad_token_id().unwrap_or(0),
         ..Default::default()
     };
-    let outputs = generate_batch(model, &prompts, &options, &mut RandomState::global())?.completions;
+    let outputs =
+        generate_batch(model, &prompts, &options, &mut RandomState::global())?.completions;
     let mut correct = 0;
     for (out, (_, answer)) in outputs.iter().zip(set) {
         if tok.decode(&out.tokens, true)?.trim() == answer {
@@ -126,7 +150,13 @@ fn accuracy(model: &Model, tok: &Tokenizer, set: &[(String, String)]) -> Result<
 }
 
 /// Supervised warm-up: cross-entropy on the answer tokens of `a+b=c<eos>`.
-fn warm_up(model: &mut Model, tok: &Tokenizer, train: &[(String, String)], steps: usize, seed: u64) -> Result<f32, Box<dyn std::error::Error>> {
+fn warm_up(
+    model: &mut Model,
+    tok: &Tokenizer,
+    train: &[(String, String)],
+    steps: usize,
+    seed: u64,
+) -> Result<f32, Box<dyn std::error::Error>> {
     let eos = tok.eos_token_id().ok_or("tokenizer has no EOS")?;
     let pad = tok.pad_token_id().ok_or("tokenizer has no pad token")?;
     let mut optimizer = Optimizer::new(AdamW::new(0.0), 3e-3);
@@ -151,7 +181,11 @@ fn warm_up(model: &mut Model, tok: &Tokenizer, train: &[(String, String)], steps
             for t in 0..width - 1 {
                 inputs.push(*ids.get(t).unwrap_or(&pad));
                 targets.push(*ids.get(t + 1).unwrap_or(&pad));
-                mask.push(if t + 1 >= *prompt_len && t + 1 < ids.len() { 1.0f32 } else { 0.0 });
+                mask.push(if t + 1 >= *prompt_len && t + 1 < ids.len() {
+                    1.0f32
+                } else {
+                    0.0
+                });
             }
         }
         let shape = [batch as i32, (width - 1) as i32];
@@ -159,9 +193,18 @@ fn warm_up(model: &mut Model, tok: &Tokenizer, train: &[(String, String)], steps
         let targets = Array::from_slice(&targets, &shape)?.expand_dims(&[-1])?;
         let mask = Array::from_slice(&mask, &shape)?;
         let out = value_and_grad(&*model, |m| {
-            let logits = m.forward(&inputs, None).map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
-            let logp = logits.log_softmax(-1, true)?.take_along_axis(&targets, -1)?.squeeze(&[-1])?;
-            let loss = logp.multiply(&mask)?.sum(Axes::All, false)?.negative()?.divide(&mask.sum(Axes::All, false)?)?;
+            let logits = m
+                .forward(&inputs, None)
+                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+            let logp = logits
+                .log_softmax(-1, true)?
+                .take_along_axis(&targets, -1)?
+                .squeeze(&[-1])?;
+            let loss = logp
+                .multiply(&mask)?
+                .sum(Axes::All, false)?
+                .negative()?
+                .divide(&mask.sum(Axes::All, false)?)?;
             Ok(vec![loss])
         })?;
         optimizer.update(model, &out.grads)?;
@@ -178,18 +221,28 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let (held_out, train) = all.split_at(HELD_OUT);
     let config = model_config(tok.vocab_size())?;
     let mut model = random_model(&config, args.seed, Dtype::F32)?;
-    println!("model: tiny Qwen3, {} parameters; task: a+b with a, b in 0..={MAX_OPERAND}", mlx_nn::ModuleExt::num_parameters(&model));
+    println!(
+        "model: tiny Qwen3, {} parameters; task: a+b with a, b in 0..={MAX_OPERAND}",
+        mlx_nn::ModuleExt::num_parameters(&model)
+    );
 
     let sft_loss = warm_up(&mut model, &tok, train, args.sft_steps, args.seed)?;
     let before = accuracy(&model, &tok, held_out)?;
-    println!("after {} warm-up steps: loss {sft_loss:.3}, held-out accuracy {before:.1}%", args.sft_steps);
+    println!(
+        "after {} warm-up steps: loss {sft_loss:.3}, held-out accuracy {before:.1}%",
+        args.sft_steps
+    );
 
     std::fs::create_dir_all(&args.output)?;
     let tokenizer_dir = args.output.join("tokenizer");
     tok.save_dir(&tokenizer_dir)?;
     let rows: Vec<Row> = train
         .iter()
-        .map(|(p, a)| Row { prompt: Prompt::Text(p.clone()), answer: Some(a.clone()), extra: Default::default() })
+        .map(|(p, a)| Row {
+            prompt: Prompt::Text(p.clone()),
+            answer: Some(a.clone()),
+            extra: Default::default(),
+        })
         .collect();
     let dataset = Dataset::from_rows(rows, "arithmetic")?;
     let mut rewards = RewardSet::new();
@@ -210,15 +263,33 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     cfg.logging_steps = 5;
     cfg.save_steps = 50;
     cfg.save_total_limit = Some(2);
-    let mut trainer = Trainer::new(cfg, model, tok.clone(), dataset, rewards)?.with_source_dir(&tokenizer_dir);
+    let mut trainer =
+        Trainer::new(cfg, model, tok.clone(), dataset, rewards)?.with_source_dir(&tokenizer_dir);
     let output = trainer.train()?;
     let after = accuracy(trainer.model(), &tok, held_out)?;
 
     let final_dir = args.output.join("final");
-    save_model(trainer.model(), &final_dir, &SaveOptions { source_dir: Some(tokenizer_dir), ..Default::default() })?;
-    let last = output.log_history.last().map(|r| r.metrics.get("reward").copied().unwrap_or(f64::NAN));
-    println!("GRPO: {} steps, last logged reward {:.3}", output.global_step, last.unwrap_or(f64::NAN));
-    println!("held-out accuracy: before GRPO {before:.1}%, after GRPO {after:.1}% ({:+.1} points)", after - before);
+    save_model(
+        trainer.model(),
+        &final_dir,
+        &SaveOptions {
+            source_dir: Some(tokenizer_dir),
+            ..Default::default()
+        },
+    )?;
+    let last = output
+        .log_history
+        .last()
+        .map(|r| r.metrics.get("reward").copied().unwrap_or(f64::NAN));
+    println!(
+        "GRPO: {} steps, last logged reward {:.3}",
+        output.global_step,
+        last.unwrap_or(f64::NAN)
+    );
+    println!(
+        "held-out accuracy: before GRPO {before:.1}%, after GRPO {after:.1}% ({:+.1} points)",
+        after - before
+    );
     println!(
         "wrote {}/metrics.jsonl, {}/curves.png and {} in {:.0} s",
         args.output.display(),

@@ -101,8 +101,7 @@ pub fn prepare(
             let copy = lib_dir.join("libmlx.so");
             let mut bytes = fs::read(&install.library)
                 .map_err(|e| format!("reading {}: {e}", install.library.display()))?;
-            remove_soname(&mut bytes)
-                .map_err(|e| format!("{}: {e}", install.library.display()))?;
+            remove_soname(&mut bytes).map_err(|e| format!("{}: {e}", install.library.display()))?;
             fs::write(&copy, bytes).map_err(|e| format!("writing {}: {e}", copy.display()))?;
             let script_dir = farm.join("link");
             mkdir(&script_dir)?;
@@ -223,9 +222,8 @@ fn remove_soname(elf: &mut [u8]) -> Result<(), String> {
         return Err("not a 64-bit little-endian ELF file".to_string());
     }
     let read_u16 = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as usize;
-    let read_u32 = |b: &[u8], at: usize| {
-        u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-    };
+    let read_u32 =
+        |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     let read_u64 = |b: &[u8], at: usize| {
         let mut raw = [0u8; 8];
         raw.copy_from_slice(&b[at..at + 8]);
@@ -241,7 +239,10 @@ fn remove_soname(elf: &mut [u8]) -> Result<(), String> {
             return Err("truncated program header table".to_string());
         }
         if read_u32(elf, at) == PT_DYNAMIC {
-            dynamic = Some((read_u64(elf, at + 8) as usize, read_u64(elf, at + 32) as usize));
+            dynamic = Some((
+                read_u64(elf, at + 8) as usize,
+                read_u64(elf, at + 32) as usize,
+            ));
         }
     }
     let (offset, size) = dynamic.ok_or("no PT_DYNAMIC segment")?;

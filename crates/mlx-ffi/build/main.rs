@@ -93,7 +93,10 @@ fn run() -> Result<(), String> {
     println!("cargo:libdir={}", linked.lib_dir.display());
     println!("cargo:include={}", install.include_dir.display());
     println!("cargo:version=0.32.4");
-    println!("cargo:rustc-env=MLX_FFI_LIB_DIR={}", linked.lib_dir.display());
+    println!(
+        "cargo:rustc-env=MLX_FFI_LIB_DIR={}",
+        linked.lib_dir.display()
+    );
     println!(
         "cargo:rustc-env=MLX_FFI_BLAS={}",
         linked.blas_description.replace('\n', " ")

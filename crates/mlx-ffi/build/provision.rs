@@ -131,21 +131,24 @@ fn python_installed_cuda() -> Result<Option<Install>, String> {
     Install::from_prefix(&Path::new(site.trim()).join("mlx")).map(Some)
 }
 
-fn download_and_unpack(wheel: &Wheel, cache: &Path, target: &Path, cuda: bool) -> Result<(), String> {
+fn download_and_unpack(
+    wheel: &Wheel,
+    cache: &Path,
+    target: &Path,
+    cuda: bool,
+) -> Result<(), String> {
     fs::create_dir_all(cache).map_err(|e| format!("creating cache {}: {e}", cache.display()))?;
     // A private staging directory, renamed into place at the end: concurrent
     // builds never see a half-unpacked install.
-    let staging = cache.join(format!(
-        ".staging-{}-{}",
-        wheel.package,
-        std::process::id()
-    ));
+    let staging = cache.join(format!(".staging-{}-{}", wheel.package, std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| format!("creating {}: {e}", staging.display()))?;
     let download_dir = staging.join("download");
 
     let python = python();
-    let pip_check = Command::new(&python).args(["-m", "pip", "--version"]).output();
+    let pip_check = Command::new(&python)
+        .args(["-m", "pip", "--version"])
+        .output();
     if !matches!(&pip_check, Ok(out) if out.status.success()) {
         return Err(format!(
             "MLX is not cached yet and `{} -m pip` is not available to download it.\n\
@@ -161,7 +164,11 @@ fn download_and_unpack(wheel: &Wheel, cache: &Path, target: &Path, cuda: bool) -
     );
     let status = Command::new(&python)
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-        .args(["--platform", "manylinux_2_35_x86_64", "--disable-pip-version-check"])
+        .args([
+            "--platform",
+            "manylinux_2_35_x86_64",
+            "--disable-pip-version-check",
+        ])
         .arg("--dest")
         .arg(&download_dir)
         .arg(format!("{}=={MLX_VERSION}", wheel.package))
@@ -183,13 +190,22 @@ fn download_and_unpack(wheel: &Wheel, cache: &Path, target: &Path, cuda: bool) -
         // points at them), so let pip install the verified wheel with its
         // dependencies into a private target directory.
         let status = Command::new(&python)
-            .args(["-m", "pip", "install", "--disable-pip-version-check", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--target",
+            ])
             .arg(&unpacked)
             .arg(&wheel_path)
             .status()
             .map_err(|e| format!("running pip install: {e}"))?;
         if !status.success() {
-            return Err(format!("`pip install --target` of {} failed ({status})", wheel.file));
+            return Err(format!(
+                "`pip install --target` of {} failed ({status})",
+                wheel.file
+            ));
         }
     } else {
         let status = Command::new(&python)
@@ -207,7 +223,11 @@ fn download_and_unpack(wheel: &Wheel, cache: &Path, target: &Path, cuda: bool) -
     if let Err(e) = fs::rename(&unpacked, target) {
         // Another build may have won the race; that is fine if its copy is complete.
         if !target.join(".complete").is_file() {
-            return Err(format!("moving {} into {}: {e}", unpacked.display(), target.display()));
+            return Err(format!(
+                "moving {} into {}: {e}",
+                unpacked.display(),
+                target.display()
+            ));
         }
     }
     let _ = fs::remove_dir_all(&staging);

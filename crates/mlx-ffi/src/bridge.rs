@@ -181,7 +181,11 @@ pub mod ffi {
         type ArrayFn;
 
         // ---- array.cc: construction, inspection, read-back ----
-        fn array_from_bytes(data: &[u8], shape: &[i32], dtype: DType) -> Result<UniquePtr<MlxArray>>;
+        fn array_from_bytes(
+            data: &[u8],
+            shape: &[i32],
+            dtype: DType,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn array_scalar_f64(value: f64, dtype: DType) -> Result<UniquePtr<MlxArray>>;
         fn array_scalar_i64(value: i64, dtype: DType) -> Result<UniquePtr<MlxArray>>;
         fn array_clone(a: &MlxArray) -> UniquePtr<MlxArray>;
@@ -204,10 +208,35 @@ pub mod ffi {
         // ---- ops.cc ----
         fn unary(op: UnaryOp, a: &MlxArray) -> Result<UniquePtr<MlxArray>>;
         fn binary(op: BinaryOp, a: &MlxArray, b: &MlxArray) -> Result<UniquePtr<MlxArray>>;
-        fn reduce(op: ReduceOp, a: &MlxArray, axes: &[i32], all_axes: bool, keepdims: bool) -> Result<UniquePtr<MlxArray>>;
-        fn var_std(a: &MlxArray, axes: &[i32], all_axes: bool, keepdims: bool, ddof: i32, std_dev: bool) -> Result<UniquePtr<MlxArray>>;
-        fn arg_reduce(a: &MlxArray, axis: i32, all_axes: bool, keepdims: bool, is_max: bool) -> Result<UniquePtr<MlxArray>>;
-        fn scan(op: ScanOp, a: &MlxArray, axis: i32, reverse: bool, inclusive: bool) -> Result<UniquePtr<MlxArray>>;
+        fn reduce(
+            op: ReduceOp,
+            a: &MlxArray,
+            axes: &[i32],
+            all_axes: bool,
+            keepdims: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn var_std(
+            a: &MlxArray,
+            axes: &[i32],
+            all_axes: bool,
+            keepdims: bool,
+            ddof: i32,
+            std_dev: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn arg_reduce(
+            a: &MlxArray,
+            axis: i32,
+            all_axes: bool,
+            keepdims: bool,
+            is_max: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn scan(
+            op: ScanOp,
+            a: &MlxArray,
+            axis: i32,
+            reverse: bool,
+            inclusive: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn astype(a: &MlxArray, dtype: DType) -> Result<UniquePtr<MlxArray>>;
         fn view_as(a: &MlxArray, dtype: DType) -> Result<UniquePtr<MlxArray>>;
         fn full(shape: &[i32], value: &MlxArray, dtype: DType) -> Result<UniquePtr<MlxArray>>;
@@ -228,66 +257,260 @@ pub mod ffi {
         fn stack(arrays: &ArrayVec, axis: i32) -> Result<UniquePtr<MlxArray>>;
         fn split_sections(a: &MlxArray, num_splits: i32, axis: i32) -> Result<UniquePtr<ArrayVec>>;
         fn split_at(a: &MlxArray, indices: &[i32], axis: i32) -> Result<UniquePtr<ArrayVec>>;
-        fn slice(a: &MlxArray, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<UniquePtr<MlxArray>>;
-        fn slice_update(a: &MlxArray, update: &MlxArray, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<UniquePtr<MlxArray>>;
-        fn pad(a: &MlxArray, axes: &[i32], low: &[i32], high: &[i32], value: &MlxArray) -> Result<UniquePtr<MlxArray>>;
-        fn repeat(a: &MlxArray, repeats: i32, axis: i32, flat: bool) -> Result<UniquePtr<MlxArray>>;
+        fn slice(
+            a: &MlxArray,
+            start: &[i32],
+            stop: &[i32],
+            strides: &[i32],
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn slice_update(
+            a: &MlxArray,
+            update: &MlxArray,
+            start: &[i32],
+            stop: &[i32],
+            strides: &[i32],
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn pad(
+            a: &MlxArray,
+            axes: &[i32],
+            low: &[i32],
+            high: &[i32],
+            value: &MlxArray,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn repeat(a: &MlxArray, repeats: i32, axis: i32, flat: bool)
+            -> Result<UniquePtr<MlxArray>>;
         fn tile(a: &MlxArray, reps: &[i32]) -> Result<UniquePtr<MlxArray>>;
         fn roll(a: &MlxArray, shift: i32, axis: i32, flat: bool) -> Result<UniquePtr<MlxArray>>;
-        fn clip(a: &MlxArray, lo: &MlxArray, hi: &MlxArray, has_lo: bool, has_hi: bool) -> Result<UniquePtr<MlxArray>>;
+        fn clip(
+            a: &MlxArray,
+            lo: &MlxArray,
+            hi: &MlxArray,
+            has_lo: bool,
+            has_hi: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn where_cond(cond: &MlxArray, x: &MlxArray, y: &MlxArray) -> Result<UniquePtr<MlxArray>>;
-        fn take(a: &MlxArray, indices: &MlxArray, axis: i32, flat: bool) -> Result<UniquePtr<MlxArray>>;
-        fn take_along_axis(a: &MlxArray, indices: &MlxArray, axis: i32) -> Result<UniquePtr<MlxArray>>;
-        fn put_along_axis(a: &MlxArray, indices: &MlxArray, values: &MlxArray, axis: i32) -> Result<UniquePtr<MlxArray>>;
-        fn scatter_add_axis(a: &MlxArray, indices: &MlxArray, values: &MlxArray, axis: i32) -> Result<UniquePtr<MlxArray>>;
-        fn scatter_add(a: &MlxArray, indices: &ArrayVec, updates: &MlxArray, axes: &[i32]) -> Result<UniquePtr<MlxArray>>;
+        fn take(
+            a: &MlxArray,
+            indices: &MlxArray,
+            axis: i32,
+            flat: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn take_along_axis(
+            a: &MlxArray,
+            indices: &MlxArray,
+            axis: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn put_along_axis(
+            a: &MlxArray,
+            indices: &MlxArray,
+            values: &MlxArray,
+            axis: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn scatter_add_axis(
+            a: &MlxArray,
+            indices: &MlxArray,
+            values: &MlxArray,
+            axis: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn scatter_add(
+            a: &MlxArray,
+            indices: &ArrayVec,
+            updates: &MlxArray,
+            axes: &[i32],
+        ) -> Result<UniquePtr<MlxArray>>;
         fn sort(a: &MlxArray, axis: i32, arg: bool) -> Result<UniquePtr<MlxArray>>;
         fn partition(a: &MlxArray, kth: i32, axis: i32, arg: bool) -> Result<UniquePtr<MlxArray>>;
         fn topk(a: &MlxArray, k: i32, axis: i32) -> Result<UniquePtr<MlxArray>>;
-        fn addmm(c: &MlxArray, a: &MlxArray, b: &MlxArray, alpha: f32, beta: f32) -> Result<UniquePtr<MlxArray>>;
-        fn norm(a: &MlxArray, ord: f64, axes: &[i32], all_axes: bool, keepdims: bool) -> Result<UniquePtr<MlxArray>>;
-        fn gather_mm(a: &MlxArray, b: &MlxArray, lhs_indices: &MlxArray, rhs_indices: &MlxArray, has_lhs: bool, has_rhs: bool, sorted: bool) -> Result<UniquePtr<MlxArray>>;
+        fn addmm(
+            c: &MlxArray,
+            a: &MlxArray,
+            b: &MlxArray,
+            alpha: f32,
+            beta: f32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn norm(
+            a: &MlxArray,
+            ord: f64,
+            axes: &[i32],
+            all_axes: bool,
+            keepdims: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn gather_mm(
+            a: &MlxArray,
+            b: &MlxArray,
+            lhs_indices: &MlxArray,
+            rhs_indices: &MlxArray,
+            has_lhs: bool,
+            has_rhs: bool,
+            sorted: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn quantize(w: &MlxArray, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayVec>>;
-        fn dequantize(w: &MlxArray, scales: &MlxArray, biases: &MlxArray, group_size: i32, bits: i32) -> Result<UniquePtr<MlxArray>>;
-        fn quantized_matmul(x: &MlxArray, w: &MlxArray, scales: &MlxArray, biases: &MlxArray, transpose: bool, group_size: i32, bits: i32) -> Result<UniquePtr<MlxArray>>;
+        fn dequantize(
+            w: &MlxArray,
+            scales: &MlxArray,
+            biases: &MlxArray,
+            group_size: i32,
+            bits: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn quantized_matmul(
+            x: &MlxArray,
+            w: &MlxArray,
+            scales: &MlxArray,
+            biases: &MlxArray,
+            transpose: bool,
+            group_size: i32,
+            bits: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn array_equal(a: &MlxArray, b: &MlxArray, equal_nan: bool) -> Result<UniquePtr<MlxArray>>;
-        fn allclose(a: &MlxArray, b: &MlxArray, rtol: f64, atol: f64, equal_nan: bool) -> Result<UniquePtr<MlxArray>>;
-        fn nan_to_num(a: &MlxArray, nan: f32, posinf: f32, neginf: f32) -> Result<UniquePtr<MlxArray>>;
+        fn allclose(
+            a: &MlxArray,
+            b: &MlxArray,
+            rtol: f64,
+            atol: f64,
+            equal_nan: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn nan_to_num(
+            a: &MlxArray,
+            nan: f32,
+            posinf: f32,
+            neginf: f32,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn round(a: &MlxArray, decimals: i32) -> Result<UniquePtr<MlxArray>>;
 
         // ---- fast.cc ----
-        fn fast_rms_norm(x: &MlxArray, weight: &MlxArray, has_weight: bool, eps: f32) -> Result<UniquePtr<MlxArray>>;
-        fn fast_layer_norm(x: &MlxArray, weight: &MlxArray, bias: &MlxArray, has_weight: bool, has_bias: bool, eps: f32) -> Result<UniquePtr<MlxArray>>;
-        fn fast_rope(x: &MlxArray, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<UniquePtr<MlxArray>>;
-        fn fast_rope_array_offset(x: &MlxArray, dims: i32, traditional: bool, base: f32, scale: f32, offset: &MlxArray) -> Result<UniquePtr<MlxArray>>;
-        fn fast_sdpa(q: &MlxArray, k: &MlxArray, v: &MlxArray, scale: f32, mask_kind: AttentionMask, mask: &MlxArray) -> Result<UniquePtr<MlxArray>>;
+        fn fast_rms_norm(
+            x: &MlxArray,
+            weight: &MlxArray,
+            has_weight: bool,
+            eps: f32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn fast_layer_norm(
+            x: &MlxArray,
+            weight: &MlxArray,
+            bias: &MlxArray,
+            has_weight: bool,
+            has_bias: bool,
+            eps: f32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn fast_rope(
+            x: &MlxArray,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offset: i32,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn fast_rope_array_offset(
+            x: &MlxArray,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offset: &MlxArray,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn fast_sdpa(
+            q: &MlxArray,
+            k: &MlxArray,
+            v: &MlxArray,
+            scale: f32,
+            mask_kind: AttentionMask,
+            mask: &MlxArray,
+        ) -> Result<UniquePtr<MlxArray>>;
 
         // ---- random.cc ----
         fn random_key(seed: u64) -> Result<UniquePtr<MlxArray>>;
         fn random_seed(seed: u64);
         fn random_split(key: &MlxArray, num: i32) -> Result<UniquePtr<MlxArray>>;
-        fn random_uniform(low: &MlxArray, high: &MlxArray, shape: &[i32], dtype: DType, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_normal(shape: &[i32], dtype: DType, loc: f32, scale: f32, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_randint(low: &MlxArray, high: &MlxArray, shape: &[i32], dtype: DType, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_bernoulli(p: &MlxArray, shape: &[i32], key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_truncated_normal(lower: &MlxArray, upper: &MlxArray, shape: &[i32], dtype: DType, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_gumbel(shape: &[i32], dtype: DType, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_categorical(logits: &MlxArray, axis: i32, num_samples: i32, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
-        fn random_permutation(n: i32, key: &MlxArray, has_key: bool) -> Result<UniquePtr<MlxArray>>;
+        fn random_uniform(
+            low: &MlxArray,
+            high: &MlxArray,
+            shape: &[i32],
+            dtype: DType,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_normal(
+            shape: &[i32],
+            dtype: DType,
+            loc: f32,
+            scale: f32,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_randint(
+            low: &MlxArray,
+            high: &MlxArray,
+            shape: &[i32],
+            dtype: DType,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_bernoulli(
+            p: &MlxArray,
+            shape: &[i32],
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_truncated_normal(
+            lower: &MlxArray,
+            upper: &MlxArray,
+            shape: &[i32],
+            dtype: DType,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_gumbel(
+            shape: &[i32],
+            dtype: DType,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_categorical(
+            logits: &MlxArray,
+            axis: i32,
+            num_samples: i32,
+            key: &MlxArray,
+            has_key: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn random_permutation(n: i32, key: &MlxArray, has_key: bool)
+            -> Result<UniquePtr<MlxArray>>;
 
         // ---- transforms.cc ----
         fn array_fn_from_rust(f: Box<RustFn>) -> UniquePtr<ArrayFn>;
         fn array_fn_call(f: &ArrayFn, inputs: &ArrayVec) -> Result<UniquePtr<ArrayVec>>;
         fn array_fn_compile(f: &ArrayFn, shapeless: bool) -> Result<UniquePtr<ArrayFn>>;
         fn array_fn_checkpoint(f: &ArrayFn) -> Result<UniquePtr<ArrayFn>>;
-        fn vjp(f: &ArrayFn, primals: &ArrayVec, cotangents: &ArrayVec, outputs: Pin<&mut ArrayVec>) -> Result<UniquePtr<ArrayVec>>;
-        fn jvp(f: &ArrayFn, primals: &ArrayVec, tangents: &ArrayVec, outputs: Pin<&mut ArrayVec>) -> Result<UniquePtr<ArrayVec>>;
-        fn value_and_grad(f: &ArrayFn, inputs: &ArrayVec, argnums: &[i32], values: Pin<&mut ArrayVec>) -> Result<UniquePtr<ArrayVec>>;
+        fn vjp(
+            f: &ArrayFn,
+            primals: &ArrayVec,
+            cotangents: &ArrayVec,
+            outputs: Pin<&mut ArrayVec>,
+        ) -> Result<UniquePtr<ArrayVec>>;
+        fn jvp(
+            f: &ArrayFn,
+            primals: &ArrayVec,
+            tangents: &ArrayVec,
+            outputs: Pin<&mut ArrayVec>,
+        ) -> Result<UniquePtr<ArrayVec>>;
+        fn value_and_grad(
+            f: &ArrayFn,
+            inputs: &ArrayVec,
+            argnums: &[i32],
+            values: Pin<&mut ArrayVec>,
+        ) -> Result<UniquePtr<ArrayVec>>;
         fn set_compile_enabled(enabled: bool);
 
         // ---- io.cc ----
-        fn load_safetensors(path: &str, metadata: &mut Vec<MetadataEntry>) -> Result<Vec<NamedArray>>;
-        fn save_safetensors(path: &str, names: &Vec<String>, arrays: &ArrayVec, metadata: &Vec<MetadataEntry>) -> Result<()>;
+        fn load_safetensors(
+            path: &str,
+            metadata: &mut Vec<MetadataEntry>,
+        ) -> Result<Vec<NamedArray>>;
+        fn save_safetensors(
+            path: &str,
+            names: &Vec<String>,
+            arrays: &ArrayVec,
+            metadata: &Vec<MetadataEntry>,
+        ) -> Result<()>;
         fn load_npy(path: &str) -> Result<UniquePtr<MlxArray>>;
         fn save_npy(path: &str, a: &MlxArray) -> Result<()>;
 
@@ -314,7 +537,8 @@ pub mod ffi {
 
 /// The signature of [`RustFn`]'s closure: the inputs, a vector to push the
 /// outputs to, and an error message on failure.
-pub type RustFnBody = dyn Fn(&ffi::ArrayVec, &mut Vec<cxx::UniquePtr<ffi::MlxArray>>) -> Result<(), String>;
+pub type RustFnBody =
+    dyn Fn(&ffi::ArrayVec, &mut Vec<cxx::UniquePtr<ffi::MlxArray>>) -> Result<(), String>;
 
 /// The Rust side of a closure that C++ calls back: receives the inputs,
 /// returns the outputs or an error message.

@@ -25,7 +25,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn tokenizer() -> Tokenizer {
-    VocabTokenizerBuilder::char_level("0123456789+=".chars()).pad("<pad>").eos("<|endoftext|>").build().unwrap()
+    VocabTokenizerBuilder::char_level("0123456789+=".chars())
+        .pad("<pad>")
+        .eos("<|endoftext|>")
+        .build()
+        .unwrap()
 }
 
 fn model(tok: &Tokenizer) -> Model {
@@ -69,7 +73,10 @@ fn rewards() -> RewardSet {
     // every group a spread of rewards, hence non-zero advantages.
     let mut set = RewardSet::new();
     set.add(AccuracyReward::default()).unwrap();
-    set.add(per_sample("length", |x: &RewardInput| x.completion.num_tokens as f32)).unwrap();
+    set.add(per_sample("length", |x: &RewardInput| {
+        x.completion.num_tokens as f32
+    }))
+    .unwrap();
     set
 }
 
@@ -81,23 +88,37 @@ fn losses(history: &[mlx_grpo::trainer::LogRecord]) -> Vec<f64> {
 fn resume_continues_the_exact_trajectory() {
     let tok = tokenizer();
     let straight_dir = scratch("straight");
-    let mut straight = Trainer::new(config(&straight_dir, 4), model(&tok), tok.clone(), dataset(), rewards())
-        .unwrap()
-        .with_progress(false);
+    let mut straight = Trainer::new(
+        config(&straight_dir, 4),
+        model(&tok),
+        tok.clone(),
+        dataset(),
+        rewards(),
+    )
+    .unwrap()
+    .with_progress(false);
     let full = straight.train().unwrap();
 
     let resumed_dir = scratch("resumed");
     // The same run (same config, same schedule), stopped after two steps.
-    let mut first = Trainer::new(config(&resumed_dir, 4), model(&tok), tok.clone(), dataset(), rewards())
-        .unwrap()
-        .with_progress(false);
+    let mut first = Trainer::new(
+        config(&resumed_dir, 4),
+        model(&tok),
+        tok.clone(),
+        dataset(),
+        rewards(),
+    )
+    .unwrap()
+    .with_progress(false);
     first.train_step().unwrap();
     first.train_step().unwrap();
     first.save_checkpoint().unwrap();
     drop(first);
     let mut cfg = config(&resumed_dir, 4);
     cfg.resume_from_checkpoint = Some(resumed_dir.join("checkpoint-2"));
-    let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards()).unwrap().with_progress(false);
+    let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
     let resumed = second.train().unwrap();
 
     assert_eq!(full.global_step, resumed.global_step);
@@ -106,7 +127,11 @@ fn resume_continues_the_exact_trajectory() {
     let a = straight.model().parameters();
     let b = second.model().parameters();
     for (name, p) in &a {
-        assert_eq!(p.to_vec::<f32>().unwrap(), b[name].to_vec::<f32>().unwrap(), "{name} differs after resume");
+        assert_eq!(
+            p.to_vec::<f32>().unwrap(),
+            b[name].to_vec::<f32>().unwrap(),
+            "{name} differs after resume"
+        );
     }
 }
 
@@ -114,8 +139,15 @@ fn resume_continues_the_exact_trajectory() {
 fn interrupted_save_keeps_the_previous_checkpoint() {
     let dir = scratch("atomic");
     let tok = tokenizer();
-    let mut trainer =
-        Trainer::new(config(&dir, 2), model(&tok), tok.clone(), dataset(), rewards()).unwrap().with_progress(false);
+    let mut trainer = Trainer::new(
+        config(&dir, 2),
+        model(&tok),
+        tok.clone(),
+        dataset(),
+        rewards(),
+    )
+    .unwrap()
+    .with_progress(false);
     trainer.train().unwrap();
     let good = dir.join("checkpoint-2");
     assert!(good.join("trainer_state.json").is_file());
@@ -123,18 +155,34 @@ fn interrupted_save_keeps_the_previous_checkpoint() {
     // A save that dies half-way (the writer fails after writing some files).
     let manager = CheckpointManager::new(&dir, None);
     let state = read_trainer_state(&good).unwrap();
-    let failed = manager.save(4, &TrainerState { global_step: 4, ..state.clone() }, |tmp| {
-        std::fs::write(tmp.join("model.safetensors"), b"half").unwrap();
-        Err(Error::InvalidConfig { message: "killed".into() })
-    });
+    let failed = manager.save(
+        4,
+        &TrainerState {
+            global_step: 4,
+            ..state.clone()
+        },
+        |tmp| {
+            std::fs::write(tmp.join("model.safetensors"), b"half").unwrap();
+            Err(Error::InvalidConfig {
+                message: "killed".into(),
+            })
+        },
+    );
     assert!(failed.is_err());
     // A process killed mid-save leaves its temporary directory behind.
     std::fs::create_dir_all(dir.join(".tmp-checkpoint-6-999999")).unwrap();
-    std::fs::write(dir.join(".tmp-checkpoint-6-999999/model.safetensors"), b"partial").unwrap();
+    std::fs::write(
+        dir.join(".tmp-checkpoint-6-999999/model.safetensors"),
+        b"partial",
+    )
+    .unwrap();
 
     assert_eq!(manager.latest().unwrap(), Some(good.clone()));
     let reloaded = load_model(good.join("model"), Some(Dtype::F32)).unwrap();
-    assert_eq!(reloaded.parameter_names(), trainer.model().parameter_names());
+    assert_eq!(
+        reloaded.parameter_names(),
+        trainer.model().parameter_names()
+    );
 }
 
 #[test]
@@ -144,7 +192,9 @@ fn frozen_parameters_do_not_move() {
     let mut m = model(&tok);
     m.freeze_path("model.embed_tokens");
     let before = m.parameters();
-    let mut trainer = Trainer::new(config(&dir, 1), m, tok, dataset(), rewards()).unwrap().with_progress(false);
+    let mut trainer = Trainer::new(config(&dir, 1), m, tok, dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
     trainer.train_step().unwrap();
     let after = trainer.model().parameters();
     let mut moved = 0;
@@ -165,16 +215,29 @@ fn nan_rewards_empty_dataset_and_bad_counts_are_clear_errors() {
     let tok = tokenizer();
 
     let mut nan = RewardSet::new();
-    nan.add(per_sample("always_nan", |_: &RewardInput| f32::NAN)).unwrap();
-    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok.clone(), dataset(), nan).unwrap().with_progress(false);
+    nan.add(per_sample("always_nan", |_: &RewardInput| f32::NAN))
+        .unwrap();
+    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok.clone(), dataset(), nan)
+        .unwrap()
+        .with_progress(false);
     let err = trainer.train_step().unwrap_err().to_string();
-    assert!(err.to_lowercase().contains("nan") || err.contains("scor"), "{err}");
+    assert!(
+        err.to_lowercase().contains("nan") || err.contains("scor"),
+        "{err}"
+    );
 
     assert!(Dataset::from_rows(Vec::new(), "empty").is_err());
 
     let mut wrong = RewardSet::new();
-    wrong.add(mlx_grpo::rewards::reward_fn("short", |_: &[RewardInput]| Ok(vec![1.0]))).unwrap();
-    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok, dataset(), wrong).unwrap().with_progress(false);
+    wrong
+        .add(mlx_grpo::rewards::reward_fn(
+            "short",
+            |_: &[RewardInput]| Ok(vec![1.0]),
+        ))
+        .unwrap();
+    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok, dataset(), wrong)
+        .unwrap()
+        .with_progress(false);
     let err = trainer.train_step().unwrap_err().to_string();
     assert!(err.contains("short"), "{err}");
 }

@@ -29,7 +29,9 @@ unsafe impl Send for Array {}
 
 impl Clone for Array {
     fn clone(&self) -> Self {
-        Array { raw: ffi::array_clone(self.raw()) }
+        Array {
+            raw: ffi::array_clone(self.raw()),
+        }
     }
 }
 
@@ -81,7 +83,11 @@ impl Array {
     /// Builds an array from little-endian bytes of the given dtype.
     #[track_caller]
     pub fn from_bytes(bytes: &[u8], shape: &[i32], dtype: Dtype) -> Result<Array> {
-        check("from_bytes", &[], ffi::array_from_bytes(bytes, shape, dtype.to_ffi()))
+        check(
+            "from_bytes",
+            &[],
+            ffi::array_from_bytes(bytes, shape, dtype.to_ffi()),
+        )
     }
 
     /// A 0-dimensional array holding `value`.
@@ -157,7 +163,11 @@ impl Array {
             self.as_type(T::DTYPE)?
         };
         let mut bytes = vec![0u8; source.nbytes()];
-        check_with("to_vec", &[self], ffi::array_to_bytes(source.raw(), &mut bytes))?;
+        check_with(
+            "to_vec",
+            &[self],
+            ffi::array_to_bytes(source.raw(), &mut bytes),
+        )?;
         let width = T::DTYPE.size_of();
         Ok(bytes.chunks_exact(width).map(T::from_le_bytes).collect())
     }
@@ -184,7 +194,11 @@ impl Array {
     #[track_caller]
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let mut bytes = vec![0u8; self.nbytes()];
-        check_with("to_bytes", &[self], ffi::array_to_bytes(self.raw(), &mut bytes))?;
+        check_with(
+            "to_bytes",
+            &[self],
+            ffi::array_to_bytes(self.raw(), &mut bytes),
+        )?;
         Ok(bytes)
     }
 

@@ -80,20 +80,28 @@ impl Stream {
     pub fn default_for(device: Device) -> Result<Stream> {
         ffi::default_stream(device.spec())
             .map(|spec| Stream { spec })
-            .map_err(|e| Error::Invalid { op: "Stream::default_for", message: e.what().to_string() })
+            .map_err(|e| Error::Invalid {
+                op: "Stream::default_for",
+                message: e.what().to_string(),
+            })
     }
 
     /// A new stream on `device`.
     pub fn new(device: Device) -> Result<Stream> {
         ffi::new_stream(device.spec())
             .map(|spec| Stream { spec })
-            .map_err(|e| Error::Invalid { op: "Stream::new", message: e.what().to_string() })
+            .map_err(|e| Error::Invalid {
+                op: "Stream::new",
+                message: e.what().to_string(),
+            })
     }
 
     /// Makes this stream the default for its device on this thread.
     pub fn set_default(self) -> Result<()> {
-        ffi::set_default_stream(self.spec)
-            .map_err(|e| Error::Invalid { op: "Stream::set_default", message: e.what().to_string() })
+        ffi::set_default_stream(self.spec).map_err(|e| Error::Invalid {
+            op: "Stream::set_default",
+            message: e.what().to_string(),
+        })
     }
 
     /// The stream's device.
@@ -108,14 +116,19 @@ impl Stream {
 
     /// Waits for everything queued on this stream.
     pub fn synchronize(self) -> Result<()> {
-        ffi::synchronize(self.spec)
-            .map_err(|e| Error::Invalid { op: "Stream::synchronize", message: e.what().to_string() })
+        ffi::synchronize(self.spec).map_err(|e| Error::Invalid {
+            op: "Stream::synchronize",
+            message: e.what().to_string(),
+        })
     }
 }
 
 /// Waits for everything queued on this thread's default stream.
 pub fn synchronize() -> Result<()> {
-    ffi::synchronize_default().map_err(|e| Error::Invalid { op: "synchronize", message: e.what().to_string() })
+    ffi::synchronize_default().map_err(|e| Error::Invalid {
+        op: "synchronize",
+        message: e.what().to_string(),
+    })
 }
 
 /// Evaluates several arrays together (shared work is done once).

@@ -51,14 +51,24 @@ impl Dtype {
 
     /// Whether the type is a (real or complex) floating-point type.
     pub fn is_float(self) -> bool {
-        matches!(self, Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::C64)
+        matches!(
+            self,
+            Dtype::F16 | Dtype::BF16 | Dtype::F32 | Dtype::F64 | Dtype::C64
+        )
     }
 
     /// Whether the type is a signed or unsigned integer.
     pub fn is_integer(self) -> bool {
         matches!(
             self,
-            Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 | Dtype::I8 | Dtype::I16 | Dtype::I32 | Dtype::I64
+            Dtype::U8
+                | Dtype::U16
+                | Dtype::U32
+                | Dtype::U64
+                | Dtype::I8
+                | Dtype::I16
+                | Dtype::I32
+                | Dtype::I64
         )
     }
 

@@ -16,19 +16,35 @@ pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
             &placeholder
         }
     };
-    check("fast::rms_norm", &[x], ffi::fast_rms_norm(x.raw(), w.raw(), weight.is_some(), eps))
+    check(
+        "fast::rms_norm",
+        &[x],
+        ffi::fast_rms_norm(x.raw(), w.raw(), weight.is_some(), eps),
+    )
 }
 
 /// Layer normalisation over the last axis with optional affine weight and bias.
 #[track_caller]
-pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
+pub fn layer_norm(
+    x: &Array,
+    weight: Option<&Array>,
+    bias: Option<&Array>,
+    eps: f32,
+) -> Result<Array> {
     let one = Array::scalar(1.0f32)?;
     let w = weight.unwrap_or(&one);
     let b = bias.unwrap_or(&one);
     check(
         "fast::layer_norm",
         &[x],
-        ffi::fast_layer_norm(x.raw(), w.raw(), b.raw(), weight.is_some(), bias.is_some(), eps),
+        ffi::fast_layer_norm(
+            x.raw(),
+            w.raw(),
+            b.raw(),
+            weight.is_some(),
+            bias.is_some(),
+            eps,
+        ),
     )
 }
 
@@ -36,8 +52,19 @@ pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: 
 /// positions start at `offset` along the second-to-last axis.
 /// `traditional = false` rotates the two halves (as Qwen3 and Llama do).
 #[track_caller]
-pub fn rope(x: &Array, dims: i32, traditional: bool, base: f32, scale: f32, offset: i32) -> Result<Array> {
-    check("fast::rope", &[x], ffi::fast_rope(x.raw(), dims, traditional, base, scale, offset))
+pub fn rope(
+    x: &Array,
+    dims: i32,
+    traditional: bool,
+    base: f32,
+    scale: f32,
+    offset: i32,
+) -> Result<Array> {
+    check(
+        "fast::rope",
+        &[x],
+        ffi::fast_rope(x.raw(), dims, traditional, base, scale, offset),
+    )
 }
 
 /// [`rope`] with per-batch offsets (an `i32` array of shape `[B]` or scalar).
@@ -72,13 +99,23 @@ pub enum SdpaMask<'a> {
 /// `softmax(q @ kᵀ * scale + mask) @ v` with `q: [B, Hq, L, D]`,
 /// `k, v: [B, Hkv, S, D]` (grouped-query attention when `Hq > Hkv`).
 #[track_caller]
-pub fn scaled_dot_product_attention(q: &Array, k: &Array, v: &Array, scale: f32, mask: SdpaMask<'_>) -> Result<Array> {
+pub fn scaled_dot_product_attention(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask: SdpaMask<'_>,
+) -> Result<Array> {
     let placeholder;
     let (kind, m) = match mask {
         SdpaMask::None | SdpaMask::Causal => {
             placeholder = Array::scalar(0.0f32)?;
             (
-                if matches!(mask, SdpaMask::Causal) { AttentionMask::Causal } else { AttentionMask::None },
+                if matches!(mask, SdpaMask::Causal) {
+                    AttentionMask::Causal
+                } else {
+                    AttentionMask::None
+                },
                 &placeholder,
             )
         }

@@ -37,17 +37,30 @@ pub struct TensorInfo {
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> Error {
-    Error::File { path: path.to_path_buf(), message: message.into() }
+    Error::File {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 /// Reads and validates the header of a safetensors file without loading any
 /// tensor data: tensor names, dtypes, shapes and offsets, and metadata.
-pub fn read_safetensors_header(path: &Path) -> Result<(BTreeMap<String, TensorInfo>, HashMap<String, String>)> {
-    let mut file = fs::File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let file_len = file.metadata().map_err(|e| file_error(path, e.to_string()))?.len();
+pub fn read_safetensors_header(
+    path: &Path,
+) -> Result<(BTreeMap<String, TensorInfo>, HashMap<String, String>)> {
+    let mut file =
+        fs::File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| file_error(path, e.to_string()))?
+        .len();
     let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes)
-        .map_err(|_| file_error(path, format!("not a safetensors file: only {file_len} bytes")))?;
+    file.read_exact(&mut len_bytes).map_err(|_| {
+        file_error(
+            path,
+            format!("not a safetensors file: only {file_len} bytes"),
+        )
+    })?;
     let header_len = u64::from_le_bytes(len_bytes);
     if header_len > 100_000_000 || header_len + 8 > file_len {
         return Err(file_error(
@@ -56,7 +69,8 @@ pub fn read_safetensors_header(path: &Path) -> Result<(BTreeMap<String, TensorIn
         ));
     }
     let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header).map_err(|e| file_error(path, format!("reading header: {e}")))?;
+    file.read_exact(&mut header)
+        .map_err(|e| file_error(path, format!("reading header: {e}")))?;
     let json: serde_json::Value = serde_json::from_slice(&header)
         .map_err(|e| file_error(path, format!("garbage safetensors header (not JSON): {e}")))?;
     let object = json
@@ -69,13 +83,21 @@ pub fn read_safetensors_header(path: &Path) -> Result<(BTreeMap<String, TensorIn
         if name == "__metadata__" {
             if let Some(map) = value.as_object() {
                 for (k, v) in map {
-                    metadata.insert(k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()));
+                    metadata.insert(
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    );
                 }
             }
             continue;
         }
         let bad = |what: &str| file_error(path, format!("tensor `{name}`: {what}"));
-        let dtype = value.get("dtype").and_then(|d| d.as_str()).ok_or_else(|| bad("missing dtype"))?;
+        let dtype = value
+            .get("dtype")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| bad("missing dtype"))?;
         let shape: Vec<i64> = value
             .get("shape")
             .and_then(|s| s.as_array())
@@ -112,7 +134,11 @@ pub fn read_safetensors_header(path: &Path) -> Result<(BTreeMap<String, TensorIn
         }
         tensors.insert(
             name.clone(),
-            TensorInfo { dtype: dtype.to_string(), shape, data_offsets: (start, end) },
+            TensorInfo {
+                dtype: dtype.to_string(),
+                shape,
+                data_offsets: (start, end),
+            },
         );
     }
     Ok((tensors, metadata))
@@ -123,9 +149,12 @@ pub fn read_safetensors_header(path: &Path) -> Result<(BTreeMap<String, TensorIn
 pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Safetensors> {
     let path = path.as_ref();
     read_safetensors_header(path)?;
-    let path_str = path.to_str().ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
+    let path_str = path
+        .to_str()
+        .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
     let mut meta = Vec::new();
-    let named = ffi::load_safetensors(path_str, &mut meta).map_err(|e| file_error(path, e.what()))?;
+    let named =
+        ffi::load_safetensors(path_str, &mut meta).map_err(|e| file_error(path, e.what()))?;
     let mut out = Safetensors::default();
     for entry in named {
         out.tensors.insert(entry.name, Array::from_raw(entry.array));
@@ -152,20 +181,30 @@ pub fn save_safetensors<'a>(
         if matches!(array.dtype(), Dtype::C64 | Dtype::F64) {
             return Err(file_error(
                 path,
-                format!("tensor `{name}`: {} arrays cannot be saved as safetensors", array.dtype()),
+                format!(
+                    "tensor `{name}`: {} arrays cannot be saved as safetensors",
+                    array.dtype()
+                ),
             ));
         }
         names.push(name.to_string());
         arrays.push(array);
     }
     let list = to_array_vec(&arrays);
-    let list = list.as_ref().ok_or_else(|| file_error(path, "internal: null array list"))?;
+    let list = list
+        .as_ref()
+        .ok_or_else(|| file_error(path, "internal: null array list"))?;
     let meta: Vec<ffi::MetadataEntry> = metadata
         .iter()
-        .map(|(k, v)| ffi::MetadataEntry { key: k.clone(), value: v.clone() })
+        .map(|(k, v)| ffi::MetadataEntry {
+            key: k.clone(),
+            value: v.clone(),
+        })
         .collect();
     let tmp = temporary_sibling(path);
-    let tmp_str = tmp.to_str().ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
+    let tmp_str = tmp
+        .to_str()
+        .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
     if let Err(e) = ffi::save_safetensors(tmp_str, &names, list, &meta) {
         let _ = fs::remove_file(&tmp);
         return Err(file_error(path, e.what()));
@@ -179,20 +218,29 @@ pub fn save_safetensors<'a>(
 /// Loads a `.npy` file.
 pub fn load_npy(path: impl AsRef<Path>) -> Result<Array> {
     let path = path.as_ref();
-    let path_str = path.to_str().ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
-    ffi::load_npy(path_str).map(Array::from_raw).map_err(|e| file_error(path, e.what()))
+    let path_str = path
+        .to_str()
+        .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
+    ffi::load_npy(path_str)
+        .map(Array::from_raw)
+        .map_err(|e| file_error(path, e.what()))
 }
 
 /// Writes a `.npy` file, atomically.
 pub fn save_npy(path: impl AsRef<Path>, array: &Array) -> Result<()> {
     let path = path.as_ref();
     let tmp = temporary_sibling(path).with_extension("npy");
-    let tmp_str = tmp.to_str().ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
+    let tmp_str = tmp
+        .to_str()
+        .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
     ffi::save_npy(tmp_str, array.raw()).map_err(|e| file_error(path, e.what()))?;
     fs::rename(&tmp, path).map_err(|e| file_error(path, format!("renaming into place: {e}")))
 }
 
 fn temporary_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}.safetensors", std::process::id()))
 }

@@ -45,39 +45,79 @@ fn key_parts(key: Option<&Array>) -> Result<(Array, bool)> {
 
 /// Uniform samples in `[low, high)`.
 #[track_caller]
-pub fn uniform(low: f64, high: f64, shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
+pub fn uniform(
+    low: f64,
+    high: f64,
+    shape: &[i32],
+    dtype: Dtype,
+    key: Option<&Array>,
+) -> Result<Array> {
     let (k, has) = key_parts(key)?;
     let lo = Array::scalar_as(low, dtype)?;
     let hi = Array::scalar_as(high, dtype)?;
-    check("random::uniform", &[], ffi::random_uniform(lo.raw(), hi.raw(), shape, dtype.to_ffi(), k.raw(), has))
+    check(
+        "random::uniform",
+        &[],
+        ffi::random_uniform(lo.raw(), hi.raw(), shape, dtype.to_ffi(), k.raw(), has),
+    )
 }
 
 /// Normal samples with mean `loc` and standard deviation `scale`.
 #[track_caller]
-pub fn normal(shape: &[i32], dtype: Dtype, loc: f32, scale: f32, key: Option<&Array>) -> Result<Array> {
+pub fn normal(
+    shape: &[i32],
+    dtype: Dtype,
+    loc: f32,
+    scale: f32,
+    key: Option<&Array>,
+) -> Result<Array> {
     let (k, has) = key_parts(key)?;
-    check("random::normal", &[], ffi::random_normal(shape, dtype.to_ffi(), loc, scale, k.raw(), has))
+    check(
+        "random::normal",
+        &[],
+        ffi::random_normal(shape, dtype.to_ffi(), loc, scale, k.raw(), has),
+    )
 }
 
 /// Integers uniformly in `[low, high)`.
 #[track_caller]
-pub fn randint(low: i64, high: i64, shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
+pub fn randint(
+    low: i64,
+    high: i64,
+    shape: &[i32],
+    dtype: Dtype,
+    key: Option<&Array>,
+) -> Result<Array> {
     let (k, has) = key_parts(key)?;
     let lo = Array::scalar_int_as(low, dtype)?;
     let hi = Array::scalar_int_as(high, dtype)?;
-    check("random::randint", &[], ffi::random_randint(lo.raw(), hi.raw(), shape, dtype.to_ffi(), k.raw(), has))
+    check(
+        "random::randint",
+        &[],
+        ffi::random_randint(lo.raw(), hi.raw(), shape, dtype.to_ffi(), k.raw(), has),
+    )
 }
 
 /// Booleans that are true with probability `p` (broadcast to `shape`).
 #[track_caller]
 pub fn bernoulli(p: &Array, shape: &[i32], key: Option<&Array>) -> Result<Array> {
     let (k, has) = key_parts(key)?;
-    check("random::bernoulli", &[p], ffi::random_bernoulli(p.raw(), shape, k.raw(), has))
+    check(
+        "random::bernoulli",
+        &[p],
+        ffi::random_bernoulli(p.raw(), shape, k.raw(), has),
+    )
 }
 
 /// Normal samples truncated to `[lower, upper]`.
 #[track_caller]
-pub fn truncated_normal(lower: f64, upper: f64, shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
+pub fn truncated_normal(
+    lower: f64,
+    upper: f64,
+    shape: &[i32],
+    dtype: Dtype,
+    key: Option<&Array>,
+) -> Result<Array> {
     let (k, has) = key_parts(key)?;
     let lo = Array::scalar_as(lower, dtype)?;
     let hi = Array::scalar_as(upper, dtype)?;
@@ -92,14 +132,23 @@ pub fn truncated_normal(lower: f64, upper: f64, shape: &[i32], dtype: Dtype, key
 #[track_caller]
 pub fn gumbel(shape: &[i32], dtype: Dtype, key: Option<&Array>) -> Result<Array> {
     let (k, has) = key_parts(key)?;
-    check("random::gumbel", &[], ffi::random_gumbel(shape, dtype.to_ffi(), k.raw(), has))
+    check(
+        "random::gumbel",
+        &[],
+        ffi::random_gumbel(shape, dtype.to_ffi(), k.raw(), has),
+    )
 }
 
 /// Samples category indices from unnormalised log-probabilities along
 /// `axis` (`u32`). `num_samples = None` draws one per distribution, removing
 /// `axis`; `Some(n)` draws `n`, in a new last axis.
 #[track_caller]
-pub fn categorical(logits: &Array, axis: i32, num_samples: Option<i32>, key: Option<&Array>) -> Result<Array> {
+pub fn categorical(
+    logits: &Array,
+    axis: i32,
+    num_samples: Option<i32>,
+    key: Option<&Array>,
+) -> Result<Array> {
     let (k, has) = key_parts(key)?;
     check(
         "random::categorical",
@@ -112,5 +161,9 @@ pub fn categorical(logits: &Array, axis: i32, num_samples: Option<i32>, key: Opt
 #[track_caller]
 pub fn permutation(n: i32, key: Option<&Array>) -> Result<Array> {
     let (k, has) = key_parts(key)?;
-    check("random::permutation", &[], ffi::random_permutation(n, k.raw(), has))
+    check(
+        "random::permutation",
+        &[],
+        ffi::random_permutation(n, k.raw(), has),
+    )
 }

@@ -65,14 +65,18 @@ fn with_scoped_fn<'a, T>(
     // `alive` flag is cleared before returning, and every call checks it
     // first, so a copy of the function that MLX might keep can no longer reach
     // `f` once `f`'s borrow ends.
-    let erased: &'static ArrayClosure<'static> = unsafe { std::mem::transmute::<&'a ArrayClosure<'a>, &'static ArrayClosure<'static>>(f) };
+    let erased: &'static ArrayClosure<'static> =
+        unsafe { std::mem::transmute::<&'a ArrayClosure<'a>, &'static ArrayClosure<'static>>(f) };
     let alive = Arc::new(AtomicBool::new(true));
     let rc: Rc<ArrayClosure<'static>> = Rc::new(move |xs: &[Array]| erased(xs));
     let bridge_fn = ffi::array_fn_from_rust(adapt(rc, Some(alive.clone())));
     CLOSURE_ERROR.with(|slot| slot.borrow_mut().take());
     let result = match bridge_fn.as_ref() {
         Some(func) => body(func),
-        None => Err(Error::Invalid { op: "transform", message: "null function".into() }),
+        None => Err(Error::Invalid {
+            op: "transform",
+            message: "null function".into(),
+        }),
     };
     alive.store(false, Ordering::Release);
     result
@@ -80,7 +84,11 @@ fn with_scoped_fn<'a, T>(
 
 /// Maps a failed transformation to the closure's own error when it had one.
 #[track_caller]
-fn transform_error(transform: &'static str, inputs: &[&Array], e: mlx_ffi::cxx::Exception) -> Error {
+fn transform_error(
+    transform: &'static str,
+    inputs: &[&Array],
+    e: mlx_ffi::cxx::Exception,
+) -> Error {
     if let Some(original) = CLOSURE_ERROR.with(|slot| slot.borrow_mut().take()) {
         return original;
     }
@@ -97,7 +105,9 @@ fn list(arrays: &[Array]) -> UniquePtr<ffi::ArrayVec> {
 }
 
 fn unpack(v: UniquePtr<ffi::ArrayVec>) -> Result<Vec<Array>> {
-    v.as_ref().map(from_array_vec).unwrap_or_else(|| Ok(Vec::new()))
+    v.as_ref()
+        .map(from_array_vec)
+        .unwrap_or_else(|| Ok(Vec::new()))
 }
 
 /// Outputs of `f(primals)` and the vector-Jacobian products
@@ -115,9 +125,13 @@ pub fn vjp<'a>(
         let c = list(cotangents);
         let mut outputs = ffi::array_vec_new();
         let (Some(p), Some(c), Some(o)) = (p.as_ref(), c.as_ref(), outputs.as_mut()) else {
-            return Err(Error::Invalid { op: "vjp", message: "null list".into() });
+            return Err(Error::Invalid {
+                op: "vjp",
+                message: "null list".into(),
+            });
         };
-        let grads = ffi::vjp(func, p, c, o).map_err(|e| transform_error("vjp", &location_inputs, e))?;
+        let grads =
+            ffi::vjp(func, p, c, o).map_err(|e| transform_error("vjp", &location_inputs, e))?;
         Ok((unpack(outputs)?, unpack(grads)?))
     })
 }
@@ -137,9 +151,13 @@ pub fn jvp<'a>(
         let t = list(tangents);
         let mut outputs = ffi::array_vec_new();
         let (Some(p), Some(t), Some(o)) = (p.as_ref(), t.as_ref(), outputs.as_mut()) else {
-            return Err(Error::Invalid { op: "jvp", message: "null list".into() });
+            return Err(Error::Invalid {
+                op: "jvp",
+                message: "null list".into(),
+            });
         };
-        let tans = ffi::jvp(func, p, t, o).map_err(|e| transform_error("jvp", &location_inputs, e))?;
+        let tans =
+            ffi::jvp(func, p, t, o).map_err(|e| transform_error("jvp", &location_inputs, e))?;
         Ok((unpack(outputs)?, unpack(tans)?))
     })
 }
@@ -159,7 +177,10 @@ pub fn value_and_grad<'a>(
         let x = list(inputs);
         let mut values = ffi::array_vec_new();
         let (Some(x), Some(v)) = (x.as_ref(), values.as_mut()) else {
-            return Err(Error::Invalid { op: "value_and_grad", message: "null list".into() });
+            return Err(Error::Invalid {
+                op: "value_and_grad",
+                message: "null list".into(),
+            });
         };
         let grads = ffi::value_and_grad(func, x, argnums, v)
             .map_err(|e| transform_error("value_and_grad", &location_inputs, e))?;
@@ -171,11 +192,17 @@ pub fn value_and_grad<'a>(
 #[track_caller]
 pub fn grad<'a>(f: impl Fn(&Array) -> Result<Array> + 'a, x: &Array) -> Result<Array> {
     let wrapped = |xs: &[Array]| -> Result<Vec<Array>> {
-        let input = xs.first().ok_or(Error::Invalid { op: "grad", message: "no input".into() })?;
+        let input = xs.first().ok_or(Error::Invalid {
+            op: "grad",
+            message: "no input".into(),
+        })?;
         Ok(vec![f(input)?])
     };
     let (_, mut grads) = value_and_grad(wrapped, std::slice::from_ref(x), &[0])?;
-    grads.pop().ok_or(Error::Invalid { op: "grad", message: "no gradient returned".into() })
+    grads.pop().ok_or(Error::Invalid {
+        op: "grad",
+        message: "no gradient returned".into(),
+    })
 }
 
 /// A function over arrays kept by MLX: compiled ([`compile`]) or
@@ -189,11 +216,17 @@ impl Function {
     #[track_caller]
     pub fn call(&self, inputs: &[Array]) -> Result<Vec<Array>> {
         let Some(func) = self.inner.as_ref() else {
-            return Err(Error::Invalid { op: "Function::call", message: "null function".into() });
+            return Err(Error::Invalid {
+                op: "Function::call",
+                message: "null function".into(),
+            });
         };
         let x = list(inputs);
         let Some(x) = x.as_ref() else {
-            return Err(Error::Invalid { op: "Function::call", message: "null list".into() });
+            return Err(Error::Invalid {
+                op: "Function::call",
+                message: "null list".into(),
+            });
         };
         CLOSURE_ERROR.with(|slot| slot.borrow_mut().take());
         let refs: Vec<&Array> = inputs.iter().collect();
@@ -215,12 +248,19 @@ fn owned_fn(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> UniquePtr<A
 /// graph (re-tracing when input shapes change unless `shapeless`). Side
 /// effects of `f` happen only while tracing.
 #[track_caller]
-pub fn compile(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static, shapeless: bool) -> Result<Function> {
+pub fn compile(
+    f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static,
+    shapeless: bool,
+) -> Result<Function> {
     let base = owned_fn(f);
     let Some(base_ref) = base.as_ref() else {
-        return Err(Error::Invalid { op: "compile", message: "null function".into() });
+        return Err(Error::Invalid {
+            op: "compile",
+            message: "null function".into(),
+        });
     };
-    let inner = ffi::array_fn_compile(base_ref, shapeless).map_err(|e| transform_error("compile", &[], e))?;
+    let inner = ffi::array_fn_compile(base_ref, shapeless)
+        .map_err(|e| transform_error("compile", &[], e))?;
     Ok(Function { inner })
 }
 
@@ -230,9 +270,13 @@ pub fn compile(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static, shapeless: 
 pub fn checkpoint(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> Result<Function> {
     let base = owned_fn(f);
     let Some(base_ref) = base.as_ref() else {
-        return Err(Error::Invalid { op: "checkpoint", message: "null function".into() });
+        return Err(Error::Invalid {
+            op: "checkpoint",
+            message: "null function".into(),
+        });
     };
-    let inner = ffi::array_fn_checkpoint(base_ref).map_err(|e| transform_error("checkpoint", &[], e))?;
+    let inner =
+        ffi::array_fn_checkpoint(base_ref).map_err(|e| transform_error("checkpoint", &[], e))?;
     Ok(Function { inner })
 }
 

@@ -50,21 +50,29 @@ impl MicroBatch {
         let mut adv = Vec::with_capacity(part.len());
         let mut truncated = Vec::with_capacity(part.len());
         for &i in part {
-            let s = samples.get(i).ok_or_else(|| Error::InvalidConfig { message: format!("micro-batch slot {i} of {}", samples.len()) })?;
+            let s = samples.get(i).ok_or_else(|| Error::InvalidConfig {
+                message: format!("micro-batch slot {i} of {}", samples.len()),
+            })?;
             pairs.push((s.prompt_ids.as_slice(), s.completion_ids.as_slice()));
             adv.push(advantages.get(i).copied().unwrap_or(0.0));
             truncated.push(s.finish_reason == FinishReason::Length);
         }
         let layout = ScoreBatch::new(&pairs, pad_id)?;
         let mask = if config.mask_truncated_completions && truncated.iter().any(|&t| t) {
-            let keep: Vec<f32> = truncated.iter().map(|&t| if t { 0.0 } else { 1.0 }).collect();
+            let keep: Vec<f32> = truncated
+                .iter()
+                .map(|&t| if t { 0.0 } else { 1.0 })
+                .collect();
             let keep = Array::from_slice(&keep, &[keep.len() as i32, 1])?;
             layout.mask.multiply(&keep)?
         } else {
             layout.mask.clone()
         };
         let advantages = Array::from_slice(&adv, &[adv.len() as i32])?;
-        let options = ScoreOptions { temperature: config.temperature as f32, ..Default::default() };
+        let options = ScoreOptions {
+            temperature: config.temperature as f32,
+            ..Default::default()
+        };
         let old_logps = if config.needs_old_logps() {
             let s = score(model, &layout, &options)?;
             let lp = s.logprobs.stop_gradient()?;
@@ -82,7 +90,14 @@ impl MicroBatch {
             }
             _ => None,
         };
-        Ok(MicroBatch { layout, mask, advantages, old_logps, ref_logps, num_items_in_batch })
+        Ok(MicroBatch {
+            layout,
+            mask,
+            advantages,
+            old_logps,
+            ref_logps,
+            num_items_in_batch,
+        })
     }
 }
 
@@ -94,12 +109,27 @@ pub fn completion_metrics(samples: &[RolloutSample]) -> BTreeMap<String, f64> {
     if samples.is_empty() {
         return out;
     }
-    let lengths: Vec<f64> = samples.iter().map(|s| s.completion_ids.len() as f64).collect();
+    let lengths: Vec<f64> = samples
+        .iter()
+        .map(|s| s.completion_ids.len() as f64)
+        .collect();
     let n = lengths.len() as f64;
-    out.insert("completions/mean_length".into(), lengths.iter().sum::<f64>() / n);
-    out.insert("completions/min_length".into(), lengths.iter().copied().fold(f64::INFINITY, f64::min));
-    out.insert("completions/max_length".into(), lengths.iter().copied().fold(0.0, f64::max));
-    let clipped = samples.iter().filter(|s| s.finish_reason == FinishReason::Length).count() as f64;
+    out.insert(
+        "completions/mean_length".into(),
+        lengths.iter().sum::<f64>() / n,
+    );
+    out.insert(
+        "completions/min_length".into(),
+        lengths.iter().copied().fold(f64::INFINITY, f64::min),
+    );
+    out.insert(
+        "completions/max_length".into(),
+        lengths.iter().copied().fold(0.0, f64::max),
+    );
+    let clipped = samples
+        .iter()
+        .filter(|s| s.finish_reason == FinishReason::Length)
+        .count() as f64;
     out.insert("completions/clipped_ratio".into(), clipped / n);
     let terminated: Vec<f64> = samples
         .iter()

@@ -47,7 +47,10 @@ pub struct CheckpointManager {
 impl CheckpointManager {
     /// Manages `output_dir/checkpoint-*`, keeping at most `save_total_limit` of them.
     pub fn new(output_dir: impl Into<PathBuf>, save_total_limit: Option<usize>) -> Self {
-        CheckpointManager { output_dir: output_dir.into(), save_total_limit }
+        CheckpointManager {
+            output_dir: output_dir.into(),
+            save_total_limit,
+        }
     }
 
     /// The directory of the checkpoint of `step`.
@@ -65,7 +68,9 @@ impl CheckpointManager {
         write: impl FnOnce(&Path) -> Result<()>,
     ) -> Result<PathBuf> {
         fs::create_dir_all(&self.output_dir).map_err(|e| Error::io(&self.output_dir, e))?;
-        let tmp = self.output_dir.join(format!(".tmp-checkpoint-{step}-{}", std::process::id()));
+        let tmp = self
+            .output_dir
+            .join(format!(".tmp-checkpoint-{step}-{}", std::process::id()));
         if tmp.exists() {
             fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
@@ -74,7 +79,8 @@ impl CheckpointManager {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let state_json = serde_json::to_string_pretty(state).map_err(|e| Error::io(&tmp, std::io::Error::other(e)))?;
+        let state_json = serde_json::to_string_pretty(state)
+            .map_err(|e| Error::io(&tmp, std::io::Error::other(e)))?;
         let state_path = tmp.join(TRAINER_STATE_FILE);
         fs::write(&state_path, state_json).map_err(|e| Error::io(&state_path, e))?;
 
@@ -82,7 +88,9 @@ impl CheckpointManager {
         if final_path.exists() {
             // Re-saving a step: move the old one aside first so that some
             // complete copy exists at every moment.
-            let trash = self.output_dir.join(format!(".old-checkpoint-{step}-{}", std::process::id()));
+            let trash = self
+                .output_dir
+                .join(format!(".old-checkpoint-{step}-{}", std::process::id()));
             fs::rename(&final_path, &trash).map_err(|e| Error::io(&final_path, e))?;
             fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
             let _ = fs::remove_dir_all(&trash);
@@ -103,7 +111,10 @@ impl CheckpointManager {
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(step) = name.strip_prefix("checkpoint-").and_then(|s| s.parse::<usize>().ok()) {
+            if let Some(step) = name
+                .strip_prefix("checkpoint-")
+                .and_then(|s| s.parse::<usize>().ok())
+            {
                 if entry.path().join(TRAINER_STATE_FILE).is_file() {
                     found.push((step, entry.path()));
                 }

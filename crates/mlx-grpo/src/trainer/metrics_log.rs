@@ -33,13 +33,22 @@ impl MetricsLog {
     pub fn open(dir: &Path, history: Vec<LogRecord>) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("metrics.jsonl");
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(MetricsLog { path, file, history })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(MetricsLog {
+            path,
+            file,
+            history,
+        })
     }
 
     /// Writes one record as a JSON line and remembers it.
     pub fn append(&mut self, record: LogRecord) -> Result<()> {
-        let line = serde_json::to_string(&record).map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
+        let line = serde_json::to_string(&record)
+            .map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
         writeln!(self.file, "{line}").map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))?;
         self.history.push(record);
@@ -102,19 +111,43 @@ pub fn plot_curves(history: &[LogRecord], path: &Path) -> Result<()> {
         for (panel, (key, color)) in panels.iter().zip([("reward", BLUE), ("loss", RED)]) {
             let points: Vec<(f64, f64)> = history
                 .iter()
-                .filter_map(|r| r.metrics.get(key).filter(|v| v.is_finite()).map(|v| (r.step as f64, *v)))
+                .filter_map(|r| {
+                    r.metrics
+                        .get(key)
+                        .filter(|v| v.is_finite())
+                        .map(|v| (r.step as f64, *v))
+                })
                 .collect();
-            let (x0, x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-            let (y0, y1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-            let (x0, x1) = if points.is_empty() { (0.0, 1.0) } else if x1 > x0 { (x0, x1) } else { (x0 - 1.0, x1 + 1.0) };
+            let (x0, x1) = points
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+            let (y0, y1) = points
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+            let (x0, x1) = if points.is_empty() {
+                (0.0, 1.0)
+            } else if x1 > x0 {
+                (x0, x1)
+            } else {
+                (x0 - 1.0, x1 + 1.0)
+            };
             let pad = ((y1 - y0).abs() * 0.05).max(1e-3);
-            let (y0, y1) = if points.is_empty() { (0.0, 1.0) } else { (y0 - pad, y1 + pad) };
+            let (y0, y1) = if points.is_empty() {
+                (0.0, 1.0)
+            } else {
+                (y0 - pad, y1 + pad)
+            };
             let mut builder = ChartBuilder::on(panel);
             builder.margin(12);
             if has_font {
-                builder.caption(key, ("sans-serif", 22)).x_label_area_size(32).y_label_area_size(56);
+                builder
+                    .caption(key, ("sans-serif", 22))
+                    .x_label_area_size(32)
+                    .y_label_area_size(56);
             }
-            let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(|e| plot_err(e.to_string()))?;
+            let mut chart = builder
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|e| plot_err(e.to_string()))?;
             let mut mesh = chart.configure_mesh();
             if has_font {
                 mesh.x_desc("step");
@@ -123,7 +156,10 @@ pub fn plot_curves(history: &[LogRecord], path: &Path) -> Result<()> {
             }
             mesh.draw().map_err(|e| plot_err(e.to_string()))?;
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))
                 .map_err(|e| plot_err(e.to_string()))?;
         }
         root.present().map_err(|e| plot_err(e.to_string()))?;
@@ -140,7 +176,9 @@ impl Progress {
     /// A bar over `total` steps starting at `start`.
     pub fn new(total: usize, start: usize) -> Self {
         let bar = ProgressBar::new(total as u64);
-        if let Ok(style) = ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:30.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        ) {
             bar.set_style(style);
         }
         bar.set_position(start as u64);
@@ -149,13 +187,20 @@ impl Progress {
 
     /// A bar that draws nothing (for tests and non-interactive runs).
     pub fn hidden() -> Self {
-        Progress { bar: ProgressBar::hidden() }
+        Progress {
+            bar: ProgressBar::hidden(),
+        }
     }
 
     /// Advances one step and shows the latest metrics.
     pub fn step(&self, metrics: &BTreeMap<String, f64>) {
         let get = |k: &str| metrics.get(k).copied().unwrap_or(f64::NAN);
-        self.bar.set_message(format!("reward {:.3} loss {:.4} kl {:.4}", get("reward"), get("loss"), get("kl")));
+        self.bar.set_message(format!(
+            "reward {:.3} loss {:.4} kl {:.4}",
+            get("reward"),
+            get("loss"),
+            get("kl")
+        ));
         self.bar.inc(1);
     }
 

@@ -88,10 +88,18 @@ pub struct Trainer {
 impl Trainer {
     /// A trainer for `model` on `dataset` with `rewards`. The config is
     /// validated first (invalid combinations are errors naming the fields).
-    pub fn new(config: GrpoConfig, model: Model, tokenizer: Tokenizer, dataset: Dataset, rewards: RewardSet) -> Result<Self> {
+    pub fn new(
+        config: GrpoConfig,
+        model: Model,
+        tokenizer: Tokenizer,
+        dataset: Dataset,
+        rewards: RewardSet,
+    ) -> Result<Self> {
         config.validate()?;
         if rewards.names().is_empty() {
-            return Err(Error::InvalidConfig { message: "no reward functions: add at least one to the RewardSet".into() });
+            return Err(Error::InvalidConfig {
+                message: "no reward functions: add at least one to the RewardSet".into(),
+            });
         }
         if let Some(weights) = &config.reward_weights {
             if weights.len() != rewards.names().len() {
@@ -204,8 +212,13 @@ impl Trainer {
             r.freeze();
             self.ref_model = Some(r);
         }
-        self.optimizer.load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
-        self.sampler = GenerationSampler::resume(self.dataset.len(), SamplerSpec::from_config(&self.config), state.sampler_position)?;
+        self.optimizer
+            .load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
+        self.sampler = GenerationSampler::resume(
+            self.dataset.len(),
+            SamplerSpec::from_config(&self.config),
+            state.sampler_position,
+        )?;
         self.state = state;
         self.buffer = None;
         Ok(())
@@ -216,9 +229,14 @@ impl Trainer {
     pub fn train(&mut self) -> Result<TrainOutput> {
         if let Some(path) = self.config.resume_from_checkpoint.clone() {
             let path = if path.as_os_str() == "latest" {
-                self.checkpoints.latest()?.ok_or_else(|| Error::InvalidConfig {
-                    message: format!("resume_from_checkpoint = latest, but {} has no checkpoint", self.config.output_dir.display()),
-                })?
+                self.checkpoints
+                    .latest()?
+                    .ok_or_else(|| Error::InvalidConfig {
+                        message: format!(
+                            "resume_from_checkpoint = latest, but {} has no checkpoint",
+                            self.config.output_dir.display()
+                        ),
+                    })?
             } else {
                 path
             };
@@ -237,7 +255,10 @@ impl Trainer {
             let step = self.state.global_step;
             let logging = self.config.logging_steps.max(1);
             if step % logging == 0 || step == self.total_steps {
-                let record = LogRecord { step, metrics: average(&self.pending_logs) };
+                let record = LogRecord {
+                    step,
+                    metrics: average(&self.pending_logs),
+                };
                 self.pending_logs.clear();
                 for cb in &mut self.callbacks {
                     cb.on_log(&record);
@@ -248,13 +269,20 @@ impl Trainer {
             let save_every = self.config.save_steps;
             if save_every > 0 && step % save_every == 0 && step != self.total_steps {
                 self.save_checkpoint()?;
-                metrics_log::plot_curves(log.history(), &self.config.output_dir.join("curves.png"))?;
+                metrics_log::plot_curves(
+                    log.history(),
+                    &self.config.output_dir.join("curves.png"),
+                )?;
             }
         }
         progress.finish();
         let last_checkpoint = Some(self.save_checkpoint()?);
         metrics_log::plot_curves(log.history(), &self.config.output_dir.join("curves.png"))?;
-        Ok(TrainOutput { global_step: self.state.global_step, log_history: self.state.log_history.clone(), last_checkpoint })
+        Ok(TrainOutput {
+            global_step: self.state.global_step,
+            log_history: self.state.log_history.clone(),
+            last_checkpoint,
+        })
     }
 
     /// Writes `output_dir/checkpoint-<step>` atomically: weights in the
@@ -262,7 +290,10 @@ impl Trainer {
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         self.state.sampler_position = self.sampler.position();
         let step = self.state.global_step;
-        let options = SaveOptions { source_dir: self.source_dir.clone(), ..Default::default() };
+        let options = SaveOptions {
+            source_dir: self.source_dir.clone(),
+            ..Default::default()
+        };
         let model = &self.model;
         let ref_model = &self.ref_model;
         let optimizer = &self.optimizer;
@@ -292,7 +323,9 @@ impl Trainer {
                 self.buffer = Some(self.generate()?);
             }
             let Some(buffer) = self.buffer.as_mut() else {
-                return Err(Error::InvalidConfig { message: "no rollout buffer".into() });
+                return Err(Error::InvalidConfig {
+                    message: "no rollout buffer".into(),
+                });
             };
             let index = buffer.next % buffer.micro_batches.len().max(1);
             micro.push(buffer.micro_batches[index].clone());
@@ -345,7 +378,9 @@ impl Trainer {
         let slots = gen.sample_indices();
         let mut prompts = Vec::with_capacity(gen.prompt_indices.len());
         for &i in &gen.prompt_indices {
-            let row = rows.get(i).ok_or_else(|| Error::InvalidConfig { message: format!("sampler produced row {i}") })?;
+            let row = rows.get(i).ok_or_else(|| Error::InvalidConfig {
+                message: format!("sampler produced row {i}"),
+            })?;
             prompts.push(rollout::render_prompt(&self.tokenizer, &row.prompt)?);
         }
         let generation_index = self.state.global_step as u64;
@@ -355,7 +390,10 @@ impl Trainer {
             &gen.prompt_indices,
             &prompts,
             &self.config,
-            self.config.seed.wrapping_mul(0x9e37_79b9).wrapping_add(generation_index),
+            self.config
+                .seed
+                .wrapping_mul(0x9e37_79b9)
+                .wrapping_add(generation_index),
         )?;
         for cb in &mut self.callbacks {
             cb.on_rollout(&mut samples);
@@ -367,14 +405,22 @@ impl Trainer {
             Some(w) => w.clone(),
             None => self.rewards.weights(),
         };
-        let mut advantages = compute_advantages(&matrix, &weights, &AdvantageSettings::from_config(&self.config))?;
+        let mut advantages = compute_advantages(
+            &matrix,
+            &weights,
+            &AdvantageSettings::from_config(&self.config),
+        )?;
         for cb in &mut self.callbacks {
             cb.on_advantages(&inputs, &mut advantages.advantages);
         }
         let mut metrics = advantages.metrics.to_map();
         metrics.extend(batch::completion_metrics(&samples));
         if self.config.log_completions {
-            let n = self.config.num_completions_to_print.unwrap_or(2).min(inputs.len());
+            let n = self
+                .config
+                .num_completions_to_print
+                .unwrap_or(2)
+                .min(inputs.len());
             for (input, reward) in inputs.iter().zip(&advantages.rewards).take(n) {
                 eprintln!(
                     "[completion] prompt: {:?}\n             output: {:?}\n             reward: {reward:.3}",
@@ -383,16 +429,26 @@ impl Trainer {
                 );
             }
         }
-        self.num_tokens += samples.iter().map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64).sum::<f64>();
+        self.num_tokens += samples
+            .iter()
+            .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
+            .sum::<f64>();
 
         let mut rng = SplitMix64::for_stream(self.config.seed, generation_index);
         let parts = gen.micro_batches(&mut rng);
         let num_items: f64 = samples
             .iter()
-            .filter(|s| !(self.config.mask_truncated_completions && s.finish_reason == crate::rewards::FinishReason::Length))
+            .filter(|s| {
+                !(self.config.mask_truncated_completions
+                    && s.finish_reason == crate::rewards::FinishReason::Length)
+            })
             .map(|s| s.completion_ids.len() as f64)
             .sum();
-        let pad_id = self.tokenizer.pad_token_id().or(self.tokenizer.eos_token_id()).unwrap_or(0);
+        let pad_id = self
+            .tokenizer
+            .pad_token_id()
+            .or(self.tokenizer.eos_token_id())
+            .unwrap_or(0);
         let mut micro_batches = Vec::with_capacity(parts.len());
         for part in parts {
             let mb = MicroBatch::build(
@@ -408,7 +464,12 @@ impl Trainer {
             micro_batches.push(mb);
         }
         let count = micro_batches.len() * self.config.num_iterations.max(1);
-        Ok(RolloutBuffer { micro_batches, next: 0, remaining: count, metrics })
+        Ok(RolloutBuffer {
+            micro_batches,
+            next: 0,
+            remaining: count,
+            metrics,
+        })
     }
 }
 

@@ -101,5 +101,8 @@ pub fn build_schedule(config: &GrpoConfig, total_steps: usize) -> Result<Schedul
         return Ok(after);
     }
     // transformers warms up linearly from 0 over `warmup` steps.
-    Ok(Schedule::join(vec![Schedule::linear(0.0, lr, warmup), after], vec![warmup])?)
+    Ok(Schedule::join(
+        vec![Schedule::linear(0.0, lr, warmup), after],
+        vec![warmup],
+    )?)
 }

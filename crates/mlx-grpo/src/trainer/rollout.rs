@@ -34,8 +34,13 @@ pub fn render_prompt(tokenizer: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>>
                 .iter()
                 .map(serde_json::to_value)
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::InvalidConfig { message: format!("prompt messages: {e}") })?;
-            let options = ChatTemplateOptions { add_generation_prompt: true, ..Default::default() };
+                .map_err(|e| Error::InvalidConfig {
+                    message: format!("prompt messages: {e}"),
+                })?;
+            let options = ChatTemplateOptions {
+                add_generation_prompt: true,
+                ..Default::default()
+            };
             let text = tokenizer.apply_chat_template(&values, &options)?;
             Ok(tokenizer.encode(&text, false)?)
         }
@@ -57,12 +62,20 @@ pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Co
 }
 
 /// The reward inputs of a set of samples.
-pub fn reward_inputs(tokenizer: &Tokenizer, rows: &[Row], samples: &[RolloutSample]) -> Result<Vec<RewardInput>> {
+pub fn reward_inputs(
+    tokenizer: &Tokenizer,
+    rows: &[Row],
+    samples: &[RolloutSample],
+) -> Result<Vec<RewardInput>> {
     samples
         .iter()
         .map(|s| {
             let row = rows.get(s.row_index).ok_or_else(|| Error::InvalidConfig {
-                message: format!("rollout refers to dataset row {} of {}", s.row_index, rows.len()),
+                message: format!(
+                    "rollout refers to dataset row {} of {}",
+                    s.row_index,
+                    rows.len()
+                ),
             })?;
             Ok(RewardInput {
                 prompt: row.prompt.clone(),
@@ -79,10 +92,19 @@ impl From<mlx_lm::ToolCall> for ToolCall {
         let status = match call.status {
             mlx_lm::ToolCallStatus::Ok => ToolCallStatus::Ok,
             mlx_lm::ToolCallStatus::MissingName => ToolCallStatus::MissingName,
-            mlx_lm::ToolCallStatus::InvalidJson { message } => ToolCallStatus::InvalidJson { message },
-            other => ToolCallStatus::InvalidJson { message: format!("{other:?}") },
+            mlx_lm::ToolCallStatus::InvalidJson { message } => {
+                ToolCallStatus::InvalidJson { message }
+            }
+            other => ToolCallStatus::InvalidJson {
+                message: format!("{other:?}"),
+            },
         };
-        ToolCall { name: call.name, arguments: call.arguments, status, raw: call.raw }
+        ToolCall {
+            name: call.name,
+            arguments: call.arguments,
+            status,
+            raw: call.raw,
+        }
     }
 }
 
@@ -103,7 +125,11 @@ pub fn generate<M: mlx_lm::LanguageModel>(
 
     let sampler = SamplerConfig {
         temperature: config.temperature,
-        top_p: if config.top_p < 1.0 { config.top_p } else { 0.0 },
+        top_p: if config.top_p < 1.0 {
+            config.top_p
+        } else {
+            0.0
+        },
         top_k: config.top_k,
         min_p: config.min_p.unwrap_or(0.0),
         ..Default::default()
@@ -119,7 +145,10 @@ pub fn generate<M: mlx_lm::LanguageModel>(
         processors,
         eos_token_ids: tokenizer.eos_token_ids().to_vec(),
         logprob_temperature: Some(config.temperature),
-        pad_token_id: tokenizer.pad_token_id().or(tokenizer.eos_token_id()).unwrap_or(0),
+        pad_token_id: tokenizer
+            .pad_token_id()
+            .or(tokenizer.eos_token_id())
+            .unwrap_or(0),
         ..Default::default()
     };
     let mut rng = RandomState::from_seed(seed)?;
@@ -129,9 +158,13 @@ pub fn generate<M: mlx_lm::LanguageModel>(
         .into_iter()
         .map(|c| {
             let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
-            let row_index = row_indices.get(c.prompt_index).copied().ok_or_else(|| Error::InvalidConfig {
-                message: format!("generation returned prompt index {}", c.prompt_index),
-            })?;
+            let row_index =
+                row_indices
+                    .get(c.prompt_index)
+                    .copied()
+                    .ok_or_else(|| Error::InvalidConfig {
+                        message: format!("generation returned prompt index {}", c.prompt_index),
+                    })?;
             Ok(RolloutSample {
                 row_index,
                 prompt_ids,

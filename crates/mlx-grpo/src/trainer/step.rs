@@ -14,9 +14,16 @@ use crate::{Error, Result};
 
 /// Runs the loss and its gradient on each micro-batch, sums the gradients,
 /// clips them, updates the model, and returns the step's metrics.
-pub(super) fn optimize(trainer: &mut Trainer, micro: &[MicroBatch]) -> Result<BTreeMap<String, f64>> {
+pub(super) fn optimize(
+    trainer: &mut Trainer,
+    micro: &[MicroBatch],
+) -> Result<BTreeMap<String, f64>> {
     let config = &trainer.config;
-    let options = ScoreOptions { temperature: config.temperature as f32, entropies: true, ..Default::default() };
+    let options = ScoreOptions {
+        temperature: config.temperature as f32,
+        entropies: true,
+        ..Default::default()
+    };
     let accumulation = micro.len();
     let mut total: Option<ParamMap> = None;
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
@@ -43,13 +50,18 @@ pub(super) fn optimize(trainer: &mut Trainer, micro: &[MicroBatch]) -> Result<BT
             if let Some(h) = &entropies {
                 inputs = inputs.with_entropies(h);
             }
-            let loss = trainer.loss.compute(&inputs).map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+            let loss = trainer
+                .loss
+                .compute(&inputs)
+                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
             *layout_slot.borrow_mut() = Some(loss.layout());
             Ok(loss.into_outputs())
         })?;
         let layout = layout_slot
             .into_inner()
-            .ok_or_else(|| Error::InvalidConfig { message: "the loss closure did not run".into() })?;
+            .ok_or_else(|| Error::InvalidConfig {
+                message: "the loss closure did not run".into(),
+            })?;
         let mut outputs = vec![out.loss];
         outputs.extend(out.aux);
         let loss = LossOutput::from_outputs(&layout, outputs)?;
@@ -69,7 +81,9 @@ pub(super) fn optimize(trainer: &mut Trainer, micro: &[MicroBatch]) -> Result<BT
             accumulate(&mut sums, name, f64::from(value.item::<f32>()?));
         }
     }
-    let grads = total.ok_or_else(|| Error::InvalidConfig { message: "no micro-batches in the step".into() })?;
+    let grads = total.ok_or_else(|| Error::InvalidConfig {
+        message: "no micro-batches in the step".into(),
+    })?;
     let lr = f64::from(trainer.optimizer.learning_rate()?.item::<f32>()?);
     let (grads, norm) = if config.max_grad_norm > 0.0 {
         let (clipped, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;

@@ -40,13 +40,21 @@ impl Array {
     /// `start, start + step, …` up to (excluding) `stop`.
     #[track_caller]
     pub fn arange(start: f64, stop: f64, step: f64, dtype: Dtype) -> Result<Array> {
-        check("arange", &[], ffi::arange(start, stop, step, dtype.to_ffi()))
+        check(
+            "arange",
+            &[],
+            ffi::arange(start, stop, step, dtype.to_ffi()),
+        )
     }
 
     /// `num` evenly spaced values from `start` to `stop` (inclusive).
     #[track_caller]
     pub fn linspace(start: f64, stop: f64, num: i32, dtype: Dtype) -> Result<Array> {
-        check("linspace", &[], ffi::linspace(start, stop, num, dtype.to_ffi()))
+        check(
+            "linspace",
+            &[],
+            ffi::linspace(start, stop, num, dtype.to_ffi()),
+        )
     }
 
     /// An `n × m` matrix with ones on diagonal `k`.

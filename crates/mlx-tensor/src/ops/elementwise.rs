@@ -213,14 +213,24 @@ impl Array {
         check(
             "clip",
             &[self],
-            ffi::clip(self.raw(), lo_a.raw(), hi_a.raw(), lo.is_some(), hi.is_some()),
+            ffi::clip(
+                self.raw(),
+                lo_a.raw(),
+                hi_a.raw(),
+                lo.is_some(),
+                hi.is_some(),
+            ),
         )
     }
 
     /// Clamps between two arrays (broadcasting).
     #[track_caller]
     pub fn clip_arrays(&self, lo: &Array, hi: &Array) -> Result<Array> {
-        check("clip", &[self, lo, hi], ffi::clip(self.raw(), lo.raw(), hi.raw(), true, true))
+        check(
+            "clip",
+            &[self, lo, hi],
+            ffi::clip(self.raw(), lo.raw(), hi.raw(), true, true),
+        )
     }
 
     /// Converts to another dtype.
@@ -245,7 +255,11 @@ impl Array {
     /// Replaces NaN and ±infinity with finite values.
     #[track_caller]
     pub fn nan_to_num(&self, nan: f32, posinf: f32, neginf: f32) -> Result<Array> {
-        check("nan_to_num", &[self], ffi::nan_to_num(self.raw(), nan, posinf, neginf))
+        check(
+            "nan_to_num",
+            &[self],
+            ffi::nan_to_num(self.raw(), nan, posinf, neginf),
+        )
     }
 
     /// SiLU (swish): `x * sigmoid(x)`.
@@ -257,13 +271,21 @@ impl Array {
     /// Whether two arrays have the same shape and values (a bool scalar).
     #[track_caller]
     pub fn array_equal(&self, other: &Array, equal_nan: bool) -> Result<Array> {
-        check("array_equal", &[self, other], ffi::array_equal(self.raw(), other.raw(), equal_nan))
+        check(
+            "array_equal",
+            &[self, other],
+            ffi::array_equal(self.raw(), other.raw(), equal_nan),
+        )
     }
 
     /// Whether all elements are close: `|a - b| <= atol + rtol * |b|` (a bool scalar).
     #[track_caller]
     pub fn allclose(&self, other: &Array, rtol: f64, atol: f64) -> Result<Array> {
-        check("allclose", &[self, other], ffi::allclose(self.raw(), other.raw(), rtol, atol, false))
+        check(
+            "allclose",
+            &[self, other],
+            ffi::allclose(self.raw(), other.raw(), rtol, atol, false),
+        )
     }
 }
 

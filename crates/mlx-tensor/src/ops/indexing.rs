@@ -58,7 +58,10 @@ impl Array {
                 &[self, updates],
                 ffi::scatter_add(self.raw(), list, updates.raw(), axes),
             ),
-            None => Err(Error::Invalid { op: "scatter_add", message: "no index arrays".into() }),
+            None => Err(Error::Invalid {
+                op: "scatter_add",
+                message: "no index arrays".into(),
+            }),
         }
     }
 
@@ -77,13 +80,21 @@ impl Array {
     /// Partitions along `axis` so that element `kth` is in its sorted place.
     #[track_caller]
     pub fn partition(&self, kth: i32, axis: i32) -> Result<Array> {
-        check("partition", &[self], ffi::partition(self.raw(), kth, axis, false))
+        check(
+            "partition",
+            &[self],
+            ffi::partition(self.raw(), kth, axis, false),
+        )
     }
 
     /// Indices of [`Array::partition`] (`u32`).
     #[track_caller]
     pub fn argpartition(&self, kth: i32, axis: i32) -> Result<Array> {
-        check("argpartition", &[self], ffi::partition(self.raw(), kth, axis, true))
+        check(
+            "argpartition",
+            &[self],
+            ffi::partition(self.raw(), kth, axis, true),
+        )
     }
 
     /// The `k` largest values along `axis` (unordered).

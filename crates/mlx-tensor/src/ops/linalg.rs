@@ -25,7 +25,11 @@ impl Array {
     /// `beta * self + alpha * (a @ b)`.
     #[track_caller]
     pub fn addmm(&self, a: &Array, b: &Array, alpha: f32, beta: f32) -> Result<Array> {
-        check("addmm", &[self, a, b], ffi::addmm(self.raw(), a.raw(), b.raw(), alpha, beta))
+        check(
+            "addmm",
+            &[self, a, b],
+            ffi::addmm(self.raw(), a.raw(), b.raw(), alpha, beta),
+        )
     }
 
     /// The `ord`-norm over `axes` (vector norm for one axis, matrix norm for
@@ -37,7 +41,12 @@ impl Array {
         if all {
             // MLX's default for a missing axis is the 2-norm of the flattened array.
             let flat = self.reshape(&[-1])?;
-            return check("norm", &[self], ffi::norm(flat.raw(), ord, &[0], false, keepdims)).and_then(|n| {
+            return check(
+                "norm",
+                &[self],
+                ffi::norm(flat.raw(), ord, &[0], false, keepdims),
+            )
+            .and_then(|n| {
                 if keepdims {
                     n.reshape(&vec![1; self.ndim()])
                 } else {
@@ -45,24 +54,44 @@ impl Array {
                 }
             });
         }
-        check("norm", &[self], ffi::norm(self.raw(), ord, list, false, keepdims))
+        check(
+            "norm",
+            &[self],
+            ffi::norm(self.raw(), ord, list, false, keepdims),
+        )
     }
 
     /// Quantizes a matrix along its last axis.
     #[track_caller]
     pub fn quantize(&self, group_size: i32, bits: i32) -> Result<Quantized> {
-        let parts = crate::array::check_with("quantize", &[self], ffi::quantize(self.raw(), group_size, bits))?;
-        let mut parts = parts.as_ref().map(from_array_vec).unwrap_or_else(|| Ok(Vec::new()))?;
+        let parts = crate::array::check_with(
+            "quantize",
+            &[self],
+            ffi::quantize(self.raw(), group_size, bits),
+        )?;
+        let mut parts = parts
+            .as_ref()
+            .map(from_array_vec)
+            .unwrap_or_else(|| Ok(Vec::new()))?;
         if parts.len() != 3 {
             return Err(Error::Invalid {
                 op: "quantize",
-                message: format!("expected weights, scales and biases, got {} arrays", parts.len()),
+                message: format!(
+                    "expected weights, scales and biases, got {} arrays",
+                    parts.len()
+                ),
             });
         }
         let biases = parts.remove(2);
         let scales = parts.remove(1);
         let weight = parts.remove(0);
-        Ok(Quantized { weight, scales, biases, group_size, bits })
+        Ok(Quantized {
+            weight,
+            scales,
+            biases,
+            group_size,
+            bits,
+        })
     }
 }
 
@@ -73,7 +102,13 @@ impl Quantized {
         check(
             "dequantize",
             &[&self.weight, &self.scales, &self.biases],
-            ffi::dequantize(self.weight.raw(), self.scales.raw(), self.biases.raw(), self.group_size, self.bits),
+            ffi::dequantize(
+                self.weight.raw(),
+                self.scales.raw(),
+                self.biases.raw(),
+                self.group_size,
+                self.bits,
+            ),
         )
     }
 

@@ -11,5 +11,5 @@ mod shape_ops;
 
 pub use elementwise::where_;
 pub use linalg::{gather_mm, Quantized};
-pub(crate) use shape_ops::{from_array_vec, to_array_vec};
 pub use shape_ops::{concatenate, stack};
+pub(crate) use shape_ops::{from_array_vec, to_array_vec};

@@ -73,7 +73,11 @@ impl Array {
     pub fn var(&self, axes: impl Into<Axes>, keepdims: bool, ddof: i32) -> Result<Array> {
         let axes = axes.into();
         let (list, all) = axes.parts();
-        check("var", &[self], ffi::var_std(self.raw(), list, all, keepdims, ddof, false))
+        check(
+            "var",
+            &[self],
+            ffi::var_std(self.raw(), list, all, keepdims, ddof, false),
+        )
     }
 
     /// Standard deviation over `axes` with `ddof` delta degrees of freedom.
@@ -81,7 +85,11 @@ impl Array {
     pub fn std(&self, axes: impl Into<Axes>, keepdims: bool, ddof: i32) -> Result<Array> {
         let axes = axes.into();
         let (list, all) = axes.parts();
-        check("std", &[self], ffi::var_std(self.raw(), list, all, keepdims, ddof, true))
+        check(
+            "std",
+            &[self],
+            ffi::var_std(self.raw(), list, all, keepdims, ddof, true),
+        )
     }
 
     /// Index of the maximum along `axis` (`None`: over the flattened array). `u32`.
@@ -90,7 +98,13 @@ impl Array {
         check(
             "argmax",
             &[self],
-            ffi::arg_reduce(self.raw(), axis.unwrap_or(0), axis.is_none(), keepdims, true),
+            ffi::arg_reduce(
+                self.raw(),
+                axis.unwrap_or(0),
+                axis.is_none(),
+                keepdims,
+                true,
+            ),
         )
     }
 
@@ -100,7 +114,13 @@ impl Array {
         check(
             "argmin",
             &[self],
-            ffi::arg_reduce(self.raw(), axis.unwrap_or(0), axis.is_none(), keepdims, false),
+            ffi::arg_reduce(
+                self.raw(),
+                axis.unwrap_or(0),
+                axis.is_none(),
+                keepdims,
+                false,
+            ),
         )
     }
 
@@ -110,8 +130,16 @@ impl Array {
     pub fn softmax(&self, axes: impl Into<Axes>, precise: bool) -> Result<Array> {
         let axes = axes.into();
         let (list, all) = axes.parts();
-        let op = if precise { ReduceOp::SoftmaxPrecise } else { ReduceOp::Softmax };
-        check("softmax", &[self], ffi::reduce(op, self.raw(), list, all, false))
+        let op = if precise {
+            ReduceOp::SoftmaxPrecise
+        } else {
+            ReduceOp::Softmax
+        };
+        check(
+            "softmax",
+            &[self],
+            ffi::reduce(op, self.raw(), list, all, false),
+        )
     }
 
     /// `x - logsumexp(x)` over `axes` (a log-softmax). With `precise`, the
@@ -122,7 +150,11 @@ impl Array {
         let axes = axes.into();
         let dtype = self.dtype();
         let low_precision = matches!(dtype, crate::Dtype::F16 | crate::Dtype::BF16);
-        let x = if precise && low_precision { self.as_type(crate::Dtype::F32)? } else { self.clone() };
+        let x = if precise && low_precision {
+            self.as_type(crate::Dtype::F32)?
+        } else {
+            self.clone()
+        };
         let out = x.subtract(&x.logsumexp(axes, true)?)?;
         if precise && low_precision {
             out.as_type(dtype)

@@ -37,7 +37,11 @@ impl Array {
     /// Permutes the axes.
     #[track_caller]
     pub fn transpose(&self, axes: &[i32]) -> Result<Array> {
-        check("transpose", &[self], ffi::transpose(self.raw(), axes, false))
+        check(
+            "transpose",
+            &[self],
+            ffi::transpose(self.raw(), axes, false),
+        )
     }
 
     /// Reverses the order of all axes (the matrix transpose for 2-D).
@@ -55,7 +59,11 @@ impl Array {
     /// Moves one axis to a new position.
     #[track_caller]
     pub fn moveaxis(&self, source: i32, destination: i32) -> Result<Array> {
-        check("moveaxis", &[self], ffi::moveaxis(self.raw(), source, destination))
+        check(
+            "moveaxis",
+            &[self],
+            ffi::moveaxis(self.raw(), source, destination),
+        )
     }
 
     /// Inserts size-1 axes at `axes`.
@@ -67,7 +75,11 @@ impl Array {
     /// Removes the size-1 axes listed (all of them when `axes` is empty).
     #[track_caller]
     pub fn squeeze(&self, axes: &[i32]) -> Result<Array> {
-        check("squeeze", &[self], ffi::squeeze(self.raw(), axes, axes.is_empty()))
+        check(
+            "squeeze",
+            &[self],
+            ffi::squeeze(self.raw(), axes, axes.is_empty()),
+        )
     }
 
     /// Merges axes `start..=end` into one.
@@ -79,27 +91,47 @@ impl Array {
     /// Broadcasts to `shape` (a view).
     #[track_caller]
     pub fn broadcast_to(&self, shape: &[i32]) -> Result<Array> {
-        check("broadcast_to", &[self], ffi::broadcast_to(self.raw(), shape))
+        check(
+            "broadcast_to",
+            &[self],
+            ffi::broadcast_to(self.raw(), shape),
+        )
     }
 
     /// Splits into `parts` equal pieces along `axis`.
     #[track_caller]
     pub fn split(&self, parts: i32, axis: i32) -> Result<Vec<Array>> {
-        let v = crate::array::check_with("split", &[self], ffi::split_sections(self.raw(), parts, axis))?;
-        v.as_ref().map(from_array_vec).unwrap_or_else(|| Ok(Vec::new()))
+        let v = crate::array::check_with(
+            "split",
+            &[self],
+            ffi::split_sections(self.raw(), parts, axis),
+        )?;
+        v.as_ref()
+            .map(from_array_vec)
+            .unwrap_or_else(|| Ok(Vec::new()))
     }
 
     /// Splits along `axis` before each of `indices`.
     #[track_caller]
     pub fn split_at(&self, indices: &[i32], axis: i32) -> Result<Vec<Array>> {
-        let v = crate::array::check_with("split_at", &[self], ffi::split_at(self.raw(), indices, axis))?;
-        v.as_ref().map(from_array_vec).unwrap_or_else(|| Ok(Vec::new()))
+        let v = crate::array::check_with(
+            "split_at",
+            &[self],
+            ffi::split_at(self.raw(), indices, axis),
+        )?;
+        v.as_ref()
+            .map(from_array_vec)
+            .unwrap_or_else(|| Ok(Vec::new()))
     }
 
     /// The strided slice `start[i]..stop[i]` step `strides[i]` on every axis.
     #[track_caller]
     pub fn slice(&self, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
-        check("slice", &[self], ffi::slice(self.raw(), start, stop, strides))
+        check(
+            "slice",
+            &[self],
+            ffi::slice(self.raw(), start, stop, strides),
+        )
     }
 
     /// Slices one axis with Python semantics for `start`/`stop` (negative
@@ -143,7 +175,13 @@ impl Array {
 
     /// A copy with the strided region `start..stop` step `strides` replaced by `update`.
     #[track_caller]
-    pub fn slice_update(&self, update: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<Array> {
+    pub fn slice_update(
+        &self,
+        update: &Array,
+        start: &[i32],
+        stop: &[i32],
+        strides: &[i32],
+    ) -> Result<Array> {
         check(
             "slice_update",
             &[self, update],
@@ -155,7 +193,11 @@ impl Array {
     #[track_caller]
     pub fn pad(&self, axes: &[i32], low: &[i32], high: &[i32], value: f64) -> Result<Array> {
         let v = self.scalar_like(value)?;
-        check("pad", &[self], ffi::pad(self.raw(), axes, low, high, v.raw()))
+        check(
+            "pad",
+            &[self],
+            ffi::pad(self.raw(), axes, low, high, v.raw()),
+        )
     }
 
     /// Repeats each element `repeats` times along `axis` (`None`: flattened).
@@ -177,7 +219,11 @@ impl Array {
     /// Rolls elements by `shift` along `axis` (`None`: flattened).
     #[track_caller]
     pub fn roll(&self, shift: i32, axis: Option<i32>) -> Result<Array> {
-        check("roll", &[self], ffi::roll(self.raw(), shift, axis.unwrap_or(0), axis.is_none()))
+        check(
+            "roll",
+            &[self],
+            ffi::roll(self.raw(), shift, axis.unwrap_or(0), axis.is_none()),
+        )
     }
 }
 
@@ -187,7 +233,10 @@ pub fn concatenate(arrays: &[&Array], axis: i32) -> Result<Array> {
     let v = to_array_vec(arrays);
     match v.as_ref() {
         Some(list) => check("concatenate", arrays, ffi::concatenate(list, axis)),
-        None => Err(Error::Invalid { op: "concatenate", message: "no arrays".into() }),
+        None => Err(Error::Invalid {
+            op: "concatenate",
+            message: "no arrays".into(),
+        }),
     }
 }
 
@@ -197,6 +246,9 @@ pub fn stack(arrays: &[&Array], axis: i32) -> Result<Array> {
     let v = to_array_vec(arrays);
     match v.as_ref() {
         Some(list) => check("stack", arrays, ffi::stack(list, axis)),
-        None => Err(Error::Invalid { op: "stack", message: "no arrays".into() }),
+        None => Err(Error::Invalid {
+            op: "stack",
+            message: "no arrays".into(),
+        }),
     }
 }
