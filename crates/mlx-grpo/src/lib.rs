@@ -51,7 +51,8 @@ pub mod prelude {
     pub use crate::config::GrpoConfig;
     pub use crate::dataset::{Dataset, Prompt, Row};
     pub use crate::rewards::{
-        AccuracyReward, Completion, FinishReason, FormatReward, RewardFunction, RewardInput, RewardSet,
+        AccuracyReward, Completion, FinishReason, FormatReward, RewardFunction, RewardInput,
+        RewardSet,
     };
     pub use crate::trainer::{TrainOutput, Trainer, TrainerCallback};
     pub use crate::{Error, Result};

@@ -292,3 +292,39 @@ fn random_models_are_reproducible_and_have_non_unit_norms() {
         Dtype::BF16
     );
 }
+
+#[test]
+fn moe_sorted_and_unsorted_expert_paths_agree() {
+    // 40 tokens x top-2 = 80 token-expert pairs: the full pass sorts tokens by
+    // expert; decoding one token at a time (2 pairs) does not.
+    let model = load("qwen3_moe", Dtype::F32);
+    let base = fixture_tokens("qwen3_moe");
+    let tokens: Vec<u32> = (0..40)
+        .map(|i| (base[i % base.len()] + i as u32) % 1000)
+        .collect();
+    let full = logits_of(&model, &tokens);
+    let stepwise = cached_logits(&model, &tokens, &[1], model.new_cache());
+    let diff = max_diff(&full, &stepwise);
+    assert!(diff <= 1e-4, "max |diff| {diff}");
+}
+
+#[test]
+fn prompt_cache_files_resume_decoding() {
+    use mlx_lm::cache::{load_prompt_cache, save_prompt_cache};
+    let model = load("qwen3_moe", Dtype::F32);
+    let tokens = fixture_tokens("qwen3_moe");
+    let full = logits_of(&model, &tokens);
+    let mut cache = model.new_cache();
+    model
+        .forward(&row(&tokens[..10]), Some(&mut cache))
+        .unwrap();
+    let dir = temp_dir("prompt-cache");
+    let path = dir.join("prompt.safetensors");
+    save_prompt_cache(&path, &cache, &std::collections::HashMap::new()).unwrap();
+    let (mut restored, _) = load_prompt_cache(&path).unwrap();
+    assert_eq!(restored.len(), model.num_layers());
+    let vocab = model.vocab_size() as usize;
+    let rest = cached_logits(&model, &tokens[10..], &[1], std::mem::take(&mut restored));
+    assert!(max_diff(&rest, &full[10 * vocab..]) <= 1e-4);
+    std::fs::remove_dir_all(&dir).ok();
+}

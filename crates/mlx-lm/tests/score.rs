@@ -167,3 +167,44 @@ fn bad_inputs_are_errors() {
     assert_eq!(lp.shape().dims(), &[1, 1]);
     assert_eq!(lp.dtype(), Dtype::F32);
 }
+
+#[test]
+fn moe_scores_are_differentiable_through_the_experts() {
+    let model = load("qwen3_moe", Dtype::F32);
+    let t = fixture_tokens("qwen3_moe");
+    // 2 rows x 16 positions x top-2: the sorted expert path.
+    let pairs: [(&[u32], &[u32]); 2] = [(&t[..8], &t[8..]), (&t[4..12], &t[..8])];
+    let batch = ScoreBatch::new(&pairs, 0).unwrap();
+    let out = value_and_grad(&model, |m| {
+        let s = score(m, &batch, &ScoreOptions::default())?;
+        let (_, aux) = m.forward_hidden_with_aux(&batch.tokens, Some(&batch.left_padding), None)?;
+        let aux = aux.expect("MoE aux loss");
+        let total = s
+            .logprobs
+            .multiply(&s.mask)?
+            .sum(mlx_tensor::Axes::All, false)?;
+        Ok(vec![
+            total.add(&aux.mul_scalar(f64::from(m.aux_loss_coef()))?)?,
+        ])
+    })
+    .unwrap();
+    assert!(out.loss.item::<f32>().unwrap().is_finite());
+    for name in [
+        "model.layers.1.mlp.switch_mlp.gate_proj.weight",
+        "model.layers.1.mlp.switch_mlp.down_proj.weight",
+        "model.layers.1.mlp.gate.weight",
+    ] {
+        let g = &out.grads[name];
+        let norm: f32 = g
+            .square()
+            .unwrap()
+            .sum(mlx_tensor::Axes::All, false)
+            .unwrap()
+            .item()
+            .unwrap();
+        assert!(
+            norm.is_finite() && norm > 0.0,
+            "{name}: gradient norm {norm}"
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Prompt processing (prefill) throughput of a Qwen3-0.6B-shaped model with
+//! random weights, in tokens per second.
+//!
+//! Shapes of Qwen3-0.6B: vocabulary 151,936, hidden 1,024, 28 layers, 16
+//! query and 8 key/value heads of 128, SwiGLU 3,072, tied embeddings. The
+//! weights are drawn in-process (nothing is written to disk). One iteration
+//! runs the prompt through the model with a fresh KV cache, projects the last
+//! position to logits (as generation does before its first sample) and
+//! evaluates the logits and the cache, all inside the timed region.
+//!
+//! Settings (environment): `PREFILL_TOKENS` (prompt length, default 128),
+//! `PREFILL_DTYPE` (`bf16` default, `f16`, `f32`), `PREFILL_DEVICE` (`cpu` or
+//! `gpu`; default MLX's). `scripts/prefill_mlx_lm.py` runs this bench and
+//! the same prefill through mlx-lm and prints the ratio:
+//!
+//! ```text
+//! cargo bench --bench prefill
+//! python scripts/prefill_mlx_lm.py
+//! ```
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mlx_lm::loader::random_model;
+use mlx_lm::{LanguageModel, Model, ModelConfig, Qwen3Config};
+use mlx_nn::ModuleExt;
+use mlx_tensor::{Array, Device, Dtype};
+
+/// The configuration of Qwen3-0.6B (from its `config.json`).
+fn qwen3_0_6b() -> ModelConfig {
+    ModelConfig::Qwen3(Qwen3Config {
+        model_type: "qwen3".into(),
+        vocab_size: 151_936,
+        hidden_size: 1024,
+        intermediate_size: 3072,
+        num_hidden_layers: 28,
+        num_attention_heads: 16,
+        num_key_value_heads: Some(8),
+        head_dim: Some(128),
+        rms_norm_eps: 1e-6,
+        rope_theta: Some(1_000_000.0),
+        rope_scaling: None,
+        rope_parameters: None,
+        max_position_embeddings: 40_960,
+        tie_word_embeddings: true,
+        attention_bias: false,
+        hidden_act: "silu".into(),
+        use_sliding_window: false,
+        layer_types: None,
+        torch_dtype: None,
+        dtype: None,
+    })
+}
+
+fn settings() -> (i32, Dtype) {
+    let tokens = std::env::var("PREFILL_TOKENS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(128);
+    let dtype = match std::env::var("PREFILL_DTYPE").as_deref() {
+        Ok("f32") => Dtype::F32,
+        Ok("f16") => Dtype::F16,
+        _ => Dtype::BF16,
+    };
+    match std::env::var("PREFILL_DEVICE").as_deref() {
+        Ok("cpu") => Device::Cpu
+            .set_default()
+            .unwrap_or_else(|e| panic!("cpu: {e}")),
+        Ok("gpu") => Device::Gpu(0)
+            .set_default()
+            .unwrap_or_else(|e| panic!("gpu: {e}")),
+        _ => {}
+    }
+    (tokens, dtype)
+}
+
+/// Deterministic pseudo-random token ids.
+fn prompt(len: i32, vocab: i32) -> Array {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let ids: Vec<u32> = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % vocab as u64) as u32
+        })
+        .collect();
+    Array::from_slice(&ids, &[1, len]).unwrap_or_else(|e| panic!("prompt: {e}"))
+}
+
+fn prefill(model: &Model, tokens: &Array) -> mlx_lm::Result<()> {
+    let mut cache = model.new_cache();
+    let hidden = model.forward_hidden(tokens, Some(&mut cache))?;
+    let logits = model.logits_from_hidden(&hidden.slice_axis(1, -1, None, 1)?)?;
+    let mut outputs = vec![&logits];
+    outputs.extend(cache.iter().flat_map(|c| c.arrays()));
+    mlx_tensor::eval(&outputs)?;
+    Ok(())
+}
+
+fn bench_prefill(c: &mut Criterion) {
+    let (len, dtype) = settings();
+    let config = qwen3_0_6b();
+    let model = random_model(&config, 0, dtype).unwrap_or_else(|e| panic!("model: {e}"));
+    model
+        .eval_params()
+        .unwrap_or_else(|e| panic!("weights: {e}"));
+    let tokens = prompt(len, config.base().vocab_size);
+    eprintln!(
+        "prefill: Qwen3-0.6B shapes, {} parameters, {dtype}, {len} tokens, on {:?} (MLX {})",
+        model.num_parameters(),
+        Device::default_device(),
+        mlx_tensor::device::mlx_version()
+    );
+    for _ in 0..2 {
+        prefill(&model, &tokens).unwrap_or_else(|e| panic!("warm-up: {e}"));
+    }
+    let mut group = c.benchmark_group("prefill_qwen3_0.6b");
+    group.throughput(Throughput::Elements(len as u64));
+    group.sample_size(10);
+    group.bench_function(format!("{dtype}_t{len}"), |b| {
+        b.iter(|| prefill(&model, &tokens).unwrap_or_else(|e| panic!("prefill: {e}")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_prefill);
+criterion_main!(benches);
