@@ -296,34 +296,54 @@ fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res
     Ok((median(host), median(device)))
 }
 
-/// The same greedy decode without the generator's bookkeeping (no
-/// log-probabilities, no random state): forward and argmax, the next step
-/// queued with `async_eval` before the current token is read back. Returns
-/// tokens/s over `steps` tokens.
-fn decode_minimal(model: &Model, prompt: &[u32], steps: usize) -> Res<f64> {
-    let mut cache = model.new_cache();
+/// Greedy decode of `rows` copies of `prompt` without the generator's
+/// bookkeeping (no log-probabilities, no random state): forward and argmax,
+/// the next step queued with `async_eval` before the current tokens are read
+/// back. Returns the median host time per step spent building the graph,
+/// inside `async_eval` (encoding and launching the kernels) and waiting for
+/// the previous step's tokens, and the steps per second over `steps` steps.
+fn decode_pipelined(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<Value> {
+    let mut cache = if rows == 1 {
+        model.new_cache()
+    } else {
+        model.new_batch_cache(&vec![0; rows])?
+    };
+    let tokens: Vec<u32> = (0..rows).flat_map(|_| prompt.iter().copied()).collect();
     let n = prompt.len() as i32;
-    let input = Array::from_slice(prompt, &[1, n])?;
+    let input = Array::from_slice(&tokens, &[rows as i32, n])?;
     let logits = model.forward(&input, Some(&mut cache))?;
     let mut current = logits
         .slice_axis(1, n - 1, Some(n), 1)?
         .argmax(Some(-1), false)?
-        .reshape(&[1, 1])?;
+        .reshape(&[rows as i32, 1])?;
     mlx_tensor::async_eval(&[&current])?;
+    let (mut build, mut queue, mut wait) = (Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
     for _ in 0..steps {
+        let t0 = Instant::now();
         let next = model
             .forward(&current, Some(&mut cache))?
             .argmax(Some(-1), false)?
-            .reshape(&[1, 1])?;
+            .reshape(&[rows as i32, 1])?;
+        let t1 = Instant::now();
         mlx_tensor::async_eval(&[&next])?;
-        current.item::<u32>()?;
-        first.get_or_insert_with(Instant::now);
+        let t2 = Instant::now();
+        current.to_vec::<u32>()?;
+        let t3 = Instant::now();
+        build.push(t1.duration_since(t0).as_secs_f64() * 1e3);
+        queue.push(t2.duration_since(t1).as_secs_f64() * 1e3);
+        wait.push(t3.duration_since(t2).as_secs_f64() * 1e3);
+        first.get_or_insert(t3);
         current = next;
     }
-    current.item::<u32>()?;
+    current.to_vec::<u32>()?;
     let elapsed = first.map_or(0.0, |f: Instant| f.elapsed().as_secs_f64());
-    Ok(steps.saturating_sub(1).max(1) as f64 / elapsed)
+    Ok(json!({
+        "steps_per_s": steps.saturating_sub(1).max(1) as f64 / elapsed,
+        "build_ms": median(build),
+        "async_eval_ms": median(queue),
+        "wait_ms": median(wait),
+    }))
 }
 
 fn bench_decode(model: &Model, sizes: &Sizes, vocab: i32, args: &Args) -> Res<Value> {
@@ -343,8 +363,8 @@ fn bench_decode(model: &Model, sizes: &Sizes, vocab: i32, args: &Args) -> Res<Va
     let weight_bytes: usize = model.parameters().values().map(Array::nbytes).sum();
     let roofline = args.bandwidth_tb * 1e12 / weight_bytes as f64;
     let (host, device) = decode_split(model, &prompt, 1, sizes.new_tokens.min(64))?;
-    decode_minimal(model, &prompt, 16)?;
-    let minimal = decode_minimal(model, &prompt, sizes.new_tokens)?;
+    decode_pipelined(model, &prompt, 1, 16)?;
+    let minimal = decode_pipelined(model, &prompt, 1, sizes.new_tokens)?;
     Ok(json!({
         "prompt_tokens": sizes.prompt,
         "new_tokens": sizes.new_tokens,
@@ -357,7 +377,8 @@ fn bench_decode(model: &Model, sizes: &Sizes, vocab: i32, args: &Args) -> Res<Va
         "roofline_fraction": tokens_per_s / roofline,
         "sync_step_host_ms": host * 1e3,
         "sync_step_device_ms": device * 1e3,
-        "minimal_loop_tokens_per_s": minimal,
+        "minimal_loop_tokens_per_s": minimal["steps_per_s"],
+        "minimal_loop": minimal,
     }))
 }
 
@@ -389,6 +410,7 @@ fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
         let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens)?;
         let peak = memory::peak_memory();
         let (host, device) = decode_split(model, &prompts[0], b, sizes.new_tokens.min(64))?;
+        let minimal = decode_pipelined(model, &prompts[0], b, sizes.new_tokens.min(128))?;
         out.insert(
             b.to_string(),
             json!({
@@ -402,7 +424,46 @@ fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "ms_per_step": 1e3 * decode * b as f64 / tokens as f64,
                 "sync_step_host_ms": host * 1e3,
                 "sync_step_device_ms": device * 1e3,
+                "minimal_loop": minimal,
                 "peak_gib": gib(peak),
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Batch generation in the GRPO rollout's shape: the largest batch as groups
+/// of 8 sampled completions (temperature 1, TRL's log-probabilities).
+fn bench_rollout(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+    let mut out = serde_json::Map::new();
+    if let Some(&b) = sizes.batches.iter().max() {
+        let groups = (b / 8).max(1);
+        let prompts: Vec<Vec<u32>> = (0..groups)
+            .map(|i| random_tokens(sizes.prompt, vocab, 300 + i as u64))
+            .collect();
+        let options = BatchOptions {
+            num_generations: b / groups,
+            max_tokens: sizes.new_tokens,
+            sampler: SamplerConfig::with_temperature(1.0),
+            eos_token_ids: Vec::new(),
+            logprob_temperature: Some(1.0),
+            ..BatchOptions::default()
+        };
+        let run = || -> Res<(f64, usize)> {
+            let t = Instant::now();
+            let o = generate_batch(model, &prompts, &options, &mut RandomState::from_seed(1)?)?;
+            Ok((t.elapsed().as_secs_f64(), o.stats.generation_tokens))
+        };
+        run()?;
+        let (seconds, tokens) = run()?;
+        out.insert(
+            b.to_string(),
+            json!({
+                "sequences": b,
+                "groups": groups,
+                "seconds": seconds,
+                "tokens_per_s": tokens as f64 / seconds,
+                "ms_per_step": 1e3 * seconds / sizes.new_tokens as f64,
             }),
         );
     }
@@ -520,6 +581,7 @@ fn grpo_step(
         &options,
         &mut RandomState::from_seed(seed)?,
     )?;
+    model.release_inference_weights();
     times.rollout = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
@@ -699,6 +761,7 @@ fn main() -> Res<()> {
     if args.wants("batch") {
         eprintln!("batch generation ...");
         results.insert("batch", bench_batch(&model, &sizes, args.vocab)?);
+        results.insert("rollout", bench_rollout(&model, &sizes, args.vocab)?);
     }
     if args.wants("vocab") {
         eprintln!("vocabulary reductions ...");
@@ -777,6 +840,24 @@ fn print_table(r: &Value) {
                 f(&v["sync_step_host_ms"]),
                 f(&v["sync_step_device_ms"])
             );
+            let m = &v["minimal_loop"];
+            println!(
+                "  forward + argmax loop alone: {:.2} ms a step (build {:.2}, async_eval {:.2}, wait {:.2})",
+                1e3 / f(&m["steps_per_s"]),
+                f(&m["build_ms"]),
+                f(&m["async_eval_ms"]),
+                f(&m["wait_ms"])
+            );
+        }
+    }
+    if let Some(b) = r["rollout"].as_object() {
+        for (n, v) in b {
+            println!(
+                "{:<34} {:>10.1} t/s",
+                format!("rollout {n} (sampled, groups of 8)"),
+                f(&v["tokens_per_s"])
+            );
+            println!("  {:.2} ms a step", f(&v["ms_per_step"]));
         }
     }
     if let Some(v) = r["vocab_ops"].as_object() {

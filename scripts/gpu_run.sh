@@ -8,7 +8,8 @@
 # mlx-lm, trl, datasets, dill, multiprocess, xxhash). Writes under $OUT.
 #
 # Environment: SWEEP="50 200" also runs decode and batch generation with
-# those MLX_MAX_OPS_PER_BUFFER values; SKIP_TRL=1 leaves TRL out.
+# those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
+# MLX's compiled kernels off; SKIP_TRL=1 leaves TRL out.
 set -u
 OUT=${OUT:-/tmp/gpu_bench_out}
 mkdir -p "$OUT"
@@ -22,8 +23,10 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
 timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
-echo "== --no-compile" | tee -a "$OUT/sweep.log"
-timeout 120 "$BIN" --no-compile --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
+if [ -n "${NO_COMPILE_AB:-}" ]; then
+  echo "== --no-compile" | tee -a "$OUT/sweep.log"
+  timeout 120 "$BIN" --no-compile --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
+fi
 for n in ${SWEEP:-}; do
   echo "== MLX_MAX_OPS_PER_BUFFER=$n" | tee -a "$OUT/sweep.log"
   MLX_MAX_OPS_PER_BUFFER=$n timeout 120 "$BIN" --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"

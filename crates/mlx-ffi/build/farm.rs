@@ -18,6 +18,7 @@ use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::driver_stub;
 use crate::provision::Install;
 
 /// Which BLAS the CPU build of MLX uses.
@@ -96,6 +97,36 @@ pub fn prepare(
     };
     let blas_description = link_siblings(install, &farm, openblas.as_deref(), blas)?;
 
+    // The CUDA library on a machine without the NVIDIA driver: link against
+    // a stand-in `libcuda.so.1` (see `driver_stub`).
+    let driver_stub =
+        if driver_stub::needs_driver(&install.library) && !driver_stub::driver_installed() {
+            println!(
+            "cargo:warning=no NVIDIA driver (libcuda.so.1) here: linking the CUDA build of MLX \
+             against a stub; the binaries need the driver where they run"
+        );
+            Some(driver_stub::build(
+                &install.library,
+                &farm.join("driver-stub"),
+            )?)
+        } else {
+            None
+        };
+    let script = |library: &Path| -> Result<PathBuf, String> {
+        let script_dir = farm.join("link");
+        mkdir(&script_dir)?;
+        let extra = driver_stub
+            .as_ref()
+            .map(|p| format!(" AS_NEEDED({})", p.display()))
+            .unwrap_or_default();
+        fs::write(
+            script_dir.join("libmlx.so"),
+            format!("INPUT({}{extra})\n", library.display()),
+        )
+        .map_err(|e| format!("writing the linker script: {e}"))?;
+        Ok(script_dir)
+    };
+
     let search_dir = match mode {
         LinkMode::Absolute => {
             let copy = lib_dir.join("libmlx.so");
@@ -103,18 +134,18 @@ pub fn prepare(
                 .map_err(|e| format!("reading {}: {e}", install.library.display()))?;
             remove_soname(&mut bytes).map_err(|e| format!("{}: {e}", install.library.display()))?;
             fs::write(&copy, bytes).map_err(|e| format!("writing {}: {e}", copy.display()))?;
-            let script_dir = farm.join("link");
-            mkdir(&script_dir)?;
-            fs::write(
-                script_dir.join("libmlx.so"),
-                format!("INPUT({})\n", copy.display()),
-            )
-            .map_err(|e| format!("writing the linker script: {e}"))?;
-            script_dir
+            script(&copy)?
         }
         LinkMode::Rpath => {
-            symlink(&install.library, &lib_dir.join("libmlx.so"))?;
-            lib_dir.clone()
+            let link = lib_dir.join("libmlx.so");
+            symlink(&install.library, &link)?;
+            // The library keeps its soname, so executables record plain
+            // `libmlx.so` either way; the script only adds the stub.
+            if driver_stub.is_some() {
+                script(&link)?
+            } else {
+                lib_dir.clone()
+            }
         }
     };
     Ok(Linked {

@@ -12,6 +12,7 @@
 //! | `MLX_OPENBLAS_LIB` | path of `libopenblas.so.0` when it is not in a standard place |
 //! | `MLX_LINK_MODE` | `absolute` (default: binaries find MLX with no environment) or `rpath` (lets `LD_LIBRARY_PATH` swap in another `libmlx.so`) |
 
+mod driver_stub;
 mod farm;
 mod provision;
 

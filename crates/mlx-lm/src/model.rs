@@ -68,4 +68,43 @@ pub trait LanguageModel: Module + Clone + Send {
     /// All parameters by checkpoint name (as Hugging Face stores them:
     /// mixture-of-experts weights one tensor per expert).
     fn checkpoint_tensors(&self) -> Result<ParamMap>;
+
+    /// `f(logits, extra)` for the logits of `hidden` (as
+    /// [`LanguageModel::logits_from_hidden`]), with the LM head and `f`
+    /// under gradient checkpointing: a backward pass recomputes the logits
+    /// and everything `f` derives from them instead of keeping them, so only
+    /// one call's vocabulary-sized arrays are alive at a time. Values and
+    /// gradients are those of the plain computation. The default computes
+    /// without checkpointing.
+    fn with_checkpointed_logits<F>(
+        &self,
+        hidden: &Array,
+        extra: &[Array],
+        f: F,
+    ) -> Result<Vec<Array>>
+    where
+        F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+    {
+        f(&self.logits_from_hidden(hidden)?, extra)
+    }
+
+    /// Turns per-layer gradient checkpointing on or off (transformers'
+    /// `gradient_checkpointing_enable`): cache-free forward passes (scoring
+    /// and training) then keep only each layer's input for the backward
+    /// pass and recompute the layer's activations there, trading about one
+    /// more forward pass of compute for activation memory. Generation with a
+    /// cache is unaffected. Models without support ignore it.
+    fn set_gradient_checkpointing(&mut self, _enabled: bool) {}
+
+    /// Whether per-layer gradient checkpointing is on
+    /// ([`LanguageModel::set_gradient_checkpointing`]).
+    fn gradient_checkpointing(&self) -> bool {
+        false
+    }
+
+    /// Drops the copies of weights a model keeps for fast decoding (stacked
+    /// projections, built on the first cached forward pass and rebuilt
+    /// whenever a parameter changes). Call it after generating when memory
+    /// matters until the next generation, e.g. before a training step.
+    fn release_inference_weights(&self) {}
 }

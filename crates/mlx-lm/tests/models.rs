@@ -328,3 +328,30 @@ fn prompt_cache_files_resume_decoding() {
     assert!(max_diff(&rest, &full[10 * vocab..]) <= 1e-4);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn stacked_decoding_weights_follow_parameter_updates() {
+    use mlx_nn::ModuleExt;
+    let mut model = load("qwen3_untied", Dtype::F32);
+    let tokens = fixture_tokens("qwen3_untied");
+    // Decode once so the stacked projection weights exist.
+    let _ = cached_logits(&model, &tokens, &[4], model.new_cache());
+    // Change one projection of every kind; the next cached pass must see it.
+    let mut changed = std::collections::HashMap::new();
+    for name in [
+        "model.layers.0.self_attn.k_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+    ] {
+        let w = model.parameters()[name].clone();
+        changed.insert(name.to_string(), w.mul_scalar(1.5).unwrap());
+    }
+    model.update(&changed.into_iter().collect()).unwrap();
+    let full = logits_of(&model, &tokens);
+    let cached = cached_logits(&model, &tokens, &[4], model.new_cache());
+    let diff = max_diff(&cached, &full);
+    assert!(diff <= 1e-4, "max |diff| {diff}");
+    // Releasing them changes nothing but memory.
+    model.release_inference_weights();
+    let again = cached_logits(&model, &tokens, &[4], model.new_cache());
+    assert!(max_diff(&again, &full) <= 1e-4);
+}

@@ -6,6 +6,7 @@ use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, fast};
 
 use super::rope::RopeSettings;
+use super::stacked::StackedLinear;
 use crate::Result;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
 
@@ -31,6 +32,10 @@ pub(crate) struct Attention {
     q_norm: RmsNorm,
     k_norm: RmsNorm,
     dims: AttentionDims,
+    /// `q_proj`, `k_proj` and `v_proj` as one product (decoding).
+    qkv: StackedLinear,
+    /// `o_proj` with its transposed weight kept (decoding).
+    o: StackedLinear,
 }
 
 impl Attention {
@@ -52,6 +57,8 @@ impl Attention {
             q_norm: RmsNorm::new(head_dim, eps, &vb.pp("q_norm"))?,
             k_norm: RmsNorm::new(head_dim, eps, &vb.pp("k_norm"))?,
             dims,
+            qkv: StackedLinear::default(),
+            o: StackedLinear::default(),
         })
     }
 
@@ -66,17 +73,34 @@ impl Attention {
         let shape = x.shape();
         let (b, l) = (shape[0], shape[1]);
         let d = self.dims;
-        let split_heads =
-            |t: Array, n: i32| -> Result<Array> { Ok(t.reshape(&[b, l, n, d.head_dim])?) };
-        let q = self
-            .q_norm
-            .forward(&split_heads(self.q_proj.forward(x)?, d.heads)?)?
-            .transpose(&[0, 2, 1, 3])?;
-        let k = self
-            .k_norm
-            .forward(&split_heads(self.k_proj.forward(x)?, d.kv_heads)?)?
-            .transpose(&[0, 2, 1, 3])?;
-        let v = split_heads(self.v_proj.forward(x)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?;
+        let inference = cache.is_some();
+        let (q, k, v) = if inference {
+            // Inference: one product for the three projections, split into
+            // heads already in `[B, heads, L, head_dim]` order.
+            let qkv = self
+                .qkv
+                .forward(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
+                .reshape(&[b, l, d.heads + 2 * d.kv_heads, d.head_dim])?
+                .transpose(&[0, 2, 1, 3])?;
+            let heads = |from: i32, n: i32| qkv.slice_axis(1, from, Some(from + n), 1);
+            (
+                self.q_norm.forward(&heads(0, d.heads)?)?,
+                self.k_norm.forward(&heads(d.heads, d.kv_heads)?)?,
+                heads(d.heads + d.kv_heads, d.kv_heads)?,
+            )
+        } else {
+            let split_heads =
+                |t: Array, n: i32| -> Result<Array> { Ok(t.reshape(&[b, l, n, d.head_dim])?) };
+            (
+                self.q_norm
+                    .forward(&split_heads(self.q_proj.forward(x)?, d.heads)?)?
+                    .transpose(&[0, 2, 1, 3])?,
+                self.k_norm
+                    .forward(&split_heads(self.k_proj.forward(x)?, d.kv_heads)?)?
+                    .transpose(&[0, 2, 1, 3])?,
+                split_heads(self.v_proj.forward(x)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?,
+            )
+        };
         let q = positions.rope(&q, d.head_dim, false, d.rope.base, d.rope.scale)?;
         let k = positions.rope(&k, d.head_dim, false, d.rope.base, d.rope.scale)?;
         let (k, v) = match cache {
@@ -88,7 +112,17 @@ impl Attention {
         let out = out
             .transpose(&[0, 2, 1, 3])?
             .reshape(&[b, l, d.heads * d.head_dim])?;
-        Ok(self.o_proj.forward(&out)?)
+        if inference {
+            self.o.forward(&[&self.o_proj], &out)
+        } else {
+            Ok(self.o_proj.forward(&out)?)
+        }
+    }
+
+    /// Drops the stacked projection weights built for decoding.
+    pub(crate) fn release_stacked(&self) {
+        self.qkv.release();
+        self.o.release();
     }
 }
 

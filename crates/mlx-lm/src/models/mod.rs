@@ -11,6 +11,7 @@ mod moe;
 mod qwen3;
 mod qwen3_moe;
 mod rope;
+mod stacked;
 mod transformer;
 
 use mlx_nn::{ModuleExt, ParamMap, VarBuilder, Visitor, VisitorMut};
@@ -168,12 +169,16 @@ struct Router {
 /// Access to the shared decoder (implemented by every model type).
 trait Decoder {
     fn decoder(&self) -> &Transformer;
+    fn decoder_mut(&mut self) -> &mut Transformer;
     fn router(&self) -> Option<Router>;
 }
 
 impl Decoder for Qwen3 {
     fn decoder(&self) -> &Transformer {
         &self.inner
+    }
+    fn decoder_mut(&mut self) -> &mut Transformer {
+        &mut self.inner
     }
     fn router(&self) -> Option<Router> {
         None
@@ -183,6 +188,9 @@ impl Decoder for Qwen3 {
 impl Decoder for Qwen3Moe {
     fn decoder(&self) -> &Transformer {
         &self.inner
+    }
+    fn decoder_mut(&mut self) -> &mut Transformer {
+        &mut self.inner
     }
     fn router(&self) -> Option<Router> {
         (self.config.num_experts > 0).then_some(Router {
@@ -198,6 +206,12 @@ impl Decoder for Model {
         match self {
             Model::Qwen3(m) => m.decoder(),
             Model::Qwen3Moe(m) => m.decoder(),
+        }
+    }
+    fn decoder_mut(&mut self) -> &mut Transformer {
+        match self {
+            Model::Qwen3(m) => m.decoder_mut(),
+            Model::Qwen3Moe(m) => m.decoder_mut(),
         }
     }
     fn router(&self) -> Option<Router> {
@@ -280,6 +294,30 @@ macro_rules! impl_language_model {
 
             fn checkpoint_tensors(&self) -> Result<ParamMap> {
                 experts::unstack_experts(self.parameters())
+            }
+
+            fn with_checkpointed_logits<F>(
+                &self,
+                hidden: &Array,
+                extra: &[Array],
+                f: F,
+            ) -> Result<Vec<Array>>
+            where
+                F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+            {
+                self.decoder().with_checkpointed_logits(hidden, extra, f)
+            }
+
+            fn set_gradient_checkpointing(&mut self, enabled: bool) {
+                self.decoder_mut().set_gradient_checkpointing(enabled);
+            }
+
+            fn gradient_checkpointing(&self) -> bool {
+                self.decoder().gradient_checkpointing()
+            }
+
+            fn release_inference_weights(&self) {
+                self.decoder().release_stacked();
             }
         }
     )*};

@@ -2,30 +2,46 @@
 //! blocks (attention + dense or sparse feed-forward), final norm, LM head.
 
 use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
-use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
 use mlx_tensor::{Array, Dtype};
 
 use super::attention::{Attention, AttentionDims};
 use super::fused::swiglu;
 use super::moe::{MoeDims, SparseMoe};
+use super::stacked::StackedLinear;
 use crate::cache::{AttentionMask, BatchKVCache, KVCache, LayerCache, PositionOffset, causal_mask};
 use crate::{Error, Result};
 
 /// The feed-forward half of a block.
 #[derive(Debug, Clone)]
 pub(crate) enum FeedForward {
-    /// `down(silu(gate(x)) * up(x))`.
-    Dense(SwiGlu),
+    /// `down(silu(gate(x)) * up(x))`; when decoding, `gate` and `up` as one
+    /// product and `down` with its transposed weight kept.
+    Dense(SwiGlu, StackedLinear, StackedLinear),
     /// Routed experts.
     Sparse(SparseMoe),
 }
 
 impl FeedForward {
-    fn forward(&self, x: &Array) -> Result<(Array, Option<Array>)> {
+    fn forward(&self, x: &Array, inference: bool) -> Result<(Array, Option<Array>)> {
         match self {
-            FeedForward::Dense(m) => {
-                let gated = swiglu(&m.gate_proj.forward(x)?, &m.up_proj.forward(x)?)?;
-                Ok((m.down_proj.forward(&gated)?, None))
+            FeedForward::Dense(m, gate_up, down) => {
+                let gated = if inference {
+                    let both = gate_up.forward(&[&m.gate_proj, &m.up_proj], x)?;
+                    let width = both.dim(-1).unwrap_or(0) / 2;
+                    swiglu(
+                        &both.slice_axis(-1, 0, Some(width), 1)?,
+                        &both.slice_axis(-1, width, None, 1)?,
+                    )?
+                } else {
+                    swiglu(&m.gate_proj.forward(x)?, &m.up_proj.forward(x)?)?
+                };
+                let out = if inference {
+                    down.forward(&[&m.down_proj], &gated)?
+                } else {
+                    m.down_proj.forward(&gated)?
+                };
+                Ok((out, None))
             }
             FeedForward::Sparse(m) => {
                 let (y, logits) = m.forward(x)?;
@@ -38,13 +54,13 @@ impl FeedForward {
 impl Module for FeedForward {
     fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
         match self {
-            FeedForward::Dense(m) => m.visit(v),
+            FeedForward::Dense(m, ..) => m.visit(v),
             FeedForward::Sparse(m) => m.visit(v),
         }
     }
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
         match self {
-            FeedForward::Dense(m) => m.visit_mut(v),
+            FeedForward::Dense(m, ..) => m.visit_mut(v),
             FeedForward::Sparse(m) => m.visit_mut(v),
         }
     }
@@ -69,9 +85,11 @@ pub(crate) struct DecoderLayer {
 impl DecoderLayer {
     fn new(attn: AttentionDims, ff: FeedForwardKind, vb: &VarBuilder) -> Result<Self> {
         let mlp = match ff {
-            FeedForwardKind::Dense { intermediate } => {
-                FeedForward::Dense(SwiGlu::new(attn.hidden, intermediate, &vb.pp("mlp"))?)
-            }
+            FeedForwardKind::Dense { intermediate } => FeedForward::Dense(
+                SwiGlu::new(attn.hidden, intermediate, &vb.pp("mlp"))?,
+                StackedLinear::default(),
+                StackedLinear::default(),
+            ),
             FeedForwardKind::Sparse(dims) => {
                 FeedForward::Sparse(SparseMoe::new(dims, &vb.pp("mlp"))?)
             }
@@ -95,6 +113,7 @@ impl DecoderLayer {
         positions: &PositionOffset,
         cache: Option<&mut LayerCache>,
     ) -> Result<(Array, Option<Array>)> {
+        let inference = cache.is_some();
         let h = x.add(&self.self_attn.forward(
             &self.input_layernorm.forward(x)?,
             mask,
@@ -103,8 +122,29 @@ impl DecoderLayer {
         )?)?;
         let (r, router) = self
             .mlp
-            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+            .forward(&self.post_attention_layernorm.forward(&h)?, inference)?;
         Ok((h.add(&r)?, router))
+    }
+
+    /// [`DecoderLayer::forward`] without a cache under gradient
+    /// checkpointing: the backward pass recomputes the layer's activations
+    /// from its input instead of keeping them.
+    fn forward_checkpointed(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+    ) -> Result<(Array, Option<Array>)> {
+        let (mask, positions) = (mask.clone(), positions.clone());
+        let mut outs = grad_checkpoint(self, std::slice::from_ref(x), move |layer, xs| {
+            let (y, router) = layer.forward(&xs[0], &mask, &positions, None)?;
+            Ok(std::iter::once(y).chain(router).collect())
+        })?;
+        let router = (outs.len() > 1).then(|| outs.remove(1));
+        let y = outs.pop().ok_or_else(|| Error::InvalidInput {
+            message: "checkpointed layer returned no output".into(),
+        })?;
+        Ok((y, router))
     }
 }
 
@@ -152,6 +192,8 @@ pub(crate) struct Transformer {
     norm: RmsNorm,
     lm_head: Option<Linear>,
     vocab: i32,
+    /// Checkpoint each layer in cache-free forward passes (training).
+    gradient_checkpointing: bool,
 }
 
 impl Transformer {
@@ -176,6 +218,7 @@ impl Transformer {
             norm: RmsNorm::new(hidden, dims.attention.eps, &model.pp("norm"))?,
             lm_head,
             vocab: dims.vocab,
+            gradient_checkpointing: false,
         })
     }
 
@@ -185,6 +228,14 @@ impl Transformer {
 
     pub(crate) fn vocab_size(&self) -> i32 {
         self.vocab
+    }
+
+    pub(crate) fn set_gradient_checkpointing(&mut self, enabled: bool) {
+        self.gradient_checkpointing = enabled;
+    }
+
+    pub(crate) fn gradient_checkpointing(&self) -> bool {
+        self.gradient_checkpointing
     }
 
     pub(crate) fn dtype(&self) -> Dtype {
@@ -262,7 +313,11 @@ impl Transformer {
                     _ => (AttentionMask::for_prompt(len), PositionOffset::Scalar(0)),
                 };
                 for layer in &self.layers {
-                    let (out, router) = layer.forward(&h, &mask, &positions, None)?;
+                    let (out, router) = if self.gradient_checkpointing {
+                        layer.forward_checkpointed(&h, &mask, &positions)?
+                    } else {
+                        layer.forward(&h, &mask, &positions, None)?
+                    };
                     h = out;
                     if want_router_logits {
                         router_logits.extend(router);
@@ -282,6 +337,42 @@ impl Transformer {
             Some(head) => Ok(head.forward(hidden)?),
             None => Ok(self.embed_tokens.as_linear(hidden)?),
         }
+    }
+
+    /// Drops every layer's stacked projection weights.
+    pub(crate) fn release_stacked(&self) {
+        for layer in &self.layers {
+            layer.self_attn.release_stacked();
+            if let FeedForward::Dense(_, gate_up, down) = &layer.mlp {
+                gate_up.release();
+                down.release();
+            }
+        }
+    }
+
+    /// `f(logits, extra)` for the logits of `hidden` under gradient
+    /// checkpointing of the LM head: the backward pass recomputes the logits
+    /// and what `f` derives from them instead of keeping them.
+    pub(crate) fn with_checkpointed_logits<F>(
+        &self,
+        hidden: &Array,
+        extra: &[Array],
+        f: F,
+    ) -> Result<Vec<Array>>
+    where
+        F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+    {
+        let mut inputs = vec![hidden.clone()];
+        inputs.extend(extra.iter().cloned());
+        let outs = match &self.lm_head {
+            Some(head) => grad_checkpoint(head, &inputs, move |head, xs| {
+                Ok(f(&head.forward(&xs[0])?, &xs[1..])?)
+            })?,
+            None => grad_checkpoint(&self.embed_tokens, &inputs, move |embed, xs| {
+                Ok(f(&embed.as_linear(&xs[0])?, &xs[1..])?)
+            })?,
+        };
+        Ok(outs)
     }
 
     pub(crate) fn new_cache(&self) -> Vec<LayerCache> {

@@ -1,0 +1,105 @@
+//! Projections that share an input, computed as one matrix product (and
+//! single projections with their transposed weight kept).
+//!
+//! Decoding a few rows at a time is bound by the number of kernels per
+//! step, not by bytes: the query, key and value projections (and the gate
+//! and up projections of a SwiGLU block) read the same input, so stacking
+//! their weights turns three (two) matrix-vector products into one. The
+//! parameters stay separate (Hugging Face names, gradients and optimiser
+//! state are untouched); the stacked copy is built on first use and rebuilt
+//! whenever any source array changes (after an optimiser update, a cast or a
+//! load).
+
+use std::cell::RefCell;
+
+use mlx_nn::layers::Linear;
+use mlx_tensor::{Array, concatenate};
+
+use crate::Result;
+
+/// The stacked weight (and bias) and the arrays it was built from.
+///
+/// Holding the sources keeps their identities from being reused by newer
+/// arrays, so an identity match always means the same values.
+#[derive(Debug, Clone)]
+struct Stacked {
+    sources: Vec<Array>,
+    weight_t: Array,
+    bias: Option<Array>,
+}
+
+/// Several [`Linear`] layers over one input applied as one product.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StackedLinear {
+    cached: RefCell<Option<Stacked>>,
+}
+
+impl StackedLinear {
+    /// `[..., Σ out_i]`: the outputs of `layers` side by side along the
+    /// last axis. All layers must agree on having a bias.
+    pub(crate) fn forward(&self, layers: &[&Linear], x: &Array) -> Result<Array> {
+        let with_bias = layers.iter().filter(|l| l.bias.is_some()).count();
+        if with_bias != 0 && with_bias != layers.len() {
+            let outs = layers
+                .iter()
+                .map(|l| l.forward(x))
+                .collect::<mlx_nn::Result<Vec<_>>>()?;
+            let refs: Vec<&Array> = outs.iter().collect();
+            return Ok(concatenate(&refs, -1)?);
+        }
+        let (weight_t, bias) = self.stacked(layers)?;
+        Ok(match bias {
+            Some(b) => b.addmm(x, &weight_t, 1.0, 1.0)?,
+            None => x.matmul(&weight_t)?,
+        })
+    }
+
+    /// Drops the stacked copy (and the references to its sources).
+    pub(crate) fn release(&self) {
+        self.cached.borrow_mut().take();
+    }
+
+    fn stacked(&self, layers: &[&Linear]) -> Result<(Array, Option<Array>)> {
+        let sources: Vec<Array> = layers
+            .iter()
+            .flat_map(|l| {
+                std::iter::once(l.weight.value.clone())
+                    .chain(l.bias.iter().map(|b| b.value.clone()))
+            })
+            .collect();
+        if let Some(s) = self.cached.borrow().as_ref()
+            && s.sources.len() == sources.len()
+            && s.sources
+                .iter()
+                .zip(&sources)
+                .all(|(a, b)| a.id() == b.id())
+        {
+            return Ok((s.weight_t.clone(), s.bias.clone()));
+        }
+        let (weight_t, bias) = match layers {
+            // One layer: no copy, only its transposed view kept.
+            [one] => (
+                one.weight.value.t()?,
+                one.bias.as_ref().map(|b| b.value.clone()),
+            ),
+            _ => {
+                let weights: Vec<&Array> = layers.iter().map(|l| &l.weight.value).collect();
+                let biases: Option<Vec<&Array>> = layers
+                    .iter()
+                    .map(|l| l.bias.as_ref().map(|b| &b.value))
+                    .collect();
+                let bias = match biases {
+                    Some(b) if !b.is_empty() => Some(concatenate(&b, 0)?),
+                    _ => None,
+                };
+                (concatenate(&weights, 0)?.t()?, bias)
+            }
+        };
+        *self.cached.borrow_mut() = Some(Stacked {
+            sources,
+            weight_t: weight_t.clone(),
+            bias: bias.clone(),
+        });
+        Ok((weight_t, bias))
+    }
+}
