@@ -22,11 +22,12 @@ is missing or it fails, the table shows the mlx-lm ratios alone.
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
 import time
+
+from trl_grpo import qwen3_config, random_tokens, time_grpo_steps, word_tokenizer
 
 HIDDEN = 1024
 INTERMEDIATE = 3072
@@ -43,11 +44,6 @@ def sizes(quick):
                     grpo_prompts=2, grpo_group=4, grpo_tokens=16, grpo_micro=4)
     return dict(prefill=[128, 512], prompt=128, new=256, batches=[8, 64],
                 grpo_prompts=8, grpo_group=8, grpo_tokens=256, grpo_micro=8)
-
-
-def random_tokens(n, vocab, seed, low=0):
-    rng = random.Random(seed)
-    return [rng.randrange(low, vocab) for _ in range(n)]
 
 
 def median(xs):
@@ -162,88 +158,22 @@ def mlx_lm_bench(layers, vocab, quick):
 def trl_worker(layers, vocab, quick, out_path):
     """One GRPO run with TRL (two steps, the second measured); writes JSON."""
     import torch
-    from datasets import Dataset
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (AutoModelForCausalLM, PreTrainedTokenizerFast,
-                              Qwen3Config, TrainerCallback)
-    from trl import GRPOConfig, GRPOTrainer
+    from transformers import AutoModelForCausalLM
 
     s = sizes(quick)
     torch.manual_seed(0)
-    # A word-level tokenizer over the whole vocabulary: "t17" is token 17, so
-    # prompts of n words are n tokens.
-    vocab_map = {f"t{i}": i for i in range(vocab)}
-    tk = Tokenizer(models.WordLevel(vocab_map, unk_token="t0"))
-    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="t0",
-                                        pad_token="t1", eos_token="t2")
-    import transformers
-    if int(transformers.__version__.split(".")[0]) >= 5:
-        rope = {"rope_parameters": {"rope_type": "default", "rope_theta": ROPE_THETA}}
-    else:
-        rope = {"rope_theta": ROPE_THETA}
-    config = Qwen3Config(
-        vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
-        num_hidden_layers=layers, num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS, head_dim=HEAD_DIM, rms_norm_eps=1e-6,
-        max_position_embeddings=40960, tie_word_embeddings=True,
-        pad_token_id=1, eos_token_id=2, bos_token_id=None, **rope)
+    tokenizer = word_tokenizer(vocab)
+    config = qwen3_config(vocab=vocab, hidden=HIDDEN, intermediate=INTERMEDIATE,
+                          layers=layers, heads=HEADS, kv_heads=KV_HEADS,
+                          head_dim=HEAD_DIM, rope_theta=ROPE_THETA)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.to("cuda")
 
-    n_prompts = s["grpo_prompts"] * 2
-    prompts = [" ".join(f"t{t}" for t in random_tokens(s["prompt"], vocab, 1000 + i, low=3))
-               for i in range(n_prompts)]
-    dataset = Dataset.from_dict({"prompt": prompts})
-
-    def reward(completions, **_kwargs):
-        return [random.random() for _ in completions]
-
-    class Timer(TrainerCallback):
-        def __init__(self):
-            self.times, self.peaks, self.start = [], [], None
-            self.nonfinite_steps = 0
-
-        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-            # A random bf16 model can produce non-finite gradients; zero them
-            # so that the weights stay finite and the second step runs the
-            # same work (one pass over the gradients, negligible).
-            bad = False
-            for p in (model.parameters() if model is not None else []):
-                if p.grad is not None and not torch.isfinite(p.grad).all():
-                    bad = True
-                    torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-            self.nonfinite_steps += int(bad)
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            torch.cuda.synchronize()
-            self.times.append(time.perf_counter() - self.start)
-            self.peaks.append(torch.cuda.max_memory_allocated() / 2**30)
-
     completions = s["grpo_prompts"] * s["grpo_group"]
-    with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(
-            output_dir=tmp, per_device_train_batch_size=s["grpo_micro"],
-            gradient_accumulation_steps=completions // s["grpo_micro"],
-            num_generations=s["grpo_group"], max_completion_length=s["grpo_tokens"],
-            loss_type="dapo", beta=0.0, num_iterations=1, learning_rate=1e-6,
-            temperature=1.0, max_steps=2, logging_steps=1, save_strategy="no",
-            report_to="none", bf16=True, shuffle_dataset=False, seed=0,
-            generation_kwargs={"min_new_tokens": s["grpo_tokens"]},
-            dataloader_num_workers=0)
-        timer = Timer()
-        trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
-                              train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=[timer])
-        start = time.perf_counter()
-        trainer.train()
-        wall = time.perf_counter() - start
-    step = timer.times[-1]
+    run = time_grpo_steps(model, tokenizer, vocab=vocab, prompts=s["grpo_prompts"],
+                          prompt_len=s["prompt"], group=s["grpo_group"],
+                          tokens=s["grpo_tokens"], micro=s["grpo_micro"], bf16=True)
+    step = run["step_seconds"][-1]
     result = {
         "device": torch.cuda.get_device_name(0),
         "torch_version": torch.__version__,
@@ -251,9 +181,9 @@ def trl_worker(layers, vocab, quick, out_path):
             "completions": completions, "completion_tokens": s["grpo_tokens"],
             "group": s["grpo_group"], "micro_batch": s["grpo_micro"],
             "seconds": step, "completions_per_s": completions / step,
-            "step_seconds": timer.times, "peak_gib": timer.peaks[-1],
-            "train_wall_seconds": wall,
-            "steps_with_nonfinite_grads": timer.nonfinite_steps,
+            "step_seconds": run["step_seconds"], "peak_gib": run["peak_gib"][-1],
+            "train_wall_seconds": run["train_wall_seconds"],
+            "steps_with_nonfinite_grads": run["steps_with_nonfinite_grads"],
         },
     }
     with open(out_path, "w") as f:
