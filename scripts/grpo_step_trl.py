@@ -20,12 +20,9 @@ for both and the ratio ours / TRL (above 1: ours is faster).
         [--hidden 256] [--layers 4] [--vocab 1000] [--prompts 4] [--group 8]
         [--prompt-len 32] [--tokens 64] [--micro 8]
 
-Measured on a 2-core x86_64 CPU (shared with other work, so expect +-15%),
-MLX 0.32.4 with OpenBLAS, torch 2.15 (2 threads), transformers 5.23, TRL 1.16.0,
-default sizes (32 completions x 64 tokens = 2,048 completion tokens per step):
-
-    ours  2.77 s/step  11.6 completions/s  744 tokens/s
-    TRL   see docs/GPU_BENCH.md ("GRPO step on the CPU") for the latest figures
+Figures measured on a 2-core x86_64 CPU (MLX 0.32.4 with OpenBLAS, torch 2.15
+with 2 threads, transformers 5.23, TRL 1.16.0) are in docs/GPU_BENCH.md
+("GRPO step on a 2-core CPU"); they depend strongly on the machine's load.
 """
 
 import argparse
