@@ -6,7 +6,8 @@
 # On a user's machine that path exists; here the build machine's path is
 # recreated from the CUDA wheel installed in site-packages (scripts/gpu_run.sh
 # installs it), with the wheel's `nvidia/` and `mlx_cuda_13.libs/` beside it so
-# the library's `$ORIGIN`-relative RPATH resolves. No LD_LIBRARY_PATH is set.
+# the library's `$ORIGIN`-relative RPATH resolves, and `mlx/include/` (the
+# headers its run-time kernel compiler needs), as the build's farm has them. No LD_LIBRARY_PATH is set.
 #
 # Usage: FARM=/abs/…/out/mlx-farm bash scripts/gpu_cuda_feature.sh BINARY...
 set -u -o pipefail
@@ -14,6 +15,7 @@ set -u -o pipefail
 SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
 mkdir -p "$FARM/mlx/lib"
 cp "$SITE/mlx/lib/libmlx.so" "$FARM/mlx/lib/libmlx.so"
+[ -e "$FARM/mlx/include" ] || ln -s "$SITE/mlx/include" "$FARM/mlx/include"
 for d in nvidia mlx_cuda_13.libs; do
   [ -e "$FARM/$d" ] || ln -s "$SITE/$d" "$FARM/$d"
 done

@@ -90,6 +90,11 @@ pub fn prepare(
     }
     let lib_dir = farm.join("mlx").join("lib");
     mkdir(&lib_dir)?;
+    // The CUDA build compiles kernels at run time and looks for the headers
+    // it ships (`include/cccl`) next to the directory of `libmlx.so`.
+    if install.include_dir.is_dir() {
+        symlink(&install.include_dir, &farm.join("mlx").join("include"))?;
+    }
 
     let openblas = match blas {
         BlasChoice::Bundled => None,
