@@ -115,11 +115,17 @@ DType array_dtype(const array& a) { return from_mlx(a.dtype()); }
 std::size_t array_id(const array& a) { return a.id(); }
 
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
-  // Views (transposes, broadcasts, strided slices) are made row-contiguous
-  // first so the bytes are in logical order.
-  array c = mx::contiguous(a);
+  // Waits for `a` only: an array already queued with async_eval is read as
+  // soon as its own step is done, without queueing anything behind the work
+  // submitted after it.
+  array c = a;
   c.eval();
-  c.wait();
+  if (!(c.flags().row_contiguous && c.data_size() == c.size())) {
+    // Views (transposes, broadcasts, strided slices) are made row-contiguous
+    // first so the bytes are in logical order.
+    c = mx::contiguous(c);
+    c.eval();
+  }
   if (c.nbytes() != out.size()) {
     throw std::invalid_argument("[to_bytes] destination holds " + std::to_string(out.size()) +
                                 " bytes, the array " + std::to_string(c.nbytes()));
