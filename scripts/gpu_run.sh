@@ -7,7 +7,8 @@
 # benchmark built here with MLX_LINK_MODE=rpath) and .gpu/py/*.whl (mlx,
 # mlx-lm, trl, datasets, dill, multiprocess, xxhash). Writes under $OUT.
 #
-# Environment: SWEEP="50 200" also runs decode and batch generation with
+# Environment: FARM=<mlx-farm dir> for a benchmark built with --features cuda
+# (see scripts/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
 # MLX's compiled kernels off; SKIP_TRL=1 leaves TRL out.
 set -u
@@ -19,6 +20,11 @@ WHEEL=$STAGE/mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl
 python3 -m pip install -q --no-index --no-deps "$WHEEL" .gpu/py/*.whl || exit 1
 SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")
 export LD_LIBRARY_PATH=$SITE/mlx/lib
+# A benchmark built with `--features cuda` links its build machine's farm
+# path; FARM=<that mlx-farm directory> recreates it from the wheel.
+if [ -n "${FARM:-}" ]; then
+  FARM=$FARM bash scripts/gpu_cuda_feature.sh || exit 1
+fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
