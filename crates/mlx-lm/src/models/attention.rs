@@ -79,9 +79,15 @@ impl Attention {
             // heads already in `[B, heads, L, head_dim]` order.
             let qkv = self
                 .qkv
-                .forward(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?
-                .reshape(&[b, l, d.heads + 2 * d.kv_heads, d.head_dim])?
-                .transpose(&[0, 2, 1, 3])?;
+                .forward(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
+            let all_heads = d.heads + 2 * d.kv_heads;
+            let qkv = if l == 1 {
+                // One position: `[B, 1, H, D]` and `[B, H, 1, D]` share a layout.
+                qkv.reshape(&[b, all_heads, 1, d.head_dim])?
+            } else {
+                qkv.reshape(&[b, l, all_heads, d.head_dim])?
+                    .transpose(&[0, 2, 1, 3])?
+            };
             let heads = |from: i32, n: i32| qkv.slice_axis(1, from, Some(from + n), 1);
             (
                 self.q_norm.forward(&heads(0, d.heads)?)?,
@@ -109,9 +115,12 @@ impl Attention {
         };
         let scale = (d.head_dim as f32).powf(-0.5);
         let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, mask.as_sdpa())?;
-        let out = out
-            .transpose(&[0, 2, 1, 3])?
-            .reshape(&[b, l, d.heads * d.head_dim])?;
+        let out = if l == 1 {
+            out.reshape(&[b, 1, d.heads * d.head_dim])?
+        } else {
+            out.transpose(&[0, 2, 1, 3])?
+                .reshape(&[b, l, d.heads * d.head_dim])?
+        };
         if inference {
             self.o.forward(&[&self.o_proj], &out)
         } else {
