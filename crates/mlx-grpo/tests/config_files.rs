@@ -248,3 +248,14 @@ fn file_errors_name_the_file_and_field() {
         Err(Error::Io { .. })
     ));
 }
+
+#[test]
+fn gradient_checkpointing_is_off_by_default_and_settable() {
+    assert!(!GrpoConfig::default().gradient_checkpointing);
+    let c = GrpoConfig::from_toml_str("gradient_checkpointing = true\n").unwrap();
+    assert!(c.gradient_checkpointing);
+    let mut c = GrpoConfig::default();
+    c.set("--gradient-checkpointing", "true").unwrap();
+    assert!(c.gradient_checkpointing);
+    c.validate().unwrap();
+}

@@ -37,6 +37,35 @@ impl Default for ScoreOptions {
     }
 }
 
+/// How [`score_tokens_with`] takes part in a gradient computation. The
+/// values are the same either way; only what the backward pass keeps
+/// changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoreGradients {
+    /// Gradient checkpointing of each chunk (see
+    /// [`ScoreOptions::chunk_tokens`]): the backward pass recomputes the
+    /// chunk's logits, log-softmax and entropies from its hidden states
+    /// instead of keeping them, so only one chunk's vocabulary-sized arrays
+    /// are alive at a time. Costs one more LM-head product per chunk.
+    pub checkpoint_chunks: bool,
+    /// Whether gradients flow through the entropies (needed for an entropy
+    /// bonus in the loss). When false, the entropies are computed from
+    /// stopped-gradient logits, so the backward pass neither keeps nor
+    /// recomputes the softmax they need (enough for entropy masks and
+    /// metrics).
+    pub entropy_gradients: bool,
+}
+
+impl Default for ScoreGradients {
+    /// No checkpointing, gradients through the entropies: the plain graph.
+    fn default() -> Self {
+        ScoreGradients {
+            checkpoint_chunks: false,
+            entropy_gradients: true,
+        }
+    }
+}
+
 /// Scores of a batch of completions, all `[B, C]` with `C` the longest
 /// completion.
 #[derive(Debug, Clone)]
@@ -141,6 +170,26 @@ pub fn score_tokens<M: LanguageModel>(
     completion_width: i32,
     options: &ScoreOptions,
 ) -> Result<(Array, Option<Array>)> {
+    score_tokens_with(
+        model,
+        tokens,
+        left_padding,
+        completion_width,
+        options,
+        &ScoreGradients::default(),
+    )
+}
+
+/// [`score_tokens`] with a choice of what a backward pass through the
+/// scores keeps ([`ScoreGradients`]): the form a training step uses.
+pub fn score_tokens_with<M: LanguageModel>(
+    model: &M,
+    tokens: &Array,
+    left_padding: &[i32],
+    completion_width: i32,
+    options: &ScoreOptions,
+    gradients: &ScoreGradients,
+) -> Result<(Array, Option<Array>)> {
     let shape = tokens.shape();
     if shape.ndim() != 2 {
         return Err(Error::InvalidInput {
@@ -172,9 +221,22 @@ pub fn score_tokens<M: LanguageModel>(
         let to = (from + step).min(completion_width);
         let h = hidden.slice_axis(1, from, Some(to), 1)?;
         let t = targets.slice_axis(1, from, Some(to), 1)?;
-        let (lp, ent) = chunk_scores(model, &h, &t, options)?;
-        logprob_parts.push(lp);
-        entropy_parts.extend(ent);
+        let math = ChunkMath {
+            temperature: options.temperature,
+            entropies: options.entropies,
+            entropy_gradients: gradients.entropy_gradients,
+        };
+        let mut outs = if gradients.checkpoint_chunks {
+            // The targets are constants of the chunk (no gradient flows to
+            // indices), so they are captured rather than passed as inputs.
+            model.with_checkpointed_logits(&h, &[], move |logits, _| math.scores(logits, &t))?
+        } else {
+            math.scores(&model.logits_from_hidden(&h)?, &t)?
+        };
+        if options.entropies {
+            entropy_parts.push(outs.pop().ok_or_else(missing_output)?);
+        }
+        logprob_parts.push(outs.pop().ok_or_else(missing_output)?);
         from = to;
     }
     if logprob_parts.is_empty() {
@@ -198,27 +260,42 @@ fn join(parts: &[Array]) -> Result<Array> {
     Ok(concatenate(&refs, 1)?)
 }
 
-/// Log-probabilities (and entropies) of `targets: [B, n]` from hidden
-/// states `[B, n, hidden]`.
-fn chunk_scores<M: LanguageModel>(
-    model: &M,
-    hidden: &Array,
-    targets: &Array,
-    options: &ScoreOptions,
-) -> Result<(Array, Option<Array>)> {
-    let mut logits = model.logits_from_hidden(hidden)?.as_type(Dtype::F32)?;
-    if options.temperature != 1.0 {
-        logits = logits.div_scalar(f64::from(options.temperature))?;
+fn missing_output() -> Error {
+    Error::InvalidInput {
+        message: "a score chunk returned too few outputs".into(),
     }
-    let lse = logits.logsumexp(-1, true)?;
-    let picked = logits.take_along_axis(&targets.expand_dims(&[-1])?, -1)?;
-    let logprobs = picked.subtract(&lse)?.squeeze(&[-1])?;
-    let entropies = if options.entropies {
-        let probs = logits.subtract(&lse)?.exp()?;
-        let expected_logit = probs.multiply(&logits)?.sum(-1, true)?;
-        Some(lse.subtract(&expected_logit)?.squeeze(&[-1])?)
-    } else {
-        None
-    };
-    Ok((logprobs, entropies))
+}
+
+/// The per-chunk arithmetic of scoring (kept `Copy` so that checkpointed
+/// chunks can re-run it in the backward pass).
+#[derive(Debug, Clone, Copy)]
+struct ChunkMath {
+    temperature: f32,
+    entropies: bool,
+    entropy_gradients: bool,
+}
+
+impl ChunkMath {
+    /// `[logprobs]` or `[logprobs, entropies]` (`[B, n]`, `f32`) of
+    /// `targets: [B, n]` from `logits: [B, n, vocab]` in the model's dtype.
+    fn scores(&self, logits: &Array, targets: &Array) -> Result<Vec<Array>> {
+        let mut logits = logits.as_type(Dtype::F32)?;
+        if self.temperature != 1.0 {
+            logits = logits.div_scalar(f64::from(self.temperature))?;
+        }
+        let lse = logits.logsumexp(-1, true)?;
+        let picked = logits.take_along_axis(&targets.expand_dims(&[-1])?, -1)?;
+        let mut out = vec![picked.subtract(&lse)?.squeeze(&[-1])?];
+        if self.entropies {
+            let (logits, lse) = if self.entropy_gradients {
+                (logits, lse)
+            } else {
+                (logits.stop_gradient()?, lse.stop_gradient()?)
+            };
+            let probs = logits.subtract(&lse)?.exp()?;
+            let expected_logit = probs.multiply(&logits)?.sum(-1, true)?;
+            out.push(lse.subtract(&expected_logit)?.squeeze(&[-1])?);
+        }
+        Ok(out)
+    }
 }

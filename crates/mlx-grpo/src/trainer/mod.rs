@@ -10,7 +10,7 @@
 //! Custom trainers reuse the loop through [`TrainerCallback`] (change
 //! rollouts, rewards or the loss inputs; observe logs and saves) or build
 //! their own from the public pieces: [`rollout`], [`batch`],
-//! [`crate::loss`], [`optimizer`], [`checkpoint`], [`metrics_log`].
+//! [`crate::loss`], [`step`], [`optimizer`], [`checkpoint`], [`metrics_log`].
 
 pub mod batch;
 pub mod callbacks;
@@ -18,7 +18,7 @@ pub mod checkpoint;
 pub mod metrics_log;
 pub mod optimizer;
 pub mod rollout;
-mod step;
+pub mod step;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,7 @@ pub use checkpoint::{CheckpointManager, TrainerState};
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
 pub use rollout::RolloutSample;
+pub use step::optimize_step;
 
 /// What [`Trainer::train`] returns.
 #[derive(Debug, Clone)]
@@ -120,6 +121,8 @@ impl Trainer {
             config.total_optimizer_steps(dataset.len())
         };
         let optimizer = build_optimizer(&config, total_steps)?;
+        let mut model = model;
+        model.set_gradient_checkpointing(config.gradient_checkpointing);
         let ref_model = (config.beta != 0.0).then(|| {
             let mut r = model.clone();
             r.freeze();
@@ -206,6 +209,8 @@ impl Trainer {
         let state = checkpoint::read_trainer_state(checkpoint)?;
         let dtype = self.model.dtype();
         self.model = load_model(checkpoint.join(checkpoint::MODEL_DIR), Some(dtype))?;
+        self.model
+            .set_gradient_checkpointing(self.config.gradient_checkpointing);
         let ref_dir = checkpoint.join("ref_model");
         if self.ref_model.is_some() && ref_dir.is_dir() {
             let mut r = load_model(ref_dir, Some(dtype))?;
@@ -254,7 +259,7 @@ impl Trainer {
             self.pending_logs.push(metrics);
             let step = self.state.global_step;
             let logging = self.config.logging_steps.max(1);
-            if step % logging == 0 || step == self.total_steps {
+            if step.is_multiple_of(logging) || step == self.total_steps {
                 let record = LogRecord {
                     step,
                     metrics: average(&self.pending_logs),
@@ -267,7 +272,7 @@ impl Trainer {
                 self.state.log_history.push(record);
             }
             let save_every = self.config.save_steps;
-            if save_every > 0 && step % save_every == 0 && step != self.total_steps {
+            if save_every > 0 && step.is_multiple_of(save_every) && step != self.total_steps {
                 self.save_checkpoint()?;
                 metrics_log::plot_curves(
                     log.history(),
@@ -333,7 +338,13 @@ impl Trainer {
             buffer.remaining -= 1;
             rollout_metrics = buffer.metrics.clone();
         }
-        let mut metrics = step::optimize(self, &micro)?;
+        let mut metrics = step::optimize_step(
+            &mut self.model,
+            &mut self.optimizer,
+            &self.loss,
+            &self.config,
+            &micro,
+        )?;
         self.state.global_step += 1;
         self.sync_reference()?;
         metrics.extend(rollout_metrics);
@@ -395,6 +406,9 @@ impl Trainer {
                 .wrapping_mul(0x9e37_79b9)
                 .wrapping_add(generation_index),
         )?;
+        // The rollout's caches are gone: give their buffers back before the
+        // scoring and training passes allocate theirs.
+        mlx_tensor::memory::clear_cache();
         for cb in &mut self.callbacks {
             cb.on_rollout(&mut samples);
         }

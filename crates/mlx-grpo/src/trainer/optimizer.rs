@@ -63,12 +63,11 @@ pub fn build_optimizer(config: &GrpoConfig, total_steps: usize) -> Result<Traine
             r.adam.eps = config.adam_epsilon;
             ConfiguredRule::AdamW(r)
         }
-        Optim::Adam => {
-            let mut r = Adam::default();
-            r.betas = (config.adam_beta1, config.adam_beta2);
-            r.eps = config.adam_epsilon;
-            ConfiguredRule::Adam(r)
-        }
+        Optim::Adam => ConfiguredRule::Adam(Adam {
+            betas: (config.adam_beta1, config.adam_beta2),
+            eps: config.adam_epsilon,
+            ..Adam::default()
+        }),
         Optim::Sgd => {
             let mut r = Sgd::new(0.0);
             r.weight_decay = config.weight_decay;

@@ -3,41 +3,66 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use mlx_lm::score::{score_tokens, ScoreOptions};
+use mlx_lm::models::Model;
+use mlx_lm::score::{score_tokens_with, ScoreGradients, ScoreOptions};
 use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad, ParamMap};
-use mlx_tensor::Array;
+use mlx_nn::{value_and_grad, LossAndGrads, ParamMap};
+use mlx_tensor::{memory, Array};
 
-use crate::loss::{LossInputs, LossOutput, OutputLayout};
-use crate::trainer::{MicroBatch, Trainer};
+use crate::config::GrpoConfig;
+use crate::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
+use crate::trainer::{MicroBatch, TrainerOptimizer};
 use crate::{Error, Result};
 
-/// Runs the loss and its gradient on each micro-batch, sums the gradients,
-/// clips them, updates the model, and returns the step's metrics.
-pub(super) fn optimize(
-    trainer: &mut Trainer,
+/// Token positions whose full-vocabulary logits are alive at a time while
+/// scoring a micro-batch for the loss. Each chunk is checkpointed, so its
+/// `f32` logits (and their softmax in the backward pass) are the largest
+/// transient arrays of a step: 256 positions of a 151,936-token vocabulary
+/// are 156 MB each.
+pub const TRAINING_CHUNK_TOKENS: i32 = 256;
+
+/// One optimizer step of GRPO: for each micro-batch the loss and its
+/// gradient (the policy scored with checkpointed logit chunks, and per-layer
+/// checkpointing when the model has it on), gradients summed as they are
+/// produced, clipped to `config.max_grad_norm`, and one update of `model` by
+/// `optimizer`. Returns the step's metrics with TRL's names (`loss` summed
+/// over the micro-batches, other loss metrics averaged, `learning_rate`,
+/// `grad_norm`).
+///
+/// Memory: besides the weights and the optimizer state, only the running
+/// gradient sum and one micro-batch's activations are alive; references to
+/// gradients, old parameters and old optimizer state are dropped before
+/// they are evaluated, so MLX can reuse their buffers.
+pub fn optimize_step(
+    model: &mut Model,
+    optimizer: &mut TrainerOptimizer,
+    loss_fn: &GrpoLoss,
+    config: &GrpoConfig,
     micro: &[MicroBatch],
 ) -> Result<BTreeMap<String, f64>> {
-    let config = &trainer.config;
     let options = ScoreOptions {
         temperature: config.temperature as f32,
         entropies: true,
-        ..Default::default()
+        chunk_tokens: TRAINING_CHUNK_TOKENS,
+    };
+    let gradients = ScoreGradients {
+        checkpoint_chunks: true,
+        entropy_gradients: loss_fn.settings().uses_entropy_bonus(),
     };
     let accumulation = micro.len();
     let mut total: Option<ParamMap> = None;
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for mb in micro {
         let layout_slot: RefCell<Option<OutputLayout>> = RefCell::new(None);
-        let out = value_and_grad(&trainer.model, |m| {
-            let (logps, entropies) = score_tokens(
+        let LossAndGrads { loss, aux, grads } = value_and_grad(&*model, |m| {
+            let (logps, entropies) = score_tokens_with(
                 m,
                 &mb.layout.tokens,
                 &mb.layout.left_padding,
                 mb.layout.completion_width,
                 &options,
-            )
-            .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+                &gradients,
+            )?;
             let mut inputs = LossInputs::new(&logps, &mb.advantages, &mb.mask)
                 .with_num_items_in_batch(mb.num_items_in_batch)
                 .with_gradient_accumulation_steps(accumulation);
@@ -50,8 +75,7 @@ pub(super) fn optimize(
             if let Some(h) = &entropies {
                 inputs = inputs.with_entropies(h);
             }
-            let loss = trainer
-                .loss
+            let loss = loss_fn
                 .compute(&inputs)
                 .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
             *layout_slot.borrow_mut() = Some(loss.layout());
@@ -62,12 +86,15 @@ pub(super) fn optimize(
             .ok_or_else(|| Error::InvalidConfig {
                 message: "the loss closure did not run".into(),
             })?;
-        let mut outputs = vec![out.loss];
-        outputs.extend(out.aux);
+        let mut outputs = vec![loss];
+        outputs.extend(aux);
         let loss = LossOutput::from_outputs(&layout, outputs)?;
-        total = Some(match total {
-            None => out.grads,
-            Some(acc) => add_maps(&acc, &out.grads)?,
+        // The new gradients are only reachable through the sums: each is
+        // added to the running sum as soon as it is produced and its buffer
+        // (and the old sum's) can be reused.
+        total = Some(match total.take() {
+            None => grads,
+            Some(acc) => add_maps(acc, grads)?,
         });
         // Evaluate per micro-batch so that only one micro-batch's activations
         // are alive at a time.
@@ -84,16 +111,20 @@ pub(super) fn optimize(
     let grads = total.ok_or_else(|| Error::InvalidConfig {
         message: "no micro-batches in the step".into(),
     })?;
-    let lr = f64::from(trainer.optimizer.learning_rate()?.item::<f32>()?);
+    let lr = f64::from(optimizer.learning_rate()?.item::<f32>()?);
     let (grads, norm) = if config.max_grad_norm > 0.0 {
         let (clipped, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
+        drop(grads);
         (clipped, Some(norm))
     } else {
         (grads, None)
     };
-    trainer.optimizer.update(&mut trainer.model, &grads)?;
+    optimizer.update(model, &grads)?;
+    // Only the update's graph refers to the gradients now.
+    drop(grads);
     let extra: Vec<&Array> = norm.iter().collect();
-    trainer.optimizer.eval_with(&trainer.model, &extra)?;
+    optimizer.eval_with(&*model, &extra)?;
+    memory::clear_cache();
 
     let mut metrics: BTreeMap<String, f64> = sums
         .into_iter()
@@ -120,11 +151,17 @@ fn accumulate(sums: &mut BTreeMap<String, (f64, usize)>, name: &str, value: f64)
     }
 }
 
-fn add_maps(a: &ParamMap, b: &ParamMap) -> Result<ParamMap> {
-    a.iter()
-        .map(|(k, v)| match b.get(k) {
-            Some(w) => Ok((k.clone(), v.add(w)?)),
-            None => Ok((k.clone(), v.clone())),
-        })
-        .collect()
+/// `a + b` by name, consuming both so that neither map keeps its arrays
+/// alive once the sums are evaluated.
+fn add_maps(a: ParamMap, mut b: ParamMap) -> Result<ParamMap> {
+    let mut out = ParamMap::new();
+    for (k, v) in a {
+        let sum = match b.remove(&k) {
+            Some(w) => v.add(&w)?,
+            None => v,
+        };
+        out.insert(k, sum);
+    }
+    out.extend(b);
+    Ok(out)
 }
