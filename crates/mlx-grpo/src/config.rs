@@ -60,6 +60,15 @@ pub struct GrpoConfig {
     /// Most tokens generated per completion. Also the constant divisor of the
     /// `dr_grpo` loss.
     pub max_completion_length: usize,
+    /// Generate a rollout this many prompts at a time (each with its
+    /// `num_generations` completions) instead of all at once, so that the
+    /// KV cache holds only one chunk's rows: `64 × (prompt + completion)`
+    /// positions of a Qwen3-0.6B cache are ~3 GB. Fewer rows per decoding
+    /// step make the rollout slower; `None` (default) generates the whole
+    /// batch at once. A chunked rollout samples different completions than
+    /// an unchunked one (each chunk has its own random stream). Not a TRL
+    /// field.
+    pub generation_chunk_prompts: Option<usize>,
     /// Shuffle the prompts each epoch.
     pub shuffle_dataset: bool,
 
@@ -213,6 +222,7 @@ impl Default for GrpoConfig {
             num_generations: 8,
             max_prompt_length: None,
             max_completion_length: 512,
+            generation_chunk_prompts: None,
             shuffle_dataset: true,
             generation_batch_size: None,
             steps_per_generation: None,

@@ -259,3 +259,14 @@ fn gradient_checkpointing_is_off_by_default_and_settable() {
     assert!(c.gradient_checkpointing);
     c.validate().unwrap();
 }
+
+#[test]
+fn generation_chunk_prompts_must_be_positive() {
+    assert_eq!(GrpoConfig::default().generation_chunk_prompts, None);
+    let mut c = GrpoConfig::default();
+    c.set("generation_chunk_prompts", "2").unwrap();
+    assert_eq!(c.generation_chunk_prompts, Some(2));
+    c.validate().unwrap();
+    c.set("generation_chunk_prompts", "0").unwrap();
+    assert!(c.validate().is_err());
+}

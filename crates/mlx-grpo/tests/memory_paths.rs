@@ -14,13 +14,17 @@ use mlx_nn::{value_and_grad, ModuleExt, ParamMap};
 use mlx_tensor::{Array, Axes};
 
 fn model(tied: bool) -> Model {
+    model_of(tied, mlx_tensor::Dtype::F32)
+}
+
+fn model_of(tied: bool, dtype: mlx_tensor::Dtype) -> Model {
     let config: Qwen3Config = serde_json::from_value(serde_json::json!({
         "vocab_size": 40, "hidden_size": 32, "intermediate_size": 48,
         "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
         "rope_theta": 10000.0, "max_position_embeddings": 64, "tie_word_embeddings": tied
     }))
     .unwrap();
-    random_model(&ModelConfig::Qwen3(config), 11, mlx_tensor::Dtype::F32).unwrap()
+    random_model(&ModelConfig::Qwen3(config), 11, dtype).unwrap()
 }
 
 fn batch() -> ScoreBatch {
@@ -185,5 +189,34 @@ fn optimize_step_with_gradient_checkpointing_matches() {
     }
     for (name, p) in &plain.1 {
         assert!(max_diff(p, &ckpt.1[name]) <= 1e-5, "{name} differs");
+    }
+}
+
+/// AdamW's moments keep the parameters' dtype (as torch's do), so a bf16
+/// model's optimizer state is bf16 too, and the update keeps the
+/// parameters' dtype.
+#[test]
+fn optimizer_state_keeps_the_parameter_dtype() {
+    let config = GrpoConfig {
+        num_generations: 4,
+        per_device_train_batch_size: 4,
+        gradient_accumulation_steps: 2,
+        max_steps: 1,
+        gradient_checkpointing: true,
+        ..GrpoConfig::default()
+    };
+    let loss = GrpoLoss::from_config(&config);
+    let mut m = model_of(true, mlx_tensor::Dtype::BF16);
+    m.set_gradient_checkpointing(true);
+    let mut optimizer = build_optimizer(&config, 1).unwrap();
+    let micro = micro_batches(&m, &config);
+    optimize_step(&mut m, &mut optimizer, &loss, &config, &micro).unwrap();
+    let params = m.parameters();
+    assert!(!optimizer.state().is_empty());
+    for (name, state) in optimizer.state() {
+        assert_eq!(params[name].dtype(), mlx_tensor::Dtype::BF16, "{name}");
+        for (slot, a) in state.iter() {
+            assert_eq!(a.dtype(), mlx_tensor::Dtype::BF16, "{name}.{slot}");
+        }
     }
 }

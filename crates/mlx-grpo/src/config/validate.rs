@@ -193,6 +193,14 @@ impl GrpoConfig {
         if let Some(min_p) = self.min_p {
             check("min_p", min_p, (0.0..=1.0).contains(&min_p), "in [0, 1]");
         }
+        if let Some(chunk) = self.generation_chunk_prompts {
+            check(
+                "generation_chunk_prompts",
+                chunk as f64,
+                chunk >= 1,
+                ">= 1 (or none)",
+            );
+        }
         check(
             "repetition_penalty",
             self.repetition_penalty,

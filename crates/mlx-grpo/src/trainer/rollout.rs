@@ -120,8 +120,8 @@ pub fn generate<M: mlx_lm::LanguageModel>(
     config: &crate::config::GrpoConfig,
     seed: u64,
 ) -> Result<Vec<RolloutSample>> {
-    use mlx_lm::generate::{generate_batch, BatchOptions, FinishReason as LmFinish};
-    use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
+    use mlx_lm::generate::{BatchOptions, FinishReason as LmFinish};
+    use mlx_lm::sample::{LogitsProcessorConfig, SamplerConfig};
 
     let sampler = SamplerConfig {
         temperature: config.temperature,
@@ -151,10 +151,17 @@ pub fn generate<M: mlx_lm::LanguageModel>(
             .unwrap_or(0),
         ..Default::default()
     };
-    let mut rng = RandomState::from_seed(seed)?;
-    let output = generate_batch(model, prompts, &options, &mut rng)?;
+    let output = generate_in_chunks(
+        model,
+        prompts,
+        &options,
+        config.generation_chunk_prompts,
+        seed,
+    );
+    // The stacked decoding weights go stale at the next update anyway.
+    model.release_inference_weights();
+    let output = output?;
     output
-        .completions
         .into_iter()
         .map(|c| {
             let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
@@ -177,4 +184,36 @@ pub fn generate<M: mlx_lm::LanguageModel>(
             })
         })
         .collect()
+}
+
+/// `generate_batch` over `prompts`, `chunk_prompts` prompts at a time (all
+/// at once when `None`), so that only one chunk's KV cache is alive. Chunk
+/// `i` samples with keys from `seed + i·φ` (the first chunk from `seed`, so
+/// one chunk gives exactly the unchunked rollout); each completion's
+/// `prompt_index` refers to `prompts`.
+pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    options: &mlx_lm::generate::BatchOptions,
+    chunk_prompts: Option<usize>,
+    seed: u64,
+) -> Result<Vec<mlx_lm::generate::Completion>> {
+    use mlx_lm::sample::RandomState;
+
+    let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
+    let mut completions = Vec::with_capacity(prompts.len() * options.num_generations);
+    for (i, part) in prompts.chunks(chunk).enumerate() {
+        let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = RandomState::from_seed(key)?;
+        let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
+        completions.extend(output.completions.into_iter().map(|mut c| {
+            c.prompt_index += i * chunk;
+            c
+        }));
+        if chunk < prompts.len() {
+            // Give the chunk's cache back before the next one allocates.
+            mlx_tensor::memory::clear_cache();
+        }
+    }
+    Ok(completions)
 }
