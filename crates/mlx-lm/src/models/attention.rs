@@ -75,25 +75,31 @@ impl Attention {
         let d = self.dims;
         let inference = cache.is_some();
         let (q, k, v) = if inference {
-            // Inference: one product for the three projections, split into
-            // heads already in `[B, heads, L, head_dim]` order.
+            // Inference: one product for the three projections.
             let qkv = self
                 .qkv
                 .forward(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
             let all_heads = d.heads + 2 * d.kv_heads;
-            let qkv = if l == 1 {
-                // One position: `[B, 1, H, D]` and `[B, H, 1, D]` share a layout.
-                qkv.reshape(&[b, all_heads, 1, d.head_dim])?
+            if l == 1 {
+                // One position: `[B, 1, H, D]` and `[B, H, 1, D]` share a
+                // layout, so the heads split without transposes.
+                let qkv = qkv.reshape(&[b, all_heads, 1, d.head_dim])?;
+                let heads = |from: i32, n: i32| qkv.slice_axis(1, from, Some(from + n), 1);
+                (
+                    self.q_norm.forward(&heads(0, d.heads)?)?,
+                    self.k_norm.forward(&heads(d.heads, d.kv_heads)?)?,
+                    heads(d.heads + d.kv_heads, d.kv_heads)?,
+                )
             } else {
-                qkv.reshape(&[b, l, all_heads, d.head_dim])?
-                    .transpose(&[0, 2, 1, 3])?
-            };
-            let heads = |from: i32, n: i32| qkv.slice_axis(1, from, Some(from + n), 1);
-            (
-                self.q_norm.forward(&heads(0, d.heads)?)?,
-                self.k_norm.forward(&heads(d.heads, d.kv_heads)?)?,
-                heads(d.heads + d.kv_heads, d.kv_heads)?,
-            )
+                let qkv = qkv.reshape(&[b, l, all_heads, d.head_dim])?;
+                let heads = |from: i32, n: i32| qkv.slice_axis(2, from, Some(from + n), 1);
+                let to_heads_first = |t: Array| t.transpose(&[0, 2, 1, 3]);
+                (
+                    to_heads_first(self.q_norm.forward(&heads(0, d.heads)?)?)?,
+                    to_heads_first(self.k_norm.forward(&heads(d.heads, d.kv_heads)?)?)?,
+                    to_heads_first(heads(d.heads + d.kv_heads, d.kv_heads)?)?,
+                )
+            }
         } else {
             let split_heads =
                 |t: Array, n: i32| -> Result<Array> { Ok(t.reshape(&[b, l, n, d.head_dim])?) };
