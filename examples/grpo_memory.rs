@@ -29,13 +29,14 @@ use std::time::Instant;
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
 use mlx_grpo::rewards::FinishReason;
+use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{
     build_optimizer, optimize_step, MicroBatch, RolloutSample, TrainerOptimizer,
 };
-use mlx_lm::generate::{generate_batch, BatchOptions};
+use mlx_lm::generate::BatchOptions;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::sample::{RandomState, SamplerConfig};
+use mlx_lm::sample::SamplerConfig;
 use mlx_lm::score::{score_tokens, ScoreOptions};
 use mlx_lm::LanguageModel;
 use mlx_nn::optim::clip_grad_norm;
@@ -264,14 +265,8 @@ fn rollout(model: &Model, config: &GrpoConfig, args: &Args, seed: u64) -> Res<us
         logprob_temperature: Some(config.temperature),
         ..BatchOptions::default()
     };
-    let chunk = args.rollout_chunk.unwrap_or(args.prompts).max(1);
-    let mut rng = RandomState::from_seed(seed)?;
-    let mut n = 0;
-    for part in prompts.chunks(chunk) {
-        let out = generate_batch(model, part, &options, &mut rng)?;
-        n += out.completions.len();
-        memory::clear_cache();
-    }
+    let completions = generate_in_chunks(model, &prompts, &options, args.rollout_chunk, seed)?;
+    let n = completions.len();
     Ok(n)
 }
 
