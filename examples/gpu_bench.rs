@@ -37,17 +37,16 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use mlx_grpo::config::GrpoConfig;
-use mlx_grpo::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
+use mlx_grpo::loss::GrpoLoss;
 use mlx_grpo::rewards::FinishReason;
-use mlx_grpo::trainer::{build_optimizer, MicroBatch, RolloutSample};
+use mlx_grpo::trainer::rollout::generate_in_chunks;
+use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
 use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::sample::{RandomState, SamplerConfig};
-use mlx_lm::score::{score_tokens, ScoreOptions};
 use mlx_lm::LanguageModel;
-use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad, ModuleExt, ParamMap};
+use mlx_nn::ModuleExt;
 use mlx_tensor::{memory, Array, Device, Dtype};
 use serde_json::{json, Value};
 
@@ -552,17 +551,28 @@ fn grpo_config(sizes: &Sizes) -> GrpoConfig {
 struct StepTimes {
     rollout: f64,
     prepare: f64,
-    backward: f64,
-    update: f64,
+    optimize: f64,
 }
 
-/// One GRPO step on `model`: rollout, group-normalised random rewards,
-/// micro-batches, loss and gradients per micro-batch, clipping and AdamW.
+/// How the step trades speed for memory.
+#[derive(Clone, Copy)]
+struct MemorySettings {
+    /// Per-layer gradient checkpointing (`gradient_checkpointing`).
+    gradient_checkpointing: bool,
+    /// Prompts generated at a time (`generation_chunk_prompts`).
+    chunk_prompts: Option<usize>,
+}
+
+/// One GRPO step on `model` with the library's pieces: rollout
+/// (`generate_in_chunks`), group-normalised random rewards, micro-batches,
+/// then `optimize_step` (loss and gradients per micro-batch, accumulation,
+/// clipping, AdamW).
 fn grpo_step(
     model: &mut Model,
     optimizer: &mut mlx_grpo::trainer::TrainerOptimizer,
     config: &GrpoConfig,
     prompts: &[Vec<u32>],
+    memory_settings: MemorySettings,
     seed: u64,
 ) -> Res<(StepTimes, f64)> {
     let mut times = StepTimes::default();
@@ -575,18 +585,19 @@ fn grpo_step(
         logprob_temperature: Some(config.temperature),
         ..BatchOptions::default()
     };
-    let out = generate_batch(
+    let completions = generate_in_chunks(
         &*model,
         prompts,
         &options,
-        &mut RandomState::from_seed(seed)?,
+        memory_settings.chunk_prompts,
+        seed,
     )?;
     model.release_inference_weights();
+    memory::clear_cache();
     times.rollout = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();
-    let samples: Vec<RolloutSample> = out
-        .completions
+    let samples: Vec<RolloutSample> = completions
         .into_iter()
         .map(|c| RolloutSample {
             row_index: c.prompt_index,
@@ -631,96 +642,70 @@ fn grpo_step(
 
     let t2 = Instant::now();
     let loss_fn = GrpoLoss::from_config(config);
-    let score_options = ScoreOptions {
-        temperature: config.temperature as f32,
-        entropies: true,
-        ..ScoreOptions::default()
-    };
-    let accumulation = micro.len();
-    let mut total: Option<ParamMap> = None;
-    let mut loss_sum = 0.0f64;
-    for mb in &micro {
-        let layout_slot = std::cell::RefCell::new(None::<OutputLayout>);
-        let out = value_and_grad(&*model, |m| {
-            let (logps, entropies) = score_tokens(
-                m,
-                &mb.layout.tokens,
-                &mb.layout.left_padding,
-                mb.layout.completion_width,
-                &score_options,
-            )
-            .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
-            let mut inputs = LossInputs::new(&logps, &mb.advantages, &mb.mask)
-                .with_num_items_in_batch(mb.num_items_in_batch)
-                .with_gradient_accumulation_steps(accumulation);
-            if let Some(h) = &entropies {
-                inputs = inputs.with_entropies(h);
-            }
-            let loss = loss_fn
-                .compute(&inputs)
-                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
-            *layout_slot.borrow_mut() = Some(loss.layout());
-            Ok(loss.into_outputs())
-        })?;
-        let layout = layout_slot
-            .into_inner()
-            .ok_or("the loss closure did not run")?;
-        let mut outputs = vec![out.loss];
-        outputs.extend(out.aux);
-        let loss = LossOutput::from_outputs(&layout, outputs)?;
-        total = Some(match total {
-            None => out.grads,
-            Some(acc) => acc
-                .iter()
-                .map(|(k, v)| match out.grads.get(k) {
-                    Some(w) => Ok((k.clone(), v.add(w)?)),
-                    None => Ok((k.clone(), v.clone())),
-                })
-                .collect::<Result<ParamMap, mlx_tensor::Error>>()?,
-        });
-        let mut to_eval: Vec<&Array> = total.iter().flat_map(|g| g.values()).collect();
-        to_eval.push(&loss.loss);
-        mlx_tensor::eval(&to_eval)?;
-        loss_sum += f64::from(loss.loss.item::<f32>()?);
-    }
-    times.backward = t2.elapsed().as_secs_f64();
-
-    let t3 = Instant::now();
-    let grads = total.ok_or("no micro-batches")?;
-    let (grads, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
-    optimizer.update(model, &grads)?;
-    optimizer.eval_with(&*model, &[&norm])?;
-    times.update = t3.elapsed().as_secs_f64();
-    Ok((times, loss_sum))
+    let metrics = optimize_step(model, optimizer, &loss_fn, config, &micro)?;
+    times.optimize = t2.elapsed().as_secs_f64();
+    Ok((times, metrics.get("loss").copied().unwrap_or(f64::NAN)))
 }
 
 fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
     let config = grpo_config(sizes);
-    let mut optimizer = build_optimizer(&config, 2)?;
     let prompts: Vec<Vec<u32>> = (0..sizes.grpo_prompts)
         .map(|i| random_tokens(sizes.prompt, vocab, 1000 + i as u64))
         .collect();
-    // The first step warms up (kernels, optimizer state); the second is timed.
-    grpo_step(model, &mut optimizer, &config, &prompts, 1)?;
-    fresh_peak();
-    let start = Instant::now();
-    let (times, loss) = grpo_step(model, &mut optimizer, &config, &prompts, 2)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let completions = sizes.grpo_prompts * sizes.grpo_group;
-    Ok(json!({
-        "completions": completions,
-        "completion_tokens": sizes.grpo_tokens,
-        "group": sizes.grpo_group,
-        "micro_batch": sizes.grpo_micro,
-        "seconds": seconds,
-        "completions_per_s": completions as f64 / seconds,
-        "rollout_seconds": times.rollout,
-        "prepare_seconds": times.prepare,
-        "backward_seconds": times.backward,
-        "update_seconds": times.update,
-        "loss": loss,
-        "peak_gib": gib(memory::peak_memory()),
-    }))
+    let mut out = serde_json::Map::new();
+    let settings = [
+        (
+            "default",
+            MemorySettings {
+                gradient_checkpointing: false,
+                chunk_prompts: None,
+            },
+        ),
+        (
+            "low_memory",
+            MemorySettings {
+                gradient_checkpointing: true,
+                chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
+            },
+        ),
+    ];
+    for (name, memory_settings) in settings {
+        let mut optimizer = build_optimizer(&config, 2)?;
+        model.set_gradient_checkpointing(memory_settings.gradient_checkpointing);
+        // The first step warms up (kernels, optimizer state); the second is timed.
+        grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 1)?;
+        fresh_peak();
+        let start = Instant::now();
+        let (times, loss) = grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 2)?;
+        let seconds = start.elapsed().as_secs_f64();
+        let completions = sizes.grpo_prompts * sizes.grpo_group;
+        out.insert(
+            name.to_string(),
+            json!({
+                "completions": completions,
+                "completion_tokens": sizes.grpo_tokens,
+                "group": sizes.grpo_group,
+                "micro_batch": sizes.grpo_micro,
+                "gradient_checkpointing": memory_settings.gradient_checkpointing,
+                "generation_chunk_prompts": memory_settings.chunk_prompts,
+                "seconds": seconds,
+                "completions_per_s": completions as f64 / seconds,
+                "rollout_seconds": times.rollout,
+                "prepare_seconds": times.prepare,
+                "optimize_seconds": times.optimize,
+                "loss": loss,
+                "peak_gib": gib(memory::peak_memory()),
+            }),
+        );
+    }
+    model.set_gradient_checkpointing(false);
+    // The default configuration's figures stay at the top level (what the
+    // comparison script reads).
+    let mut top = out.get("default").cloned().unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut top {
+        m.insert("settings".into(), Value::Object(out));
+    }
+    Ok(top)
 }
 
 fn main() -> Res<()> {
@@ -871,21 +856,21 @@ fn print_table(r: &Value) {
             println!("  [{n}, vocab] ms: {}", parts.join(", "));
         }
     }
-    let g = &r["grpo"];
-    if g.is_object() {
-        println!(
-            "{:<34} {:>8.2} compl/s {:>10.2}",
-            "GRPO step",
-            f(&g["completions_per_s"]),
-            f(&g["peak_gib"])
-        );
-        println!(
-            "  {:.2} s: rollout {:.2}, prepare {:.2}, loss+backward {:.2}, update {:.2}",
-            f(&g["seconds"]),
-            f(&g["rollout_seconds"]),
-            f(&g["prepare_seconds"]),
-            f(&g["backward_seconds"]),
-            f(&g["update_seconds"])
-        );
+    if let Some(settings) = r["grpo"]["settings"].as_object() {
+        for (name, g) in settings {
+            println!(
+                "{:<34} {:>8.2} compl/s {:>10.2}",
+                format!("GRPO step ({name})"),
+                f(&g["completions_per_s"]),
+                f(&g["peak_gib"])
+            );
+            println!(
+                "  {:.2} s: rollout {:.2}, prepare {:.2}, loss + backward + update {:.2}",
+                f(&g["seconds"]),
+                f(&g["rollout_seconds"]),
+                f(&g["prepare_seconds"]),
+                f(&g["optimize_seconds"])
+            );
+        }
     }
 }

@@ -248,6 +248,13 @@ def ratio_rows(ours, mlx_lm, trl):
         get(trl, "grpo", "completions_per_s"), "compl/s")
     add("GRPO step peak (TRL)", get(ours, "grpo", "peak_gib"),
         get(trl, "grpo", "peak_gib"), "GiB", "memory")
+    if get(ours, "grpo", "settings", "low_memory") is not None:
+        add("GRPO step, low memory (TRL)",
+            get(ours, "grpo", "settings", "low_memory", "completions_per_s"),
+            get(trl, "grpo", "completions_per_s"), "compl/s")
+        add("GRPO step peak, low memory (TRL)",
+            get(ours, "grpo", "settings", "low_memory", "peak_gib"),
+            get(trl, "grpo", "peak_gib"), "GiB", "memory")
     return rows
 
 
