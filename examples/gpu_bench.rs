@@ -552,6 +552,8 @@ struct StepTimes {
     rollout: f64,
     prepare: f64,
     optimize: f64,
+    rollout_peak: usize,
+    optimize_peak: usize,
 }
 
 /// How the step trades speed for memory.
@@ -640,10 +642,13 @@ fn grpo_step(
         .collect::<Result<_, _>>()?;
     times.prepare = t1.elapsed().as_secs_f64();
 
+    times.rollout_peak = memory::peak_memory();
+    memory::reset_peak_memory();
     let t2 = Instant::now();
     let loss_fn = GrpoLoss::from_config(config);
     let metrics = optimize_step(model, optimizer, &loss_fn, config, &micro)?;
     times.optimize = t2.elapsed().as_secs_f64();
+    times.optimize_peak = memory::peak_memory();
     Ok((times, metrics.get("loss").copied().unwrap_or(f64::NAN)))
 }
 
@@ -694,7 +699,9 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "prepare_seconds": times.prepare,
                 "optimize_seconds": times.optimize,
                 "loss": loss,
-                "peak_gib": gib(memory::peak_memory()),
+                "rollout_peak_gib": gib(times.rollout_peak),
+                "optimize_peak_gib": gib(times.optimize_peak),
+                "peak_gib": gib(times.rollout_peak.max(times.optimize_peak)),
             }),
         );
     }
@@ -865,11 +872,13 @@ fn print_table(r: &Value) {
                 f(&g["peak_gib"])
             );
             println!(
-                "  {:.2} s: rollout {:.2}, prepare {:.2}, loss + backward + update {:.2}",
+                "  {:.2} s: rollout {:.2}, prepare {:.2}, loss + backward + update {:.2}; peak GiB: rollout {:.2}, training {:.2}",
                 f(&g["seconds"]),
                 f(&g["rollout_seconds"]),
                 f(&g["prepare_seconds"]),
-                f(&g["optimize_seconds"])
+                f(&g["optimize_seconds"]),
+                f(&g["rollout_peak_gib"]),
+                f(&g["optimize_peak_gib"])
             );
         }
     }

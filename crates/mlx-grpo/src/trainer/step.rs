@@ -14,12 +14,12 @@ use crate::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
 use crate::trainer::{MicroBatch, TrainerOptimizer};
 use crate::{Error, Result};
 
-/// Token positions whose full-vocabulary logits are alive at a time while
-/// scoring a micro-batch for the loss. Each chunk is checkpointed, so its
-/// `f32` logits (and their softmax in the backward pass) are the largest
-/// transient arrays of a step: 256 positions of a 151,936-token vocabulary
-/// are 156 MB each.
-pub const TRAINING_CHUNK_TOKENS: i32 = 256;
+/// Token positions (per row) whose full-vocabulary logits are alive at a
+/// time while scoring a micro-batch for the loss. Each chunk is
+/// checkpointed, so its `f32` logits (and their softmax in the backward
+/// pass) are the largest transient arrays of a step: for a micro-batch of 8
+/// rows, 32 positions of a 151,936-token vocabulary are 156 MB.
+pub const TRAINING_CHUNK_TOKENS: i32 = 32;
 
 /// One optimizer step of GRPO: for each micro-batch the loss and its
 /// gradient (the policy scored with checkpointed logit chunks, and per-layer
