@@ -37,7 +37,7 @@ mod state;
 pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use lion::Lion;
-pub use optimizer::Optimizer;
+pub use optimizer::{Optimizer, EVAL_GROUP_BYTES};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 pub use state::ParamState;

@@ -15,6 +15,9 @@ const STEP_KEY: &str = "step";
 /// Metadata key of the rule's name in saved optimizer state.
 const RULE_KEY: &str = "optimizer";
 
+/// Parameter bytes evaluated together by [`Optimizer::eval_with`].
+pub const EVAL_GROUP_BYTES: usize = 64 << 20;
+
 /// An optimizer: an update rule, a learning-rate schedule, the step count
 /// and every parameter's state, keyed by the parameter's dotted name.
 #[derive(Debug, Clone)]
@@ -143,13 +146,37 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// Evaluates `model`'s parameters, the optimizer state and `extra`
-    /// (e.g. the loss) in one go: the end of a training step.
+    /// (e.g. the loss): the end of a training step.
+    ///
+    /// The parameters are evaluated in groups of about
+    /// [`EVAL_GROUP_BYTES`] together with their state, so the temporaries
+    /// of an update (several arrays the size of each parameter) exist for
+    /// one group at a time instead of for the whole model.
     pub fn eval_with<M: Module + ?Sized>(&self, model: &M, extra: &[&Array]) -> Result<()> {
         let params = model.parameters();
-        let mut all: Vec<&Array> = params.values().collect();
-        all.extend(self.state_arrays());
-        all.extend_from_slice(extra);
-        mlx_tensor::eval(&all)?;
+        let mut group: Vec<&Array> = Vec::new();
+        let mut bytes = 0usize;
+        for (name, value) in &params {
+            group.push(value);
+            if let Some(st) = self.state.get(name) {
+                group.extend(st.iter().map(|(_, a)| a));
+            }
+            bytes += value.nbytes();
+            if bytes >= EVAL_GROUP_BYTES {
+                mlx_tensor::eval(&group)?;
+                group.clear();
+                bytes = 0;
+            }
+        }
+        // State of parameters the model no longer has, and the extras.
+        group.extend(
+            self.state
+                .iter()
+                .filter(|(name, _)| !params.contains_key(*name))
+                .flat_map(|(_, s)| s.iter().map(|(_, a)| a)),
+        );
+        group.extend_from_slice(extra);
+        mlx_tensor::eval(&group)?;
         Ok(())
     }
 
