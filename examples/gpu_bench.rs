@@ -681,7 +681,8 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
         grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 1)?;
         fresh_peak();
         let start = Instant::now();
-        let (times, loss) = grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 2)?;
+        let (times, loss) =
+            grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 2)?;
         let seconds = start.elapsed().as_secs_f64();
         let completions = sizes.grpo_prompts * sizes.grpo_group;
         out.insert(
