@@ -248,21 +248,23 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut rewards = RewardSet::new();
     rewards.add(AccuracyReward::default())?;
 
-    let mut cfg = GrpoConfig::default();
-    cfg.output_dir = args.output.clone();
-    cfg.seed = args.seed;
-    cfg.num_generations = 8;
-    cfg.per_device_train_batch_size = 64;
-    cfg.gradient_accumulation_steps = 1;
-    cfg.max_completion_length = 4;
-    cfg.temperature = args.temperature;
-    cfg.learning_rate = args.learning_rate;
-    cfg.loss_type = LossType::Dapo;
-    cfg.beta = 0.0;
-    cfg.max_steps = args.grpo_steps as i64;
-    cfg.logging_steps = 5;
-    cfg.save_steps = 50;
-    cfg.save_total_limit = Some(2);
+    let cfg = GrpoConfig {
+        output_dir: args.output.clone(),
+        seed: args.seed,
+        num_generations: 8,
+        per_device_train_batch_size: 64,
+        gradient_accumulation_steps: 1,
+        max_completion_length: 4,
+        temperature: args.temperature,
+        learning_rate: args.learning_rate,
+        loss_type: LossType::Dapo,
+        beta: 0.0,
+        max_steps: args.grpo_steps as i64,
+        logging_steps: 5,
+        save_steps: 50,
+        save_total_limit: Some(2),
+        ..GrpoConfig::default()
+    };
     let mut trainer =
         Trainer::new(cfg, model, tok.clone(), dataset, rewards)?.with_source_dir(&tokenizer_dir);
     let output = trainer.train()?;

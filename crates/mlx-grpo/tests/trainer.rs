@@ -54,18 +54,19 @@ fn dataset() -> Dataset {
 }
 
 fn config(dir: &Path, steps: i64) -> GrpoConfig {
-    let mut cfg = GrpoConfig::default();
-    cfg.output_dir = dir.to_path_buf();
-    cfg.num_generations = 4;
-    cfg.per_device_train_batch_size = 8;
-    cfg.max_completion_length = 3;
-    cfg.learning_rate = 1e-2;
-    cfg.loss_type = LossType::Dapo;
-    cfg.max_steps = steps;
-    cfg.logging_steps = 1;
-    cfg.save_steps = 2;
-    cfg.seed = 3;
-    cfg
+    GrpoConfig {
+        output_dir: dir.to_path_buf(),
+        num_generations: 4,
+        per_device_train_batch_size: 8,
+        max_completion_length: 3,
+        learning_rate: 1e-2,
+        loss_type: LossType::Dapo,
+        max_steps: steps,
+        logging_steps: 1,
+        save_steps: 2,
+        seed: 3,
+        ..GrpoConfig::default()
+    }
 }
 
 fn rewards() -> RewardSet {

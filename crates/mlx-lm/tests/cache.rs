@@ -65,7 +65,8 @@ fn kv_cache_crosses_the_step_boundary() {
 fn rotating_cache_matches_mlx_lm() {
     let mut c = RotatingKVCache::new(4, 1).unwrap();
     // (tokens added, keys returned, offset, mask rows after the update)
-    let expected: Vec<(i32, Vec<f32>, i32, Option<Vec<i32>>)> = vec![
+    type Step = (i32, Vec<f32>, i32, Option<Vec<i32>>);
+    let expected: Vec<Step> = vec![
         (
             3,
             vec![0.0, 1.0, 2.0],
