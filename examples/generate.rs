@@ -193,8 +193,10 @@ fn run() -> Result<(), BoxError> {
         Some(t) => t.eos_token_ids().to_vec(),
         None => config_eos(&dir),
     };
+    // XTC's protected tokens (as mlx-lm): the newline and the end-of-sequence
+    // ids. A vocabulary with no newline (and no unknown token) has none.
     let mut special = match &tokenizer {
-        Some(t) => t.encode("\n", false)?,
+        Some(t) => t.encode("\n", false).unwrap_or_default(),
         None => Vec::new(),
     };
     special.extend(&eos);
