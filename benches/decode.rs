@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
-use mlx_lm::loader::random_model;
+use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::sample::RandomState;
-use mlx_lm::{Model, ModelConfig, Qwen3Config};
+use mlx_lm::Model;
 use mlx_nn::ModuleExt;
 use mlx_tensor::{Device, Dtype};
 
@@ -74,33 +74,6 @@ fn settings() -> Settings {
         layers: env("DECODE_LAYERS", 28),
         dtype,
     }
-}
-
-/// The configuration of Qwen3-0.6B (from its `config.json`), with `layers`
-/// blocks.
-fn qwen3_0_6b(layers: i32) -> ModelConfig {
-    ModelConfig::Qwen3(Qwen3Config {
-        model_type: "qwen3".into(),
-        vocab_size: 151_936,
-        hidden_size: 1024,
-        intermediate_size: 3072,
-        num_hidden_layers: layers,
-        num_attention_heads: 16,
-        num_key_value_heads: Some(8),
-        head_dim: Some(128),
-        rms_norm_eps: 1e-6,
-        rope_theta: Some(1_000_000.0),
-        rope_scaling: None,
-        rope_parameters: None,
-        max_position_embeddings: 40_960,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        hidden_act: "silu".into(),
-        use_sliding_window: false,
-        layer_types: None,
-        torch_dtype: None,
-        dtype: None,
-    })
 }
 
 /// `rows` pseudo-random prompts of `len` tokens.
@@ -154,7 +127,7 @@ fn decode_batch(model: &Model, prompts: &[Vec<u32>], tokens: usize) -> Duration 
 
 fn bench_decode(c: &mut Criterion) {
     let s = settings();
-    let config = qwen3_0_6b(s.layers);
+    let config = qwen3_0_6b_config(s.layers, 151_936);
     let model = random_model(&config, 0, s.dtype).unwrap_or_else(|e| panic!("model: {e}"));
     model
         .eval_params()

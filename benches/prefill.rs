@@ -19,36 +19,10 @@
 //! ```
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mlx_lm::loader::random_model;
-use mlx_lm::{LanguageModel, Model, ModelConfig, Qwen3Config};
+use mlx_lm::loader::{qwen3_0_6b_config, random_model};
+use mlx_lm::{LanguageModel, Model};
 use mlx_nn::ModuleExt;
 use mlx_tensor::{Array, Device, Dtype};
-
-/// The configuration of Qwen3-0.6B (from its `config.json`).
-fn qwen3_0_6b() -> ModelConfig {
-    ModelConfig::Qwen3(Qwen3Config {
-        model_type: "qwen3".into(),
-        vocab_size: 151_936,
-        hidden_size: 1024,
-        intermediate_size: 3072,
-        num_hidden_layers: 28,
-        num_attention_heads: 16,
-        num_key_value_heads: Some(8),
-        head_dim: Some(128),
-        rms_norm_eps: 1e-6,
-        rope_theta: Some(1_000_000.0),
-        rope_scaling: None,
-        rope_parameters: None,
-        max_position_embeddings: 40_960,
-        tie_word_embeddings: true,
-        attention_bias: false,
-        hidden_act: "silu".into(),
-        use_sliding_window: false,
-        layer_types: None,
-        torch_dtype: None,
-        dtype: None,
-    })
-}
 
 fn settings() -> (i32, Dtype) {
     let tokens = std::env::var("PREFILL_TOKENS")
@@ -98,7 +72,7 @@ fn prefill(model: &Model, tokens: &Array) -> mlx_lm::Result<()> {
 
 fn bench_prefill(c: &mut Criterion) {
     let (len, dtype) = settings();
-    let config = qwen3_0_6b();
+    let config = qwen3_0_6b_config(28, 151_936);
     let model = random_model(&config, 0, dtype).unwrap_or_else(|e| panic!("model: {e}"));
     model
         .eval_params()

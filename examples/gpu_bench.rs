@@ -42,8 +42,8 @@ use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
 use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
-use mlx_lm::loader::random_model;
-use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
+use mlx_lm::loader::{qwen3_0_6b_config, random_model};
+use mlx_lm::models::Model;
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::LanguageModel;
 use mlx_nn::ModuleExt;
@@ -143,27 +143,6 @@ impl Sizes {
             }
         }
     }
-}
-
-/// The Qwen3-0.6B shape with `layers` blocks and a `vocab`-token vocabulary.
-fn qwen3_06b(layers: i32, vocab: i32) -> Res<ModelConfig> {
-    let config = json!({
-        "model_type": "qwen3",
-        "vocab_size": vocab,
-        "hidden_size": 1024,
-        "intermediate_size": 3072,
-        "num_hidden_layers": layers,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1_000_000.0,
-        "max_position_embeddings": 40960,
-        "tie_word_embeddings": true,
-        "torch_dtype": "bfloat16",
-    });
-    let base: Qwen3Config = serde_json::from_value(config)?;
-    Ok(ModelConfig::Qwen3(base))
 }
 
 /// Deterministic pseudo-random token ids in `[0, vocab)`.
@@ -723,7 +702,7 @@ fn main() -> Res<()> {
     }
     let sizes = Sizes::new(args.quick);
     let device = Device::default_device();
-    let config = qwen3_06b(args.layers, args.vocab)?;
+    let config = qwen3_0_6b_config(args.layers, args.vocab);
     let build = Instant::now();
     let mut model = random_model(&config, 0, Dtype::BF16)?;
     model.eval_params()?;

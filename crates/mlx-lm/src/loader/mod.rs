@@ -20,7 +20,10 @@ mod validate;
 
 pub use load::{load_config, load_model};
 pub use problem::CheckpointProblem;
-pub use random::{random_model, tiny_qwen3_config, tiny_qwen3_moe_config, write_random_checkpoint};
+pub use random::{
+    qwen3_0_6b_config, random_model, tiny_qwen3_config, tiny_qwen3_moe_config,
+    write_random_checkpoint,
+};
 pub use save::{
     COMPANION_FILES, DEFAULT_MAX_SHARD_BYTES, SaveOptions, save_checkpoint, save_model,
 };

@@ -77,6 +77,25 @@ pub fn tiny_qwen3_moe_config() -> ModelConfig {
     })
 }
 
+/// The shape of Qwen3-0.6B (hidden 1,024, SwiGLU 3,072, 16 query and 8
+/// key/value heads of 128, rope base 10⁶, tied embeddings; 28 layers and a
+/// 151,936-token vocabulary in the released model) with `layers` blocks and
+/// a `vocab`-token vocabulary, for benchmarks.
+pub fn qwen3_0_6b_config(layers: i32, vocab: i32) -> ModelConfig {
+    ModelConfig::Qwen3(Qwen3Config {
+        vocab_size: vocab,
+        hidden_size: 1024,
+        intermediate_size: 3072,
+        num_hidden_layers: layers,
+        num_attention_heads: 16,
+        num_key_value_heads: Some(8),
+        head_dim: Some(128),
+        rope_theta: Some(1_000_000.0),
+        max_position_embeddings: 40_960,
+        ..tiny_base("qwen3")
+    })
+}
+
 fn tiny_base(model_type: &str) -> Qwen3Config {
     Qwen3Config {
         model_type: model_type.into(),
