@@ -31,30 +31,14 @@ machine: the CUDA wheel's `mlx/lib`).
 """
 
 import argparse
-import glob
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench_common import QWEN3_0_6B, ROOT, criterion_mean_ns, mlx_lib_in_use, reexec_with_mlx_lib
 
-SHAPES = dict(
-    model_type="qwen3",
-    vocab_size=151936,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    rms_norm_eps=1e-6,
-    rope_theta=1000000.0,
-    max_position_embeddings=40960,
-    tie_word_embeddings=True,
-)
 
 MASK64 = (1 << 64) - 1
 
@@ -74,29 +58,7 @@ def prompts(rows, length, vocab):
     return out
 
 
-def target_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 
-
-def find_mlx_lib():
-    for profile in ["release", "debug"]:
-        pattern = f"{target_dir()}/{profile}/build/mlx-ffi-*/out/mlx-farm/mlx/lib/libmlx.so"
-        hits = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
-        if hits:
-            return str(Path(hits[0]).parent)
-    return None
-
-
-def ensure_library(args):
-    if os.environ.get("_DECODE_REEXEC"):
-        return
-    lib = args.mlx_lib or find_mlx_lib()
-    if lib is None:
-        return
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
-    env["_DECODE_REEXEC"] = lib
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def bench_name(args, rows):
@@ -120,10 +82,7 @@ def rust_tokens_per_second(args, batches):
         subprocess.run(["cargo", "bench", "--bench", "decode", "--", "--noplot"], cwd=ROOT, env=env, check=True)
     out = {}
     for rows in batches:
-        estimates = target_dir() / "criterion" / "decode_qwen3_0.6b" / bench_name(args, rows) / "new" / "estimates.json"
-        if not estimates.exists():
-            sys.exit(f"{estimates} not found: run the bench (without --skip-rust)")
-        mean_s = json.loads(estimates.read_text())["mean"]["point_estimate"] * 1e-9
+        mean_s = criterion_mean_ns("decode_qwen3_0.6b", bench_name(args, rows)) * 1e-9
         out[rows] = rows * (args.tokens - 1) / mean_s
     return out
 
@@ -137,7 +96,7 @@ def mlx_lm_tokens_per_second(args, batches):
         mx.set_default_device(mx.gpu if args.device == "gpu" else mx.cpu)
     dtype = {"bf16": mx.bfloat16, "f16": mx.float16, "f32": mx.float32}[args.dtype]
     mx.random.seed(0)
-    model = qwen3.Model(qwen3.ModelArgs(num_hidden_layers=args.layers, **SHAPES))
+    model = qwen3.Model(qwen3.ModelArgs(num_hidden_layers=args.layers, **QWEN3_0_6B))
     model.set_dtype(dtype)
     mx.eval(model.parameters())
 
@@ -172,7 +131,7 @@ def mlx_lm_tokens_per_second(args, batches):
 
     out = {}
     for rows in batches:
-        p = prompts(rows, args.prompt, SHAPES["vocab_size"])
+        p = prompts(rows, args.prompt, QWEN3_0_6B["vocab_size"])
         run = (lambda: single(p[0])) if rows == 1 else (lambda: batch(p))
         run()
         times = [run() for _ in range(args.repeats)]
@@ -192,7 +151,7 @@ def main():
     parser.add_argument("--skip-rust", action="store_true", help="reuse the last criterion results")
     parser.add_argument("--mlx-lib", default=None)
     args = parser.parse_args()
-    ensure_library(args)
+    reexec_with_mlx_lib(args.mlx_lib)
     batches = [int(b) for b in args.batches.split(",") if b.strip()]
 
     rust = rust_tokens_per_second(args, batches)
@@ -201,7 +160,7 @@ def main():
         f"Qwen3-0.6B shapes ({args.layers} layers), random weights, {args.dtype}, "
         f"prompt {args.prompt}, {args.tokens} new tokens per sequence, greedy"
     )
-    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {os.environ.get('_DECODE_REEXEC', 'the mlx package')}")
+    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {mlx_lib_in_use()}")
     print(f"{'batch':>5} {'mlx-grpo tok/s':>15} {'mlx-lm tok/s':>13} {'ratio':>7}")
     for rows in batches:
         print(f"{rows:>5} {rust[rows]:>15.1f} {ref[rows]:>13.1f} {rust[rows] / ref[rows]:>7.3f}")

@@ -34,9 +34,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import ROOT, criterion_mean_ns  # noqa: E402
 from trl_grpo import qwen3_config, time_grpo_steps, word_tokenizer  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
 MASK64 = (1 << 64) - 1
 
 
@@ -60,9 +59,6 @@ def bench_name(a):
             f"_n{a.tokens}_mb{a.micro}")
 
 
-def target_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
-
 
 def ours(a):
     """Mean seconds per step of the Rust bench (criterion's estimate)."""
@@ -76,10 +72,7 @@ def ours(a):
         })
         subprocess.run(["cargo", "bench", "--bench", "grpo_step", "--", "--noplot"],
                        cwd=ROOT, env=env, check=True)
-    estimates = target_dir() / "criterion" / "grpo_step" / bench_name(a) / "new" / "estimates.json"
-    if not estimates.exists():
-        sys.exit(f"{estimates} not found: run the bench (without --skip-rust)")
-    return json.loads(estimates.read_text())["mean"]["point_estimate"] * 1e-9
+    return criterion_mean_ns("grpo_step", bench_name(a)) * 1e-9
 
 
 def trl(a):

@@ -25,56 +25,17 @@ set to the MLX prefix the workspace build prepared (the newest
 """
 
 import argparse
-import glob
-import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-SHAPES = dict(
-    model_type="qwen3",
-    vocab_size=151936,
-    hidden_size=1024,
-    intermediate_size=3072,
-    num_hidden_layers=28,
-    num_attention_heads=16,
-    num_key_value_heads=8,
-    head_dim=128,
-    rms_norm_eps=1e-6,
-    rope_theta=1000000.0,
-    max_position_embeddings=40960,
-    tie_word_embeddings=True,
-)
+from bench_common import QWEN3_0_6B, ROOT, criterion_mean_ns, mlx_lib_in_use, reexec_with_mlx_lib
 
 
-def target_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
 
 
-def find_mlx_lib():
-    for profile in ["release", "debug"]:
-        pattern = f"{target_dir()}/{profile}/build/mlx-ffi-*/out/mlx-farm/mlx/lib/libmlx.so"
-        hits = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
-        if hits:
-            return str(Path(hits[0]).parent)
-    return None
-
-
-def ensure_library(args):
-    if os.environ.get("_PREFILL_REEXEC"):
-        return
-    lib = args.mlx_lib or find_mlx_lib()
-    if lib is None:
-        return
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
-    env["_PREFILL_REEXEC"] = lib
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
 def rust_tokens_per_second(args):
@@ -85,10 +46,7 @@ def rust_tokens_per_second(args):
     env.pop("LD_LIBRARY_PATH", None)
     if not args.skip_rust:
         subprocess.run(["cargo", "bench", "--bench", "prefill", "--", "--noplot"], cwd=ROOT, env=env, check=True)
-    estimates = target_dir() / "criterion" / "prefill_qwen3_0.6b" / f"{args.dtype}_t{args.tokens}" / "new" / "estimates.json"
-    if not estimates.exists():
-        sys.exit(f"{estimates} not found: run the bench (without --skip-rust)")
-    mean_ns = json.loads(estimates.read_text())["mean"]["point_estimate"]
+    mean_ns = criterion_mean_ns("prefill_qwen3_0.6b", f"{args.dtype}_t{args.tokens}")
     return args.tokens / (mean_ns * 1e-9), mean_ns * 1e-6
 
 
@@ -101,10 +59,10 @@ def mlx_lm_tokens_per_second(args):
         mx.set_default_device(mx.gpu if args.device == "gpu" else mx.cpu)
     dtype = {"bf16": mx.bfloat16, "f16": mx.float16, "f32": mx.float32}[args.dtype]
     mx.random.seed(0)
-    model = qwen3.Model(qwen3.ModelArgs(**SHAPES))
+    model = qwen3.Model(qwen3.ModelArgs(num_hidden_layers=28, **QWEN3_0_6B))
     model.set_dtype(dtype)
     mx.eval(model.parameters())
-    ids = mx.random.randint(0, SHAPES["vocab_size"], (1, args.tokens)).astype(mx.uint32)
+    ids = mx.random.randint(0, QWEN3_0_6B["vocab_size"], (1, args.tokens)).astype(mx.uint32)
     mx.eval(ids)
 
     def prefill():
@@ -133,12 +91,12 @@ def main():
     parser.add_argument("--skip-rust", action="store_true", help="reuse the last criterion result")
     parser.add_argument("--mlx-lib", default=None)
     args = parser.parse_args()
-    ensure_library(args)
+    reexec_with_mlx_lib(args.mlx_lib)
 
     rust_tps, rust_ms = rust_tokens_per_second(args)
     py_tps, py_ms, mx = mlx_lm_tokens_per_second(args)
     print(f"Qwen3-0.6B shapes, random weights, {args.dtype}, {args.tokens}-token prompt, batch 1")
-    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {os.environ.get('_PREFILL_REEXEC', 'the mlx package')}")
+    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {mlx_lib_in_use()}")
     print(f"{'implementation':<16} {'ms/prefill':>11} {'tokens/s':>10}")
     print(f"{'mlx-grpo (Rust)':<16} {rust_ms:>11.1f} {rust_tps:>10.1f}")
     print(f"{'mlx-lm':<16} {py_ms:>11.1f} {py_tps:>10.1f}")
