@@ -22,6 +22,10 @@
 //! python scripts/decode_mlx_lm.py
 //! ```
 
+mod common;
+
+use common::{env, env_dtype, select_device};
+
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -40,28 +44,9 @@ struct Settings {
     dtype: Dtype,
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn settings() -> Settings {
-    let dtype = match std::env::var("DECODE_DTYPE").as_deref() {
-        Ok("f32") => Dtype::F32,
-        Ok("f16") => Dtype::F16,
-        _ => Dtype::BF16,
-    };
-    match std::env::var("DECODE_DEVICE").as_deref() {
-        Ok("cpu") => Device::Cpu
-            .set_default()
-            .unwrap_or_else(|e| panic!("cpu: {e}")),
-        Ok("gpu") => Device::Gpu(0)
-            .set_default()
-            .unwrap_or_else(|e| panic!("gpu: {e}")),
-        _ => {}
-    }
+    let dtype = env_dtype("DECODE_DTYPE");
+    select_device("DECODE_DEVICE");
     let batches = std::env::var("DECODE_BATCHES")
         .unwrap_or_else(|_| "1,8,64".into())
         .split(',')

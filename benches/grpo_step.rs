@@ -26,6 +26,10 @@
 //! /work/venv-ref/bin/python scripts/grpo_step_trl.py
 //! ```
 
+mod common;
+
+use common::env;
+
 use std::cell::Cell;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -54,13 +58,6 @@ struct Settings {
     tokens: usize,
     micro: usize,
     samples: usize,
-}
-
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn settings() -> Settings {

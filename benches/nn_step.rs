@@ -19,6 +19,10 @@
 //! The step runs on MLX's default device; `NN_STEP_DEVICE=cpu` or `gpu`
 //! picks one (the Python script's `--device`).
 
+mod common;
+
+use common::select_device;
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mlx_nn::activations::Activation;
 use mlx_nn::layers::Mlp;
@@ -57,16 +61,7 @@ fn eager_step(s: &mut Setup) -> mlx_nn::Result<()> {
 }
 
 fn pick_device() {
-    let device = match std::env::var("NN_STEP_DEVICE").as_deref() {
-        Ok("cpu") => Some(Device::Cpu),
-        Ok("gpu") => Some(Device::Gpu(0)),
-        _ => None,
-    };
-    if let Some(device) = device {
-        device
-            .set_default()
-            .unwrap_or_else(|e| panic!("cannot use {device:?}: {e}"));
-    }
+    select_device("NN_STEP_DEVICE");
     eprintln!(
         "nn_step on {:?} (MLX {})",
         Device::default_device(),

@@ -18,6 +18,10 @@
 //! python scripts/prefill_mlx_lm.py
 //! ```
 
+mod common;
+
+use common::{env, env_dtype, select_device};
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::{LanguageModel, Model};
@@ -25,25 +29,8 @@ use mlx_nn::ModuleExt;
 use mlx_tensor::{Array, Device, Dtype};
 
 fn settings() -> (i32, Dtype) {
-    let tokens = std::env::var("PREFILL_TOKENS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(128);
-    let dtype = match std::env::var("PREFILL_DTYPE").as_deref() {
-        Ok("f32") => Dtype::F32,
-        Ok("f16") => Dtype::F16,
-        _ => Dtype::BF16,
-    };
-    match std::env::var("PREFILL_DEVICE").as_deref() {
-        Ok("cpu") => Device::Cpu
-            .set_default()
-            .unwrap_or_else(|e| panic!("cpu: {e}")),
-        Ok("gpu") => Device::Gpu(0)
-            .set_default()
-            .unwrap_or_else(|e| panic!("gpu: {e}")),
-        _ => {}
-    }
-    (tokens, dtype)
+    select_device("PREFILL_DEVICE");
+    (env("PREFILL_TOKENS", 128), env_dtype("PREFILL_DTYPE"))
 }
 
 /// Deterministic pseudo-random token ids.

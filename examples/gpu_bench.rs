@@ -41,6 +41,7 @@ use mlx_grpo::loss::GrpoLoss;
 use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
+use mlx_lm::cache::LayerCache;
 use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::models::Model;
@@ -242,20 +243,27 @@ fn decode_once(model: &Model, prompt: &[u32], new_tokens: usize) -> Res<(f64, f6
 /// copies of `prompt` and then evaluating it synchronously: the building is
 /// host time; the wait for the result is the device's time (plus launch
 /// latency the host did not hide). Returns the medians in seconds.
-fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<(f64, f64)> {
+/// A fresh cache holding `rows` copies of `prompt` and the greedy first
+/// tokens after it (`[rows, 1]`, not evaluated).
+fn greedy_start(model: &Model, prompt: &[u32], rows: usize) -> Res<(Vec<LayerCache>, Array)> {
     let mut cache = if rows == 1 {
         model.new_cache()
     } else {
         model.new_batch_cache(&vec![0; rows])?
     };
     let tokens: Vec<u32> = (0..rows).flat_map(|_| prompt.iter().copied()).collect();
-    let input = Array::from_slice(&tokens, &[rows as i32, prompt.len() as i32])?;
     let n = prompt.len() as i32;
+    let input = Array::from_slice(&tokens, &[rows as i32, n])?;
     let logits = model.forward(&input, Some(&mut cache))?;
-    let mut token = logits
+    let first = logits
         .slice_axis(1, n - 1, Some(n), 1)?
         .argmax(Some(-1), false)?
         .reshape(&[rows as i32, 1])?;
+    Ok((cache, first))
+}
+
+fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<(f64, f64)> {
+    let (mut cache, mut token) = greedy_start(model, prompt, rows)?;
     token.eval()?;
     let (mut host, mut device) = (Vec::new(), Vec::new());
     for i in 0..steps + 4 {
@@ -281,19 +289,7 @@ fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res
 /// inside `async_eval` (encoding and launching the kernels) and waiting for
 /// the previous step's tokens, and the steps per second over `steps` steps.
 fn decode_pipelined(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<Value> {
-    let mut cache = if rows == 1 {
-        model.new_cache()
-    } else {
-        model.new_batch_cache(&vec![0; rows])?
-    };
-    let tokens: Vec<u32> = (0..rows).flat_map(|_| prompt.iter().copied()).collect();
-    let n = prompt.len() as i32;
-    let input = Array::from_slice(&tokens, &[rows as i32, n])?;
-    let logits = model.forward(&input, Some(&mut cache))?;
-    let mut current = logits
-        .slice_axis(1, n - 1, Some(n), 1)?
-        .argmax(Some(-1), false)?
-        .reshape(&[rows as i32, 1])?;
+    let (mut cache, mut current) = greedy_start(model, prompt, rows)?;
     mlx_tensor::async_eval(&[&current])?;
     let (mut build, mut queue, mut wait) = (Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
@@ -573,8 +569,6 @@ fn grpo_step(
         memory_settings.chunk_prompts,
         seed,
     )?;
-    model.release_inference_weights();
-    memory::clear_cache();
     times.rollout = t0.elapsed().as_secs_f64();
 
     let t1 = Instant::now();

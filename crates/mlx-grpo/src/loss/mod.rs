@@ -33,7 +33,9 @@
 //!     &[params],
 //!     &[0],
 //! )?;
-//! let layout = layout.into_inner().expect("the closure ran");
+//! let layout = layout.into_inner().ok_or_else(|| mlx_grpo::Error::InvalidConfig {
+//!     message: "the loss closure did not run".into(),
+//! })?;
 //! let out = LossOutput::from_outputs(&layout, outputs)?;
 //! let metrics = out.metrics.to_map()?; // "entropy", "clip_ratio/low_mean", ...
 //! # let _ = (grads, metrics);

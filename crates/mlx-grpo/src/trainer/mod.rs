@@ -406,9 +406,6 @@ impl Trainer {
                 .wrapping_mul(0x9e37_79b9)
                 .wrapping_add(generation_index),
         )?;
-        // The rollout's caches are gone: give their buffers back before the
-        // scoring and training passes allocate theirs.
-        mlx_tensor::memory::clear_cache();
         for cb in &mut self.callbacks {
             cb.on_rollout(&mut samples);
         }

@@ -151,46 +151,46 @@ pub fn generate<M: mlx_lm::LanguageModel>(
             .unwrap_or(0),
         ..Default::default()
     };
-    let output = generate_in_chunks(
+    generate_in_chunks(
         model,
         prompts,
         &options,
         config.generation_chunk_prompts,
         seed,
-    );
-    // The stacked decoding weights go stale at the next update anyway.
-    model.release_inference_weights();
-    let output = output?;
-    output
-        .into_iter()
-        .map(|c| {
-            let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
-            let row_index =
-                row_indices
-                    .get(c.prompt_index)
-                    .copied()
-                    .ok_or_else(|| Error::InvalidConfig {
-                        message: format!("generation returned prompt index {}", c.prompt_index),
-                    })?;
-            Ok(RolloutSample {
-                row_index,
-                prompt_ids,
-                completion_ids: c.tokens,
-                sampling_logps: c.logprobs,
-                finish_reason: match c.finish_reason {
-                    LmFinish::Stop => FinishReason::Stop,
-                    LmFinish::Length => FinishReason::Length,
-                },
-            })
+    )?
+    .into_iter()
+    .map(|c| {
+        let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
+        let row_index =
+            row_indices
+                .get(c.prompt_index)
+                .copied()
+                .ok_or_else(|| Error::InvalidConfig {
+                    message: format!("generation returned prompt index {}", c.prompt_index),
+                })?;
+        Ok(RolloutSample {
+            row_index,
+            prompt_ids,
+            completion_ids: c.tokens,
+            sampling_logps: c.logprobs,
+            finish_reason: match c.finish_reason {
+                LmFinish::Stop => FinishReason::Stop,
+                LmFinish::Length => FinishReason::Length,
+            },
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// `generate_batch` over `prompts`, `chunk_prompts` prompts at a time (all
 /// at once when `None`), so that only one chunk's KV cache is alive. Chunk
 /// `i` samples with keys from `seed + i·φ` (the first chunk from `seed`, so
 /// one chunk gives exactly the unchunked rollout); each completion's
-/// `prompt_index` refers to `prompts`.
+/// `prompt_index` refers to `prompts`. Each chunk's cache buffers are given
+/// back to the system as it ends, and the model's decoding weights are
+/// released at the end (they go stale at the next update anyway), so the
+/// training pass that follows starts with only the weights and optimizer
+/// state allocated.
 pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
@@ -202,18 +202,21 @@ pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
 
     let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
     let mut completions = Vec::with_capacity(prompts.len() * options.num_generations);
-    for (i, part) in prompts.chunks(chunk).enumerate() {
-        let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let mut rng = RandomState::from_seed(key)?;
-        let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
-        completions.extend(output.completions.into_iter().map(|mut c| {
-            c.prompt_index += i * chunk;
-            c
-        }));
-        if chunk < prompts.len() {
-            // Give the chunk's cache back before the next one allocates.
+    let mut run = || -> Result<()> {
+        for (i, part) in prompts.chunks(chunk).enumerate() {
+            let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = RandomState::from_seed(key)?;
+            let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
+            completions.extend(output.completions.into_iter().map(|mut c| {
+                c.prompt_index += i * chunk;
+                c
+            }));
+            // Give the chunk's cache back before anything else allocates.
             mlx_tensor::memory::clear_cache();
         }
-    }
-    Ok(completions)
+        Ok(())
+    };
+    let outcome = run();
+    model.release_inference_weights();
+    outcome.map(|()| completions)
 }
