@@ -631,12 +631,14 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
         .map(|i| random_tokens(sizes.prompt, vocab, 1000 + i as u64))
         .collect();
     let mut out = serde_json::Map::new();
+    // "default" is the library's (and TRL's) default: layer checkpointing
+    // on, the whole rollout at once.
     let settings = [
         (
             "default",
             MemorySettings {
-                gradient_checkpointing: false,
-                chunk_prompts: None,
+                gradient_checkpointing: config.gradient_checkpointing,
+                chunk_prompts: config.generation_chunk_prompts,
             },
         ),
         (
@@ -644,6 +646,13 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             MemorySettings {
                 gradient_checkpointing: true,
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
+            },
+        ),
+        (
+            "no_checkpointing",
+            MemorySettings {
+                gradient_checkpointing: false,
+                chunk_prompts: None,
             },
         ),
     ];

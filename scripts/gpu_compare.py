@@ -248,12 +248,15 @@ def ratio_rows(ours, mlx_lm, trl):
         get(trl, "grpo", "completions_per_s"), "compl/s")
     add("GRPO step peak (TRL)", get(ours, "grpo", "peak_gib"),
         get(trl, "grpo", "peak_gib"), "GiB", "memory")
-    if get(ours, "grpo", "settings", "low_memory") is not None:
-        add("GRPO step, low memory (TRL)",
-            get(ours, "grpo", "settings", "low_memory", "completions_per_s"),
+    for setting, label in (("low_memory", "low memory"),
+                           ("no_checkpointing", "no checkpointing")):
+        if get(ours, "grpo", "settings", setting) is None:
+            continue
+        add(f"GRPO step, {label} (TRL)",
+            get(ours, "grpo", "settings", setting, "completions_per_s"),
             get(trl, "grpo", "completions_per_s"), "compl/s")
-        add("GRPO step peak, low memory (TRL)",
-            get(ours, "grpo", "settings", "low_memory", "peak_gib"),
+        add(f"GRPO step peak, {label} (TRL)",
+            get(ours, "grpo", "settings", setting, "peak_gib"),
             get(trl, "grpo", "peak_gib"), "GiB", "memory")
     return rows
 

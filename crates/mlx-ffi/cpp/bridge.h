@@ -148,6 +148,8 @@ std::unique_ptr<ArrayFn> array_fn_from_rust(rust::Box<RustFn> f);
 ArrayVecPtr array_fn_call(const ArrayFn& f, const ArrayVec& inputs);
 std::unique_ptr<ArrayFn> array_fn_compile(const ArrayFn& f, bool shapeless);
 std::unique_ptr<ArrayFn> array_fn_checkpoint(const ArrayFn& f);
+std::unique_ptr<ArrayFn> array_fn_custom_vjp(const ArrayFn& f, const ArrayFn& vjp);
+ArrayVecPtr depends(const ArrayVec& inputs, const ArrayVec& dependencies);
 ArrayVecPtr vjp(const ArrayFn& f, const ArrayVec& primals, const ArrayVec& cotangents, ArrayVec& outputs);
 ArrayVecPtr jvp(const ArrayFn& f, const ArrayVec& primals, const ArrayVec& tangents, ArrayVec& outputs);
 ArrayVecPtr value_and_grad(const ArrayFn& f, const ArrayVec& inputs, rust::Slice<const std::int32_t> argnums, ArrayVec& values);

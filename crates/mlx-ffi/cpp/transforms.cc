@@ -28,10 +28,49 @@ std::unique_ptr<ArrayFn> array_fn_compile(const ArrayFn& f, bool shapeless) {
   return out;
 }
 
+// Gradient checkpointing whose recomputation waits for the cotangents.
+// MLX's own checkpoint makes the recomputed forward depend only on the
+// outputs, so the scheduler may run every checkpoint's recomputation early
+// and keep all of them alive until the backward pass reaches them, which
+// gives back most of the memory checkpointing was meant to save. Depending on
+// the cotangents too runs each recomputation just before the backward step
+// that uses it.
 std::unique_ptr<ArrayFn> array_fn_checkpoint(const ArrayFn& f) {
+  auto fun = f.f;
+  auto vjp_fun = [fun](const std::vector<array>& primals, const std::vector<array>& cotangents,
+                       const std::vector<array>& outputs) -> std::vector<array> {
+    std::vector<array> deps(cotangents);
+    deps.insert(deps.end(), outputs.begin(), outputs.end());
+    auto [unused, vjps] = mx::vjp(fun, mx::depends(primals, deps), cotangents);
+    return vjps;
+  };
   auto out = std::make_unique<ArrayFn>();
-  out->f = mx::checkpoint(f.f);
+  out->f = mx::custom_vjp(fun, vjp_fun);
   return out;
+}
+
+// `f` with a vector-Jacobian product of the caller's: `vjp` receives
+// primals, cotangents and outputs as one list followed by a scalar int32
+// array holding the number of primals, and returns one array per primal.
+std::unique_ptr<ArrayFn> array_fn_custom_vjp(const ArrayFn& f, const ArrayFn& vjp) {
+  auto vjp_f = vjp.f;
+  auto vjp_fun = [vjp_f](const std::vector<array>& primals, const std::vector<array>& cotangents,
+                         const std::vector<array>& outputs) -> std::vector<array> {
+    std::vector<array> flat;
+    flat.reserve(primals.size() + cotangents.size() + outputs.size() + 1);
+    flat.insert(flat.end(), primals.begin(), primals.end());
+    flat.insert(flat.end(), cotangents.begin(), cotangents.end());
+    flat.insert(flat.end(), outputs.begin(), outputs.end());
+    flat.push_back(array(static_cast<int>(primals.size()), mx::int32));
+    return vjp_f(flat);
+  };
+  auto out = std::make_unique<ArrayFn>();
+  out->f = mx::custom_vjp(f.f, vjp_fun);
+  return out;
+}
+
+ArrayVecPtr depends(const ArrayVec& inputs, const ArrayVec& dependencies) {
+  return wrap_vec(mx::depends(inputs.v, dependencies.v));
 }
 
 ArrayVecPtr vjp(const ArrayFn& f, const ArrayVec& primals, const ArrayVec& cotangents, ArrayVec& outputs) {

@@ -480,6 +480,8 @@ pub mod ffi {
         fn array_fn_call(f: &ArrayFn, inputs: &ArrayVec) -> Result<UniquePtr<ArrayVec>>;
         fn array_fn_compile(f: &ArrayFn, shapeless: bool) -> Result<UniquePtr<ArrayFn>>;
         fn array_fn_checkpoint(f: &ArrayFn) -> Result<UniquePtr<ArrayFn>>;
+        fn array_fn_custom_vjp(f: &ArrayFn, vjp: &ArrayFn) -> Result<UniquePtr<ArrayFn>>;
+        fn depends(inputs: &ArrayVec, dependencies: &ArrayVec) -> Result<UniquePtr<ArrayVec>>;
         fn vjp(
             f: &ArrayFn,
             primals: &ArrayVec,

@@ -184,8 +184,8 @@ pub struct GrpoConfig {
     pub adam_epsilon: f64,
     /// Gradient clipping norm; 0 disables clipping.
     pub max_grad_norm: f64,
-    /// Gradient checkpointing (transformers' `gradient_checkpointing`,
-    /// default false): the training forward pass keeps only each decoder
+    /// Gradient checkpointing (`gradient_checkpointing`; on by default, as
+    /// in TRL's `GRPOConfig`): the training forward pass keeps only each decoder
     /// layer's input and recomputes the layer's activations in the backward
     /// pass, trading about one more forward pass of compute for most of the
     /// activation memory. Values and gradients are unchanged.
@@ -272,7 +272,7 @@ impl Default for GrpoConfig {
             adam_beta2: 0.999,
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
-            gradient_checkpointing: false,
+            gradient_checkpointing: true,
             optim: Optim::AdamW,
             seed: 42,
             max_steps: -1,

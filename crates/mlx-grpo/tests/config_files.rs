@@ -250,13 +250,13 @@ fn file_errors_name_the_file_and_field() {
 }
 
 #[test]
-fn gradient_checkpointing_is_off_by_default_and_settable() {
-    assert!(!GrpoConfig::default().gradient_checkpointing);
-    let c = GrpoConfig::from_toml_str("gradient_checkpointing = true\n").unwrap();
-    assert!(c.gradient_checkpointing);
+fn gradient_checkpointing_is_on_by_default_as_in_trl_and_settable() {
+    assert!(GrpoConfig::default().gradient_checkpointing);
+    let c = GrpoConfig::from_toml_str("gradient_checkpointing = false\n").unwrap();
+    assert!(!c.gradient_checkpointing);
     let mut c = GrpoConfig::default();
-    c.set("--gradient-checkpointing", "true").unwrap();
-    assert!(c.gradient_checkpointing);
+    c.set("--gradient-checkpointing", "false").unwrap();
+    assert!(!c.gradient_checkpointing);
     c.validate().unwrap();
 }
 

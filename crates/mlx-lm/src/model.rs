@@ -69,23 +69,27 @@ pub trait LanguageModel: Module + Clone + Send {
     /// mixture-of-experts weights one tensor per expert).
     fn checkpoint_tensors(&self) -> Result<ParamMap>;
 
-    /// `f(logits, extra)` for the logits of `hidden` (as
-    /// [`LanguageModel::logits_from_hidden`]), with the LM head and `f`
-    /// under gradient checkpointing: a backward pass recomputes the logits
-    /// and everything `f` derives from them instead of keeping them, so only
-    /// one call's vocabulary-sized arrays are alive at a time. Values and
-    /// gradients are those of the plain computation. The default computes
-    /// without checkpointing.
-    fn with_checkpointed_logits<F>(
+    /// `f(i, logits)` for the logits of each of `hidden_chunks` (as
+    /// [`LanguageModel::logits_from_hidden`]), one chunk after the other,
+    /// with the LM head and `f` under gradient checkpointing: the backward
+    /// pass recomputes a chunk's logits and everything `f` derives from them
+    /// instead of keeping them, and the chunks are chained so that only one
+    /// chunk's vocabulary-sized arrays (and one chunk's LM-head gradient) are
+    /// alive at a time in either pass. Values and gradients are those of the
+    /// plain computation. The default computes without checkpointing.
+    fn with_checkpointed_logit_chunks<F>(
         &self,
-        hidden: &Array,
-        extra: &[Array],
+        hidden_chunks: &[Array],
         f: F,
-    ) -> Result<Vec<Array>>
+    ) -> Result<Vec<Vec<Array>>>
     where
-        F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
     {
-        f(&self.logits_from_hidden(hidden)?, extra)
+        hidden_chunks
+            .iter()
+            .enumerate()
+            .map(|(i, h)| f(i, &self.logits_from_hidden(h)?))
+            .collect()
     }
 
     /// Turns per-layer gradient checkpointing on or off (transformers'

@@ -214,30 +214,43 @@ pub fn score_tokens_with<M: LanguageModel>(
     let hidden = hidden.slice_axis(1, start - 1, Some(total - 1), 1)?;
     let targets = tokens.slice_axis(1, start, None, 1)?;
     let step = (options.chunk_tokens / rows.max(1)).max(1);
-    let mut logprob_parts = Vec::new();
-    let mut entropy_parts = Vec::new();
+    let mut hidden_chunks = Vec::new();
+    let mut target_chunks = Vec::new();
     let mut from = 0;
     while from < completion_width {
         let to = (from + step).min(completion_width);
-        let h = hidden.slice_axis(1, from, Some(to), 1)?;
-        let t = targets.slice_axis(1, from, Some(to), 1)?;
-        let math = ChunkMath {
-            temperature: options.temperature,
-            entropies: options.entropies,
-            entropy_gradients: gradients.entropy_gradients,
-        };
-        let mut outs = if gradients.checkpoint_chunks {
-            // The targets are constants of the chunk (no gradient flows to
-            // indices), so they are captured rather than passed as inputs.
-            model.with_checkpointed_logits(&h, &[], move |logits, _| math.scores(logits, &t))?
-        } else {
-            math.scores(&model.logits_from_hidden(&h)?, &t)?
-        };
+        hidden_chunks.push(hidden.slice_axis(1, from, Some(to), 1)?);
+        target_chunks.push(targets.slice_axis(1, from, Some(to), 1)?);
+        from = to;
+    }
+    let math = ChunkMath {
+        temperature: options.temperature,
+        entropies: options.entropies,
+        entropy_gradients: gradients.entropy_gradients,
+    };
+    let chunk_outputs = if gradients.checkpoint_chunks {
+        // The targets are constants of each chunk (no gradient flows to
+        // indices), so they are captured rather than passed as inputs.
+        model.with_checkpointed_logit_chunks(&hidden_chunks, move |i, logits| {
+            let targets = target_chunks.get(i).ok_or_else(|| Error::InvalidInput {
+                message: format!("no targets for score chunk {i}"),
+            })?;
+            math.scores(logits, targets)
+        })?
+    } else {
+        hidden_chunks
+            .iter()
+            .zip(&target_chunks)
+            .map(|(h, t)| math.scores(&model.logits_from_hidden(h)?, t))
+            .collect::<Result<Vec<_>>>()?
+    };
+    let mut logprob_parts = Vec::new();
+    let mut entropy_parts = Vec::new();
+    for mut outs in chunk_outputs {
         if options.entropies {
             entropy_parts.push(outs.pop().ok_or_else(missing_output)?);
         }
         logprob_parts.push(outs.pop().ok_or_else(missing_output)?);
-        from = to;
     }
     if logprob_parts.is_empty() {
         let empty = Array::zeros(&[rows, 0], Dtype::F32)?;

@@ -58,5 +58,5 @@ pub use autograd::{value_and_grad, LossAndGrads};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use module::{LoadReport, Module, ModuleExt, Param, ParamMap, Visitor, VisitorMut};
-pub use transform::{compile, grad_checkpoint, CompiledFn};
+pub use transform::{compile, grad_checkpoint, sequential_checkpoint, CompiledFn};
 pub use var_builder::VarBuilder;

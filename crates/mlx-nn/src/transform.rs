@@ -77,6 +77,175 @@ where
     function.call(&args).map_err(|e| take_error(&slot, e))
 }
 
+type ChunkFn<M> = dyn Fn(&M, usize, &Array) -> Result<Vec<Array>>;
+
+/// A copy of `template` whose parameters `names` take `values`.
+fn with_values<M: Module + Clone>(template: &M, names: &[String], values: &[Array]) -> M {
+    let mut m = template.clone();
+    let map: ParamMap = names.iter().cloned().zip(values.iter().cloned()).collect();
+    m.for_each_param_mut(|name, p| {
+        if let Some(v) = map.get(name) {
+            p.value = v.clone();
+        }
+    });
+    m
+}
+
+/// Maps a module-level error to a tensor-level one for MLX, parking the
+/// original in `slot`.
+fn park(slot: &RefCell<Option<Error>>, transform: &'static str, e: Error) -> mlx_tensor::Error {
+    match e {
+        Error::Tensor(e) => e,
+        other => {
+            let message = other.to_string();
+            *slot.borrow_mut() = Some(other);
+            mlx_tensor::Error::Closure { transform, message }
+        }
+    }
+}
+
+/// Runs `f(module, i, &chunks[i])` for every chunk, one after the other,
+/// under gradient checkpointing, and returns each call's outputs.
+///
+/// Unlike separate [`grad_checkpoint`] calls, the chunks are chained: chunk
+/// `i + 1` starts only after chunk `i`'s outputs exist, and in the backward
+/// pass chunk `i + 1`'s recomputation starts only after chunk `i`'s
+/// gradients (to its input and, summed, to the module's parameters) exist.
+/// So at most one chunk's intermediate values — and one extra copy of the
+/// parameters' gradient — are alive at a time, whatever the number of
+/// chunks. This is what keeps an LM head's vocabulary-sized logits and its
+/// per-chunk weight gradients from piling up. Gradients flow to the module's
+/// trainable parameters and to every chunk.
+pub fn sequential_checkpoint<M, F>(module: &M, chunks: &[Array], f: F) -> Result<Vec<Vec<Array>>>
+where
+    M: Module + Clone + 'static,
+    F: Fn(&M, usize, &Array) -> Result<Vec<Array>> + 'static,
+{
+    if chunks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let trainable = module.trainable_parameters();
+    let names: Rc<Vec<String>> = Rc::new(trainable.keys().cloned().collect());
+    let mut args: Vec<Array> = trainable.into_values().collect();
+    let num_params = args.len();
+    let num_chunks = chunks.len();
+    args.extend(chunks.iter().cloned());
+    let template = Rc::new(module.clone());
+    let f: Rc<ChunkFn<M>> = Rc::new(f);
+    let slot: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
+    // How many outputs each chunk gave (set by the forward pass).
+    let counts: Rc<RefCell<Vec<usize>>> = Rc::new(RefCell::new(Vec::new()));
+
+    let forward = {
+        let (template, names, f, slot, counts) = (
+            template.clone(),
+            names.clone(),
+            f.clone(),
+            slot.clone(),
+            counts.clone(),
+        );
+        move |xs: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
+            let run = || -> Result<Vec<Array>> {
+                let m = with_values(&*template, &names, &xs[..num_params]);
+                let mut all = Vec::new();
+                let mut sizes = Vec::with_capacity(num_chunks);
+                let mut previous: Vec<Array> = Vec::new();
+                for (i, x) in xs[num_params..].iter().enumerate() {
+                    let x = chain(x, &previous)?;
+                    let outs = f(&m, i, &x)?;
+                    sizes.push(outs.len());
+                    previous.clone_from(&outs);
+                    all.extend(outs);
+                }
+                *counts.borrow_mut() = sizes;
+                Ok(all)
+            };
+            run().map_err(|e| park(&slot, "sequential_checkpoint", e))
+        }
+    };
+
+    let backward = {
+        let (template, names, f, slot, counts) = (
+            template.clone(),
+            names.clone(),
+            f.clone(),
+            slot.clone(),
+            counts.clone(),
+        );
+        move |primals: &[Array],
+              cotangents: &[Array],
+              _outputs: &[Array]|
+              -> mlx_tensor::Result<Vec<Array>> {
+            let run = || -> Result<Vec<Array>> {
+                let params = &primals[..num_params];
+                let sizes = counts.borrow().clone();
+                let mut sums: Option<Vec<Array>> = None;
+                let mut input_grads: Vec<Array> = Vec::with_capacity(num_chunks);
+                let mut offset = 0;
+                for (i, x) in primals[num_params..].iter().enumerate() {
+                    let n = sizes.get(i).copied().ok_or_else(|| {
+                        Error::Closure(format!("chunk {i} has no recorded outputs"))
+                    })?;
+                    let cot = cotangents.get(offset..offset + n).ok_or_else(|| {
+                        Error::Closure(format!("too few cotangents for chunk {i}"))
+                    })?;
+                    offset += n;
+                    // Recompute this chunk only once its cotangents and the
+                    // previous chunk's gradients exist.
+                    let mut after: Vec<Array> = cot.to_vec();
+                    after.extend(sums.iter().flatten().cloned());
+                    after.extend(input_grads.last().cloned());
+                    let x = chain(x, &after)?;
+                    let mut primal = params.to_vec();
+                    primal.push(x);
+                    let chunk_fn = |ys: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
+                        let m = with_values(&*template, &names, &ys[..num_params]);
+                        f(&m, i, &ys[num_params])
+                            .map_err(|e| park(&slot, "sequential_checkpoint", e))
+                    };
+                    let (_, mut grads) = transforms::vjp(chunk_fn, &primal, cot)?;
+                    let dx = grads.pop().ok_or_else(|| {
+                        Error::Closure(format!("no input gradient for chunk {i}"))
+                    })?;
+                    input_grads.push(dx);
+                    sums = Some(match sums.take() {
+                        None => grads,
+                        Some(acc) => acc
+                            .iter()
+                            .zip(&grads)
+                            .map(|(a, g)| a.add(g))
+                            .collect::<mlx_tensor::Result<_>>()?,
+                    });
+                }
+                let mut out = sums.unwrap_or_default();
+                out.extend(input_grads);
+                Ok(out)
+            };
+            run().map_err(|e| park(&slot, "sequential_checkpoint", e))
+        }
+    };
+
+    let function = transforms::custom_vjp(forward, backward).map_err(|e| take_error(&slot, e))?;
+    let flat = function.call(&args).map_err(|e| take_error(&slot, e))?;
+    let sizes = counts.borrow().clone();
+    let mut flat = flat.into_iter();
+    Ok(sizes
+        .iter()
+        .map(|&n| flat.by_ref().take(n).collect())
+        .collect())
+}
+
+/// `x`, computed only after `after` (a scheduling constraint; nothing flows
+/// from `after`).
+fn chain(x: &Array, after: &[Array]) -> Result<Array> {
+    if after.is_empty() {
+        return Ok(x.clone());
+    }
+    let mut out = transforms::depends(std::slice::from_ref(x), after)?;
+    out.pop()
+        .ok_or_else(|| Error::Closure("depends returned no array".into()))
+}
+
 /// A compiled computation over a module's parameters (see [`compile`]).
 pub struct CompiledFn<M> {
     names: Vec<String>,

@@ -265,7 +265,10 @@ pub fn compile(
 }
 
 /// Gradient checkpointing: the returned function does not keep `f`'s
-/// intermediate values for the backward pass but recomputes them.
+/// intermediate values for the backward pass but recomputes them. The
+/// recomputation depends on the cotangents of `f`'s outputs, so it runs just
+/// before the backward step that needs it: at most one checkpointed call's
+/// intermediates are alive at a time along a chain of such calls.
 #[track_caller]
 pub fn checkpoint(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> Result<Function> {
     let base = owned_fn(f);
@@ -278,6 +281,71 @@ pub fn checkpoint(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> Resul
     let inner =
         ffi::array_fn_checkpoint(base_ref).map_err(|e| transform_error("checkpoint", &[], e))?;
     Ok(Function { inner })
+}
+
+/// `f` with a vector-Jacobian product of the caller's. `vjp(primals,
+/// cotangents, outputs)` returns one array per primal (zeros where no
+/// gradient flows); MLX calls it while building a backward graph, so it
+/// builds arrays rather than evaluating them.
+#[track_caller]
+pub fn custom_vjp(
+    f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static,
+    vjp: impl Fn(&[Array], &[Array], &[Array]) -> Result<Vec<Array>> + 'static,
+) -> Result<Function> {
+    let base = owned_fn(f);
+    // The bridge passes primals, cotangents and outputs as one list ending
+    // in a scalar that holds the number of primals.
+    let flat_vjp = owned_fn(move |flat: &[Array]| {
+        let malformed = || Error::Invalid {
+            op: "custom_vjp",
+            message: format!("malformed argument list of {} arrays", flat.len()),
+        };
+        let (count, rest) = flat.split_last().ok_or_else(malformed)?;
+        let primals = usize::try_from(count.item::<i32>()?).map_err(|_| malformed())?;
+        if primals > rest.len() || (rest.len() - primals) % 2 != 0 {
+            return Err(malformed());
+        }
+        let outputs = (rest.len() - primals) / 2;
+        let (p, tail) = rest.split_at(primals);
+        let (c, o) = tail.split_at(outputs);
+        let grads = vjp(p, c, o)?;
+        if grads.len() != primals {
+            return Err(Error::Invalid {
+                op: "custom_vjp",
+                message: format!(
+                    "the vector-Jacobian product returned {} arrays for {primals} primals",
+                    grads.len()
+                ),
+            });
+        }
+        Ok(grads)
+    });
+    let (Some(base_ref), Some(vjp_ref)) = (base.as_ref(), flat_vjp.as_ref()) else {
+        return Err(Error::Invalid {
+            op: "custom_vjp",
+            message: "null function".into(),
+        });
+    };
+    let inner = ffi::array_fn_custom_vjp(base_ref, vjp_ref)
+        .map_err(|e| transform_error("custom_vjp", &[], e))?;
+    Ok(Function { inner })
+}
+
+/// `inputs` unchanged, except that computing them now also computes
+/// `dependencies` first: a scheduling constraint (no data flows from
+/// `dependencies`, and no gradient flows to them).
+#[track_caller]
+pub fn depends(inputs: &[Array], dependencies: &[Array]) -> Result<Vec<Array>> {
+    let refs: Vec<&Array> = inputs.iter().collect();
+    let (i, d) = (list(inputs), list(dependencies));
+    let (Some(i), Some(d)) = (i.as_ref(), d.as_ref()) else {
+        return Err(Error::Invalid {
+            op: "depends",
+            message: "null list".into(),
+        });
+    };
+    let out = ffi::depends(i, d).map_err(|e| mlx_error("depends", &refs, e))?;
+    unpack(out)
 }
 
 /// Turns MLX's compilation on or off globally (on by default).

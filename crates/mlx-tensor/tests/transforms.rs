@@ -5,7 +5,9 @@
 mod common;
 
 use common::{assert_close, nd_in, shape, Nd};
-use mlx_tensor::transforms::{checkpoint, compile, grad, jvp, value_and_grad, vjp};
+use mlx_tensor::transforms::{
+    checkpoint, compile, custom_vjp, depends, grad, jvp, value_and_grad, vjp,
+};
 use mlx_tensor::{Array, Axes, Dtype, Error, Result};
 use proptest::prelude::*;
 
@@ -213,6 +215,60 @@ fn compile_traces_then_replays() {
         traces.load(Ordering::SeqCst) > after_same_shape,
         "a new shape retraces"
     );
+}
+
+#[test]
+fn custom_vjp_uses_the_given_product() {
+    // f(x, y) = x * y with a vjp that reports 3 * cot for x and the true
+    // product for y: the gradient must be the custom one, the value f's.
+    let f = custom_vjp(
+        |xs: &[Array]| Ok(vec![xs[0].multiply(&xs[1])?]),
+        |primals: &[Array], cot: &[Array], outputs: &[Array]| {
+            assert_eq!((primals.len(), cot.len(), outputs.len()), (2, 1, 1));
+            Ok(vec![cot[0].mul_scalar(3.0)?, cot[0].multiply(&primals[0])?])
+        },
+    )
+    .unwrap();
+    let x = Array::from_slice(&[1.0f32, 2.0, -4.0], &[3]).unwrap();
+    let y = Array::from_slice(&[0.5f32, -1.0, 2.0], &[3]).unwrap();
+    let summed =
+        |xs: &[Array]| -> Result<Vec<Array>> { Ok(vec![f.call(xs)?[0].sum(Axes::All, false)?]) };
+    let (v, g) = value_and_grad(summed, &[x.clone(), y.clone()], &[0, 1]).unwrap();
+    let direct = x.multiply(&y).unwrap().sum(Axes::All, false).unwrap();
+    assert_eq!(v[0].item::<f32>().unwrap(), direct.item::<f32>().unwrap());
+    assert_eq!(g[0].to_vec::<f32>().unwrap(), vec![3.0; 3]);
+    assert_eq!(g[1].to_vec::<f32>().unwrap(), x.to_vec::<f32>().unwrap());
+
+    // A vjp that returns the wrong number of arrays is an error, not a crash.
+    let bad = custom_vjp(
+        |xs: &[Array]| Ok(vec![xs[0].square()?]),
+        |_p: &[Array], cot: &[Array], _o: &[Array]| Ok(vec![cot[0].clone(), cot[0].clone()]),
+    )
+    .unwrap();
+    let summed =
+        |xs: &[Array]| -> Result<Vec<Array>> { Ok(vec![bad.call(xs)?[0].sum(Axes::All, false)?]) };
+    let err = value_and_grad(summed, std::slice::from_ref(&x), &[0]).unwrap_err();
+    assert!(err.to_string().contains("2 arrays for 1 primals"), "{err}");
+}
+
+#[test]
+fn depends_keeps_values_and_passes_no_gradient() {
+    let x = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    let d = Array::from_slice(&[10.0f32], &[1]).unwrap();
+    let out = depends(std::slice::from_ref(&x), std::slice::from_ref(&d)).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+    // d/dx sum((x after d)^2) = 2x; nothing flows to d.
+    let f = |xs: &[Array]| -> Result<Vec<Array>> {
+        let y = depends(&xs[..1], &xs[1..])?.remove(0);
+        Ok(vec![y
+            .square()?
+            .sum(Axes::All, false)?
+            .add(&xs[1].sum(Axes::All, false)?.mul_scalar(0.0)?)?])
+    };
+    let (_, g) = value_and_grad(f, &[x, d], &[0, 1]).unwrap();
+    assert_eq!(g[0].to_vec::<f32>().unwrap(), vec![2.0, 4.0]);
+    assert_eq!(g[1].to_vec::<f32>().unwrap(), vec![0.0]);
 }
 
 #[test]

@@ -98,12 +98,20 @@ pub fn optimize_step(
             Some(acc) => add_maps(acc, grads)?,
         });
         // Evaluate per micro-batch so that only one micro-batch's activations
-        // are alive at a time.
-        let mut to_eval: Vec<&Array> = total.iter().flat_map(|g| g.values()).collect();
-        to_eval.push(&loss.loss);
+        // are alive at a time: first the loss and metrics (the forward
+        // pass), then the gradient sums in the order the backward pass
+        // produces them, so that each new gradient is added to the running
+        // sum (and freed) as soon as it exists rather than all of them
+        // waiting for the end of the backward pass.
         let metric_arrays = loss.metrics.arrays();
-        to_eval.extend(metric_arrays.iter());
-        mlx_tensor::eval(&to_eval)?;
+        let mut forward: Vec<&Array> = vec![&loss.loss];
+        forward.extend(metric_arrays.iter());
+        mlx_tensor::eval(&forward)?;
+        if let Some(total) = &total {
+            for group in backward_order(total) {
+                mlx_tensor::eval(&group)?;
+            }
+        }
         accumulate(&mut sums, "loss", f64::from(loss.loss.item::<f32>()?));
         for (name, value) in loss.metrics.names().into_iter().zip(&metric_arrays) {
             accumulate(&mut sums, name, f64::from(value.item::<f32>()?));
@@ -142,6 +150,41 @@ pub fn optimize_step(
         metrics.insert("grad_norm".into(), f64::from(norm.item::<f32>()?));
     }
     Ok(metrics)
+}
+
+/// The parameters' arrays grouped in the order a backward pass produces
+/// their gradients: the final norm and an untied head first, then the layers
+/// from the last to the first, then the embedding (which, when tied, also
+/// collects the head's gradient and is complete only at the end).
+fn backward_order(params: &ParamMap) -> Vec<Vec<&Array>> {
+    let mut head = Vec::new();
+    let mut layers: BTreeMap<usize, Vec<&Array>> = BTreeMap::new();
+    let mut embedding = Vec::new();
+    for (name, value) in params {
+        if let Some(index) = layer_index(name) {
+            layers.entry(index).or_default().push(value);
+        } else if name.contains("embed") {
+            embedding.push(value);
+        } else {
+            head.push(value);
+        }
+    }
+    let mut groups = vec![head];
+    groups.extend(layers.into_values().rev());
+    groups.push(embedding);
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+/// `N` of a `….layers.N.…` parameter name.
+fn layer_index(name: &str) -> Option<usize> {
+    let mut parts = name.split('.');
+    while let Some(part) = parts.next() {
+        if part == "layers" {
+            return parts.next()?.parse().ok();
+        }
+    }
+    None
 }
 
 fn accumulate(sums: &mut BTreeMap<String, (f64, usize)>, name: &str, value: f64) {

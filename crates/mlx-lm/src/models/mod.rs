@@ -296,16 +296,15 @@ macro_rules! impl_language_model {
                 experts::unstack_experts(self.parameters())
             }
 
-            fn with_checkpointed_logits<F>(
+            fn with_checkpointed_logit_chunks<F>(
                 &self,
-                hidden: &Array,
-                extra: &[Array],
+                hidden_chunks: &[Array],
                 f: F,
-            ) -> Result<Vec<Array>>
+            ) -> Result<Vec<Vec<Array>>>
             where
-                F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+                F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
             {
-                self.decoder().with_checkpointed_logits(hidden, extra, f)
+                self.decoder().with_checkpointed_logit_chunks(hidden_chunks, f)
             }
 
             fn set_gradient_checkpointing(&mut self, enabled: bool) {

@@ -2,7 +2,7 @@
 //! blocks (attention + dense or sparse feed-forward), final norm, LM head.
 
 use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
-use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
+use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut, grad_checkpoint, sequential_checkpoint};
 use mlx_tensor::{Array, Dtype};
 
 use super::attention::{Attention, AttentionDims};
@@ -350,27 +350,26 @@ impl Transformer {
         }
     }
 
-    /// `f(logits, extra)` for the logits of `hidden` under gradient
-    /// checkpointing of the LM head: the backward pass recomputes the logits
-    /// and what `f` derives from them instead of keeping them.
-    pub(crate) fn with_checkpointed_logits<F>(
+    /// `f(i, logits)` for the logits of each hidden-state chunk, chained
+    /// under gradient checkpointing of the LM head (see
+    /// [`LanguageModel::with_checkpointed_logit_chunks`](crate::LanguageModel::with_checkpointed_logit_chunks)).
+    pub(crate) fn with_checkpointed_logit_chunks<F>(
         &self,
-        hidden: &Array,
-        extra: &[Array],
+        hidden_chunks: &[Array],
         f: F,
-    ) -> Result<Vec<Array>>
+    ) -> Result<Vec<Vec<Array>>>
     where
-        F: Fn(&Array, &[Array]) -> Result<Vec<Array>> + 'static,
+        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
     {
-        let mut inputs = vec![hidden.clone()];
-        inputs.extend(extra.iter().cloned());
         let outs = match &self.lm_head {
-            Some(head) => grad_checkpoint(head, &inputs, move |head, xs| {
-                Ok(f(&head.forward(&xs[0])?, &xs[1..])?)
+            Some(head) => sequential_checkpoint(head, hidden_chunks, move |head, i, h| {
+                Ok(f(i, &head.forward(h)?)?)
             })?,
-            None => grad_checkpoint(&self.embed_tokens, &inputs, move |embed, xs| {
-                Ok(f(&embed.as_linear(&xs[0])?, &xs[1..])?)
-            })?,
+            None => {
+                sequential_checkpoint(&self.embed_tokens, hidden_chunks, move |embed, i, h| {
+                    Ok(f(i, &embed.as_linear(h)?)?)
+                })?
+            }
         };
         Ok(outs)
     }
