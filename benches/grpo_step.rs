@@ -190,6 +190,9 @@ fn trainer(s: &Settings) -> (Trainer, Rc<Cell<Option<Instant>>>) {
         // Far beyond the steps taken, so the schedule stays put.
         max_steps: 1_000_000,
         shuffle_dataset: false,
+        // Off on both sides (scripts/grpo_step_trl.py): for a small model on
+        // the CPU recomputing activations only costs time.
+        gradient_checkpointing: false,
         output_dir: std::env::temp_dir().join("mlx-grpo-bench-grpo-step"),
         ..GrpoConfig::default()
     };

@@ -538,6 +538,9 @@ struct MemorySettings {
     gradient_checkpointing: bool,
     /// Prompts generated at a time (`generation_chunk_prompts`).
     chunk_prompts: Option<usize>,
+    /// Working-memory bound of the training pass
+    /// (`training_memory_headroom_mb`).
+    headroom_mb: Option<usize>,
 }
 
 /// One GRPO step on `model` with the library's pieces: rollout
@@ -639,6 +642,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             MemorySettings {
                 gradient_checkpointing: config.gradient_checkpointing,
                 chunk_prompts: config.generation_chunk_prompts,
+                headroom_mb: config.training_memory_headroom_mb,
             },
         ),
         (
@@ -646,6 +650,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             MemorySettings {
                 gradient_checkpointing: true,
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
+                headroom_mb: Some(1024),
             },
         ),
         (
@@ -653,18 +658,25 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             MemorySettings {
                 gradient_checkpointing: false,
                 chunk_prompts: None,
+                headroom_mb: None,
             },
         ),
     ];
     for (name, memory_settings) in settings {
-        let mut optimizer = build_optimizer(&config, 2)?;
+        let config = GrpoConfig {
+            gradient_checkpointing: memory_settings.gradient_checkpointing,
+            generation_chunk_prompts: memory_settings.chunk_prompts,
+            training_memory_headroom_mb: memory_settings.headroom_mb,
+            ..config.clone()
+        };
+        let config = &config;
+        let mut optimizer = build_optimizer(config, 2)?;
         model.set_gradient_checkpointing(memory_settings.gradient_checkpointing);
         // The first step warms up (kernels, optimizer state); the second is timed.
-        grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 1)?;
+        grpo_step(model, &mut optimizer, config, &prompts, memory_settings, 1)?;
         fresh_peak();
         let start = Instant::now();
-        let (times, loss) =
-            grpo_step(model, &mut optimizer, &config, &prompts, memory_settings, 2)?;
+        let (times, loss) = grpo_step(model, &mut optimizer, config, &prompts, memory_settings, 2)?;
         let seconds = start.elapsed().as_secs_f64();
         let completions = sizes.grpo_prompts * sizes.grpo_group;
         out.insert(
@@ -676,6 +688,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "micro_batch": sizes.grpo_micro,
                 "gradient_checkpointing": memory_settings.gradient_checkpointing,
                 "generation_chunk_prompts": memory_settings.chunk_prompts,
+                "training_memory_headroom_mb": memory_settings.headroom_mb,
                 "seconds": seconds,
                 "completions_per_s": completions as f64 / seconds,
                 "rollout_seconds": times.rollout,

@@ -263,6 +263,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         logging_steps: 5,
         save_steps: 50,
         save_total_limit: Some(2),
+        // A model this small has little activation memory to save.
+        gradient_checkpointing: false,
         ..GrpoConfig::default()
     };
     let mut trainer =

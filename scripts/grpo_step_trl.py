@@ -10,8 +10,8 @@ the same vocabulary and the same prompt texts, runs TRL 1.16's
 ``GRPOTrainer`` for ``--trl-steps`` steps (default 4) with the same settings (4 prompts of 32 tokens
 x G = 8 completions of exactly 64 tokens -- ``min_new_tokens`` = 64 --,
 temperature 1, loss dapo, beta 0, one iteration, micro-batches of 8 with 4
-accumulation steps, AdamW, no gradient checkpointing -- TRL's default turns
-it on, which recomputes activations that ours keeps) and takes the median
+accumulation steps, AdamW, no gradient checkpointing -- both libraries turn
+it on by default; benches/grpo_step.rs turns it off, as this script does) and takes the median
 time of the steps after the first (each: generation, rewards, scoring,
 backward and update). Prints completions/s and completion tokens/s
 for both and the ratio ours / TRL (above 1: ours is faster).
@@ -113,7 +113,7 @@ def main():
     p.add_argument("--micro", type=int, default=8)
     p.add_argument("--trl-steps", type=int, default=4, help="TRL steps (the first is not timed)")
     p.add_argument("--gradient-checkpointing", action="store_true",
-                   help="TRL's default; off unless given, as ours keeps activations")
+                   help="TRL's default; off unless given, as in benches/grpo_step.rs")
     a = p.parse_args()
 
     load_before = os.getloadavg()

@@ -190,6 +190,14 @@ pub struct GrpoConfig {
     /// pass, trading about one more forward pass of compute for most of the
     /// activation memory. Values and gradients are unchanged.
     pub gradient_checkpointing: bool,
+    /// Working memory, in MiB, that a training step may hold beyond the
+    /// weights, the optimizer state and the running gradient sum: during
+    /// the loss and backward passes MLX's memory limit is lowered to that
+    /// total, so evaluation waits for queued work instead of allocating far
+    /// ahead of the device (which otherwise keeps the buffers of many queued
+    /// layers and logit chunks alive at once). `None` leaves the limit
+    /// alone. Not a TRL field.
+    pub training_memory_headroom_mb: Option<usize>,
     /// Optimiser.
     pub optim: Optim,
     /// Random seed (sampler shuffling, generation).
@@ -273,6 +281,7 @@ impl Default for GrpoConfig {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             gradient_checkpointing: true,
+            training_memory_headroom_mb: Some(2048),
             optim: Optim::AdamW,
             seed: 42,
             max_steps: -1,

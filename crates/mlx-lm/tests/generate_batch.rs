@@ -59,6 +59,27 @@ fn greedy_batch_equals_single_sequences() {
 }
 
 #[test]
+fn the_decoding_memory_bound_changes_no_token() {
+    let model = tiny_model();
+    let run = |headroom: Option<usize>| {
+        let options = BatchOptions {
+            max_tokens: 12,
+            num_generations: 2,
+            sampler: SamplerConfig::with_temperature(1.0),
+            memory_headroom_mb: headroom,
+            ..BatchOptions::default()
+        };
+        generate_batch(&model, &prompts(), &options, &mut rng()).unwrap()
+    };
+    let bounded = run(Some(1));
+    let free = run(None);
+    for (a, b) in bounded.completions.iter().zip(&free.completions) {
+        assert_eq!(a.tokens, b.tokens);
+        assert_eq!(a.logprobs, b.logprobs);
+    }
+}
+
+#[test]
 fn groups_repeat_each_prompt() {
     let model = tiny_model();
     let options = BatchOptions {

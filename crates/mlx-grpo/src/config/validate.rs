@@ -193,6 +193,14 @@ impl GrpoConfig {
         if let Some(min_p) = self.min_p {
             check("min_p", min_p, (0.0..=1.0).contains(&min_p), "in [0, 1]");
         }
+        if let Some(mb) = self.training_memory_headroom_mb {
+            check(
+                "training_memory_headroom_mb",
+                mb as f64,
+                mb >= 1,
+                ">= 1 (or none)",
+            );
+        }
         if let Some(chunk) = self.generation_chunk_prompts {
             check(
                 "generation_chunk_prompts",

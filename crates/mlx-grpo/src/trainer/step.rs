@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use mlx_lm::models::Model;
 use mlx_lm::score::{score_tokens_with, ScoreGradients, ScoreOptions};
 use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad, LossAndGrads, ParamMap};
+use mlx_nn::{value_and_grad, LossAndGrads, ModuleExt, ParamMap};
 use mlx_tensor::{memory, Array};
 
 use crate::config::GrpoConfig;
@@ -51,6 +51,16 @@ pub fn optimize_step(
         entropy_gradients: loss_fn.settings().uses_entropy_bonus(),
     };
     let accumulation = micro.len();
+    // Bound how far evaluation runs ahead of the device (see
+    // `training_memory_headroom_mb`); the guard restores the limit.
+    let _limit = config.training_memory_headroom_mb.map(|mb| {
+        let gradient_bytes: usize = model
+            .trainable_parameters()
+            .values()
+            .map(Array::nbytes)
+            .sum();
+        memory::MemoryLimitGuard::new(memory::active_memory() + gradient_bytes + (mb << 20))
+    });
     let mut total: Option<ParamMap> = None;
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for mb in micro {

@@ -8,7 +8,7 @@ use super::batch_types::{BatchOptions, BatchOutput, Completion};
 use super::options::FinishReason;
 use super::stats::GenerationStats;
 use super::stop::{StopMatcher, StopSequences, StopState};
-use crate::cache::LayerCache;
+use crate::cache::{CACHE_STEP, LayerCache};
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::sample::{RandomState, SamplerConfig, TokenHistory, logprobs, sample_rows};
@@ -117,6 +117,9 @@ pub fn generate_batch<M: LanguageModel>(
         });
     }
 
+    let _limit = options
+        .memory_headroom_mb
+        .map(|mb| decode_memory_limit(&cache, max_len + options.max_tokens, mb));
     let mut engine = Engine {
         model,
         cache,
@@ -295,6 +298,33 @@ fn prefill<M: LanguageModel>(
 }
 
 /// Keeps `rows` (in that order, repeats allowed) of every layer's cache.
+/// The memory limit for decoding until `final_positions` positions: the
+/// memory in use now, plus the cache's growth from its current buffers to
+/// `final_positions` (rounded up to the cache's growth step), plus
+/// `headroom_mb`.
+fn decode_memory_limit(
+    cache: &[LayerCache],
+    final_positions: usize,
+    headroom_mb: usize,
+) -> memory::MemoryLimitGuard {
+    let mut now = 0usize;
+    let mut capacity = 0usize;
+    for layer in cache {
+        now += layer.nbytes();
+        if let Some(keys) = layer.arrays().first() {
+            capacity = capacity.max(keys.dim(2).unwrap_or(0).max(0) as usize);
+        }
+    }
+    let step = CACHE_STEP as usize;
+    let final_capacity = final_positions.div_ceil(step) * step;
+    let grown = now.checked_div(capacity).map_or(0, |per_position| {
+        per_position * final_capacity.max(capacity)
+    });
+    let active = memory::active_memory();
+    let limit = active - now.min(active) + grown + (headroom_mb << 20);
+    memory::MemoryLimitGuard::new(limit)
+}
+
 fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
     for layer in cache.iter_mut() {
         match layer {

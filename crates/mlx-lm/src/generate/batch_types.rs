@@ -31,7 +31,20 @@ pub struct BatchOptions {
     pub logprob_temperature: Option<f64>,
     /// Token id written into the padding positions (never attended to).
     pub pad_token_id: u32,
+    /// Working memory, in MiB, that decoding may hold beyond the weights,
+    /// what the caller already holds and the KV cache grown to its final
+    /// size: while decoding, MLX's memory limit is lowered to that total
+    /// (never raised; restored afterwards). MLX allocates a step's buffers
+    /// when it queues the step, and a cache write whose buffer the previous
+    /// step is still reading copies the whole buffer, so without a bound
+    /// the steps queued ahead of the device keep a second copy of the cache
+    /// alive; with it, evaluation waits for the device instead. `None`
+    /// leaves the limit alone.
+    pub memory_headroom_mb: Option<usize>,
 }
+
+/// The default of [`BatchOptions::memory_headroom_mb`].
+pub const DEFAULT_DECODE_MEMORY_HEADROOM_MB: usize = 512;
 
 impl Default for BatchOptions {
     fn default() -> Self {
@@ -46,6 +59,7 @@ impl Default for BatchOptions {
             prefill_step_size: DEFAULT_PREFILL_STEP_SIZE,
             logprob_temperature: None,
             pad_token_id: 0,
+            memory_headroom_mb: Some(DEFAULT_DECODE_MEMORY_HEADROOM_MB),
         }
     }
 }
