@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The references for examples/gpu_bench.rs, on the same machine and shapes.
+"""The references for examples/gpu_bench/main.rs, on the same machine and shapes.
 
 Runs mlx-lm (random-weight Qwen3-0.6B shape, bf16) through the same
 measurements as the benchmark program -- prefill at 128 and 512 prompt

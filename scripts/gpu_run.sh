@@ -10,7 +10,8 @@
 # Environment: FARM=<mlx-farm dir> for a benchmark built with --features cuda
 # (see scripts/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
-# MLX's compiled kernels off; SKIP_TRL=1 leaves TRL out.
+# MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
+# decoding step (`--only layerops`); SKIP_TRL=1 leaves TRL out.
 set -u
 OUT=${OUT:-/tmp/gpu_bench_out}
 mkdir -p "$OUT"
@@ -29,6 +30,9 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
 timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+if [ -n "${LAYER_OPS:-}" ]; then
+  timeout 120 "$BIN" --only layerops --json "$OUT/layer_ops.json" 2>&1 | tail -2 | tee "$OUT/layer_ops.log"
+fi
 if [ -n "${NO_COMPILE_AB:-}" ]; then
   echo "== --no-compile" | tee -a "$OUT/sweep.log"
   timeout 120 "$BIN" --no-compile --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"

@@ -6,7 +6,7 @@ use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, fast};
 
 use super::rope::RopeSettings;
-use super::stacked::StackedLinear;
+use super::stacked::{StackedLinear, StackedNormWeights};
 use crate::Result;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
 
@@ -36,6 +36,8 @@ pub(crate) struct Attention {
     qkv: StackedLinear,
     /// `o_proj` with its transposed weight kept (decoding).
     o: StackedLinear,
+    /// The q/k norm weights stacked per head (one-position steps).
+    qk_norm: StackedNormWeights,
 }
 
 impl Attention {
@@ -59,6 +61,7 @@ impl Attention {
             dims,
             qkv: StackedLinear::default(),
             o: StackedLinear::default(),
+            qk_norm: StackedNormWeights::default(),
         })
     }
 
@@ -74,13 +77,41 @@ impl Attention {
         let (b, l) = (shape[0], shape[1]);
         let d = self.dims;
         let inference = cache.is_some();
+        let mut rotated = false;
         let (q, k, v) = if inference {
             // Inference: one product for the three projections.
             let qkv = self
                 .qkv
                 .forward(&[&self.q_proj, &self.k_proj, &self.v_proj], x)?;
             let all_heads = d.heads + 2 * d.kv_heads;
-            if l == 1 {
+            if l == 1 && self.q_norm.eps == self.k_norm.eps {
+                // One position: `[B, 1, H, D]` and `[B, H, 1, D]` share a
+                // layout, so the heads split without transposes, and the
+                // query and key heads (adjacent) are normalised and rotated
+                // together: one norm, one weight product and one rotation
+                // instead of two norms and two rotations.
+                let qkv = qkv.reshape(&[b, all_heads, 1, d.head_dim])?;
+                let qk_heads = d.heads + d.kv_heads;
+                let weights = self.qk_norm.get(
+                    &self.q_norm.weight.value,
+                    &self.k_norm.weight.value,
+                    d.heads,
+                    d.kv_heads,
+                )?;
+                let qk = fast::rms_norm(
+                    &qkv.slice_axis(1, 0, Some(qk_heads), 1)?,
+                    None,
+                    self.q_norm.eps,
+                )?
+                .multiply(&weights)?;
+                let qk = positions.rope(&qk, d.head_dim, false, d.rope.base, d.rope.scale)?;
+                rotated = true;
+                (
+                    qk.slice_axis(1, 0, Some(d.heads), 1)?,
+                    qk.slice_axis(1, d.heads, Some(qk_heads), 1)?,
+                    qkv.slice_axis(1, qk_heads, Some(all_heads), 1)?,
+                )
+            } else if l == 1 {
                 // One position: `[B, 1, H, D]` and `[B, H, 1, D]` share a
                 // layout, so the heads split without transposes.
                 let qkv = qkv.reshape(&[b, all_heads, 1, d.head_dim])?;
@@ -113,8 +144,14 @@ impl Attention {
                 split_heads(self.v_proj.forward(x)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?,
             )
         };
-        let q = positions.rope(&q, d.head_dim, false, d.rope.base, d.rope.scale)?;
-        let k = positions.rope(&k, d.head_dim, false, d.rope.base, d.rope.scale)?;
+        let (q, k) = if rotated {
+            (q, k)
+        } else {
+            (
+                positions.rope(&q, d.head_dim, false, d.rope.base, d.rope.scale)?,
+                positions.rope(&k, d.head_dim, false, d.rope.base, d.rope.scale)?,
+            )
+        };
         let (k, v) = match cache {
             Some(c) => c.update_and_fetch(&k, &v)?,
             None => (k, v),
@@ -138,6 +175,7 @@ impl Attention {
     pub(crate) fn release_stacked(&self) {
         self.qkv.release();
         self.o.release();
+        self.qk_norm.release();
     }
 }
 

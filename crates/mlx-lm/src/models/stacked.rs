@@ -103,3 +103,48 @@ impl StackedLinear {
         Ok((weight_t, bias))
     }
 }
+
+/// The query and key norms' weights side by side as `[heads + kv_heads, 1,
+/// head_dim]`, so that a one-position step normalises (and then rotates) the
+/// query and key heads in one pass each instead of two. Built on first use
+/// and rebuilt whenever either weight array changes.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StackedNormWeights {
+    cached: RefCell<Option<(Vec<Array>, Array)>>,
+}
+
+impl StackedNormWeights {
+    /// The stacked weights of `q_weight` (`[head_dim]`, repeated `heads`
+    /// times) and `k_weight` (repeated `kv_heads` times).
+    pub(crate) fn get(
+        &self,
+        q_weight: &Array,
+        k_weight: &Array,
+        heads: i32,
+        kv_heads: i32,
+    ) -> Result<Array> {
+        if let Some((sources, stacked)) = self.cached.borrow().as_ref()
+            && sources[0].id() == q_weight.id()
+            && sources[1].id() == k_weight.id()
+        {
+            return Ok(stacked.clone());
+        }
+        let dim = q_weight.dim(-1).unwrap_or(0);
+        let per_head = |w: &Array, n: i32| -> Result<Array> {
+            Ok(w.reshape(&[1, 1, dim])?.broadcast_to(&[n, 1, dim])?)
+        };
+        let stacked = concatenate(
+            &[&per_head(q_weight, heads)?, &per_head(k_weight, kv_heads)?],
+            0,
+        )?;
+        stacked.eval()?;
+        *self.cached.borrow_mut() =
+            Some((vec![q_weight.clone(), k_weight.clone()], stacked.clone()));
+        Ok(stacked)
+    }
+
+    /// Drops the stacked copy (and the references to its sources).
+    pub(crate) fn release(&self) {
+        self.cached.borrow_mut().take();
+    }
+}

@@ -29,8 +29,11 @@
 //!
 //! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
 //! tokens everywhere), `--only a,b` (any of `prefill`, `decode`, `batch`,
-//! `vocab`, `grpo`), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
+//! `vocab`, `layerops`, `grpo`; `layerops` — the device time of each
+//! operation of a decoding step at batch 1 and 64 — runs only when named), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
 //! MLX's compiler off: every fused element-wise piece runs op by op).
+
+mod layer_ops;
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -87,7 +90,7 @@ fn parse_args() -> Res<Args> {
             "--no-compile" => args.no_compile = true,
             "-h" | "--help" => {
                 println!(
-                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,grpo] \
+                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,grpo] \
                      [--bandwidth TB_PER_S] [--json PATH] [--no-compile]"
                 );
                 std::process::exit(0);
@@ -755,6 +758,17 @@ fn main() -> Res<()> {
         eprintln!("vocabulary reductions ...");
         results.insert("vocab_ops", bench_vocab_ops(args.vocab, &[1, 8, 64])?);
     }
+    if args.only.iter().flatten().any(|p| p == "layerops") {
+        eprintln!("decoding-step operations ...");
+        let mut ops = serde_json::Map::new();
+        for (b, context) in [(1, 256), (64, 256)] {
+            ops.insert(
+                format!("b{b}_ctx{context}"),
+                layer_ops::bench(b, context, args.vocab)?,
+            );
+        }
+        results.insert("layer_ops", Value::Object(ops));
+    }
     if args.wants("grpo") {
         eprintln!("GRPO step ...");
         results.insert("grpo", bench_grpo(&mut model, &sizes, args.vocab)?);
@@ -857,6 +871,18 @@ fn print_table(r: &Value) {
                 .map(|(k, x)| format!("{} {:.3}", k.trim_end_matches("_ms"), f(x)))
                 .collect();
             println!("  [{n}, vocab] ms: {}", parts.join(", "));
+        }
+    }
+    if let Some(ops) = r["layer_ops"].as_object() {
+        for (shape, row) in ops {
+            let parts: Vec<String> = row
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(k, _)| k.ends_with("_ms"))
+                .map(|(k, x)| format!("{} {:.4}", k.trim_end_matches("_ms"), f(x)))
+                .collect();
+            println!("  ops {shape} (ms each): {}", parts.join(", "));
         }
     }
     if let Some(settings) = r["grpo"]["settings"].as_object() {
