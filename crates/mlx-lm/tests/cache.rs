@@ -241,3 +241,39 @@ fn prompt_cache_errors_name_the_file() {
     assert!(err.contains("garbage.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_reserved_batch_cache_allocates_once_and_still_grows() {
+    let update = |n: i32, tag: f64| {
+        let k = Array::full(&[2, 1, n, 1], tag, Dtype::F32).unwrap();
+        (k.clone(), k.mul_scalar(-1.0).unwrap())
+    };
+    let mut c = BatchKVCache::new(&[0, 1]);
+    c.reserve(300);
+    let (k, v) = update(5, 1.0);
+    c.update_and_fetch(&k, &v).unwrap();
+    // One allocation of exactly the reserved positions (keys and values).
+    assert_eq!(c.nbytes(), 2 * 2 * 300 * 4);
+    for step in 0..295 {
+        let (k, v) = update(1, f64::from(step));
+        c.update_and_fetch(&k, &v).unwrap();
+    }
+    assert_eq!(
+        c.nbytes(),
+        2 * 2 * 300 * 4,
+        "no growth up to the reservation"
+    );
+    let (k, v) = update(1, 7.0);
+    let (keys, _) = c.update_and_fetch(&k, &v).unwrap();
+    assert_eq!(keys.shape().dims(), &[2, 1, 301, 1]);
+    assert_eq!(
+        c.nbytes(),
+        2 * 2 * (300 + CACHE_STEP as usize) * 4,
+        "beyond it, growth in steps"
+    );
+    assert_eq!(
+        flat(&keys.slice_axis(2, 300, None, 1).unwrap()),
+        vec![7.0, 7.0]
+    );
+    assert_eq!(c.offsets(), vec![301, 300]);
+}

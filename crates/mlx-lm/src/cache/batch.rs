@@ -25,6 +25,7 @@ pub struct BatchKVCache {
     pub(crate) left_padding: Vec<i32>,
     pub(crate) idx: i32,
     pub(crate) right_padding: Option<Vec<i32>>,
+    pub(crate) reserved: i32,
 }
 
 impl BatchKVCache {
@@ -36,7 +37,18 @@ impl BatchKVCache {
             left_padding: left_padding.to_vec(),
             idx: 0,
             right_padding: None,
+            reserved: 0,
         }
+    }
+
+    /// Makes the first allocation hold at least `positions` positions
+    /// (padding included) instead of growing in [`CACHE_STEP`]-position
+    /// steps: a caller that knows the final length (prompt plus the most
+    /// tokens it will generate) avoids both the unused tail of the last
+    /// step and the copies that growing makes. Only the first allocation
+    /// is affected; growth beyond it works as usual.
+    pub fn reserve(&mut self, positions: i32) {
+        self.reserved = positions.max(0);
     }
 
     /// Number of rows.
@@ -72,8 +84,12 @@ impl BatchKVCache {
         let capacity = self.keys.as_ref().map_or(0, seq_len);
         if self.keys.is_none() || prev + new > capacity {
             let steps = (CACHE_STEP + new - 1) / CACHE_STEP;
-            let fresh_k = zeros_for(keys, steps * CACHE_STEP)?;
-            let fresh_v = zeros_for(values, steps * CACHE_STEP)?;
+            let mut len = steps * CACHE_STEP;
+            if self.keys.is_none() && self.reserved > prev + new {
+                len = len.max(self.reserved - prev);
+            }
+            let fresh_k = zeros_for(keys, len)?;
+            let fresh_v = zeros_for(values, len)?;
             match (self.keys.take(), self.values.take()) {
                 (Some(mut k), Some(mut v)) => {
                     if prev % CACHE_STEP != 0 {

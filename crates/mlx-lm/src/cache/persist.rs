@@ -222,6 +222,7 @@ pub fn load_prompt_cache(
                     left_padding,
                     idx,
                     right_padding: None,
+                    reserved: 0,
                 })
             }
             other => return Err(bad(format!("layer {i}: unsupported cache class `{other}`"))),

@@ -70,6 +70,13 @@ pub fn generate_batch<M: LanguageModel>(
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let padding: Vec<i32> = prompts.iter().map(|p| (max_len - p.len()) as i32).collect();
     let mut cache = model.new_batch_cache(&padding)?;
+    // The final length is known: one allocation of exactly that size.
+    let final_positions = max_len + options.max_tokens;
+    for layer in &mut cache {
+        if let LayerCache::Batch(c) = layer {
+            c.reserve(i32::try_from(final_positions).unwrap_or(i32::MAX));
+        }
+    }
     prefill(model, prompts, options, max_len, &mut cache)?;
     let expand: Vec<usize> = (0..prompts.len())
         .flat_map(|p| std::iter::repeat_n(p, g))
@@ -119,7 +126,7 @@ pub fn generate_batch<M: LanguageModel>(
 
     let _limit = options
         .memory_headroom_mb
-        .map(|mb| decode_memory_limit(&cache, max_len + options.max_tokens, mb));
+        .map(|mb| decode_memory_limit(&cache, final_positions, mb));
     let mut engine = Engine {
         model,
         cache,
@@ -316,7 +323,11 @@ fn decode_memory_limit(
         }
     }
     let step = CACHE_STEP as usize;
-    let final_capacity = final_positions.div_ceil(step) * step;
+    let final_capacity = if capacity >= final_positions {
+        capacity
+    } else {
+        final_positions.div_ceil(step) * step
+    };
     let grown = now.checked_div(capacity).map_or(0, |per_position| {
         per_position * final_capacity.max(capacity)
     });
