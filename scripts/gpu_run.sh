@@ -11,7 +11,9 @@
 # (see scripts/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
-# decoding step (`--only layerops`); SKIP_TRL=1 leaves TRL out.
+# decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
+# generation with those `--decode-headroom-mb` values; SKIP_TRL=1 leaves TRL
+# out; ONLY_AB=1 runs only the extra A/B measurements.
 set -u
 OUT=${OUT:-/tmp/gpu_bench_out}
 mkdir -p "$OUT"
@@ -29,7 +31,15 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
-timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+if [ -n "${ONLY_AB:-}" ]; then
+  timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+else
+  timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+fi
+for h in ${HEADROOM_AB:-}; do
+  echo "== --decode-headroom-mb $h" | tee -a "$OUT/ab.log"
+  timeout 120 "$BIN" --only batch --decode-headroom-mb "$h" 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+done
 if [ -n "${LAYER_OPS:-}" ]; then
   timeout 120 "$BIN" --only layerops --json "$OUT/layer_ops.json" 2>&1 | tail -2 | tee "$OUT/layer_ops.log"
 fi
@@ -41,6 +51,7 @@ for n in ${SWEEP:-}; do
   echo "== MLX_MAX_OPS_PER_BUFFER=$n" | tee -a "$OUT/sweep.log"
   MLX_MAX_OPS_PER_BUFFER=$n timeout 120 "$BIN" --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
 done
+[ -n "${ONLY_AB:-}" ] && exit 0
 extra=()
 [ -n "${SKIP_TRL:-}" ] && extra+=(--skip-trl)
 timeout 420 python3 scripts/gpu_compare.py --ours "$OUT/ours.json" --out "$OUT/compare.json" \

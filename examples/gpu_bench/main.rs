@@ -30,7 +30,8 @@
 //! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
 //! tokens everywhere), `--only a,b` (any of `prefill`, `decode`, `batch`,
 //! `vocab`, `layerops`, `grpo`; `layerops` — the device time of each
-//! operation of a decoding step at batch 1 and 64 — runs only when named), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
+//! operation of a decoding step at batch 1 and 64 — runs only when named),
+//! `--decode-headroom-mb N|none` (batch generation's memory bound), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
 //! MLX's compiler off: every fused element-wise piece runs op by op).
 
 mod layer_ops;
@@ -65,6 +66,9 @@ struct Args {
     bandwidth_tb: f64,
     json: Option<String>,
     no_compile: bool,
+    /// `BatchOptions::memory_headroom_mb` for batch generation and the
+    /// rollout measurement.
+    decode_headroom_mb: Option<usize>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -76,6 +80,7 @@ fn parse_args() -> Res<Args> {
         bandwidth_tb: 3.0,
         json: None,
         no_compile: false,
+        decode_headroom_mb: BatchOptions::default().memory_headroom_mb,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,10 +93,16 @@ fn parse_args() -> Res<Args> {
             "--bandwidth" => args.bandwidth_tb = value()?.parse()?,
             "--json" => args.json = Some(value()?),
             "--no-compile" => args.no_compile = true,
+            "--decode-headroom-mb" => {
+                args.decode_headroom_mb = match value()?.as_str() {
+                    "none" => None,
+                    mb => Some(mb.parse()?),
+                }
+            }
             "-h" | "--help" => {
                 println!(
                     "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,grpo] \
-                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile]"
+                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none]"
                 );
                 std::process::exit(0);
             }
@@ -359,11 +370,17 @@ fn bench_decode(model: &Model, sizes: &Sizes, vocab: i32, args: &Args) -> Res<Va
     }))
 }
 
-fn batch_once(model: &Model, prompts: &[Vec<u32>], new_tokens: usize) -> Res<(f64, f64, usize)> {
+fn batch_once(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    new_tokens: usize,
+    headroom_mb: Option<usize>,
+) -> Res<(f64, f64, usize)> {
     let options = BatchOptions {
         num_generations: 1,
         max_tokens: new_tokens,
         eos_token_ids: Vec::new(),
+        memory_headroom_mb: headroom_mb,
         ..BatchOptions::default()
     };
     let start = Instant::now();
@@ -376,15 +393,15 @@ fn batch_once(model: &Model, prompts: &[Vec<u32>], new_tokens: usize) -> Res<(f6
     ))
 }
 
-fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32, headroom_mb: Option<usize>) -> Res<Value> {
     let mut out = serde_json::Map::new();
     for &b in &sizes.batches {
         let prompts: Vec<Vec<u32>> = (0..b)
             .map(|i| random_tokens(sizes.prompt, vocab, 100 + i as u64))
             .collect();
-        batch_once(model, &prompts, sizes.new_tokens.min(16))?;
+        batch_once(model, &prompts, sizes.new_tokens.min(16), headroom_mb)?;
         fresh_peak();
-        let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens)?;
+        let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens, headroom_mb)?;
         let peak = memory::peak_memory();
         let (host, device) = decode_split(model, &prompts[0], b, sizes.new_tokens.min(64))?;
         let minimal = decode_pipelined(model, &prompts[0], b, sizes.new_tokens.min(128))?;
@@ -411,7 +428,12 @@ fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
 
 /// Batch generation in the GRPO rollout's shape: the largest batch as groups
 /// of 8 sampled completions (temperature 1, TRL's log-probabilities).
-fn bench_rollout(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+fn bench_rollout(
+    model: &Model,
+    sizes: &Sizes,
+    vocab: i32,
+    headroom_mb: Option<usize>,
+) -> Res<Value> {
     let mut out = serde_json::Map::new();
     if let Some(&b) = sizes.batches.iter().max() {
         let groups = (b / 8).max(1);
@@ -424,6 +446,7 @@ fn bench_rollout(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             sampler: SamplerConfig::with_temperature(1.0),
             eos_token_ids: Vec::new(),
             logprob_temperature: Some(1.0),
+            memory_headroom_mb: headroom_mb,
             ..BatchOptions::default()
         };
         let run = || -> Res<(f64, usize)> {
@@ -751,8 +774,12 @@ fn main() -> Res<()> {
     }
     if args.wants("batch") {
         eprintln!("batch generation ...");
-        results.insert("batch", bench_batch(&model, &sizes, args.vocab)?);
-        results.insert("rollout", bench_rollout(&model, &sizes, args.vocab)?);
+        let headroom = args.decode_headroom_mb;
+        results.insert("batch", bench_batch(&model, &sizes, args.vocab, headroom)?);
+        results.insert(
+            "rollout",
+            bench_rollout(&model, &sizes, args.vocab, headroom)?,
+        );
     }
     if args.wants("vocab") {
         eprintln!("vocabulary reductions ...");

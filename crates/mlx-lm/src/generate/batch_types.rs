@@ -39,12 +39,16 @@ pub struct BatchOptions {
     /// step is still reading copies the whole buffer, so without a bound
     /// the steps queued ahead of the device keep a second copy of the cache
     /// alive; with it, evaluation waits for the device instead. `None`
-    /// leaves the limit alone.
+    /// (default) leaves the limit alone: on an H100 a bound traded speed for
+    /// little memory (see docs/GPU_BENCH.md); a suggested bound is
+    /// [`SUGGESTED_DECODE_MEMORY_HEADROOM_MB`].
     pub memory_headroom_mb: Option<usize>,
 }
 
-/// The default of [`BatchOptions::memory_headroom_mb`].
-pub const DEFAULT_DECODE_MEMORY_HEADROOM_MB: usize = 512;
+/// A working-memory bound for [`BatchOptions::memory_headroom_mb`] that
+/// measured no slower than no bound at 64 rows on an H100 (smaller bounds
+/// made decoding wait for the device at every step).
+pub const SUGGESTED_DECODE_MEMORY_HEADROOM_MB: usize = 2048;
 
 impl Default for BatchOptions {
     fn default() -> Self {
@@ -59,7 +63,7 @@ impl Default for BatchOptions {
             prefill_step_size: DEFAULT_PREFILL_STEP_SIZE,
             logprob_temperature: None,
             pad_token_id: 0,
-            memory_headroom_mb: Some(DEFAULT_DECODE_MEMORY_HEADROOM_MB),
+            memory_headroom_mb: None,
         }
     }
 }

@@ -43,7 +43,7 @@ mod stop;
 mod stream;
 
 pub use batch::generate_batch;
-pub use batch_types::{BatchOptions, BatchOutput, Completion, DEFAULT_DECODE_MEMORY_HEADROOM_MB};
+pub use batch_types::{BatchOptions, BatchOutput, Completion, SUGGESTED_DECODE_MEMORY_HEADROOM_MB};
 pub use options::{DEFAULT_MAX_TOKENS, DEFAULT_PREFILL_STEP_SIZE, FinishReason, GenerateOptions};
 pub use stats::GenerationStats;
 pub use step::{GeneratedToken, TokenGenerator, generate_step};
