@@ -27,24 +27,10 @@ fn over_params<M: Module + Clone + 'static>(
     move |xs: &[Array]| {
         let n = names.len().min(xs.len());
         let run = || -> Result<Vec<Array>> {
-            let mut m = template.clone();
-            let map: ParamMap = names.iter().cloned().zip(xs[..n].iter().cloned()).collect();
-            m.for_each_param_mut(|name, p| {
-                if let Some(v) = map.get(name) {
-                    p.value = v.clone();
-                }
-            });
+            let m = with_values(&template, &names, &xs[..n]);
             f(&m, &xs[n..])
         };
-        match run() {
-            Ok(outs) => Ok(outs),
-            Err(Error::Tensor(e)) => Err(e),
-            Err(other) => {
-                let message = other.to_string();
-                *slot.borrow_mut() = Some(other);
-                Err(mlx_tensor::Error::Closure { transform, message })
-            }
-        }
+        run().map_err(|e| park(&slot, transform, e))
     }
 }
 
@@ -78,6 +64,17 @@ where
 }
 
 type ChunkFn<M> = dyn Fn(&M, usize, &Array) -> Result<Vec<Array>>;
+
+/// What the forward and backward passes of [`sequential_checkpoint`] share.
+struct ChunkRun<M> {
+    template: M,
+    names: Vec<String>,
+    f: Box<ChunkFn<M>>,
+    /// A module-level error of `f`, handed back to the caller.
+    slot: RefCell<Option<Error>>,
+    /// How many outputs each chunk gave (set by the forward pass).
+    counts: RefCell<Vec<usize>>,
+}
 
 /// A copy of `template` whose parameters `names` take `values`.
 fn with_values<M: Module + Clone>(template: &M, names: &[String], values: &[Array]) -> M {
@@ -125,60 +122,50 @@ where
         return Ok(Vec::new());
     }
     let trainable = module.trainable_parameters();
-    let names: Rc<Vec<String>> = Rc::new(trainable.keys().cloned().collect());
+    let names: Vec<String> = trainable.keys().cloned().collect();
     let mut args: Vec<Array> = trainable.into_values().collect();
     let num_params = args.len();
     let num_chunks = chunks.len();
     args.extend(chunks.iter().cloned());
-    let template = Rc::new(module.clone());
-    let f: Rc<ChunkFn<M>> = Rc::new(f);
-    let slot: Rc<RefCell<Option<Error>>> = Rc::new(RefCell::new(None));
-    // How many outputs each chunk gave (set by the forward pass).
-    let counts: Rc<RefCell<Vec<usize>>> = Rc::new(RefCell::new(Vec::new()));
+    let shared = Rc::new(ChunkRun {
+        template: module.clone(),
+        names,
+        f: Box::new(f),
+        slot: RefCell::new(None),
+        counts: RefCell::new(Vec::new()),
+    });
 
     let forward = {
-        let (template, names, f, slot, counts) = (
-            template.clone(),
-            names.clone(),
-            f.clone(),
-            slot.clone(),
-            counts.clone(),
-        );
+        let s = shared.clone();
         move |xs: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
             let run = || -> Result<Vec<Array>> {
-                let m = with_values(&*template, &names, &xs[..num_params]);
+                let m = with_values(&s.template, &s.names, &xs[..num_params]);
                 let mut all = Vec::new();
                 let mut sizes = Vec::with_capacity(num_chunks);
                 let mut previous: Vec<Array> = Vec::new();
                 for (i, x) in xs[num_params..].iter().enumerate() {
                     let x = chain(x, &previous)?;
-                    let outs = f(&m, i, &x)?;
+                    let outs = (s.f)(&m, i, &x)?;
                     sizes.push(outs.len());
                     previous.clone_from(&outs);
                     all.extend(outs);
                 }
-                *counts.borrow_mut() = sizes;
+                *s.counts.borrow_mut() = sizes;
                 Ok(all)
             };
-            run().map_err(|e| park(&slot, "sequential_checkpoint", e))
+            run().map_err(|e| park(&s.slot, "sequential_checkpoint", e))
         }
     };
 
     let backward = {
-        let (template, names, f, slot, counts) = (
-            template.clone(),
-            names.clone(),
-            f.clone(),
-            slot.clone(),
-            counts.clone(),
-        );
+        let s = shared.clone();
         move |primals: &[Array],
               cotangents: &[Array],
               _outputs: &[Array]|
               -> mlx_tensor::Result<Vec<Array>> {
             let run = || -> Result<Vec<Array>> {
                 let params = &primals[..num_params];
-                let sizes = counts.borrow().clone();
+                let sizes = s.counts.borrow().clone();
                 let mut sums: Option<Vec<Array>> = None;
                 let mut input_grads: Vec<Array> = Vec::with_capacity(num_chunks);
                 let mut offset = 0;
@@ -199,9 +186,9 @@ where
                     let mut primal = params.to_vec();
                     primal.push(x);
                     let chunk_fn = |ys: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
-                        let m = with_values(&*template, &names, &ys[..num_params]);
-                        f(&m, i, &ys[num_params])
-                            .map_err(|e| park(&slot, "sequential_checkpoint", e))
+                        let m = with_values(&s.template, &s.names, &ys[..num_params]);
+                        (s.f)(&m, i, &ys[num_params])
+                            .map_err(|e| park(&s.slot, "sequential_checkpoint", e))
                     };
                     let (_, mut grads) = transforms::vjp(chunk_fn, &primal, cot)?;
                     let dx = grads.pop().ok_or_else(|| {
@@ -221,13 +208,16 @@ where
                 out.extend(input_grads);
                 Ok(out)
             };
-            run().map_err(|e| park(&slot, "sequential_checkpoint", e))
+            run().map_err(|e| park(&s.slot, "sequential_checkpoint", e))
         }
     };
 
-    let function = transforms::custom_vjp(forward, backward).map_err(|e| take_error(&slot, e))?;
-    let flat = function.call(&args).map_err(|e| take_error(&slot, e))?;
-    let sizes = counts.borrow().clone();
+    let function =
+        transforms::custom_vjp(forward, backward).map_err(|e| take_error(&shared.slot, e))?;
+    let flat = function
+        .call(&args)
+        .map_err(|e| take_error(&shared.slot, e))?;
+    let sizes = shared.counts.borrow().clone();
     let mut flat = flat.into_iter();
     Ok(sizes
         .iter()
