@@ -321,9 +321,9 @@ pub fn nanstd(values: &[f64]) -> f64 {
 mod tests {
     use super::*;
 
-    fn matrix(columns: &[Vec<f32>]) -> RewardMatrix {
+    fn matrix(columns: &[Vec<f32>]) -> Result<RewardMatrix> {
         let names = (0..columns.len()).map(|j| format!("f{j}")).collect();
-        RewardMatrix::from_columns(names, columns).unwrap()
+        RewardMatrix::from_columns(names, columns)
     }
 
     fn settings(
@@ -341,39 +341,39 @@ mod tests {
     const SUM: MultiObjectiveAggregation = MultiObjectiveAggregation::SumThenNormalize;
 
     #[test]
-    fn group_scaling_by_hand() {
+    fn group_scaling_by_hand() -> std::result::Result<(), Box<dyn std::error::Error>> {
         // One group [0, 1, 2, 3]: mean 1.5, Bessel std sqrt(5/3).
         let out = compute_advantages(
-            &matrix(&[vec![0.0, 1.0, 2.0, 3.0]]),
+            &matrix(&[vec![0.0, 1.0, 2.0, 3.0]])?,
             &[1.0],
             &settings(4, ScaleRewards::Group, SUM),
-        )
-        .unwrap();
+        )?;
         let std = (5.0f64 / 3.0).sqrt();
         for (a, r) in out.advantages.iter().zip([0.0, 1.0, 2.0, 3.0]) {
             assert!((f64::from(*a) - (r - 1.5) / (std + 1e-4)).abs() < 1e-6);
         }
         assert_eq!(out.metrics.frac_reward_zero_std, 0.0);
         assert!((out.metrics.reward - 1.5).abs() < 1e-12);
+        Ok(())
     }
 
     #[test]
-    fn unscaled_and_zero_std_groups() {
-        let m = matrix(&[vec![1.0, 1.0, 0.0, 2.0]]);
-        let out = compute_advantages(&m, &[2.0], &settings(2, ScaleRewards::None, SUM)).unwrap();
+    fn unscaled_and_zero_std_groups() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let m = matrix(&[vec![1.0, 1.0, 0.0, 2.0]])?;
+        let out = compute_advantages(&m, &[2.0], &settings(2, ScaleRewards::None, SUM))?;
         assert_eq!(out.advantages, vec![0.0, 0.0, -2.0, 2.0]);
         assert_eq!(out.metrics.frac_reward_zero_std, 0.5);
         assert_eq!(out.rewards, vec![2.0, 2.0, 0.0, 4.0]);
+        Ok(())
     }
 
     #[test]
-    fn nan_rows_are_unscorable() {
+    fn nan_rows_are_unscorable() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let m = matrix(&[
             vec![1.0, f32::NAN, 0.0, 1.0],
             vec![f32::NAN, f32::NAN, 1.0, f32::NAN],
-        ]);
-        let out =
-            compute_advantages(&m, &[1.0, 1.0], &settings(2, ScaleRewards::Group, SUM)).unwrap();
+        ])?;
+        let out = compute_advantages(&m, &[1.0, 1.0], &settings(2, ScaleRewards::Group, SUM))?;
         assert_eq!(out.unscorable, vec![1]);
         // Group 0 has one scorable value: std is NaN, so both advantages are 0.
         assert_eq!(out.advantages[..2], [0.0, 0.0]);
@@ -382,22 +382,24 @@ mod tests {
         assert!(out.metrics.per_function[1].std.is_nan());
         let map = out.metrics.to_map();
         assert!(map.contains_key("rewards/f1/std") && map.contains_key("reward_std"));
+        Ok(())
     }
 
     #[test]
-    fn all_nan_is_an_error() {
-        let m = matrix(&[vec![f32::NAN; 4]]);
+    fn all_nan_is_an_error() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let m = matrix(&[vec![f32::NAN; 4]])?;
         let err =
             compute_advantages(&m, &[1.0], &settings(2, ScaleRewards::Group, SUM)).unwrap_err();
         assert!(matches!(
             err,
             Error::NoScorableCompletions { completions: 4 }
         ));
+        Ok(())
     }
 
     #[test]
-    fn shape_errors() {
-        let m = matrix(&[vec![1.0, 2.0, 3.0]]);
+    fn shape_errors() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let m = matrix(&[vec![1.0, 2.0, 3.0]])?;
         assert!(matches!(
             compute_advantages(&m, &[1.0], &settings(2, ScaleRewards::Group, SUM)),
             Err(Error::RewardShape { .. })
@@ -412,6 +414,7 @@ mod tests {
         assert!(
             compute_advantages(&m, &[f32::NAN], &settings(3, ScaleRewards::Group, SUM)).is_err()
         );
+        Ok(())
     }
 
     #[test]

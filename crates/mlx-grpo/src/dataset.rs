@@ -167,14 +167,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_rows_and_keeps_extras() {
+    fn parses_rows_and_keeps_extras() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let text = "\u{feff}{\"prompt\": \"a\", \"answer\": \"1\"}\n\n{\"prompt\": [{\"role\": \"user\", \"content\": \"b\"}], \"answer\": 2.5, \"tag\": [1]}\r\n";
-        let ds = Dataset::from_jsonl_str(text, "mem").unwrap();
+        let ds = Dataset::from_jsonl_str(text, "mem")?;
         assert_eq!(ds.len(), 2);
         assert_eq!(ds.rows()[0].answer.as_deref(), Some("1"));
         assert_eq!(ds.rows()[1].answer.as_deref(), Some("2.5"));
         assert_eq!(ds.rows()[1].extra["tag"], serde_json::json!([1]));
         assert!(ds.rows()[1].prompt.is_conversational());
+        Ok(())
     }
 
     #[test]

@@ -262,18 +262,16 @@ mod tests {
     }
 
     #[test]
-    fn scale_rewards_accepts_booleans() {
-        let g: ScaleRewards = serde_json::from_str("true").unwrap();
-        let n: ScaleRewards = serde_json::from_str("false").unwrap();
-        let b: ScaleRewards = serde_json::from_str("\"batch\"").unwrap();
+    fn scale_rewards_accepts_booleans() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let g: ScaleRewards = serde_json::from_str("true")?;
+        let n: ScaleRewards = serde_json::from_str("false")?;
+        let b: ScaleRewards = serde_json::from_str("\"batch\"")?;
         assert_eq!(
             (g, n, b),
             (ScaleRewards::Group, ScaleRewards::None, ScaleRewards::Batch)
         );
-        assert_eq!(
-            serde_json::to_string(&ScaleRewards::None).unwrap(),
-            "\"none\""
-        );
+        assert_eq!(serde_json::to_string(&ScaleRewards::None)?, "\"none\"");
         assert!(serde_json::from_str::<ScaleRewards>("\"sometimes\"").is_err());
+        Ok(())
     }
 }

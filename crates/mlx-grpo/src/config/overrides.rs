@@ -114,17 +114,17 @@ mod tests {
     use crate::config::{LossType, ScaleRewards};
 
     #[test]
-    fn sets_typed_values() {
+    fn sets_typed_values() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut cfg = GrpoConfig::default();
-        cfg.set("num_generations", "4").unwrap();
-        cfg.set("--learning-rate", "3e-6").unwrap();
-        cfg.set("loss_type", "cispo").unwrap();
-        cfg.set("scale_rewards", "false").unwrap();
-        cfg.set("epsilon_high", "0.28").unwrap();
-        cfg.set("reward_weights", "2").unwrap();
+        cfg.set("num_generations", "4")?;
+        cfg.set("--learning-rate", "3e-6")?;
+        cfg.set("loss_type", "cispo")?;
+        cfg.set("scale_rewards", "false")?;
+        cfg.set("epsilon_high", "0.28")?;
+        cfg.set("reward_weights", "2")?;
         assert_eq!(cfg.reward_weights, Some(vec![2.0]));
-        cfg.set("reward_weights", "1.0,0.5").unwrap();
-        cfg.set("output_dir", "123").unwrap();
+        cfg.set("reward_weights", "1.0,0.5")?;
+        cfg.set("output_dir", "123")?;
         assert_eq!(cfg.num_generations, 4);
         assert_eq!(cfg.learning_rate, 3e-6);
         assert_eq!(cfg.loss_type, LossType::Cispo);
@@ -132,8 +132,9 @@ mod tests {
         assert_eq!(cfg.epsilon_high, Some(0.28));
         assert_eq!(cfg.reward_weights, Some(vec![1.0, 0.5]));
         assert_eq!(cfg.output_dir, std::path::PathBuf::from("123"));
-        cfg.set("epsilon_high", "none").unwrap();
+        cfg.set("epsilon_high", "none")?;
         assert_eq!(cfg.epsilon_high, None);
+        Ok(())
     }
 
     #[test]
@@ -157,10 +158,11 @@ mod tests {
     }
 
     #[test]
-    fn applies_key_value_pairs() {
+    fn applies_key_value_pairs() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut cfg = GrpoConfig::default();
-        cfg.apply_overrides(["--beta=0.04", "seed=7"]).unwrap();
+        cfg.apply_overrides(["--beta=0.04", "seed=7"])?;
         assert_eq!((cfg.beta, cfg.seed), (0.04, 7));
         assert!(cfg.apply_overrides(["beta"]).is_err());
+        Ok(())
     }
 }

@@ -360,8 +360,9 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_valid() {
-        assert_eq!(GrpoConfig::default().validate().unwrap(), vec![]);
+    fn defaults_are_valid() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(GrpoConfig::default().validate()?, vec![]);
+        Ok(())
     }
 
     #[test]
@@ -414,18 +415,19 @@ mod tests {
     }
 
     #[test]
-    fn warns_like_trl() {
+    fn warns_like_trl() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let cfg = GrpoConfig {
             loss_type: LossType::Luspo,
             ..small()
         };
-        let warnings = cfg.validate().unwrap();
+        let warnings = cfg.validate()?;
         assert_eq!(warnings.len(), 1);
         assert!(warnings[0].message.contains("luspo"));
         let cfg = GrpoConfig {
             importance_sampling_level: ImportanceSamplingLevel::Sequence,
             ..small()
         };
-        assert!(cfg.validate().unwrap()[0].message.contains("dapo"));
+        assert!(cfg.validate()?[0].message.contains("dapo"));
+        Ok(())
     }
 }

@@ -157,23 +157,20 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn reads_text_and_messages() {
-        assert_eq!(
-            Prompt::from_json(&json!("hi")).unwrap(),
-            Prompt::Text("hi".into())
-        );
+    fn reads_text_and_messages() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(Prompt::from_json(&json!("hi"))?, Prompt::Text("hi".into()));
         let p = Prompt::from_json(&json!([
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "2+2?", "name": "bob"},
             {"role": "assistant", "content": null}
-        ]))
-        .unwrap();
-        let messages = p.messages().unwrap();
+        ]))?;
+        let messages = p.messages().ok_or("the prompt has no messages")?;
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[1].extra["name"], json!("bob"));
         assert_eq!(messages[2].content, "");
         assert_eq!(p.last_user_text(), "2+2?");
         assert!(p.is_conversational());
+        Ok(())
     }
 
     #[test]
@@ -189,10 +186,11 @@ mod tests {
     }
 
     #[test]
-    fn serde_round_trip() {
+    fn serde_round_trip() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let p = Prompt::Messages(vec![Message::new("user", "hello")]);
-        let text = serde_json::to_string(&p).unwrap();
+        let text = serde_json::to_string(&p)?;
         assert_eq!(text, r#"[{"role":"user","content":"hello"}]"#);
-        assert_eq!(serde_json::from_str::<Prompt>(&text).unwrap(), p);
+        assert_eq!(serde_json::from_str::<Prompt>(&text)?, p);
+        Ok(())
     }
 }

@@ -329,20 +329,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeat_sampler_matches_trl_layout_without_shuffle() {
+    fn repeat_sampler_matches_trl_layout_without_shuffle(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
         // TRL's docstring example, unshuffled: 7 rows, G = 2, 3 prompts per chunk, repeat 2.
-        let s = RepeatSampler::new(7, 2, 3, 2, false, 0).unwrap();
+        let s = RepeatSampler::new(7, 2, 3, 2, false, 0)?;
         let expected = [
             0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, //
             3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5,
         ];
         assert_eq!(s.epoch_indices(0), expected);
         assert_eq!(s.len(), expected.len());
+        Ok(())
     }
 
     #[test]
-    fn shuffled_chunks_are_distinct_rows_and_change_per_epoch() {
-        let s = RepeatSampler::new(10, 4, 3, 1, true, 9).unwrap();
+    fn shuffled_chunks_are_distinct_rows_and_change_per_epoch(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let s = RepeatSampler::new(10, 4, 3, 1, true, 9)?;
         let chunks = s.chunks(0);
         assert_eq!(chunks.len(), 3);
         let mut seen: Vec<usize> = chunks.concat();
@@ -351,6 +354,7 @@ mod tests {
         assert_eq!(seen.len(), 9);
         assert_ne!(s.order(0), s.order(1));
         assert_eq!(s.order(1), s.order(1));
+        Ok(())
     }
 
     fn spec() -> SamplerSpec {
@@ -365,8 +369,9 @@ mod tests {
     }
 
     #[test]
-    fn generation_sampler_walks_epochs_and_resumes() {
-        let mut s = GenerationSampler::new(5, spec()).unwrap();
+    fn generation_sampler_walks_epochs_and_resumes(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let mut s = GenerationSampler::new(5, spec())?;
         assert_eq!(s.batches_per_epoch(), 2);
         let batches: Vec<GenerationBatch> = (0..5).map(|_| s.next_batch()).collect();
         let positions: Vec<(u64, usize)> = batches
@@ -380,15 +385,13 @@ mod tests {
             batches[0].sample_indices()[1]
         );
 
-        let mut resumed = GenerationSampler::resume(5, spec(), batches[3].position).unwrap();
+        let mut resumed = GenerationSampler::resume(5, spec(), batches[3].position)?;
         assert_eq!(resumed.next_batch(), batches[3]);
         assert_eq!(resumed.next_batch(), batches[4]);
 
         let end = SamplerPosition { epoch: 0, index: 2 };
         assert_eq!(
-            GenerationSampler::resume(5, spec(), end)
-                .unwrap()
-                .position(),
+            GenerationSampler::resume(5, spec(), end)?.position(),
             SamplerPosition { epoch: 1, index: 0 }
         );
         let bad = SamplerPosition { epoch: 0, index: 3 };
@@ -396,6 +399,7 @@ mod tests {
             GenerationSampler::resume(5, spec(), bad),
             Err(Error::InvalidSamplerPosition { .. })
         ));
+        Ok(())
     }
 
     #[test]
@@ -411,21 +415,24 @@ mod tests {
     }
 
     #[test]
-    fn micro_batches_partition_the_completions() {
-        let batch = GenerationSampler::new(4, spec()).unwrap().next_batch();
+    fn micro_batches_partition_the_completions(
+    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let batch = GenerationSampler::new(4, spec())?.next_batch();
         let parts = batch.micro_batches(&mut SplitMix64::new(0));
         assert_eq!(parts.len(), 2);
         let mut all = parts.concat();
         all.sort_unstable();
         assert_eq!(all, vec![0, 1, 2, 3]);
         assert_eq!(batch.micro_steps(), 2);
+        Ok(())
     }
 
     #[test]
-    fn position_serializes() {
+    fn position_serializes() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let p = SamplerPosition { epoch: 3, index: 7 };
-        let text = serde_json::to_string(&p).unwrap();
+        let text = serde_json::to_string(&p)?;
         assert_eq!(text, r#"{"epoch":3,"index":7}"#);
-        assert_eq!(serde_json::from_str::<SamplerPosition>(&text).unwrap(), p);
+        assert_eq!(serde_json::from_str::<SamplerPosition>(&text)?, p);
+        Ok(())
     }
 }

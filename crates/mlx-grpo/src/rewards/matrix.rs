@@ -133,12 +133,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layout_and_accessors() {
+    fn layout_and_accessors() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let m = RewardMatrix::from_columns(
             vec!["a".into(), "b".into()],
             &[vec![1.0, 2.0], vec![f32::NAN, 4.0]],
-        )
-        .unwrap();
+        )?;
         let v = m.values();
         assert!(v[0] == 1.0 && v[1].is_nan() && v[2] == 2.0 && v[3] == 4.0);
         assert_eq!(m.get(1, 1), Some(4.0));
@@ -147,8 +146,9 @@ mod tests {
         assert_eq!(m.column(0), Some(vec![1.0, 2.0]));
         assert_eq!(m.column(2), None);
         assert_eq!(m.unscorable_samples(), Vec::<usize>::new());
-        let all_nan = RewardMatrix::new(vec!["a".into()], 2, vec![f32::NAN, 1.0]).unwrap();
+        let all_nan = RewardMatrix::new(vec!["a".into()], 2, vec![f32::NAN, 1.0])?;
         assert_eq!(all_nan.unscorable_samples(), vec![0]);
+        Ok(())
     }
 
     #[test]

@@ -253,25 +253,23 @@ mod tests {
     }
 
     #[test]
-    fn scores_in_order_and_keeps_nan() {
+    fn scores_in_order_and_keeps_nan() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut set = RewardSet::new();
-        set.add(per_sample("len", |x| x.completion.num_tokens as f32))
-            .unwrap();
-        set.add(per_sample("na", |_| f32::NAN)).unwrap();
-        for m in [
-            set.score(&inputs(3)).unwrap(),
-            set.score_parallel(&inputs(3)).unwrap(),
-        ] {
+        set.add(per_sample("len", |x| x.completion.num_tokens as f32))?;
+        set.add(per_sample("na", |_| f32::NAN))?;
+        for m in [set.score(&inputs(3))?, set.score_parallel(&inputs(3))?] {
             assert_eq!(m.column(0), Some(vec![0.0, 1.0, 2.0]));
-            assert!(m.column(1).unwrap().iter().all(|v| v.is_nan()));
+            assert!(m.column(1).ok_or("no column 1")?.iter().all(|v| v.is_nan()));
             assert_eq!(m.unscorable_samples(), Vec::<usize>::new());
         }
+        Ok(())
     }
 
     #[test]
-    fn reports_misbehaving_functions_by_name() {
+    fn reports_misbehaving_functions_by_name() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
         let mut set = RewardSet::new();
-        set.add(reward_fn("short", |_| Ok(vec![1.0]))).unwrap();
+        set.add(reward_fn("short", |_| Ok(vec![1.0])))?;
         let err = set.score(&inputs(2)).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -279,7 +277,7 @@ mod tests {
         );
 
         let mut set = RewardSet::new();
-        set.add(per_sample("boom", |_| panic!("kaput"))).unwrap();
+        set.add(per_sample("boom", |_| panic!("kaput")))?;
         for err in [
             set.score(&inputs(1)).unwrap_err(),
             set.score_parallel(&inputs(1)).unwrap_err(),
@@ -290,7 +288,7 @@ mod tests {
         }
 
         let mut set = RewardSet::new();
-        set.add(per_sample("inf", |_| f32::INFINITY)).unwrap();
+        set.add(per_sample("inf", |_| f32::INFINITY))?;
         assert!(matches!(
             set.score(&inputs(1)).unwrap_err(),
             Error::NonFiniteReward { index: 0, .. }
@@ -301,8 +299,7 @@ mod tests {
             Err(Error::RewardShape {
                 message: "bad".into(),
             })
-        }))
-        .unwrap();
+        }))?;
         assert!(set
             .score(&inputs(1))
             .unwrap_err()
@@ -310,12 +307,13 @@ mod tests {
             .contains("`fails` failed"));
 
         assert!(RewardSet::new().score(&inputs(1)).is_err());
+        Ok(())
     }
 
     #[test]
-    fn names_and_weights_are_checked() {
+    fn names_and_weights_are_checked() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut set = RewardSet::new();
-        set.add(per_sample("a", |_| 0.0)).unwrap();
+        set.add(per_sample("a", |_| 0.0))?;
         assert!(matches!(
             set.add(per_sample("a", |_| 0.0)),
             Err(Error::DuplicateRewardName { .. })
@@ -330,8 +328,9 @@ mod tests {
                 functions: 1
             })
         ));
-        set.set_weights(&[0.25]).unwrap();
+        set.set_weights(&[0.25])?;
         assert_eq!(set.weights(), vec![0.25]);
         assert_eq!(format!("{set:?}"), "{\"a\": 0.25}");
+        Ok(())
     }
 }

@@ -147,20 +147,18 @@ mod tests {
     }
 
     #[test]
-    fn serde_shapes() {
+    fn serde_shapes() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let status = ToolCallStatus::InvalidJson {
             message: "eof".into(),
         };
         assert_eq!(
-            serde_json::to_string(&status).unwrap(),
+            serde_json::to_string(&status)?,
             r#"{"kind":"invalid_json","message":"eof"}"#
         );
-        assert_eq!(
-            serde_json::to_string(&FinishReason::Length).unwrap(),
-            r#""length""#
-        );
+        assert_eq!(serde_json::to_string(&FinishReason::Length)?, r#""length""#);
         let c = Completion::from_text("hi", 2, FinishReason::Stop);
         assert_eq!(c.text, c.raw_text);
         assert!(!c.is_truncated());
+        Ok(())
     }
 }

@@ -83,8 +83,8 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn reads_flat_and_nested_forms() {
-        let flat = rope_settings(Some(1e6), None, None).unwrap();
+    fn reads_flat_and_nested_forms() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let flat = rope_settings(Some(1e6), None, None)?;
         assert_eq!(
             flat,
             RopeSettings {
@@ -93,12 +93,10 @@ mod tests {
             }
         );
         let nested = json!({"rope_theta": 5e5, "rope_type": "default"});
-        assert_eq!(rope_settings(None, None, Some(&nested)).unwrap().base, 5e5);
+        assert_eq!(rope_settings(None, None, Some(&nested))?.base, 5e5);
         let linear = json!({"type": "linear", "factor": 4.0});
-        assert_eq!(
-            rope_settings(Some(1e4), Some(&linear), None).unwrap().scale,
-            0.25
-        );
+        assert_eq!(rope_settings(Some(1e4), Some(&linear), None)?.scale, 0.25);
+        Ok(())
     }
 
     #[test]

@@ -76,29 +76,27 @@ mod tests {
     }
 
     #[test]
-    fn scores_correct_wrong_and_missing() {
+    fn scores_correct_wrong_and_missing() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let r = AccuracyReward::default();
-        let out = r
-            .score(&[
-                input("\\boxed{4}", Some("4")),
-                input("it is 5", Some("4")),
-                input("4", None),
-            ])
-            .unwrap();
+        let out = r.score(&[
+            input("\\boxed{4}", Some("4")),
+            input("it is 5", Some("4")),
+            input("4", None),
+        ])?;
         assert_eq!(out[..2], [1.0, 0.0]);
         assert!(out[2].is_nan());
+        Ok(())
     }
 
     #[test]
-    fn tolerance_is_checked() {
+    fn tolerance_is_checked() -> std::result::Result<(), Box<dyn std::error::Error>> {
         assert!(AccuracyReward::new(-1.0).is_err());
         assert!(AccuracyReward::new(f64::NAN).is_err());
-        let loose = AccuracyReward::new(0.1).unwrap();
+        let loose = AccuracyReward::new(0.1)?;
         assert_eq!(
-            loose
-                .score(&[input("<answer>4.2</answer>", Some("4"))])
-                .unwrap(),
+            loose.score(&[input("<answer>4.2</answer>", Some("4"))])?,
             vec![1.0]
         );
+        Ok(())
     }
 }

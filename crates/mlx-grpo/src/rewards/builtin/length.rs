@@ -67,20 +67,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_trl_formula() {
-        let p = SoftOverlongPunishment::new(100, 20).unwrap();
+    fn matches_trl_formula() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let p = SoftOverlongPunishment::new(100, 20)?;
         assert_eq!(p.punishment(90), -0.5); // TRL's docstring example
         assert_eq!(p.punishment(80), 0.0);
         assert_eq!(p.punishment(81), -0.05);
         assert_eq!(p.punishment(100), -1.0);
         assert_eq!(p.punishment(101), -1.0);
         assert_eq!(p.punishment(0), 0.0);
+        Ok(())
     }
 
     #[test]
-    fn zero_cache_is_a_hard_limit() {
-        let p = SoftOverlongPunishment::new(10, 0).unwrap();
+    fn zero_cache_is_a_hard_limit() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let p = SoftOverlongPunishment::new(10, 0)?;
         assert_eq!((p.punishment(10), p.punishment(11)), (0.0, -1.0));
         assert!(SoftOverlongPunishment::new(10, 11).is_err());
+        Ok(())
     }
 }

@@ -85,15 +85,16 @@ mod tests {
     use crate::rewards::{Completion, FinishReason};
 
     #[test]
-    fn matches_trl_examples() {
-        let p = RepetitionPenalty::new(2, -1.0).unwrap();
+    fn matches_trl_examples() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let p = RepetitionPenalty::new(2, -1.0)?;
         assert_eq!(p.penalty(&[1, 2, 3, 4]), 0.0);
         assert_eq!(p.penalty(&[5, 5, 5, 5, 5]), -0.75);
         assert_eq!(p.penalty(&[1]), 0.0);
+        Ok(())
     }
 
     #[test]
-    fn scores_words() {
+    fn scores_words() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let p = RepetitionPenalty::default();
         let text = "a b c a b c";
         let input = RewardInput::new(
@@ -102,7 +103,8 @@ mod tests {
             None,
         );
         // trigrams: abc bca cab abc -> 3 unique of 4
-        assert_eq!(p.score(&[input]).unwrap(), vec![-0.25]);
+        assert_eq!(p.score(&[input])?, vec![-0.25]);
+        Ok(())
     }
 
     #[test]

@@ -95,7 +95,7 @@ mod tests {
     }
 
     #[test]
-    fn fraction_of_valid_calls() {
+    fn fraction_of_valid_calls() -> std::result::Result<(), Box<dyn std::error::Error>> {
         let bad_json = ToolCallStatus::InvalidJson {
             message: "eof".into(),
         };
@@ -108,12 +108,13 @@ mod tests {
             input(vec![call(Some("rm"), ToolCallStatus::Ok)]),
             input(vec![]),
         ];
-        let out = ToolCallReward::new().score(&inputs).unwrap();
+        let out = ToolCallReward::new().score(&inputs)?;
         assert_eq!(out[..3], [0.5, 0.0, 1.0]);
         assert!(out[3].is_nan());
         let strict = ToolCallReward::new()
             .with_allowed_tools(["search"])
             .with_score_if_absent(0.0);
-        assert_eq!(strict.score(&inputs).unwrap(), vec![0.5, 0.0, 0.0, 0.0]);
+        assert_eq!(strict.score(&inputs)?, vec![0.5, 0.0, 0.0, 0.0]);
+        Ok(())
     }
 }
