@@ -22,38 +22,11 @@ Rust benches link. `--mlx-lib DIR` picks another directory holding `libmlx.so`.
 """
 
 import argparse
-import glob
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def find_mlx_lib():
-    targets = [os.environ.get("CARGO_TARGET_DIR"), str(ROOT / "target")]
-    for target in filter(None, targets):
-        for profile in ["release", "debug"]:
-            pattern = f"{target}/{profile}/build/mlx-ffi-*/out/mlx-farm/mlx/lib/libmlx.so"
-            hits = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
-            if hits:
-                return str(Path(hits[0]).parent)
-    return None
-
-
-def ensure_library(args):
-    if os.environ.get("_NN_STEP_REEXEC"):
-        return
-    lib = args.mlx_lib or find_mlx_lib()
-    if lib is None:
-        return  # use whatever `import mlx` finds
-    env = dict(os.environ)
-    env["LD_LIBRARY_PATH"] = f"{lib}:{env.get('LD_LIBRARY_PATH', '')}"
-    env["_NN_STEP_REEXEC"] = lib
-    os.execve(sys.executable, [sys.executable, *sys.argv], env)
-
+from bench_common import mlx_lib_in_use, reexec_with_mlx_lib
 
 def loaded_blas():
     try:
@@ -71,7 +44,7 @@ def main():
     parser.add_argument("--mlx-lib", default=None)
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     args = parser.parse_args()
-    ensure_library(args)
+    reexec_with_mlx_lib(args.mlx_lib)
 
     import mlx.core as mx
     import mlx.nn as nn
@@ -133,7 +106,7 @@ def main():
             per_step.append((time.perf_counter() - start) / args.steps * 1e3)
         results[name] = per_step
 
-    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {os.environ.get('_NN_STEP_REEXEC', 'the mlx package')}")
+    print(f"MLX {mx.__version__} on {mx.default_device()}, libmlx from {mlx_lib_in_use()}")
     print(f"BLAS mapped: {loaded_blas()}")
     print(f"MLP {dims}, batch {batch}, AdamW; {args.steps} steps x {args.repeats} repeats")
     print(f"{'variant':<26} {'median ms/step':>15} {'min ms/step':>12} {'samples/s':>10}")

@@ -71,13 +71,7 @@ fn with_scoped_fn<'a, T>(
     let rc: Rc<ArrayClosure<'static>> = Rc::new(move |xs: &[Array]| erased(xs));
     let bridge_fn = ffi::array_fn_from_rust(adapt(rc, Some(alive.clone())));
     CLOSURE_ERROR.with(|slot| slot.borrow_mut().take());
-    let result = match bridge_fn.as_ref() {
-        Some(func) => body(func),
-        None => Err(Error::Invalid {
-            op: "transform",
-            message: "null function".into(),
-        }),
-    };
+    let result = function_ref(&bridge_fn, "transform").and_then(body);
     alive.store(false, Ordering::Release);
     result
 }
@@ -215,12 +209,7 @@ impl Function {
     /// Calls the function.
     #[track_caller]
     pub fn call(&self, inputs: &[Array]) -> Result<Vec<Array>> {
-        let Some(func) = self.inner.as_ref() else {
-            return Err(Error::Invalid {
-                op: "Function::call",
-                message: "null function".into(),
-            });
-        };
+        let func = function_ref(&self.inner, "Function::call")?;
         let x = list(inputs);
         let Some(x) = x.as_ref() else {
             return Err(Error::Invalid {
@@ -240,6 +229,15 @@ impl Function {
     }
 }
 
+/// The function behind `f`, or an error naming `op` if the bridge returned
+/// none.
+fn function_ref<'a>(f: &'a UniquePtr<ArrayFn>, op: &'static str) -> Result<&'a ArrayFn> {
+    f.as_ref().ok_or_else(|| Error::Invalid {
+        op,
+        message: "null function".into(),
+    })
+}
+
 fn owned_fn(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> UniquePtr<ArrayFn> {
     ffi::array_fn_from_rust(adapt(Rc::new(f), None))
 }
@@ -253,12 +251,7 @@ pub fn compile(
     shapeless: bool,
 ) -> Result<Function> {
     let base = owned_fn(f);
-    let Some(base_ref) = base.as_ref() else {
-        return Err(Error::Invalid {
-            op: "compile",
-            message: "null function".into(),
-        });
-    };
+    let base_ref = function_ref(&base, "compile")?;
     let inner = ffi::array_fn_compile(base_ref, shapeless)
         .map_err(|e| transform_error("compile", &[], e))?;
     Ok(Function { inner })
@@ -272,12 +265,7 @@ pub fn compile(
 #[track_caller]
 pub fn checkpoint(f: impl Fn(&[Array]) -> Result<Vec<Array>> + 'static) -> Result<Function> {
     let base = owned_fn(f);
-    let Some(base_ref) = base.as_ref() else {
-        return Err(Error::Invalid {
-            op: "checkpoint",
-            message: "null function".into(),
-        });
-    };
+    let base_ref = function_ref(&base, "checkpoint")?;
     let inner =
         ffi::array_fn_checkpoint(base_ref).map_err(|e| transform_error("checkpoint", &[], e))?;
     Ok(Function { inner })
@@ -320,12 +308,8 @@ pub fn custom_vjp(
         }
         Ok(grads)
     });
-    let (Some(base_ref), Some(vjp_ref)) = (base.as_ref(), flat_vjp.as_ref()) else {
-        return Err(Error::Invalid {
-            op: "custom_vjp",
-            message: "null function".into(),
-        });
-    };
+    let base_ref = function_ref(&base, "custom_vjp")?;
+    let vjp_ref = function_ref(&flat_vjp, "custom_vjp")?;
     let inner = ffi::array_fn_custom_vjp(base_ref, vjp_ref)
         .map_err(|e| transform_error("custom_vjp", &[], e))?;
     Ok(Function { inner })

@@ -68,11 +68,7 @@ impl StackedLinear {
             })
             .collect();
         if let Some(s) = self.cached.borrow().as_ref()
-            && s.sources.len() == sources.len()
-            && s.sources
-                .iter()
-                .zip(&sources)
-                .all(|(a, b)| a.id() == b.id())
+            && same_arrays(&s.sources, &sources)
         {
             return Ok((s.weight_t.clone(), s.bias.clone()));
         }
@@ -123,9 +119,9 @@ impl StackedNormWeights {
         heads: i32,
         kv_heads: i32,
     ) -> Result<Array> {
+        let wanted = [q_weight.clone(), k_weight.clone()];
         if let Some((sources, stacked)) = self.cached.borrow().as_ref()
-            && sources[0].id() == q_weight.id()
-            && sources[1].id() == k_weight.id()
+            && same_arrays(sources, &wanted)
         {
             return Ok(stacked.clone());
         }
@@ -137,9 +133,7 @@ impl StackedNormWeights {
             &[&per_head(q_weight, heads)?, &per_head(k_weight, kv_heads)?],
             0,
         )?;
-        stacked.eval()?;
-        *self.cached.borrow_mut() =
-            Some((vec![q_weight.clone(), k_weight.clone()], stacked.clone()));
+        *self.cached.borrow_mut() = Some((wanted.to_vec(), stacked.clone()));
         Ok(stacked)
     }
 
@@ -147,4 +141,9 @@ impl StackedNormWeights {
     pub(crate) fn release(&self) {
         self.cached.borrow_mut().take();
     }
+}
+
+/// Whether `a` and `b` are the same arrays (by identity), in order.
+fn same_arrays(a: &[Array], b: &[Array]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id() == y.id())
 }
