@@ -13,6 +13,13 @@ is faster for rates, below 1 is smaller for memory).
 
     python3 scripts/gpu_compare.py --ours bench.json [--out compare.json]
         [--skip-trl] [--skip-mlx] [--layers N] [--vocab N] [--quick]
+        [--mlx-parts decode,batch] [--mlx-json PATH]
+    python3 scripts/gpu_compare.py --rounds DIR [--out rounds.json]
+
+``--mlx-json`` runs only mlx-lm (the parts named by ``--mlx-parts``) and
+writes its figures; ``--rounds`` summarises alternating runs of gpu_bench and
+``--mlx-json`` (see scripts/gpu_run.sh, ROUNDS=N) as per-round ratios and
+their median.
 
 TRL runs in a child process of this script so that its CUDA memory and MLX's
 do not mix. The child needs torch, transformers, trl and datasets; when any
@@ -54,7 +61,7 @@ def median(xs):
 # --------------------------------------------------------------------- mlx-lm
 
 
-def mlx_lm_bench(layers, vocab, quick):
+def mlx_lm_bench(layers, vocab, quick, parts=("prefill", "decode", "batch")):
     import mlx.core as mx
     from mlx_lm.generate import batch_generate, generate_step
     from mlx_lm.models import qwen3
@@ -88,14 +95,15 @@ def mlx_lm_bench(layers, vocab, quick):
         return time.perf_counter() - start
 
     prefill = {}
-    for n in s["prefill"]:
+    for n in (s["prefill"] if "prefill" in parts else []):
         tokens = random_tokens(n, vocab, n)
         prefill_once(tokens)
         fresh_peak()
         t = median([prefill_once(tokens) for _ in range(5)])
         prefill[str(n)] = {"prompt_tokens": n, "seconds": t,
                            "tokens_per_s": n / t, "peak_gib": peak_gib()}
-    out["prefill"] = prefill
+    if prefill:
+        out["prefill"] = prefill
 
     def decode_once(prompt, new):
         start = time.perf_counter()
@@ -107,16 +115,17 @@ def mlx_lm_bench(layers, vocab, quick):
         end = time.perf_counter()
         return first - start, end - first, count
 
-    prompt = random_tokens(s["prompt"], vocab, 7)
-    decode_once(prompt, min(s["new"], 32))
-    fresh_peak()
-    runs = [decode_once(prompt, s["new"]) for _ in range(3)]
-    out["decode"] = {
-        "prompt_tokens": s["prompt"], "new_tokens": s["new"],
-        "tokens_per_s": median([(n - 1) / d for _, d, n in runs]),
-        "prefill_seconds": median([p for p, _, _ in runs]),
-        "peak_gib": peak_gib(),
-    }
+    if "decode" in parts:
+        prompt = random_tokens(s["prompt"], vocab, 7)
+        decode_once(prompt, min(s["new"], 32))
+        fresh_peak()
+        runs = [decode_once(prompt, s["new"]) for _ in range(3)]
+        out["decode"] = {
+            "prompt_tokens": s["prompt"], "new_tokens": s["new"],
+            "tokens_per_s": median([(n - 1) / d for _, d, n in runs]),
+            "prefill_seconds": median([p for p, _, _ in runs]),
+            "peak_gib": peak_gib(),
+        }
 
     class NoTokenizer:
         eos_token_ids = []
@@ -133,7 +142,7 @@ def mlx_lm_bench(layers, vocab, quick):
         return total, resp.stats
 
     batch = {}
-    for b in s["batches"]:
+    for b in (s["batches"] if "batch" in parts else []):
         prompts = [random_tokens(s["prompt"], vocab, 100 + i) for i in range(b)]
         batch_once(prompts, min(s["new"], 16))
         fresh_peak()
@@ -146,7 +155,8 @@ def mlx_lm_bench(layers, vocab, quick):
             "decode_tokens_per_s": stats.generation_tps,
             "peak_gib": peak_gib(),
         }
-    out["batch"] = batch
+    if batch:
+        out["batch"] = batch
     del model
     mx.clear_cache()
     return out
@@ -261,6 +271,53 @@ def ratio_rows(ours, mlx_lm, trl):
     return rows
 
 
+def rounds_summary(directory):
+    """Per-round and median ratios of alternating runs.
+
+    ``directory`` holds ``ours_<i>.json`` (gpu_bench) and ``mlx_<i>.json``
+    (``--mlx-json``) for rounds i = 1, 2, ...; each round ran both programs
+    back to back, the order alternating, so slow drift of the machine (clocks,
+    temperature, neighbours) moves both sides of a round alike.
+    """
+    def load(path):
+        with open(path) as f:
+            return json.load(f)
+
+    def get(d, keys):
+        for k in keys:
+            if not isinstance(d, dict) or k not in d:
+                return None
+            d = d[k]
+        return d
+
+    rounds = []
+    i = 1
+    while os.path.exists(os.path.join(directory, f"ours_{i}.json")):
+        mlx_path = os.path.join(directory, f"mlx_{i}.json")
+        if os.path.exists(mlx_path):
+            rounds.append((load(os.path.join(directory, f"ours_{i}.json")), load(mlx_path)))
+        i += 1
+    summary = {"rounds": len(rounds), "measurements": {}}
+    print(f"\n{len(rounds)} alternating rounds (ours / mlx-lm, tok/s)")
+    batches = sorted({b for o, _ in rounds for b in (o.get("batch") or {})}, key=int)
+    measurements = [("decode b1", ("decode", "tokens_per_s"))] + [
+        (f"batch {b}", ("batch", b, "tokens_per_s")) for b in batches]
+    for name, keys in measurements:
+        pairs = [(get(o, keys), get(m, keys)) for o, m in rounds]
+        pairs = [(a, b) for a, b in pairs if a and b]
+        if not pairs:
+            continue
+        ratios = [a / b for a, b in pairs]
+        summary["measurements"][name] = {
+            "ours": [a for a, _ in pairs], "mlx_lm": [b for _, b in pairs],
+            "ratios": ratios, "median_ratio": median(ratios),
+            "min_ratio": min(ratios), "max_ratio": max(ratios),
+        }
+        cells = "  ".join(f"{a:,.0f}/{b:,.0f}={a / b:.2f}" for a, b in pairs)
+        print(f"{name:<10} {cells}  median {median(ratios):.2f}")
+    return summary
+
+
 def fmt(x, digits=2):
     return "-" if x is None else f"{x:,.{digits}f}"
 
@@ -291,8 +348,21 @@ def main():
     p.add_argument("--layers", type=int)
     p.add_argument("--vocab", type=int)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--mlx-parts", default="prefill,decode,batch",
+                   help="the mlx-lm measurements to run (comma-separated)")
+    p.add_argument("--mlx-json", metavar="PATH",
+                   help="write the mlx-lm results alone here and stop")
+    p.add_argument("--rounds", metavar="DIR",
+                   help="summarise alternating rounds (ours_<i>.json, mlx_<i>.json) and stop")
     p.add_argument("--trl-worker", metavar="OUT", help=argparse.SUPPRESS)
     a = p.parse_args()
+
+    if a.rounds:
+        summary = rounds_summary(a.rounds)
+        if a.out:
+            with open(a.out, "w") as f:
+                json.dump(summary, f, indent=2)
+        return
 
     ours = {}
     if a.ours:
@@ -309,10 +379,14 @@ def main():
     mlx_lm = {}
     if not a.skip_mlx:
         try:
-            mlx_lm = mlx_lm_bench(layers, vocab, quick)
+            mlx_lm = mlx_lm_bench(layers, vocab, quick, a.mlx_parts.split(","))
         except Exception as e:  # the table still shows what ran
             mlx_lm = {"error": repr(e)}
             print(f"mlx-lm failed: {e!r}", file=sys.stderr)
+        if a.mlx_json:
+            with open(a.mlx_json, "w") as f:
+                json.dump(mlx_lm, f, indent=2)
+            return
     trl = {}
     if not a.skip_trl:
         trl = run_trl(layers, vocab, quick)

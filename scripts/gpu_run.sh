@@ -13,7 +13,10 @@
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
 # decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
 # generation with those `--decode-headroom-mb` values; SKIP_TRL=1 leaves TRL
-# out; ONLY_AB=1 runs only the extra A/B measurements.
+# out; ONLY_AB=1 runs only the extra A/B measurements; ROUNDS=N also runs N
+# alternating rounds of ours and mlx-lm (decode and batch generation) and
+# prints each round's ratios and their median; SIZE_ARGS="--layers 2 --vocab
+# 4096 --quick" shrinks the rounds' model (a quick check on the CPU).
 set -u
 OUT=${OUT:-/tmp/gpu_bench_out}
 mkdir -p "$OUT"
@@ -32,7 +35,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
 if [ -n "${ONLY_AB:-}" ]; then
-  timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+  [ -n "${ROUNDS:-}" ] || timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
 else
   timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
 fi
@@ -51,6 +54,17 @@ for n in ${SWEEP:-}; do
   echo "== MLX_MAX_OPS_PER_BUFFER=$n" | tee -a "$OUT/sweep.log"
   MLX_MAX_OPS_PER_BUFFER=$n timeout 120 "$BIN" --only decode,batch 2>&1 | tee -a "$OUT/sweep.log"
 done
+if [ -n "${ROUNDS:-}" ]; then
+  # Alternating runs of ours and mlx-lm (decode and batch generation only),
+  # the order swapped every round; the ratios' median is the robust figure.
+  mkdir -p "$OUT/rounds"
+  for i in $(seq 1 "$ROUNDS"); do
+    ours() { timeout 150 "$BIN" --only decode,batch ${SIZE_ARGS:-} --json "$OUT/rounds/ours_$i.json" > "$OUT/rounds/ours_$i.log" 2>&1; }
+    ref() { timeout 150 python3 scripts/gpu_compare.py --skip-trl --mlx-parts decode,batch ${SIZE_ARGS:-} --mlx-json "$OUT/rounds/mlx_$i.json" > "$OUT/rounds/mlx_$i.log" 2>&1; }
+    if [ $((i % 2)) -eq 1 ]; then ours; ref; else ref; ours; fi
+  done
+  python3 scripts/gpu_compare.py --rounds "$OUT/rounds" --out "$OUT/rounds.json" | tee "$OUT/rounds.log"
+fi
 [ -n "${ONLY_AB:-}" ] && exit 0
 extra=()
 [ -n "${SKIP_TRL:-}" ] && extra+=(--skip-trl)
