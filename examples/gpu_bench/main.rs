@@ -591,6 +591,9 @@ fn grpo_step(
         logprob_temperature: Some(config.temperature),
         ..BatchOptions::default()
     };
+    // As the trainer does before each rollout: the update replaced the
+    // weights, so store the decoding products' weights stacked again.
+    model.pack_inference_weights()?;
     let completions = generate_in_chunks(
         &*model,
         prompts,

@@ -110,5 +110,19 @@ pub trait LanguageModel: Module + Clone + Send {
     /// projections, built on the first cached forward pass and rebuilt
     /// whenever a parameter changes). Call it after generating when memory
     /// matters until the next generation, e.g. before a training step.
+    /// Buffers that [`LanguageModel::pack_inference_weights`] made (whose
+    /// views are the parameters, so they cost nothing extra) are kept.
     fn release_inference_weights(&self) {}
+
+    /// Stores the weights that decoding multiplies together (a layer's
+    /// query, key and value projections; its gate and up projections) in
+    /// one buffer each, with every parameter a view of its rows, so that
+    /// decoding needs no stacked copy of them. Values, names and shapes are
+    /// unchanged. The loaders call it; call it again after replacing
+    /// parameters (an optimiser step, a cast, a load) and before generating
+    /// when memory matters — otherwise the next generation builds the
+    /// stacked copies (as before, correct but holding those weights twice).
+    fn pack_inference_weights(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -395,6 +395,9 @@ impl Trainer {
             prompts.push(rollout::render_prompt(&self.tokenizer, &row.prompt)?);
         }
         let generation_index = self.state.global_step as u64;
+        // The last update replaced the weights: keep decoding from holding
+        // a stacked copy of them beside the parameters.
+        self.model.pack_inference_weights()?;
         let mut samples = rollout::generate(
             &self.model,
             &self.tokenizer,

@@ -13,7 +13,7 @@ use super::validate::{ignorable, validate};
 use crate::files::read_text_optional;
 use crate::models::experts::stack_experts;
 use crate::models::{Model, ModelConfig};
-use crate::{Error, Result};
+use crate::{Error, LanguageModel, Result};
 
 /// Reads and checks `config.json` of a model directory; problems name the
 /// file and the field.
@@ -106,8 +106,9 @@ pub fn load_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Result<Model> 
     tensors.retain(|k, _| !ignorable(k, tied));
     stack_experts(&mut tensors, config.num_experts())?;
     let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
-    let model = Model::new(&config, &vb)?;
+    let mut model = Model::new(&config, &vb)?;
     vb.finish(true)?;
+    model.pack_inference_weights()?;
     Ok(model)
 }
 

@@ -171,10 +171,18 @@ impl Attention {
         }
     }
 
+    /// Moves the query, key and value weights into one stacked buffer
+    /// (see [`StackedLinear::pack`]).
+    pub(crate) fn pack_projections(&mut self) -> Result<()> {
+        self.qkv
+            .pack(&mut [&mut self.q_proj, &mut self.k_proj, &mut self.v_proj])
+    }
+
     /// Drops the stacked projection weights built for decoding.
     pub(crate) fn release_stacked(&self) {
-        self.qkv.release();
-        self.o.release();
+        self.qkv
+            .release(&[&self.q_proj, &self.k_proj, &self.v_proj]);
+        self.o.release(&[&self.o_proj]);
         self.qk_norm.release();
     }
 }

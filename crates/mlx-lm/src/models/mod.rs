@@ -318,6 +318,10 @@ macro_rules! impl_language_model {
             fn release_inference_weights(&self) {
                 self.decoder().release_stacked();
             }
+
+            fn pack_inference_weights(&mut self) -> Result<()> {
+                self.decoder_mut().pack_projections()
+            }
         }
     )*};
 }

@@ -8,12 +8,14 @@
 //! parameters stay separate (Hugging Face names, gradients and optimiser
 //! state are untouched); the stacked copy is built on first use and rebuilt
 //! whenever any source array changes (after an optimiser update, a cast or a
-//! load).
+//! load). [`StackedLinear::pack`] avoids holding the weights twice: it moves
+//! the layers' weights into one stacked buffer and makes each layer's
+//! parameter a view of its rows.
 
 use std::cell::RefCell;
 
 use mlx_nn::layers::Linear;
-use mlx_tensor::{Array, concatenate};
+use mlx_tensor::{Array, concatenate, eval};
 
 use crate::Result;
 
@@ -26,6 +28,9 @@ struct Stacked {
     sources: Vec<Array>,
     weight_t: Array,
     bias: Option<Array>,
+    /// Built by [`StackedLinear::pack`]: the sources are views of it, so
+    /// it costs no memory of its own while they are the parameters.
+    packed: bool,
 }
 
 /// Several [`Linear`] layers over one input applied as one product.
@@ -54,19 +59,76 @@ impl StackedLinear {
         })
     }
 
-    /// Drops the stacked copy (and the references to its sources).
-    pub(crate) fn release(&self) {
+    /// Drops the stacked copy (and the references to its sources), unless
+    /// it is the packed buffer that `layers`' parameters are views of.
+    pub(crate) fn release(&self, layers: &[&Linear]) {
+        let mut cached = self.cached.borrow_mut();
+        let keep = cached
+            .as_ref()
+            .is_some_and(|s| s.packed && same_arrays(&s.sources, &sources_of(layers)));
+        if !keep {
+            cached.take();
+        }
+    }
+
+    /// Stores the weights (and biases) of `layers` in one buffer each and
+    /// replaces every layer's parameter by a view of its rows, so the
+    /// stacked product reads the parameters themselves: no second copy of
+    /// the weights while decoding. The values are unchanged; an update that
+    /// replaces a parameter (an optimiser step, a cast, a load) makes the
+    /// next cached forward pass stack a copy again, until the next `pack`.
+    /// Layers that disagree on having a bias, or a single layer, are left
+    /// as they are.
+    pub(crate) fn pack(&self, layers: &mut [&mut Linear]) -> Result<()> {
+        let with_bias = layers.iter().filter(|l| l.bias.is_some()).count();
+        if layers.len() < 2 || (with_bias != 0 && with_bias != layers.len()) {
+            return Ok(());
+        }
+        // An earlier buffer (or copy) is not needed to build the new one.
         self.cached.borrow_mut().take();
+        let rows: Vec<i32> = layers
+            .iter()
+            .map(|l| l.weight.value.dim(0).unwrap_or(0))
+            .collect();
+        let weights: Vec<&Array> = layers.iter().map(|l| &l.weight.value).collect();
+        let weight = concatenate(&weights, 0)?;
+        let bias = if with_bias == 0 {
+            None
+        } else {
+            let biases: Vec<&Array> = layers
+                .iter()
+                .filter_map(|l| l.bias.as_ref().map(|b| &b.value))
+                .collect();
+            Some(concatenate(&biases, 0)?)
+        };
+        let mut outputs = vec![&weight];
+        outputs.extend(bias.as_ref());
+        eval(&outputs)?;
+        let mut views = Vec::with_capacity(2 * layers.len());
+        let mut start = 0;
+        for (layer, n) in layers.iter_mut().zip(rows) {
+            let view = |stacked: &Array| stacked.slice_axis(0, start, Some(start + n), 1);
+            layer.weight.value = view(&weight)?;
+            views.push(layer.weight.value.clone());
+            if let (Some(b), Some(stacked)) = (layer.bias.as_mut(), bias.as_ref()) {
+                b.value = view(stacked)?;
+                views.push(b.value.clone());
+            }
+            start += n;
+        }
+        // Views of evaluated arrays: no copies, and nothing left to compute.
+        eval(&views.iter().collect::<Vec<_>>())?;
+        *self.cached.borrow_mut() = Some(Stacked {
+            sources: views,
+            weight_t: weight.t()?,
+            bias,
+            packed: true,
+        });
+        Ok(())
     }
 
     fn stacked(&self, layers: &[&Linear]) -> Result<(Array, Option<Array>)> {
-        let sources: Vec<Array> = layers
-            .iter()
-            .flat_map(|l| {
-                std::iter::once(l.weight.value.clone())
-                    .chain(l.bias.iter().map(|b| b.value.clone()))
-            })
-            .collect();
+        let sources = sources_of(layers);
         if let Some(s) = self.cached.borrow().as_ref()
             && same_arrays(&s.sources, &sources)
         {
@@ -95,6 +157,7 @@ impl StackedLinear {
             sources,
             weight_t: weight_t.clone(),
             bias: bias.clone(),
+            packed: false,
         });
         Ok((weight_t, bias))
     }
@@ -141,6 +204,16 @@ impl StackedNormWeights {
     pub(crate) fn release(&self) {
         self.cached.borrow_mut().take();
     }
+}
+
+/// The parameters of `layers`: each weight, then its bias.
+fn sources_of(layers: &[&Linear]) -> Vec<Array> {
+    layers
+        .iter()
+        .flat_map(|l| {
+            std::iter::once(l.weight.value.clone()).chain(l.bias.iter().map(|b| b.value.clone()))
+        })
+        .collect()
 }
 
 /// Whether `a` and `b` are the same arrays (by identity), in order.

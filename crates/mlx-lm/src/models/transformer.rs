@@ -339,13 +339,25 @@ impl Transformer {
         }
     }
 
+    /// Moves every layer's query/key/value weights, and its gate/up
+    /// weights, into one stacked buffer each (see [`StackedLinear::pack`]).
+    pub(crate) fn pack_projections(&mut self) -> Result<()> {
+        for layer in &mut self.layers {
+            layer.self_attn.pack_projections()?;
+            if let FeedForward::Dense(m, gate_up, _) = &mut layer.mlp {
+                gate_up.pack(&mut [&mut m.gate_proj, &mut m.up_proj])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Drops every layer's stacked projection weights.
     pub(crate) fn release_stacked(&self) {
         for layer in &self.layers {
             layer.self_attn.release_stacked();
-            if let FeedForward::Dense(_, gate_up, down) = &layer.mlp {
-                gate_up.release();
-                down.release();
+            if let FeedForward::Dense(m, gate_up, down) = &layer.mlp {
+                gate_up.release(&[&m.gate_proj, &m.up_proj]);
+                down.release(&[&m.down_proj]);
             }
         }
     }
