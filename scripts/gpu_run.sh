@@ -13,7 +13,8 @@
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
 # decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
 # generation with those `--decode-headroom-mb` values; SKIP_TRL=1 leaves TRL
-# out; ONLY_AB=1 runs only the extra A/B measurements; ROUNDS=N also runs N
+# out; ONLY_AB=1 runs only the extra A/B measurements; ONLY=parts also runs
+# `--only parts` (e.g. ONLY_AB=1 ONLY=grpo); ROUNDS=N also runs N
 # alternating rounds of ours and mlx-lm (decode and batch generation) and
 # prints each round's ratios and their median; SIZE_ARGS="--layers 2 --vocab
 # 4096 --quick" shrinks the rounds' model (a quick check on the CPU).
@@ -35,9 +36,12 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
 BIN=.gpu/b/gpu_bench
 if [ -n "${ONLY_AB:-}" ]; then
-  [ -n "${ROUNDS:-}" ] || timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+  [ -n "${ROUNDS:-}${ONLY:-}" ] || timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
 else
   timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+fi
+if [ -n "${ONLY:-}" ]; then
+  timeout 300 "$BIN" --only "$ONLY" --json "$OUT/only.json" 2>&1 | tee -a "$OUT/ab.log"
 fi
 for h in ${HEADROOM_AB:-}; do
   echo "== --decode-headroom-mb $h" | tee -a "$OUT/ab.log"

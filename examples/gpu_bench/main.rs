@@ -679,7 +679,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             MemorySettings {
                 gradient_checkpointing: true,
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
-                headroom_mb: Some(1024),
+                headroom_mb: Some(512),
             },
         ),
         (

@@ -281,7 +281,7 @@ impl Default for GrpoConfig {
             adam_epsilon: 1e-8,
             max_grad_norm: 1.0,
             gradient_checkpointing: true,
-            training_memory_headroom_mb: Some(2048),
+            training_memory_headroom_mb: Some(1024),
             optim: Optim::AdamW,
             seed: 42,
             max_steps: -1,
