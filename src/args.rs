@@ -160,24 +160,24 @@ mod tests {
     }
 
     #[test]
-    fn values_flags_and_lists() {
+    fn values_flags_and_lists() -> Result<(), ArgError> {
         let a = Args::parse(
             words("--temp 0.7 --json --top-k=5 --ids 1,2,,3 --neg -0.5"),
             &["temp", "top-k", "ids", "neg"],
             &["json"],
-        )
-        .unwrap();
-        assert_eq!(a.get::<f64>("temp").unwrap(), Some(0.7));
-        assert_eq!(a.get::<usize>("top-k").unwrap(), Some(5));
-        assert_eq!(a.get::<f64>("neg").unwrap(), Some(-0.5));
-        assert_eq!(a.list::<u32>("ids").unwrap(), Some(vec![1, 2, 3]));
+        )?;
+        assert_eq!(a.get::<f64>("temp")?, Some(0.7));
+        assert_eq!(a.get::<usize>("top-k")?, Some(5));
+        assert_eq!(a.get::<f64>("neg")?, Some(-0.5));
+        assert_eq!(a.list::<u32>("ids")?, Some(vec![1, 2, 3]));
         assert!(a.flag("json"));
         assert!(!a.flag("other"));
-        assert_eq!(a.get_or("missing", 3u32).unwrap(), 3);
+        assert_eq!(a.get_or("missing", 3u32)?, 3);
+        Ok(())
     }
 
     #[test]
-    fn errors_name_the_option() {
+    fn errors_name_the_option() -> Result<(), ArgError> {
         assert_eq!(
             Args::parse(words("--nope 1"), &[], &[]).unwrap_err(),
             ArgError::Unknown("nope".into())
@@ -187,14 +187,13 @@ mod tests {
             ArgError::MissingValue("temp".into())
         );
         assert!(matches!(
-            Args::parse(words("--temp x"), &["temp"], &[])
-                .unwrap()
-                .get::<f64>("temp"),
+            Args::parse(words("--temp x"), &["temp"], &[])?.get::<f64>("temp"),
             Err(ArgError::Invalid { .. })
         ));
         assert_eq!(
             Args::parse(words("stray"), &[], &[]).unwrap_err(),
             ArgError::Unexpected("stray".into())
         );
+        Ok(())
     }
 }
