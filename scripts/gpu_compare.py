@@ -217,6 +217,15 @@ def run_trl(layers, vocab, quick):
 # ---------------------------------------------------------------------- table
 
 
+def dig(d, *keys):
+    """``d[k1][k2]...``, or None where a key is missing."""
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
 def ratio_rows(ours, mlx_lm, trl):
     rows = []
 
@@ -228,46 +237,39 @@ def ratio_rows(ours, mlx_lm, trl):
         rows.append({"what": name, "ours": a, "reference": b, "unit": unit,
                      "ratio": ratio, "kind": kind})
 
-    def get(d, *keys):
-        for k in keys:
-            if not isinstance(d, dict) or k not in d:
-                return None
-            d = d[k]
-        return d
-
     def keys(part):
-        ks = set(get(ours, part) or {}) | set(get(mlx_lm, part) or {})
+        ks = set(dig(ours, part) or {}) | set(dig(mlx_lm, part) or {})
         return sorted(ks, key=int)
 
     for n in keys("prefill"):
-        add(f"prefill {n} (mlx-lm)", get(ours, "prefill", n, "tokens_per_s"),
-            get(mlx_lm, "prefill", n, "tokens_per_s"), "tok/s")
-    add("decode b1 (mlx-lm)", get(ours, "decode", "tokens_per_s"),
-        get(mlx_lm, "decode", "tokens_per_s"), "tok/s")
-    add("decode b1 peak (mlx-lm)", get(ours, "decode", "peak_gib"),
-        get(mlx_lm, "decode", "peak_gib"), "GiB", "memory")
+        add(f"prefill {n} (mlx-lm)", dig(ours, "prefill", n, "tokens_per_s"),
+            dig(mlx_lm, "prefill", n, "tokens_per_s"), "tok/s")
+    add("decode b1 (mlx-lm)", dig(ours, "decode", "tokens_per_s"),
+        dig(mlx_lm, "decode", "tokens_per_s"), "tok/s")
+    add("decode b1 peak (mlx-lm)", dig(ours, "decode", "peak_gib"),
+        dig(mlx_lm, "decode", "peak_gib"), "GiB", "memory")
     for n in keys("batch"):
-        add(f"batch {n} (mlx-lm)", get(ours, "batch", n, "tokens_per_s"),
-            get(mlx_lm, "batch", n, "tokens_per_s"), "tok/s")
+        add(f"batch {n} (mlx-lm)", dig(ours, "batch", n, "tokens_per_s"),
+            dig(mlx_lm, "batch", n, "tokens_per_s"), "tok/s")
         add(f"batch {n} decode only (mlx-lm)",
-            get(ours, "batch", n, "decode_tokens_per_s"),
-            get(mlx_lm, "batch", n, "decode_tokens_per_s"), "tok/s")
-        add(f"batch {n} peak (mlx-lm)", get(ours, "batch", n, "peak_gib"),
-            get(mlx_lm, "batch", n, "peak_gib"), "GiB", "memory")
-    add("GRPO step (TRL)", get(ours, "grpo", "completions_per_s"),
-        get(trl, "grpo", "completions_per_s"), "compl/s")
-    add("GRPO step peak (TRL)", get(ours, "grpo", "peak_gib"),
-        get(trl, "grpo", "peak_gib"), "GiB", "memory")
+            dig(ours, "batch", n, "decode_tokens_per_s"),
+            dig(mlx_lm, "batch", n, "decode_tokens_per_s"), "tok/s")
+        add(f"batch {n} peak (mlx-lm)", dig(ours, "batch", n, "peak_gib"),
+            dig(mlx_lm, "batch", n, "peak_gib"), "GiB", "memory")
+    add("GRPO step (TRL)", dig(ours, "grpo", "completions_per_s"),
+        dig(trl, "grpo", "completions_per_s"), "compl/s")
+    add("GRPO step peak (TRL)", dig(ours, "grpo", "peak_gib"),
+        dig(trl, "grpo", "peak_gib"), "GiB", "memory")
     for setting, label in (("low_memory", "low memory"),
                            ("no_checkpointing", "no checkpointing")):
-        if get(ours, "grpo", "settings", setting) is None:
+        if dig(ours, "grpo", "settings", setting) is None:
             continue
         add(f"GRPO step, {label} (TRL)",
-            get(ours, "grpo", "settings", setting, "completions_per_s"),
-            get(trl, "grpo", "completions_per_s"), "compl/s")
+            dig(ours, "grpo", "settings", setting, "completions_per_s"),
+            dig(trl, "grpo", "completions_per_s"), "compl/s")
         add(f"GRPO step peak, {label} (TRL)",
-            get(ours, "grpo", "settings", setting, "peak_gib"),
-            get(trl, "grpo", "peak_gib"), "GiB", "memory")
+            dig(ours, "grpo", "settings", setting, "peak_gib"),
+            dig(trl, "grpo", "peak_gib"), "GiB", "memory")
     return rows
 
 
@@ -283,13 +285,6 @@ def rounds_summary(directory):
         with open(path) as f:
             return json.load(f)
 
-    def get(d, keys):
-        for k in keys:
-            if not isinstance(d, dict) or k not in d:
-                return None
-            d = d[k]
-        return d
-
     rounds = []
     i = 1
     while os.path.exists(os.path.join(directory, f"ours_{i}.json")):
@@ -303,7 +298,7 @@ def rounds_summary(directory):
     measurements = [("decode b1", ("decode", "tokens_per_s"))] + [
         (f"batch {b}", ("batch", b, "tokens_per_s")) for b in batches]
     for name, keys in measurements:
-        pairs = [(get(o, keys), get(m, keys)) for o, m in rounds]
+        pairs = [(dig(o, *keys), dig(m, *keys)) for o, m in rounds]
         pairs = [(a, b) for a, b in pairs if a and b]
         if not pairs:
             continue

@@ -43,8 +43,7 @@ impl StackedLinear {
     /// `[..., Σ out_i]`: the outputs of `layers` side by side along the
     /// last axis. All layers must agree on having a bias.
     pub(crate) fn forward(&self, layers: &[&Linear], x: &Array) -> Result<Array> {
-        let with_bias = layers.iter().filter(|l| l.bias.is_some()).count();
-        if with_bias != 0 && with_bias != layers.len() {
+        if mixed_bias(layers.iter().copied()) {
             let outs = layers
                 .iter()
                 .map(|l| l.forward(x))
@@ -62,13 +61,18 @@ impl StackedLinear {
     /// Drops the stacked copy (and the references to its sources), unless
     /// it is the packed buffer that `layers`' parameters are views of.
     pub(crate) fn release(&self, layers: &[&Linear]) {
-        let mut cached = self.cached.borrow_mut();
-        let keep = cached
-            .as_ref()
-            .is_some_and(|s| s.packed && same_arrays(&s.sources, &sources_of(layers)));
-        if !keep {
-            cached.take();
+        if !self.is_packed(layers) {
+            self.cached.borrow_mut().take();
         }
+    }
+
+    /// Whether the cached buffer is a packed one whose views are `layers`'
+    /// current parameters.
+    fn is_packed(&self, layers: &[&Linear]) -> bool {
+        self.cached
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.packed && same_arrays(&s.sources, &sources_of(layers)))
     }
 
     /// Stores the weights (and biases) of `layers` in one buffer each and
@@ -77,30 +81,20 @@ impl StackedLinear {
     /// the weights while decoding. The values are unchanged; an update that
     /// replaces a parameter (an optimiser step, a cast, a load) makes the
     /// next cached forward pass stack a copy again, until the next `pack`.
-    /// Layers that disagree on having a bias, or a single layer, are left
-    /// as they are.
+    /// Layers that disagree on having a bias, a single layer, and layers
+    /// already packed are left as they are.
     pub(crate) fn pack(&self, layers: &mut [&mut Linear]) -> Result<()> {
-        let with_bias = layers.iter().filter(|l| l.bias.is_some()).count();
-        if layers.len() < 2 || (with_bias != 0 && with_bias != layers.len()) {
+        let refs: Vec<&Linear> = layers.iter().map(|l| &**l).collect();
+        if refs.len() < 2 || mixed_bias(refs.iter().copied()) || self.is_packed(&refs) {
             return Ok(());
         }
         // An earlier buffer (or copy) is not needed to build the new one.
         self.cached.borrow_mut().take();
-        let rows: Vec<i32> = layers
+        let rows: Vec<i32> = refs
             .iter()
             .map(|l| l.weight.value.dim(0).unwrap_or(0))
             .collect();
-        let weights: Vec<&Array> = layers.iter().map(|l| &l.weight.value).collect();
-        let weight = concatenate(&weights, 0)?;
-        let bias = if with_bias == 0 {
-            None
-        } else {
-            let biases: Vec<&Array> = layers
-                .iter()
-                .filter_map(|l| l.bias.as_ref().map(|b| &b.value))
-                .collect();
-            Some(concatenate(&biases, 0)?)
-        };
+        let (weight, bias) = concatenated(&refs)?;
         let mut outputs = vec![&weight];
         outputs.extend(bias.as_ref());
         eval(&outputs)?;
@@ -141,16 +135,8 @@ impl StackedLinear {
                 one.bias.as_ref().map(|b| b.value.clone()),
             ),
             _ => {
-                let weights: Vec<&Array> = layers.iter().map(|l| &l.weight.value).collect();
-                let biases: Option<Vec<&Array>> = layers
-                    .iter()
-                    .map(|l| l.bias.as_ref().map(|b| &b.value))
-                    .collect();
-                let bias = match biases {
-                    Some(b) if !b.is_empty() => Some(concatenate(&b, 0)?),
-                    _ => None,
-                };
-                (concatenate(&weights, 0)?.t()?, bias)
+                let (weight, bias) = concatenated(layers)?;
+                (weight.t()?, bias)
             }
         };
         *self.cached.borrow_mut() = Some(Stacked {
@@ -204,6 +190,28 @@ impl StackedNormWeights {
     pub(crate) fn release(&self) {
         self.cached.borrow_mut().take();
     }
+}
+
+/// Whether some of `layers` have a bias and others not.
+fn mixed_bias<'a>(layers: impl ExactSizeIterator<Item = &'a Linear>) -> bool {
+    let n = layers.len();
+    let with_bias = layers.filter(|l| l.bias.is_some()).count();
+    with_bias != 0 && with_bias != n
+}
+
+/// `layers`' weights stacked along the output axis (`[Σ out_i, in]`), and
+/// their biases likewise when every layer has one.
+fn concatenated(layers: &[&Linear]) -> Result<(Array, Option<Array>)> {
+    let weights: Vec<&Array> = layers.iter().map(|l| &l.weight.value).collect();
+    let biases: Option<Vec<&Array>> = layers
+        .iter()
+        .map(|l| l.bias.as_ref().map(|b| &b.value))
+        .collect();
+    let bias = match biases {
+        Some(b) if !b.is_empty() => Some(concatenate(&b, 0)?),
+        _ => None,
+    };
+    Ok((concatenate(&weights, 0)?, bias))
 }
 
 /// The parameters of `layers`: each weight, then its bias.
