@@ -69,6 +69,15 @@ fn first_step_growth(model: &Model) -> Res<usize> {
     Ok(grown)
 }
 
+/// Whether the packed step needs at least the stacked copies' size less
+/// than the unpacked one. The rest of the two steps (activations, cache
+/// buffers) may differ by a few bytes of allocator rounding depending on
+/// the machine (96 bytes on a 2-core runner), so 1% of the copies' size
+/// is allowed for; a single layer's copy is a third of them.
+fn saves_the_stacked_copies(packed_growth: usize, plain_growth: usize, stacked: usize) -> bool {
+    packed_growth + stacked <= plain_growth + stacked / 100
+}
+
 #[test]
 fn packed_weights_compute_the_same_without_a_stacked_copy() -> Res {
     let config = config()?;
@@ -102,7 +111,7 @@ fn packed_weights_compute_the_same_without_a_stacked_copy() -> Res {
         "unpacked: +{plain_growth} bytes, stacked copies {stacked}"
     );
     assert!(
-        packed_growth + stacked <= plain_growth,
+        saves_the_stacked_copies(packed_growth, plain_growth, stacked),
         "packed: +{packed_growth} bytes, unpacked +{plain_growth}, stacked copies {stacked}"
     );
 
@@ -118,6 +127,10 @@ fn packed_weights_compute_the_same_without_a_stacked_copy() -> Res {
     assert_eq!(decode(&packed)?, decode(&plain)?);
     packed.pack_inference_weights()?;
     assert_eq!(decode(&packed)?, decode(&plain)?);
-    assert!(first_step_growth(&packed)? + stacked <= first_step_growth(&plain)?);
+    let (packed_growth, plain_growth) = (first_step_growth(&packed)?, first_step_growth(&plain)?);
+    assert!(
+        saves_the_stacked_copies(packed_growth, plain_growth, stacked),
+        "repacked: +{packed_growth} bytes, unpacked +{plain_growth}, stacked copies {stacked}"
+    );
     Ok(())
 }
