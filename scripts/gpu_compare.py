@@ -260,7 +260,9 @@ def ratio_rows(ours, mlx_lm, trl):
         dig(trl, "grpo", "completions_per_s"), "compl/s")
     add("GRPO step peak (TRL)", dig(ours, "grpo", "peak_gib"),
         dig(trl, "grpo", "peak_gib"), "GiB", "memory")
-    for setting, label in (("low_memory", "low memory"),
+    for setting, label in (("offload", "optimizer state on host"),
+                           ("low_memory", "low memory"),
+                           ("low_memory_offload", "low memory + state on host"),
                            ("no_checkpointing", "no checkpointing")):
         if dig(ours, "grpo", "settings", setting) is None:
             continue

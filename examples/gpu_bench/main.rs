@@ -567,6 +567,9 @@ struct MemorySettings {
     /// Working-memory bound of the training pass
     /// (`training_memory_headroom_mb`).
     headroom_mb: Option<usize>,
+    /// Optimizer state in host memory between updates
+    /// (`offload_optimizer_state`).
+    offload: bool,
 }
 
 /// One GRPO step on `model` with the library's pieces: rollout
@@ -672,6 +675,16 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 gradient_checkpointing: config.gradient_checkpointing,
                 chunk_prompts: config.generation_chunk_prompts,
                 headroom_mb: config.training_memory_headroom_mb,
+                offload: config.offload_optimizer_state,
+            },
+        ),
+        (
+            "offload",
+            MemorySettings {
+                gradient_checkpointing: config.gradient_checkpointing,
+                chunk_prompts: config.generation_chunk_prompts,
+                headroom_mb: config.training_memory_headroom_mb,
+                offload: true,
             },
         ),
         (
@@ -680,6 +693,16 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 gradient_checkpointing: true,
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
                 headroom_mb: Some(512),
+                offload: false,
+            },
+        ),
+        (
+            "low_memory_offload",
+            MemorySettings {
+                gradient_checkpointing: true,
+                chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
+                headroom_mb: Some(512),
+                offload: true,
             },
         ),
         (
@@ -688,6 +711,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 gradient_checkpointing: false,
                 chunk_prompts: None,
                 headroom_mb: None,
+                offload: false,
             },
         ),
     ];
@@ -696,6 +720,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             gradient_checkpointing: memory_settings.gradient_checkpointing,
             generation_chunk_prompts: memory_settings.chunk_prompts,
             training_memory_headroom_mb: memory_settings.headroom_mb,
+            offload_optimizer_state: memory_settings.offload,
             ..config.clone()
         };
         let config = &config;
@@ -718,6 +743,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "gradient_checkpointing": memory_settings.gradient_checkpointing,
                 "generation_chunk_prompts": memory_settings.chunk_prompts,
                 "training_memory_headroom_mb": memory_settings.headroom_mb,
+                "offload_optimizer_state": memory_settings.offload,
                 "seconds": seconds,
                 "completions_per_s": completions as f64 / seconds,
                 "rollout_seconds": times.rollout,

@@ -198,6 +198,15 @@ pub struct GrpoConfig {
     /// layers and logit chunks alive at once). `None` leaves the limit
     /// alone. Not a TRL field.
     pub training_memory_headroom_mb: Option<usize>,
+    /// Keeps the optimizer state (AdamW's two moments: twice the trainable
+    /// weights' bytes) in host memory between updates, as DeepSpeed's
+    /// `offload_optimizer` does: the rollout and the loss and backward
+    /// passes run without it on the device, and each update brings one
+    /// group of parameters' state over at a time
+    /// ([`Optimizer::set_state_on_host`](mlx_nn::optim::Optimizer::set_state_on_host)).
+    /// The updates are bit for bit the same; each step copies the state to
+    /// the device and back once. Off by default. Not a TRL field.
+    pub offload_optimizer_state: bool,
     /// Optimiser.
     pub optim: Optim,
     /// Random seed (sampler shuffling, generation).
@@ -282,6 +291,7 @@ impl Default for GrpoConfig {
             max_grad_norm: 1.0,
             gradient_checkpointing: true,
             training_memory_headroom_mb: Some(1024),
+            offload_optimizer_state: false,
             optim: Optim::AdamW,
             seed: 42,
             max_steps: -1,

@@ -220,3 +220,48 @@ fn optimizer_state_keeps_the_parameter_dtype() {
         }
     }
 }
+
+/// `offload_optimizer_state`: the optimizer state lives on the host between
+/// steps, and two steps give the same bits (parameters and metrics) as with
+/// the state in MLX arrays.
+#[test]
+fn offloaded_optimizer_state_gives_the_same_steps() {
+    let mut results = Vec::new();
+    for offload in [false, true] {
+        let config = GrpoConfig {
+            num_generations: 4,
+            per_device_train_batch_size: 4,
+            gradient_accumulation_steps: 2,
+            learning_rate: 1e-2,
+            max_steps: 2,
+            offload_optimizer_state: offload,
+            ..GrpoConfig::default()
+        };
+        let loss = GrpoLoss::from_config(&config);
+        let mut m = model_of(true, mlx_tensor::Dtype::BF16);
+        let mut optimizer = build_optimizer(&config, 2).unwrap();
+        assert_eq!(optimizer.state_on_host(), offload);
+        let micro = micro_batches(&m, &config);
+        let mut metrics = Vec::new();
+        for _ in 0..2 {
+            metrics.push(optimize_step(&mut m, &mut optimizer, &loss, &config, &micro).unwrap());
+        }
+        let param_bytes: usize = m.parameters().values().map(Array::nbytes).sum();
+        if offload {
+            assert!(optimizer.state().is_empty());
+            assert_eq!(optimizer.host_state_bytes(), 2 * param_bytes);
+        } else {
+            assert_eq!(optimizer.host_state_bytes(), 0);
+        }
+        results.push((metrics, m.parameters()));
+    }
+    let (device, host) = (&results[0], &results[1]);
+    assert_eq!(device.0, host.0, "metrics");
+    for (name, p) in &device.1 {
+        assert_eq!(
+            p.to_bytes().unwrap(),
+            host.1[name].to_bytes().unwrap(),
+            "{name} differs"
+        );
+    }
+}

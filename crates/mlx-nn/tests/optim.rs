@@ -362,8 +362,8 @@ fn resume_is_bit_exact<R: UpdateRule + Clone>(rule: R, schedule: Schedule) {
     for (name, value) in &a {
         assert_bits_eq(&b[name], value, &format!("resumed {name}"));
     }
-    let (sa, _) = opt.state_dict();
-    let (sb, _) = opt2.state_dict();
+    let (sa, _) = opt.state_dict().unwrap();
+    let (sb, _) = opt2.state_dict().unwrap();
     assert_eq!(sa.keys().collect::<Vec<_>>(), sb.keys().collect::<Vec<_>>());
     for (name, value) in &sa {
         assert_bits_eq(&sb[name], value, &format!("resumed state {name}"));

@@ -202,6 +202,13 @@ impl Array {
         Ok(bytes)
     }
 
+    /// Writes the array's bytes in row-major order into `out` (evaluates);
+    /// `out` must hold exactly [`Self::nbytes`] bytes.
+    #[track_caller]
+    pub fn write_bytes(&self, out: &mut [u8]) -> Result<()> {
+        check_with("write_bytes", &[self], ffi::array_to_bytes(self.raw(), out))
+    }
+
     /// Short description like `f32[2, 3]`, used in error messages.
     pub fn describe(&self) -> String {
         format!("{}{}", self.dtype(), self.shape())

@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use mlx_ffi::ffi;
 
 use crate::ops::to_array_vec;
-use crate::{Array, Dtype, Error, Result};
+use crate::{Array, Dtype, Error, HostArray, Result};
 
 /// The arrays and metadata of a safetensors file.
 #[derive(Debug, Default)]
@@ -208,6 +208,71 @@ pub fn save_safetensors<'a>(
     if let Err(e) = ffi::save_safetensors(tmp_str, &names, list, &meta) {
         let _ = fs::remove_file(&tmp);
         return Err(file_error(path, e.what()));
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        file_error(path, format!("renaming the finished file into place: {e}"))
+    })
+}
+
+/// Writes named host arrays (and metadata) to a safetensors file,
+/// atomically, straight from host memory: unlike [`save_safetensors`] no
+/// MLX array is created, so saving state kept on the host takes no device
+/// memory. The file is an ordinary safetensors file ([`load_safetensors`]
+/// reads it).
+pub fn save_host_safetensors<'a>(
+    path: impl AsRef<Path>,
+    tensors: impl IntoIterator<Item = (&'a str, &'a HostArray)>,
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    let tensors: Vec<(&str, &HostArray)> = tensors.into_iter().collect();
+    let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        let meta: serde_json::Map<String, serde_json::Value> = metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        header.insert("__metadata__".into(), serde_json::Value::Object(meta));
+    }
+    let mut offset = 0usize;
+    for (name, tensor) in &tensors {
+        if *name == "__metadata__" || header.contains_key(*name) {
+            return Err(file_error(
+                path,
+                format!("tensor name `{name}` is reserved or repeated"),
+            ));
+        }
+        let end = offset + tensor.nbytes();
+        header.insert(
+            name.to_string(),
+            serde_json::json!({
+                "dtype": tensor.dtype().safetensors_name(),
+                "shape": tensor.shape(),
+                "data_offsets": [offset, end],
+            }),
+        );
+        offset = end;
+    }
+    let mut header = serde_json::to_vec(&serde_json::Value::Object(header))
+        .map_err(|e| file_error(path, format!("encoding the header: {e}")))?;
+    // The data section starts 8-byte aligned, as safetensors writers do.
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let tmp = temporary_sibling(path);
+    let written = (|| -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::new(fs::File::create(&tmp)?);
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        for (_, tensor) in &tensors {
+            out.write_all(tensor.bytes())?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(file_error(path, format!("writing: {e}")));
     }
     fs::rename(&tmp, path).map_err(|e| {
         let _ = fs::remove_file(&tmp);

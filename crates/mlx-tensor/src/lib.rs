@@ -50,6 +50,7 @@
 mod array;
 mod dtype;
 mod error;
+mod host;
 mod operators;
 mod ops;
 mod shape;
@@ -65,6 +66,7 @@ pub use array::Array;
 pub use device::{async_eval, eval, synchronize, Device, Stream};
 pub use dtype::{Dtype, Element};
 pub use error::{Error, Result};
+pub use host::HostArray;
 pub use ops::{concatenate, gather_mm, stack, where_, Quantized};
 pub use shape::{Axes, Shape};
 

@@ -54,7 +54,8 @@ impl UpdateRule for ConfiguredRule {
 /// The optimizer of a training run.
 pub type TrainerOptimizer = Optimizer<ConfiguredRule>;
 
-/// Builds the optimizer for `total_steps` optimizer steps.
+/// Builds the optimizer for `total_steps` optimizer steps (its state on the
+/// host when `offload_optimizer_state` is set).
 pub fn build_optimizer(config: &GrpoConfig, total_steps: usize) -> Result<TrainerOptimizer> {
     let rule = match config.optim {
         Optim::AdamW => {
@@ -74,7 +75,9 @@ pub fn build_optimizer(config: &GrpoConfig, total_steps: usize) -> Result<Traine
             ConfiguredRule::Sgd(r)
         }
     };
-    Ok(Optimizer::new(rule, build_schedule(config, total_steps)?))
+    let mut optimizer = Optimizer::new(rule, build_schedule(config, total_steps)?);
+    optimizer.set_state_on_host(config.offload_optimizer_state)?;
+    Ok(optimizer)
 }
 
 /// The learning-rate schedule of `lr_scheduler_type` with warm-up, over

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx_tensor::{io, Array};
+use mlx_tensor::{io, Array, HostArray};
 
 use super::{ParamState, UpdateRule};
 use crate::module::{Module, ModuleExt, ParamMap};
@@ -20,13 +20,28 @@ pub const EVAL_GROUP_BYTES: usize = 64 << 20;
 
 /// An optimizer: an update rule, a learning-rate schedule, the step count
 /// and every parameter's state, keyed by the parameter's dotted name.
+///
+/// The state lives in MLX arrays by default. With
+/// [`Optimizer::set_state_on_host`] it lives in host memory between updates
+/// instead (as DeepSpeed's optimizer offload keeps it): each update brings
+/// one group of about [`Optimizer::group_bytes`] of parameters' state to the
+/// device, updates those parameters, evaluates, and copies the new state
+/// back, so the device holds the weights and gradients but never the whole
+/// state. The updates are bit for bit the same in both placements.
 #[derive(Debug, Clone)]
 pub struct Optimizer<R> {
     rule: R,
     schedule: Schedule,
     step: u64,
     state: BTreeMap<String, ParamState>,
+    /// The state while it is kept on the host (empty otherwise).
+    host_state: BTreeMap<String, HostState>,
+    state_on_host: bool,
+    group_bytes: usize,
 }
+
+/// One parameter's state slots copied to host memory.
+type HostState = BTreeMap<String, HostArray>;
 
 impl<R: UpdateRule> Optimizer<R> {
     /// A fresh optimizer (step 0, no state yet: each parameter's state is
@@ -37,7 +52,69 @@ impl<R: UpdateRule> Optimizer<R> {
             schedule: learning_rate.into(),
             step: 0,
             state: BTreeMap::new(),
+            host_state: BTreeMap::new(),
+            state_on_host: false,
+            group_bytes: EVAL_GROUP_BYTES,
         }
+    }
+
+    /// Parameter bytes evaluated (and, with the state on the host, moved)
+    /// together; [`EVAL_GROUP_BYTES`] unless set.
+    pub fn group_bytes(&self) -> usize {
+        self.group_bytes
+    }
+
+    /// Sets how many parameter bytes are evaluated together at the end of a
+    /// step: smaller groups hold fewer update temporaries (and less moved
+    /// state) at a time, larger ones launch fewer evaluations. At least one
+    /// parameter goes in each group whatever its size.
+    pub fn set_group_bytes(&mut self, bytes: usize) {
+        self.group_bytes = bytes;
+    }
+
+    /// Whether the state is kept in host memory between updates.
+    pub fn state_on_host(&self) -> bool {
+        self.state_on_host
+    }
+
+    /// Keeps the state in host memory between updates (`true`) or in MLX
+    /// arrays (`false`), moving the existing state over. With the state on
+    /// the host, [`Optimizer::update`] evaluates the new parameters group by
+    /// group as it goes (there is nothing left for
+    /// [`Optimizer::eval_with`] but the extras), and
+    /// [`Optimizer::state`] is empty: [`Optimizer::host_state_bytes`] and
+    /// [`Optimizer::state_dict`] still see it.
+    pub fn set_state_on_host(&mut self, on_host: bool) -> Result<()> {
+        if on_host == self.state_on_host {
+            return Ok(());
+        }
+        if on_host {
+            let mut host = BTreeMap::new();
+            for (name, st) in &self.state {
+                host.insert(name.clone(), to_host(st)?);
+            }
+            self.host_state = host;
+            self.state.clear();
+        } else {
+            let mut device = BTreeMap::new();
+            for (name, st) in &self.host_state {
+                device.insert(name.clone(), to_device(st)?);
+            }
+            self.state = device;
+            self.host_state.clear();
+        }
+        self.state_on_host = on_host;
+        Ok(())
+    }
+
+    /// Bytes of state held in host memory (0 unless the state is on the
+    /// host).
+    pub fn host_state_bytes(&self) -> usize {
+        self.host_state
+            .values()
+            .flat_map(|st| st.values())
+            .map(HostArray::nbytes)
+            .sum()
     }
 
     /// The update rule.
@@ -73,19 +150,39 @@ impl<R: UpdateRule> Optimizer<R> {
     /// Applies one update to `params` with `grads` and returns the new values
     /// of the parameters that have a gradient. Every gradient must name a
     /// parameter of the same shape.
+    ///
+    /// With the state on the host (see [`Optimizer::set_state_on_host`]),
+    /// every parameter's state is brought to the device for this call: use
+    /// [`Optimizer::update`], which moves one group at a time.
     pub fn apply_gradients(&mut self, grads: &ParamMap, params: &ParamMap) -> Result<ParamMap> {
-        for (name, g) in grads {
-            let p = params
-                .get(name)
-                .ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
-            if p.shape() != g.shape() {
-                return Err(Error::ShapeMismatch {
-                    name: name.clone(),
-                    expected: p.shape().0,
-                    actual: g.shape().0,
-                });
+        check_gradients(grads, params)?;
+        if self.state_on_host {
+            let mut device = BTreeMap::new();
+            for name in grads.keys() {
+                if let Some(st) = self.host_state.get(name) {
+                    device.insert(name.clone(), to_device(st)?);
+                }
             }
+            let host = std::mem::take(&mut self.host_state);
+            self.state = device;
+            let result = self.apply_gradients_on_device(grads, params);
+            let device = std::mem::take(&mut self.state);
+            self.host_state = host;
+            let out = result?;
+            // The new state's arrays are evaluated here to copy them back.
+            for (name, st) in &device {
+                self.host_state.insert(name.clone(), to_host(st)?);
+            }
+            return Ok(out);
         }
+        self.apply_gradients_on_device(grads, params)
+    }
+
+    fn apply_gradients_on_device(
+        &mut self,
+        grads: &ParamMap,
+        params: &ParamMap,
+    ) -> Result<ParamMap> {
         let lr = self.schedule.at(self.step)?;
         let step = self.step + 1;
         let mut out = ParamMap::new();
@@ -128,6 +225,9 @@ impl<R: UpdateRule> Optimizer<R> {
                 return Err(Error::UnknownParameter { name: name.clone() });
             }
         }
+        if self.state_on_host {
+            return self.update_through_host(model, &used, trainable);
+        }
         let updated = self.apply_gradients(&used, &trainable)?;
         model.for_each_param_mut(|name, p| {
             if let Some(v) = updated.get(name) {
@@ -137,7 +237,77 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(())
     }
 
-    /// Every state array (to evaluate together with the parameters).
+    /// [`Optimizer::update`] with the state on the host: for each group of
+    /// about [`Optimizer::group_bytes`] of parameters, its state comes to the
+    /// device, the group is updated and evaluated, the new state is copied
+    /// back into the same host buffers and the new values go into `model`,
+    /// so at most one group's state (old and new) is on the device.
+    ///
+    /// An error part way (MLX failing to evaluate) leaves the groups before
+    /// it updated, each parameter together with its state, and the step
+    /// count unchanged.
+    fn update_through_host<M: Module + ?Sized>(
+        &mut self,
+        model: &mut M,
+        grads: &ParamMap,
+        mut params: ParamMap,
+    ) -> Result<()> {
+        check_gradients(grads, &params)?;
+        let lr = self.schedule.at(self.step)?;
+        let step = self.step + 1;
+        let names: Vec<&String> = grads.keys().collect();
+        let mut start = 0;
+        while start < names.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < names.len() && (end == start || bytes < self.group_bytes) {
+                bytes += grads[names[end]].nbytes();
+                end += 1;
+            }
+            let mut updated = ParamMap::new();
+            let mut states = Vec::new();
+            for &name in &names[start..end] {
+                let param = params
+                    .remove(name)
+                    .ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
+                let grad = &grads[name];
+                let mut st = match self.host_state.get(name) {
+                    Some(host) => to_device(host)?,
+                    None => self.rule.init_state(grad)?,
+                };
+                updated.insert(
+                    name.clone(),
+                    self.rule.update(&param, grad, &mut st, &lr, step)?,
+                );
+                states.push((name, st));
+            }
+            let mut outputs: Vec<&Array> = updated.values().collect();
+            outputs.extend(states.iter().flat_map(|(_, st)| st.iter().map(|(_, a)| a)));
+            mlx_tensor::eval(&outputs)?;
+            for (name, st) in states {
+                let host = self.host_state.entry(name.clone()).or_default();
+                for (slot, a) in st.iter() {
+                    match host.get_mut(slot) {
+                        Some(h) => h.copy_from(a)?,
+                        None => {
+                            host.insert(slot.to_string(), HostArray::from_array(a)?);
+                        }
+                    }
+                }
+            }
+            model.for_each_param_mut(|name, p| {
+                if let Some(v) = updated.remove(name) {
+                    p.value = v;
+                }
+            });
+            start = end;
+        }
+        self.step = step;
+        Ok(())
+    }
+
+    /// Every state array (to evaluate together with the parameters); none
+    /// while the state is on the host.
     pub fn state_arrays(&self) -> Vec<&Array> {
         self.state
             .values()
@@ -149,7 +319,7 @@ impl<R: UpdateRule> Optimizer<R> {
     /// (e.g. the loss): the end of a training step.
     ///
     /// The parameters are evaluated in groups of about
-    /// [`EVAL_GROUP_BYTES`] together with their state, so the temporaries
+    /// [`Optimizer::group_bytes`] together with their state, so the temporaries
     /// of an update (several arrays the size of each parameter) exist for
     /// one group at a time instead of for the whole model.
     pub fn eval_with<M: Module + ?Sized>(&self, model: &M, extra: &[&Array]) -> Result<()> {
@@ -162,7 +332,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 group.extend(st.iter().map(|(_, a)| a));
             }
             bytes += value.nbytes();
-            if bytes >= EVAL_GROUP_BYTES {
+            if bytes >= self.group_bytes {
                 mlx_tensor::eval(&group)?;
                 group.clear();
                 bytes = 0;
@@ -181,22 +351,34 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// The state as flat tensors named `<param>.<slot>` plus metadata
-    /// (`step`, `optimizer`).
-    pub fn state_dict(&self) -> (ParamMap, HashMap<String, String>) {
+    /// (`step`, `optimizer`). With the state on the host the tensors are new
+    /// MLX arrays copied from it (all of it on the device at once; saving
+    /// with [`Optimizer::save`] writes from host memory instead).
+    pub fn state_dict(&self) -> Result<(ParamMap, HashMap<String, String>)> {
         let mut tensors = ParamMap::new();
         for (name, st) in &self.state {
             for (slot, a) in st.iter() {
                 tensors.insert(format!("{name}.{slot}"), a.clone());
             }
         }
+        for (name, st) in &self.host_state {
+            for (slot, h) in st {
+                tensors.insert(format!("{name}.{slot}"), h.to_array()?);
+            }
+        }
+        Ok((tensors, self.metadata()))
+    }
+
+    fn metadata(&self) -> HashMap<String, String> {
         let mut meta = HashMap::new();
         meta.insert(STEP_KEY.to_string(), self.step.to_string());
         meta.insert(RULE_KEY.to_string(), self.rule.name().to_string());
-        (tensors, meta)
+        meta
     }
 
     /// Restores state written by [`Optimizer::state_dict`]: every tensor
-    /// `<param>.<slot>` (the slot is the part after the last dot).
+    /// `<param>.<slot>` (the slot is the part after the last dot). With the
+    /// state on the host each tensor is copied there one at a time.
     pub fn load_state_dict(
         &mut self,
         tensors: &HashMap<String, Array>,
@@ -226,14 +408,39 @@ impl<R: UpdateRule> Optimizer<R> {
                 .or_default()
                 .set(slot, a.clone());
         }
-        self.state = state;
+        if self.state_on_host {
+            let mut host = BTreeMap::new();
+            for (name, st) in &state {
+                host.insert(name.clone(), to_host(st)?);
+            }
+            self.host_state = host;
+        } else {
+            self.state = state;
+        }
         self.step = step;
         Ok(())
     }
 
-    /// Saves the state to a safetensors file (atomically).
+    /// Saves the state to a safetensors file (atomically). State kept on
+    /// the host is written from host memory.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let (tensors, meta) = self.state_dict();
+        if self.state_on_host {
+            let names: Vec<(String, &HostArray)> = self
+                .host_state
+                .iter()
+                .flat_map(|(name, st)| {
+                    st.iter()
+                        .map(move |(slot, h)| (format!("{name}.{slot}"), h))
+                })
+                .collect();
+            io::save_host_safetensors(
+                path,
+                names.iter().map(|(k, h)| (k.as_str(), *h)),
+                &self.metadata(),
+            )?;
+            return Ok(());
+        }
+        let (tensors, meta) = self.state_dict()?;
         io::save_safetensors(path, tensors.iter().map(|(k, v)| (k.as_str(), v)), &meta)?;
         Ok(())
     }
@@ -250,4 +457,38 @@ impl<R: UpdateRule> Optimizer<R> {
                 other => other,
             })
     }
+}
+
+/// Every gradient names a parameter of its shape.
+fn check_gradients(grads: &ParamMap, params: &ParamMap) -> Result<()> {
+    for (name, g) in grads {
+        let p = params
+            .get(name)
+            .ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
+        if p.shape() != g.shape() {
+            return Err(Error::ShapeMismatch {
+                name: name.clone(),
+                expected: p.shape().0,
+                actual: g.shape().0,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Host copies of a parameter's state slots (evaluates them).
+fn to_host(state: &ParamState) -> Result<HostState> {
+    state
+        .iter()
+        .map(|(slot, a)| Ok((slot.to_string(), HostArray::from_array(a)?)))
+        .collect()
+}
+
+/// A parameter's state as MLX arrays again.
+fn to_device(state: &HostState) -> Result<ParamState> {
+    let mut st = ParamState::new();
+    for (slot, h) in state {
+        st.set(slot, h.to_array()?);
+    }
+    Ok(st)
 }

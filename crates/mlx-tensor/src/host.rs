@@ -1,0 +1,98 @@
+//! Copies of arrays in ordinary host memory, outside MLX's allocator.
+//!
+//! A [`HostArray`] holds an array's bytes in a Rust `Vec`: it takes no
+//! device memory and does not count in [`memory::active_memory`](crate::memory::active_memory).
+//! Moving state that is idle most of the time (optimizer moments between
+//! updates) to the host and back frees device memory for the work in
+//! between, at the cost of one copy each way.
+
+use crate::{Array, Dtype, Error, Result};
+
+/// An array's shape, dtype and row-major little-endian bytes, in host memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HostArray {
+    bytes: Vec<u8>,
+    shape: Vec<i32>,
+    dtype: Dtype,
+}
+
+impl HostArray {
+    /// Copies `array` to the host (evaluating it first).
+    pub fn from_array(array: &Array) -> Result<HostArray> {
+        Ok(HostArray {
+            bytes: array.to_bytes()?,
+            shape: array.shape().0,
+            dtype: array.dtype(),
+        })
+    }
+
+    /// Copies `array` into this host copy, reusing its buffer when the
+    /// sizes agree (no new host allocation on repeated copies of arrays of
+    /// one shape).
+    pub fn copy_from(&mut self, array: &Array) -> Result<()> {
+        let nbytes = array.nbytes();
+        if self.bytes.len() != nbytes {
+            *self = HostArray::from_array(array)?;
+            return Ok(());
+        }
+        array.write_bytes(&mut self.bytes)?;
+        self.shape = array.shape().0;
+        self.dtype = array.dtype();
+        Ok(())
+    }
+
+    /// A new MLX array with these elements.
+    pub fn to_array(&self) -> Result<Array> {
+        Array::from_bytes(&self.bytes, &self.shape, self.dtype)
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[i32] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+
+    /// The row-major little-endian bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Bytes held (`size * dtype.size_of()`).
+    pub fn nbytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Builds a host array from raw parts, checking that `bytes` has the
+    /// length `shape` and `dtype` call for.
+    pub fn from_parts(bytes: Vec<u8>, shape: Vec<i32>, dtype: Dtype) -> Result<HostArray> {
+        let elements = shape.iter().try_fold(1usize, |n, &d| {
+            usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+        });
+        let expected = elements.and_then(|n| n.checked_mul(dtype.size_of()));
+        if expected != Some(bytes.len()) {
+            return Err(Error::Invalid {
+                op: "HostArray::from_parts",
+                message: format!(
+                    "{dtype}{shape:?} needs {} bytes, got {}",
+                    expected.map_or_else(|| "an impossible number of".into(), |n| n.to_string()),
+                    bytes.len()
+                ),
+            });
+        }
+        Ok(HostArray {
+            bytes,
+            shape,
+            dtype,
+        })
+    }
+}
+
+impl std::fmt::Debug for HostArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HostArray({}{:?})", self.dtype, self.shape)
+    }
+}
