@@ -29,12 +29,15 @@
 //!
 //! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
 //! tokens everywhere), `--only a,b` (any of `prefill`, `decode`, `batch`,
-//! `vocab`, `layerops`, `grpo`; `layerops` — the device time of each
-//! operation of a decoding step at batch 1 and 64 — runs only when named),
+//! `vocab`, `layerops`, `offload`, `grpo`; `layerops` — the device time of
+//! each operation of a decoding step at batch 1 and 64 — and `offload` —
+//! the rates at which optimizer state moves to the host and back — run
+//! only when named),
 //! `--decode-headroom-mb N|none` (batch generation's memory bound), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
 //! MLX's compiler off: every fused element-wise piece runs op by op).
 
 mod layer_ops;
+mod offload;
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -101,7 +104,7 @@ fn parse_args() -> Res<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,grpo] \
+                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo] \
                      [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none]"
                 );
                 std::process::exit(0);
@@ -570,6 +573,8 @@ struct MemorySettings {
     /// Optimizer state in host memory between updates
     /// (`offload_optimizer_state`).
     offload: bool,
+    /// The rollout's decoding memory bound (`generation_memory_headroom_mb`).
+    decode_headroom_mb: Option<usize>,
 }
 
 /// One GRPO step on `model` with the library's pieces: rollout
@@ -592,6 +597,7 @@ fn grpo_step(
         sampler: SamplerConfig::with_temperature(config.temperature),
         eos_token_ids: Vec::new(),
         logprob_temperature: Some(config.temperature),
+        memory_headroom_mb: config.generation_memory_headroom_mb,
         ..BatchOptions::default()
     };
     // As the trainer does before each rollout: the update replaced the
@@ -676,6 +682,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 chunk_prompts: config.generation_chunk_prompts,
                 headroom_mb: config.training_memory_headroom_mb,
                 offload: config.offload_optimizer_state,
+                decode_headroom_mb: config.generation_memory_headroom_mb,
             },
         ),
         (
@@ -685,6 +692,17 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 chunk_prompts: config.generation_chunk_prompts,
                 headroom_mb: config.training_memory_headroom_mb,
                 offload: true,
+                decode_headroom_mb: config.generation_memory_headroom_mb,
+            },
+        ),
+        (
+            "offload_bounded",
+            MemorySettings {
+                gradient_checkpointing: config.gradient_checkpointing,
+                chunk_prompts: config.generation_chunk_prompts,
+                headroom_mb: Some(512),
+                offload: true,
+                decode_headroom_mb: Some(512),
             },
         ),
         (
@@ -694,6 +712,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
                 headroom_mb: Some(512),
                 offload: false,
+                decode_headroom_mb: None,
             },
         ),
         (
@@ -703,6 +722,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 chunk_prompts: Some((sizes.grpo_prompts / 2).max(1)),
                 headroom_mb: Some(512),
                 offload: true,
+                decode_headroom_mb: None,
             },
         ),
         (
@@ -712,6 +732,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 chunk_prompts: None,
                 headroom_mb: None,
                 offload: false,
+                decode_headroom_mb: None,
             },
         ),
     ];
@@ -721,6 +742,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
             generation_chunk_prompts: memory_settings.chunk_prompts,
             training_memory_headroom_mb: memory_settings.headroom_mb,
             offload_optimizer_state: memory_settings.offload,
+            generation_memory_headroom_mb: memory_settings.decode_headroom_mb,
             ..config.clone()
         };
         let config = &config;
@@ -744,6 +766,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "generation_chunk_prompts": memory_settings.chunk_prompts,
                 "training_memory_headroom_mb": memory_settings.headroom_mb,
                 "offload_optimizer_state": memory_settings.offload,
+                "generation_memory_headroom_mb": memory_settings.decode_headroom_mb,
                 "seconds": seconds,
                 "completions_per_s": completions as f64 / seconds,
                 "rollout_seconds": times.rollout,
@@ -824,6 +847,17 @@ fn main() -> Res<()> {
             );
         }
         results.insert("layer_ops", Value::Object(ops));
+    }
+    if args.only.iter().flatten().any(|p| p == "offload") {
+        eprintln!("state moves ...");
+        let (pieces, elements) = if args.quick {
+            (4, 1 << 20)
+        } else {
+            (32, 32 << 20)
+        };
+        let mut moves = offload::bench(pieces, elements)?;
+        moves["update"] = offload::bench_update(&mut model)?;
+        results.insert("offload", moves);
     }
     if args.wants("grpo") {
         eprintln!("GRPO step ...");

@@ -1,12 +1,111 @@
 // Construction, inspection and read-back of arrays, and array lists.
 #include "mlx-ffi/src/bridge.rs.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
+#include <system_error>
+#include <thread>
+#include <vector>
 
 namespace mx = mlx::core;
 
 namespace mlx_bridge {
+
+namespace {
+
+// Copies `n` bytes; large copies (optimizer state moving between MLX and
+// host memory) are split over up to 8 threads, as one thread's memcpy and
+// page faults cannot keep up with the memory system. Falls back to copying
+// on the calling thread when no thread can be started.
+void copy_bytes(void* dst, const void* src, std::size_t n) {
+  constexpr std::size_t kPerThread = 16u << 20;
+  std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  std::size_t threads = std::min<std::size_t>({hw, 8, n / kPerThread});
+  auto* d = static_cast<char*>(dst);
+  auto* s = static_cast<const char*>(src);
+  if (threads <= 1) {
+    std::memcpy(d, s, n);
+    return;
+  }
+  std::size_t per = (n + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  std::size_t done = per;  // the calling thread copies the first part
+  try {
+    for (std::size_t t = 1; t < threads; ++t) {
+      std::size_t begin = t * per;
+      std::size_t end = std::min(n, begin + per);
+      if (begin >= end) break;
+      pool.emplace_back([=] { std::memcpy(d + begin, s + begin, end - begin); });
+      done = end;
+    }
+  } catch (const std::system_error&) {
+    // Whatever no thread took is copied below.
+  }
+  std::memcpy(d, s, std::min(n, per));
+  if (done < n) std::memcpy(d + done, s + done, n - done);
+  for (auto& th : pool) th.join();
+}
+
+// Copies (destination, source, length) triples, spread over up to 8
+// threads by bytes when there is enough to copy; one large triple is split
+// by copy_bytes instead.
+struct Copy {
+  char* dst;
+  const char* src;
+  std::size_t n;
+};
+
+void copy_all(const std::vector<Copy>& copies) {
+  std::size_t total = 0;
+  for (auto& c : copies) total += c.n;
+  constexpr std::size_t kPerThread = 16u << 20;
+  std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  std::size_t threads = std::min<std::size_t>({hw, 8, total / kPerThread});
+  if (threads <= 1 || copies.size() < threads) {
+    for (auto& c : copies) copy_bytes(c.dst, c.src, c.n);
+    return;
+  }
+  // Contiguous runs of triples of about total / threads bytes each.
+  std::vector<std::pair<std::size_t, std::size_t>> runs;
+  std::size_t begin = 0, bytes = 0, target = (total + threads - 1) / threads;
+  for (std::size_t i = 0; i < copies.size(); ++i) {
+    bytes += copies[i].n;
+    if (bytes >= target || i + 1 == copies.size()) {
+      runs.emplace_back(begin, i + 1);
+      begin = i + 1;
+      bytes = 0;
+    }
+  }
+  auto run = [&copies](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) std::memcpy(copies[i].dst, copies[i].src, copies[i].n);
+  };
+  std::vector<std::thread> pool;
+  std::size_t started = 1;
+  try {
+    for (; started < runs.size(); ++started) {
+      pool.emplace_back(run, runs[started].first, runs[started].second);
+    }
+  } catch (const std::system_error&) {
+    // Runs no thread took are copied below.
+  }
+  run(runs[0].first, runs[0].second);
+  for (std::size_t r = started; r < runs.size(); ++r) run(runs[r].first, runs[r].second);
+  for (auto& th : pool) th.join();
+}
+
+// (address, length) pairs from a flat list.
+std::vector<std::pair<std::uintptr_t, std::size_t>> pairs_of(rust::Slice<const std::size_t> parts) {
+  if (parts.size() % 2 != 0) {
+    throw std::invalid_argument("[byte parts] expected (address, length) pairs");
+  }
+  std::vector<std::pair<std::uintptr_t, std::size_t>> out;
+  for (std::size_t i = 0; i < parts.size(); i += 2) out.emplace_back(parts[i], parts[i + 1]);
+  return out;
+}
+
+}  // namespace
 
 mx::Dtype to_mlx(DType dtype) {
   switch (dtype) {
@@ -77,12 +176,23 @@ ArrayPtr array_from_bytes(rust::Slice<const std::uint8_t> data,
                                 " bytes do not fill a shape of " + std::to_string(count) +
                                 " elements of " + std::to_string(mdtype.size()) + " bytes");
   }
-  // MLX may keep the pointer (no-copy backends) or copy it; either way it
-  // owns this buffer and frees it through the deleter.
-  auto* buffer = new std::uint8_t[data.size() == 0 ? 1 : data.size()];
-  if (data.size() > 0) std::memcpy(buffer, data.data(), data.size());
-  return wrap(array(static_cast<void*>(buffer), to_shape(shape), mdtype,
-                    [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
+  if (data.size() == 0) {
+    // MLX owns this placeholder and frees it through the deleter.
+    auto* empty = new std::uint8_t[1];
+    return wrap(array(static_cast<void*>(empty), to_shape(shape), mdtype,
+                      [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
+  }
+  // One copy, straight into a buffer of MLX's allocator (host-visible on
+  // every backend: unified memory under CUDA).
+  // `owned` frees the buffer if anything below throws.
+  auto owned = mx::allocator::malloc(data.size());
+  void* ptr = owned.buffer().raw_ptr();
+  if (ptr == nullptr) {
+    throw std::runtime_error("[array] could not allocate " + std::to_string(data.size()) +
+                             " bytes");
+  }
+  copy_bytes(ptr, data.data(), data.size());
+  return wrap(array(std::move(owned), to_shape(shape), mdtype));
 }
 
 // Scalars are built already evaluated on the host (no lazy conversion op):
@@ -130,7 +240,7 @@ void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
     throw std::invalid_argument("[to_bytes] destination holds " + std::to_string(out.size()) +
                                 " bytes, the array " + std::to_string(c.nbytes()));
   }
-  if (out.size() > 0) std::memcpy(out.data(), c.data<void>(), out.size());
+  if (out.size() > 0) copy_bytes(out.data(), c.data<void>(), out.size());
 }
 
 void array_eval(const array& a) {
@@ -149,5 +259,66 @@ ArrayPtr array_vec_get(const ArrayVec& v, std::size_t i) {
 
 void eval_all(const ArrayVec& v) { mx::eval(v.v); }
 void async_eval_all(const ArrayVec& v) { mx::async_eval(v.v); }
+
+}  // namespace mlx_bridge
+
+namespace mlx_bridge {
+
+ArrayPtr array_from_byte_parts(rust::Slice<const std::size_t> parts, DType dtype) {
+  auto mdtype = to_mlx(dtype);
+  auto ranges = pairs_of(parts);
+  std::size_t total = 0;
+  for (auto& r : ranges) total += r.second;
+  if (total % mdtype.size() != 0) {
+    throw std::invalid_argument("[from_byte_parts] " + std::to_string(total) +
+                                " bytes are not whole elements of " +
+                                std::to_string(mdtype.size()) + " bytes");
+  }
+  if (total == 0) {
+    auto* empty = new std::uint8_t[1];
+    return wrap(array(static_cast<void*>(empty), mx::Shape{0}, mdtype,
+                      [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
+  }
+  auto owned = mx::allocator::malloc(total);
+  auto* base = static_cast<char*>(owned.buffer().raw_ptr());
+  if (base == nullptr) {
+    throw std::runtime_error("[from_byte_parts] could not allocate " + std::to_string(total) +
+                             " bytes");
+  }
+  std::vector<Copy> copies;
+  std::size_t at = 0;
+  for (auto& r : ranges) {
+    copies.push_back({base + at, reinterpret_cast<const char*>(r.first), r.second});
+    at += r.second;
+  }
+  copy_all(copies);
+  auto elements = static_cast<std::int32_t>(total / mdtype.size());
+  return wrap(array(std::move(owned), mx::Shape{elements}, mdtype));
+}
+
+void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
+  auto ranges = pairs_of(parts);
+  std::size_t total = 0;
+  for (auto& r : ranges) total += r.second;
+  array c = a;
+  c.eval();
+  if (!(c.flags().row_contiguous && c.data_size() == c.size())) {
+    c = mx::contiguous(c);
+    c.eval();
+  }
+  if (c.nbytes() != total) {
+    throw std::invalid_argument("[to_byte_parts] destinations hold " + std::to_string(total) +
+                                " bytes, the array " + std::to_string(c.nbytes()));
+  }
+  if (total == 0) return;
+  const char* base = c.data<char>();
+  std::vector<Copy> copies;
+  std::size_t at = 0;
+  for (auto& r : ranges) {
+    copies.push_back({reinterpret_cast<char*>(r.first), base + at, r.second});
+    at += r.second;
+  }
+  copy_all(copies);
+}
 
 }  // namespace mlx_bridge

@@ -61,6 +61,8 @@ rust::Vec<std::int32_t> array_shape(const array& a);
 DType array_dtype(const array& a);
 std::size_t array_id(const array& a);
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out);
+ArrayPtr array_from_byte_parts(rust::Slice<const std::size_t> parts, DType dtype);
+void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts);
 void array_eval(const array& a);
 ArrayVecPtr array_vec_new();
 void array_vec_push(ArrayVec& v, const array& a);

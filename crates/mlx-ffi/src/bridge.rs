@@ -5,7 +5,9 @@
 //! (a heap-held `mlx::core::array`, itself a reference-counted handle); lists of
 //! arrays cross as the opaque `ArrayVec`.
 
-#[allow(missing_docs)]
+// The two `unsafe fn`s document their safety contract in their own doc
+// comments, which the generated wrappers do not carry over.
+#[allow(missing_docs, clippy::missing_safety_doc)]
 #[cxx::bridge(namespace = "mlx_bridge")]
 pub mod ffi {
     /// Element types, in the order of `mlx::core::Dtype::Val`.
@@ -196,6 +198,25 @@ pub mod ffi {
         fn array_dtype(a: &MlxArray) -> DType;
         fn array_id(a: &MlxArray) -> usize;
         fn array_to_bytes(a: &MlxArray, out: &mut [u8]) -> Result<()>;
+        /// A 1-D array of `dtype` holding the concatenation of the host
+        /// byte ranges `parts` (address, length, address, length, …).
+        ///
+        /// # Safety
+        ///
+        /// Every range must be readable for the duration of the call.
+        unsafe fn array_from_byte_parts(
+            parts: &[usize],
+            dtype: DType,
+        ) -> Result<UniquePtr<MlxArray>>;
+        /// Evaluates `a` and writes its row-major bytes, in order, into the
+        /// host byte ranges `parts` (address, length, …), whose lengths
+        /// must add up to the array's bytes.
+        ///
+        /// # Safety
+        ///
+        /// Every range must be writable, and no two may overlap, for the
+        /// duration of the call.
+        unsafe fn array_to_byte_parts(a: &MlxArray, parts: &[usize]) -> Result<()>;
         fn array_eval(a: &MlxArray) -> Result<()>;
 
         fn array_vec_new() -> UniquePtr<ArrayVec>;

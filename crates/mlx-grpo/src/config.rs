@@ -198,6 +198,13 @@ pub struct GrpoConfig {
     /// layers and logit chunks alive at once). `None` leaves the limit
     /// alone. Not a TRL field.
     pub training_memory_headroom_mb: Option<usize>,
+    /// Working memory, in MiB, that the rollout's decoding may hold beyond
+    /// the weights and the KV cache at its final size
+    /// ([`BatchOptions::memory_headroom_mb`](mlx_lm::generate::BatchOptions::memory_headroom_mb)):
+    /// bounds the cache copies that decoding ahead of the device makes, at
+    /// some cost in speed when the bound is tight. `None` (default) leaves
+    /// the limit alone. Not a TRL field.
+    pub generation_memory_headroom_mb: Option<usize>,
     /// Keeps the optimizer state (AdamW's two moments: twice the trainable
     /// weights' bytes) in host memory between updates, as DeepSpeed's
     /// `offload_optimizer` does: the rollout and the loss and backward
@@ -291,6 +298,7 @@ impl Default for GrpoConfig {
             max_grad_norm: 1.0,
             gradient_checkpointing: true,
             training_memory_headroom_mb: Some(1024),
+            generation_memory_headroom_mb: None,
             offload_optimizer_state: false,
             optim: Optim::AdamW,
             seed: 42,

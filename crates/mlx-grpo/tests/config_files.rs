@@ -270,3 +270,25 @@ fn generation_chunk_prompts_must_be_positive() {
     c.set("generation_chunk_prompts", "0").unwrap();
     assert!(c.validate().is_err());
 }
+
+#[test]
+fn memory_settings_parse_and_validate() {
+    let c = GrpoConfig::default();
+    assert_eq!(c.generation_memory_headroom_mb, None);
+    assert!(!c.offload_optimizer_state);
+    let mut c = GrpoConfig::default();
+    c.apply_overrides([
+        "--generation-memory-headroom-mb=512",
+        "offload_optimizer_state=true",
+    ])
+    .unwrap();
+    assert_eq!(c.generation_memory_headroom_mb, Some(512));
+    assert!(c.offload_optimizer_state);
+    c.validate().unwrap();
+    c.set("generation_memory_headroom_mb", "none").unwrap();
+    assert_eq!(c.generation_memory_headroom_mb, None);
+    c.set("generation_memory_headroom_mb", "0").unwrap();
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("generation_memory_headroom_mb"), "{err}");
+    assert!(c.set("offload_optimizer_state", "sometimes").is_err());
+}

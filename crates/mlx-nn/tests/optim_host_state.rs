@@ -67,9 +67,11 @@ fn same_bits_in_every_placement<R: UpdateRule + Clone>(rule: R, schedule: Schedu
     let mut opt = Optimizer::new(rule.clone(), schedule.clone());
     train(&mut device, &mut opt, steps.clone(), |_, _| Ok(()))?;
 
-    // On the host from the start, in the default groups and one parameter
-    // per group.
-    for group_bytes in [None, Some(1)] {
+    // On the host from the start: in the default groups (every slot moves
+    // in its group's flat array), one parameter per group (every slot
+    // moves alone) and groups of 200 bytes (weights' slots alone, biases'
+    // in the flat array).
+    for group_bytes in [None, Some(1), Some(200)] {
         let mut host = tiny_model(1)?;
         let mut opt_h = Optimizer::new(rule.clone(), schedule.clone());
         opt_h.set_state_on_host(true)?;
@@ -184,5 +186,39 @@ fn saved_host_state_resumes_in_either_placement() -> Res {
         );
     }
     std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+#[test]
+fn groups_mixing_dtypes_give_the_same_bits() -> Res {
+    // Half of the parameters in bf16: a group's state moves as one flat
+    // array per dtype.
+    let mixed = || -> Res<Mlp> {
+        let mut m = tiny_model(1)?;
+        let halves: mlx_nn::ParamMap = m
+            .parameters()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, (name, a))| Ok((name, a.as_type(Dtype::BF16)?)))
+            .collect::<Res<_>>()?;
+        m.update(&halves)?;
+        Ok(m)
+    };
+    let (rule, schedule) = adamw();
+    let mut device = mixed()?;
+    let mut opt = Optimizer::new(rule, schedule.clone());
+    train(&mut device, &mut opt, 0..4, |_, _| Ok(()))?;
+    let mut host = mixed()?;
+    let mut opt_h = Optimizer::new(rule, schedule);
+    opt_h.set_state_on_host(true)?;
+    train(&mut host, &mut opt_h, 0..4, |_, _| Ok(()))?;
+    assert_same(&device, &host, "mixed dtypes");
+    let dtypes: std::collections::BTreeSet<String> = host
+        .parameters()
+        .values()
+        .map(|a| a.dtype().to_string())
+        .collect();
+    assert_eq!(dtypes.len(), 2, "{dtypes:?}");
     Ok(())
 }

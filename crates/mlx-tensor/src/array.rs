@@ -90,6 +90,21 @@ impl Array {
         )
     }
 
+    /// A 1-D array of `dtype` holding the bytes of `parts` one after
+    /// another: one allocation and one copy (spread over threads when
+    /// large), however many parts. The parts' total length must be a whole
+    /// number of elements.
+    #[track_caller]
+    pub fn from_byte_parts(parts: &[&[u8]], dtype: Dtype) -> Result<Array> {
+        let ranges: Vec<usize> = parts
+            .iter()
+            .flat_map(|p| [p.as_ptr() as usize, p.len()])
+            .collect();
+        // SAFETY: every range is a live shared borrow for the whole call.
+        let made = unsafe { ffi::array_from_byte_parts(&ranges, dtype.to_ffi()) };
+        check("from_byte_parts", &[], made)
+    }
+
     /// A 0-dimensional array holding `value`.
     #[track_caller]
     pub fn scalar<T: Element>(value: T) -> Result<Array> {
@@ -207,6 +222,22 @@ impl Array {
     #[track_caller]
     pub fn write_bytes(&self, out: &mut [u8]) -> Result<()> {
         check_with("write_bytes", &[self], ffi::array_to_bytes(self.raw(), out))
+    }
+
+    /// Writes the array's bytes in row-major order into `outs`, one after
+    /// another (evaluates); their lengths must add up to
+    /// [`Self::nbytes`]. One read-back however many parts, spread over
+    /// threads when large.
+    #[track_caller]
+    pub fn write_byte_parts(&self, outs: &mut [&mut [u8]]) -> Result<()> {
+        let ranges: Vec<usize> = outs
+            .iter_mut()
+            .flat_map(|p| [p.as_mut_ptr() as usize, p.len()])
+            .collect();
+        // SAFETY: every range is a live exclusive borrow for the whole call,
+        // so they are writable and do not overlap.
+        let written = unsafe { ffi::array_to_byte_parts(self.raw(), &ranges) };
+        check_with("write_byte_parts", &[self], written)
     }
 
     /// Short description like `f32[2, 3]`, used in error messages.

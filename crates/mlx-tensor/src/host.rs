@@ -61,6 +61,11 @@ impl HostArray {
         &self.bytes
     }
 
+    /// The bytes, writable in place (their length, shape and dtype stay).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.bytes
+    }
+
     /// Bytes held (`size * dtype.size_of()`).
     pub fn nbytes(&self) -> usize {
         self.bytes.len()

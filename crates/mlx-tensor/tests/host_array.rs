@@ -98,3 +98,82 @@ fn host_safetensors_load_back_with_their_metadata() -> Res {
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
+
+#[test]
+fn large_arrays_split_over_threads_round_trip() -> Res {
+    // 67 MB: copied in several parts on several threads both ways. The
+    // comparison runs in MLX, not through the copy being tested; the sum
+    // checks that no part was left as zeros.
+    let a = sample(Dtype::F32, &[5003, 3355], 9)?;
+    let host = HostArray::from_array(&a)?;
+    let back = host.to_array()?;
+    assert!(back.array_equal(&a, false)?.item::<bool>()?);
+    let (sa, sb) = (
+        a.abs()?.sum(mlx_tensor::Axes::All, false)?.item::<f32>()?,
+        back.abs()?
+            .sum(mlx_tensor::Axes::All, false)?
+            .item::<f32>()?,
+    );
+    assert_eq!(sa, sb);
+    // The tail part (not a multiple of the per-thread size) too.
+    let n = a.size() as i32;
+    let flat = (a.reshape(&[n])?, back.reshape(&[n])?);
+    let tail = (
+        flat.0.slice_axis(0, n - 1000, None, 1)?,
+        flat.1.slice_axis(0, n - 1000, None, 1)?,
+    );
+    assert_eq!(tail.0.to_vec::<f32>()?, tail.1.to_vec::<f32>()?);
+    Ok(())
+}
+
+#[test]
+fn byte_parts_concatenate_and_split() -> Res {
+    let parts: Vec<Array> = [&[2, 3][..], &[4], &[1, 5]]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| sample(Dtype::BF16, s, 20 + i as u64))
+        .collect::<Res<_>>()?;
+    let bytes: Vec<Vec<u8>> = parts
+        .iter()
+        .map(Array::to_bytes)
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let flat = Array::from_byte_parts(&refs, Dtype::BF16)?;
+    assert_eq!(flat.shape().0, vec![15]);
+    assert_eq!(flat.to_bytes()?, bytes.concat());
+
+    // Back into parts of the same sizes, through an MLX computation.
+    let doubled = flat.mul_scalar(2.0)?;
+    let mut outs: Vec<Vec<u8>> = bytes.iter().map(|b| vec![0u8; b.len()]).collect();
+    let mut views: Vec<&mut [u8]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+    doubled.write_byte_parts(&mut views)?;
+    assert_eq!(outs.concat(), doubled.to_bytes()?);
+
+    // Lengths that do not add up, or are not whole elements, are errors.
+    let mut short = vec![0u8; 10];
+    assert!(doubled
+        .write_byte_parts(&mut [short.as_mut_slice()])
+        .is_err());
+    assert!(Array::from_byte_parts(&[&[0u8; 3][..]], Dtype::BF16).is_err());
+    assert_eq!(Array::from_byte_parts(&[], Dtype::F32)?.size(), 0);
+    Ok(())
+}
+
+#[test]
+fn many_large_byte_parts_round_trip_on_several_threads() -> Res {
+    // 8 parts of 5 MiB: copied by several threads, split by bytes.
+    let parts: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| {
+            (0..5usize << 20)
+                .map(|j| (j as u8).wrapping_mul(31) ^ i)
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    let flat = Array::from_byte_parts(&refs, Dtype::U8)?;
+    let mut outs: Vec<Vec<u8>> = parts.iter().map(|p| vec![0u8; p.len()]).collect();
+    let mut views: Vec<&mut [u8]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+    flat.write_byte_parts(&mut views)?;
+    assert!(outs == parts);
+    Ok(())
+}

@@ -201,6 +201,14 @@ impl GrpoConfig {
                 ">= 1 (or none)",
             );
         }
+        if let Some(mb) = self.generation_memory_headroom_mb {
+            check(
+                "generation_memory_headroom_mb",
+                mb as f64,
+                mb >= 1,
+                ">= 1 (or none)",
+            );
+        }
         if let Some(chunk) = self.generation_chunk_prompts {
             check(
                 "generation_chunk_prompts",

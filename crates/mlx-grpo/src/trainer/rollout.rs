@@ -149,6 +149,7 @@ pub fn generate<M: mlx_lm::LanguageModel>(
             .pad_token_id()
             .or(tokenizer.eos_token_id())
             .unwrap_or(0),
+        memory_headroom_mb: config.generation_memory_headroom_mb,
         ..Default::default()
     };
     generate_in_chunks(

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx_tensor::{io, Array, HostArray};
+use mlx_tensor::{io, Array, Dtype, HostArray};
 
 use super::{ParamState, UpdateRule};
 use crate::module::{Module, ModuleExt, ParamMap};
@@ -42,6 +42,9 @@ pub struct Optimizer<R> {
 
 /// One parameter's state slots copied to host memory.
 type HostState = BTreeMap<String, HostArray>;
+
+/// A parameter's name, a slot's name and the slot's host copy.
+type SlotRef<'a> = (&'a String, &'a str, &'a HostArray);
 
 impl<R: UpdateRule> Optimizer<R> {
     /// A fresh optimizer (step 0, no state yet: each parameter's state is
@@ -256,6 +259,7 @@ impl<R: UpdateRule> Optimizer<R> {
         let lr = self.schedule.at(self.step)?;
         let step = self.step + 1;
         let names: Vec<&String> = grads.keys().collect();
+        let mut groups = Vec::new();
         let mut start = 0;
         while start < names.len() {
             let mut end = start;
@@ -264,15 +268,42 @@ impl<R: UpdateRule> Optimizer<R> {
                 bytes += grads[names[end]].nbytes();
                 end += 1;
             }
+            groups.push((start, end));
+            start = end;
+        }
+        // MLX's cache keeps about one group's state buffers: the next
+        // group's state (same shapes, layer after layer) is copied into
+        // buffers whose pages are already mapped, and the other freed
+        // buffers (host-visible ones under CUDA, which a device result
+        // would otherwise be written into through page faults) are
+        // released.
+        let largest_group_state = groups
+            .iter()
+            .map(|&(start, end)| {
+                names[start..end]
+                    .iter()
+                    .filter_map(|name| self.host_state.get(*name))
+                    .flat_map(|st| st.values())
+                    .map(HostArray::nbytes)
+                    .sum::<usize>()
+            })
+            .max()
+            .unwrap_or(0);
+        let _cache = CacheLimit::set(largest_group_state + largest_group_state / 4);
+        let group_bytes = self.group_bytes;
+        let alone = |nbytes: usize| moves_alone(nbytes, group_bytes);
+        for (start, end) in groups {
+            let group = &names[start..end];
+            let mut restored = self.restore_group(group)?;
             let mut updated = ParamMap::new();
             let mut states = Vec::new();
-            for &name in &names[start..end] {
+            for &name in group {
                 let param = params
                     .remove(name)
                     .ok_or_else(|| Error::UnknownParameter { name: name.clone() })?;
                 let grad = &grads[name];
-                let mut st = match self.host_state.get(name) {
-                    Some(host) => to_device(host)?,
+                let mut st = match restored.remove(name.as_str()) {
+                    Some(st) => st,
                     None => self.rule.init_state(grad)?,
                 };
                 updated.insert(
@@ -281,29 +312,119 @@ impl<R: UpdateRule> Optimizer<R> {
                 );
                 states.push((name, st));
             }
-            let mut outputs: Vec<&Array> = updated.values().collect();
-            outputs.extend(states.iter().flat_map(|(_, st)| st.iter().map(|(_, a)| a)));
-            mlx_tensor::eval(&outputs)?;
-            for (name, st) in states {
-                let host = self.host_state.entry(name.clone()).or_default();
-                for (slot, a) in st.iter() {
-                    match host.get_mut(slot) {
-                        Some(h) => h.copy_from(a)?,
-                        None => {
-                            host.insert(slot.to_string(), HostArray::from_array(a)?);
-                        }
+            // The new state flattened into one array per dtype, in
+            // (parameter, slot) order: one read-back for the whole group.
+            let mut flats: Vec<(Dtype, Vec<Array>)> = Vec::new();
+            for (_, st) in &states {
+                for (_, a) in st.iter().filter(|(_, a)| !alone(a.nbytes())) {
+                    let flat = a.reshape(&[-1])?;
+                    match flats.iter_mut().find(|(d, _)| *d == a.dtype()) {
+                        Some((_, list)) => list.push(flat),
+                        None => flats.push((a.dtype(), vec![flat])),
                     }
                 }
+            }
+            let flats: Vec<(Dtype, Array)> = flats
+                .into_iter()
+                .map(|(dtype, list)| {
+                    let refs: Vec<&Array> = list.iter().collect();
+                    Ok((dtype, mlx_tensor::concatenate(&refs, 0)?))
+                })
+                .collect::<Result<_>>()?;
+            let mut outputs: Vec<&Array> = updated.values().collect();
+            outputs.extend(flats.iter().map(|(_, a)| a));
+            outputs.extend(
+                states
+                    .iter()
+                    .flat_map(|(_, st)| st.iter().map(|(_, a)| a))
+                    .filter(|a| alone(a.nbytes())),
+            );
+            mlx_tensor::eval(&outputs)?;
+            // Host arrays of the new state's shapes (made on the first
+            // update), then the group's state written into them.
+            for (name, st) in &states {
+                let host = self.host_state.entry((*name).clone()).or_default();
+                let slots = st.names();
+                host.retain(|slot, _| slots.contains(&slot.as_str()));
+                for (slot, a) in st.iter() {
+                    let fits = host.get(slot).is_some_and(|h| {
+                        h.shape() == a.shape().0.as_slice() && h.dtype() == a.dtype()
+                    });
+                    if !fits {
+                        let zeros = vec![0u8; a.nbytes()];
+                        host.insert(
+                            slot.to_string(),
+                            HostArray::from_parts(zeros, a.shape().0, a.dtype())?,
+                        );
+                    }
+                }
+            }
+            for (name, st) in states {
+                for (slot, a) in st.iter().filter(|(_, a)| alone(a.nbytes())) {
+                    if let Some(h) = self.host_state.get_mut(name).and_then(|h| h.get_mut(slot)) {
+                        h.copy_from(a)?;
+                    }
+                }
+            }
+            for (dtype, flat) in &flats {
+                let mut outs: Vec<&mut [u8]> = self
+                    .host_state
+                    .iter_mut()
+                    .filter(|(name, _)| group.contains(name))
+                    .flat_map(|(_, st)| st.values_mut())
+                    .filter(|h| h.dtype() == *dtype && !alone(h.nbytes()))
+                    .map(HostArray::bytes_mut)
+                    .collect();
+                flat.write_byte_parts(&mut outs)?;
             }
             model.for_each_param_mut(|name, p| {
                 if let Some(v) = updated.remove(name) {
                     p.value = v;
                 }
             });
-            start = end;
         }
         self.step = step;
         Ok(())
+    }
+
+    /// The host state of the parameters `group` as MLX arrays: one flat
+    /// array per dtype (one allocation and one copy for the group) and a
+    /// view of it per slot, except that slots of [`moves_alone`] size come
+    /// over as arrays of their own (their buffers can then be reused in
+    /// place by the update). Parameters without state are left out.
+    fn restore_group(&self, group: &[&String]) -> Result<BTreeMap<String, ParamState>> {
+        let mut by_dtype: Vec<(Dtype, Vec<SlotRef<'_>>)> = Vec::new();
+        let mut out: BTreeMap<String, ParamState> = BTreeMap::new();
+        for &name in group {
+            for (slot, h) in self.host_state.get(name).into_iter().flatten() {
+                if moves_alone(h.nbytes(), self.group_bytes) {
+                    out.entry(name.clone())
+                        .or_default()
+                        .set(slot, h.to_array()?);
+                    continue;
+                }
+                match by_dtype.iter_mut().find(|(d, _)| *d == h.dtype()) {
+                    Some((_, list)) => list.push((name, slot, h)),
+                    None => by_dtype.push((h.dtype(), vec![(name, slot, h)])),
+                }
+            }
+        }
+        for (dtype, list) in by_dtype {
+            let parts: Vec<&[u8]> = list.iter().map(|(_, _, h)| h.bytes()).collect();
+            let flat = Array::from_byte_parts(&parts, dtype)?;
+            let mut at = 0i32;
+            for (name, slot, h) in list {
+                let len = i32::try_from(h.nbytes() / dtype.size_of()).map_err(|_| {
+                    Error::OptimizerState(format!("state `{name}.{slot}` is too large"))
+                })?;
+                let view = flat
+                    .slice_axis(0, at, Some(at + len), 1)?
+                    .reshape(h.shape())?;
+                out.entry(name.clone()).or_default().set(slot, view);
+                at += len;
+            }
+        }
+        Ok(out)
     }
 
     /// Every state array (to evaluate together with the parameters); none
@@ -491,4 +612,27 @@ fn to_device(state: &HostState) -> Result<ParamState> {
         st.set(slot, h.to_array()?);
     }
     Ok(st)
+}
+
+/// Whether a state slot of `nbytes` moves between host and MLX memory on
+/// its own rather than in its group's flat array (from half the group size
+/// up): a fixed cost per move (allocating host-visible memory) matters for
+/// small slots, a second group-sized buffer for large ones.
+fn moves_alone(nbytes: usize, group_bytes: usize) -> bool {
+    nbytes >= (group_bytes / 2).max(1)
+}
+
+/// MLX's cache limit for a scope; the previous limit comes back on drop.
+struct CacheLimit(usize);
+
+impl CacheLimit {
+    fn set(bytes: usize) -> CacheLimit {
+        CacheLimit(mlx_tensor::memory::set_cache_limit(bytes))
+    }
+}
+
+impl Drop for CacheLimit {
+    fn drop(&mut self) {
+        mlx_tensor::memory::set_cache_limit(self.0);
+    }
 }
