@@ -136,6 +136,60 @@ fn resume_continues_the_exact_trajectory() {
     }
 }
 
+/// With `offload_optimizer_state` the run follows the same trajectory as
+/// with the state on the device, and its checkpoints (optimizer state
+/// written from host memory) resume in either placement.
+#[test]
+fn offloaded_optimizer_state_trains_and_resumes_the_same() {
+    let tok = tokenizer();
+    let straight_dir = scratch("offload-straight");
+    let mut straight = Trainer::new(
+        config(&straight_dir, 4),
+        model(&tok),
+        tok.clone(),
+        dataset(),
+        rewards(),
+    )
+    .unwrap()
+    .with_progress(false);
+    let full = straight.train().unwrap();
+    let expected = straight.model().parameters();
+
+    for resume_offloaded in [true, false] {
+        let dir = scratch(&format!("offload-resumed-{resume_offloaded}"));
+        let mut cfg = config(&dir, 4);
+        cfg.offload_optimizer_state = true;
+        let mut first = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
+            .unwrap()
+            .with_progress(false);
+        first.train_step().unwrap();
+        first.train_step().unwrap();
+        first.save_checkpoint().unwrap();
+        drop(first);
+        let mut cfg = config(&dir, 4);
+        cfg.offload_optimizer_state = resume_offloaded;
+        cfg.resume_from_checkpoint = Some(dir.join("checkpoint-2"));
+        let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
+            .unwrap()
+            .with_progress(false);
+        let resumed = second.train().unwrap();
+        let tail = |h: &[mlx_grpo::trainer::LogRecord]| losses(&h[h.len() - 2..]);
+        assert_eq!(
+            tail(&full.log_history),
+            tail(&resumed.log_history),
+            "resumed with the state on the host: {resume_offloaded}"
+        );
+        let b = second.model().parameters();
+        for (name, p) in &expected {
+            assert_eq!(
+                p.to_vec::<f32>().unwrap(),
+                b[name].to_vec::<f32>().unwrap(),
+                "{name} differs (resumed with the state on the host: {resume_offloaded})"
+            );
+        }
+    }
+}
+
 #[test]
 fn interrupted_save_keeps_the_previous_checkpoint() {
     let dir = scratch("atomic");
