@@ -155,16 +155,21 @@ fn micro_batches(model: &Model, config: &GrpoConfig) -> Vec<MicroBatch> {
         .collect()
 }
 
-#[test]
-fn optimize_step_with_gradient_checkpointing_matches() {
-    let config = GrpoConfig {
+/// Two optimizer steps over the two micro-batches of [`micro_batches`].
+fn two_step_config() -> GrpoConfig {
+    GrpoConfig {
         num_generations: 4,
         per_device_train_batch_size: 4,
         gradient_accumulation_steps: 2,
         learning_rate: 1e-2,
         max_steps: 2,
         ..GrpoConfig::default()
-    };
+    }
+}
+
+#[test]
+fn optimize_step_with_gradient_checkpointing_matches() {
+    let config = two_step_config();
     let loss = GrpoLoss::from_config(&config);
     let mut results = Vec::new();
     for checkpointing in [false, true] {
@@ -229,13 +234,8 @@ fn offloaded_optimizer_state_gives_the_same_steps() {
     let mut results = Vec::new();
     for offload in [false, true] {
         let config = GrpoConfig {
-            num_generations: 4,
-            per_device_train_batch_size: 4,
-            gradient_accumulation_steps: 2,
-            learning_rate: 1e-2,
-            max_steps: 2,
             offload_optimizer_state: offload,
-            ..GrpoConfig::default()
+            ..two_step_config()
         };
         let loss = GrpoLoss::from_config(&config);
         let mut m = model_of(true, mlx_tensor::Dtype::BF16);

@@ -7,14 +7,14 @@ use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
 use mlx_grpo::trainer::checkpoint::{read_trainer_state, CheckpointManager, TrainerState};
-use mlx_grpo::trainer::Trainer;
+use mlx_grpo::trainer::{TrainOutput, Trainer};
 use mlx_grpo::Error;
 use mlx_lm::loader::{load_model, random_model};
 use mlx_lm::models::Model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
 use mlx_lm::vocab::VocabTokenizerBuilder;
 use mlx_lm::Tokenizer;
-use mlx_nn::ModuleExt;
+use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;
 
 fn scratch(name: &str) -> PathBuf {
@@ -85,55 +85,71 @@ fn losses(history: &[mlx_grpo::trainer::LogRecord]) -> Vec<f64> {
     history.iter().map(|r| r.metrics["loss"]).collect()
 }
 
+/// A 4-step run's log and final parameters, trained straight through.
+fn straight_run(name: &str, tok: &Tokenizer) -> (TrainOutput, ParamMap) {
+    let dir = scratch(name);
+    let mut trainer = Trainer::new(
+        config(&dir, 4),
+        model(tok),
+        tok.clone(),
+        dataset(),
+        rewards(),
+    )
+    .unwrap()
+    .with_progress(false);
+    let out = trainer.train().unwrap();
+    (out, trainer.model().parameters())
+}
+
+/// The same run stopped and saved after two steps (its config adjusted by
+/// `first`), then resumed from that checkpoint (adjusted by `then`): the
+/// resumed run's log and final parameters.
+fn stopped_and_resumed(
+    name: &str,
+    tok: &Tokenizer,
+    first: impl Fn(&mut GrpoConfig),
+    then: impl Fn(&mut GrpoConfig),
+) -> (TrainOutput, ParamMap) {
+    let dir = scratch(name);
+    let mut cfg = config(&dir, 4);
+    first(&mut cfg);
+    let mut trainer = Trainer::new(cfg, model(tok), tok.clone(), dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
+    trainer.train_step().unwrap();
+    trainer.train_step().unwrap();
+    trainer.save_checkpoint().unwrap();
+    drop(trainer);
+    let mut cfg = config(&dir, 4);
+    then(&mut cfg);
+    cfg.resume_from_checkpoint = Some(dir.join("checkpoint-2"));
+    let mut trainer = Trainer::new(cfg, model(tok), tok.clone(), dataset(), rewards())
+        .unwrap()
+        .with_progress(false);
+    let out = trainer.train().unwrap();
+    (out, trainer.model().parameters())
+}
+
+/// The last two logged losses and every parameter agree bit for bit.
+fn assert_same_end(a: &(TrainOutput, ParamMap), b: &(TrainOutput, ParamMap), what: &str) {
+    assert_eq!(a.0.global_step, b.0.global_step, "{what}");
+    let tail = |h: &[mlx_grpo::trainer::LogRecord]| losses(&h[h.len() - 2..]);
+    assert_eq!(tail(&a.0.log_history), tail(&b.0.log_history), "{what}");
+    for (name, p) in &a.1 {
+        assert_eq!(
+            p.to_vec::<f32>().unwrap(),
+            b.1[name].to_vec::<f32>().unwrap(),
+            "{name} differs: {what}"
+        );
+    }
+}
+
 #[test]
 fn resume_continues_the_exact_trajectory() {
     let tok = tokenizer();
-    let straight_dir = scratch("straight");
-    let mut straight = Trainer::new(
-        config(&straight_dir, 4),
-        model(&tok),
-        tok.clone(),
-        dataset(),
-        rewards(),
-    )
-    .unwrap()
-    .with_progress(false);
-    let full = straight.train().unwrap();
-
-    let resumed_dir = scratch("resumed");
-    // The same run (same config, same schedule), stopped after two steps.
-    let mut first = Trainer::new(
-        config(&resumed_dir, 4),
-        model(&tok),
-        tok.clone(),
-        dataset(),
-        rewards(),
-    )
-    .unwrap()
-    .with_progress(false);
-    first.train_step().unwrap();
-    first.train_step().unwrap();
-    first.save_checkpoint().unwrap();
-    drop(first);
-    let mut cfg = config(&resumed_dir, 4);
-    cfg.resume_from_checkpoint = Some(resumed_dir.join("checkpoint-2"));
-    let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
-        .unwrap()
-        .with_progress(false);
-    let resumed = second.train().unwrap();
-
-    assert_eq!(full.global_step, resumed.global_step);
-    let tail = |h: &[mlx_grpo::trainer::LogRecord]| losses(&h[h.len() - 2..]);
-    assert_eq!(tail(&full.log_history), tail(&resumed.log_history));
-    let a = straight.model().parameters();
-    let b = second.model().parameters();
-    for (name, p) in &a {
-        assert_eq!(
-            p.to_vec::<f32>().unwrap(),
-            b[name].to_vec::<f32>().unwrap(),
-            "{name} differs after resume"
-        );
-    }
+    let straight = straight_run("straight", &tok);
+    let resumed = stopped_and_resumed("resumed", &tok, |_| {}, |_| {});
+    assert_same_end(&straight, &resumed, "resumed");
 }
 
 /// With `offload_optimizer_state` the run follows the same trajectory as
@@ -142,51 +158,19 @@ fn resume_continues_the_exact_trajectory() {
 #[test]
 fn offloaded_optimizer_state_trains_and_resumes_the_same() {
     let tok = tokenizer();
-    let straight_dir = scratch("offload-straight");
-    let mut straight = Trainer::new(
-        config(&straight_dir, 4),
-        model(&tok),
-        tok.clone(),
-        dataset(),
-        rewards(),
-    )
-    .unwrap()
-    .with_progress(false);
-    let full = straight.train().unwrap();
-    let expected = straight.model().parameters();
-
-    for resume_offloaded in [true, false] {
-        let dir = scratch(&format!("offload-resumed-{resume_offloaded}"));
-        let mut cfg = config(&dir, 4);
-        cfg.offload_optimizer_state = true;
-        let mut first = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
-            .unwrap()
-            .with_progress(false);
-        first.train_step().unwrap();
-        first.train_step().unwrap();
-        first.save_checkpoint().unwrap();
-        drop(first);
-        let mut cfg = config(&dir, 4);
-        cfg.offload_optimizer_state = resume_offloaded;
-        cfg.resume_from_checkpoint = Some(dir.join("checkpoint-2"));
-        let mut second = Trainer::new(cfg, model(&tok), tok.clone(), dataset(), rewards())
-            .unwrap()
-            .with_progress(false);
-        let resumed = second.train().unwrap();
-        let tail = |h: &[mlx_grpo::trainer::LogRecord]| losses(&h[h.len() - 2..]);
-        assert_eq!(
-            tail(&full.log_history),
-            tail(&resumed.log_history),
-            "resumed with the state on the host: {resume_offloaded}"
+    let straight = straight_run("offload-straight", &tok);
+    for on_host in [true, false] {
+        let resumed = stopped_and_resumed(
+            &format!("offload-resumed-{on_host}"),
+            &tok,
+            |c| c.offload_optimizer_state = true,
+            |c| c.offload_optimizer_state = on_host,
         );
-        let b = second.model().parameters();
-        for (name, p) in &expected {
-            assert_eq!(
-                p.to_vec::<f32>().unwrap(),
-                b[name].to_vec::<f32>().unwrap(),
-                "{name} differs (resumed with the state on the host: {resume_offloaded})"
-            );
-        }
+        assert_same_end(
+            &straight,
+            &resumed,
+            &format!("state on the host, resumed with it on the host: {on_host}"),
+        );
     }
 }
 
