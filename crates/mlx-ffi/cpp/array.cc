@@ -105,6 +105,54 @@ std::vector<std::pair<std::uintptr_t, std::size_t>> pairs_of(rust::Slice<const s
   return out;
 }
 
+// An array of `shape` and `dtype` holding the byte ranges `sources` one
+// after another, in a buffer of MLX's allocator (host-visible on every
+// backend: unified memory under CUDA): one allocation and one copy.
+mx::array filled_array(const std::vector<std::pair<const char*, std::size_t>>& sources,
+                       mx::Shape shape, mx::Dtype dtype) {
+  std::size_t total = 0;
+  for (auto& s : sources) total += s.second;
+  if (total == 0) {
+    // MLX owns this placeholder and frees it through the deleter.
+    auto* empty = new std::uint8_t[1];
+    return mx::array(static_cast<void*>(empty), std::move(shape), dtype,
+                     [](void* p) { delete[] static_cast<std::uint8_t*>(p); });
+  }
+  // `owned` frees the buffer if anything below throws.
+  auto owned = mx::allocator::malloc(total);
+  auto* base = static_cast<char*>(owned.buffer().raw_ptr());
+  if (base == nullptr) {
+    throw std::runtime_error("[array] could not allocate " + std::to_string(total) + " bytes");
+  }
+  std::vector<Copy> copies;
+  std::size_t at = 0;
+  for (auto& s : sources) {
+    copies.push_back({base + at, s.first, s.second});
+    at += s.second;
+  }
+  copy_all(copies);
+  return mx::array(std::move(owned), std::move(shape), dtype);
+}
+
+// `a` evaluated and row-contiguous (views are copied so the bytes are in
+// logical order), checked to hold `expected` bytes. Waits for `a` only: an
+// array already queued with async_eval is read as soon as its own step is
+// done, without queueing anything behind the work submitted after it.
+mx::array readable(const mx::array& a, std::size_t expected, const char* op) {
+  mx::array c = a;
+  c.eval();
+  if (!(c.flags().row_contiguous && c.data_size() == c.size())) {
+    c = mx::contiguous(c);
+    c.eval();
+  }
+  if (c.nbytes() != expected) {
+    throw std::invalid_argument(std::string(op) + " destination holds " +
+                                std::to_string(expected) + " bytes, the array " +
+                                std::to_string(c.nbytes()));
+  }
+  return c;
+}
+
 }  // namespace
 
 mx::Dtype to_mlx(DType dtype) {
@@ -176,23 +224,9 @@ ArrayPtr array_from_bytes(rust::Slice<const std::uint8_t> data,
                                 " bytes do not fill a shape of " + std::to_string(count) +
                                 " elements of " + std::to_string(mdtype.size()) + " bytes");
   }
-  if (data.size() == 0) {
-    // MLX owns this placeholder and frees it through the deleter.
-    auto* empty = new std::uint8_t[1];
-    return wrap(array(static_cast<void*>(empty), to_shape(shape), mdtype,
-                      [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
-  }
-  // One copy, straight into a buffer of MLX's allocator (host-visible on
-  // every backend: unified memory under CUDA).
-  // `owned` frees the buffer if anything below throws.
-  auto owned = mx::allocator::malloc(data.size());
-  void* ptr = owned.buffer().raw_ptr();
-  if (ptr == nullptr) {
-    throw std::runtime_error("[array] could not allocate " + std::to_string(data.size()) +
-                             " bytes");
-  }
-  copy_bytes(ptr, data.data(), data.size());
-  return wrap(array(std::move(owned), to_shape(shape), mdtype));
+  std::vector<std::pair<const char*, std::size_t>> source = {
+      {reinterpret_cast<const char*>(data.data()), data.size()}};
+  return wrap(filled_array(source, to_shape(shape), mdtype));
 }
 
 // Scalars are built already evaluated on the host (no lazy conversion op):
@@ -225,21 +259,7 @@ DType array_dtype(const array& a) { return from_mlx(a.dtype()); }
 std::size_t array_id(const array& a) { return a.id(); }
 
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
-  // Waits for `a` only: an array already queued with async_eval is read as
-  // soon as its own step is done, without queueing anything behind the work
-  // submitted after it.
-  array c = a;
-  c.eval();
-  if (!(c.flags().row_contiguous && c.data_size() == c.size())) {
-    // Views (transposes, broadcasts, strided slices) are made row-contiguous
-    // first so the bytes are in logical order.
-    c = mx::contiguous(c);
-    c.eval();
-  }
-  if (c.nbytes() != out.size()) {
-    throw std::invalid_argument("[to_bytes] destination holds " + std::to_string(out.size()) +
-                                " bytes, the array " + std::to_string(c.nbytes()));
-  }
+  array c = readable(a, out.size(), "[to_bytes]");
   if (out.size() > 0) copy_bytes(out.data(), c.data<void>(), out.size());
 }
 
@@ -266,50 +286,26 @@ namespace mlx_bridge {
 
 ArrayPtr array_from_byte_parts(rust::Slice<const std::size_t> parts, DType dtype) {
   auto mdtype = to_mlx(dtype);
-  auto ranges = pairs_of(parts);
+  std::vector<std::pair<const char*, std::size_t>> sources;
   std::size_t total = 0;
-  for (auto& r : ranges) total += r.second;
+  for (auto& r : pairs_of(parts)) {
+    sources.emplace_back(reinterpret_cast<const char*>(r.first), r.second);
+    total += r.second;
+  }
   if (total % mdtype.size() != 0) {
     throw std::invalid_argument("[from_byte_parts] " + std::to_string(total) +
                                 " bytes are not whole elements of " +
                                 std::to_string(mdtype.size()) + " bytes");
   }
-  if (total == 0) {
-    auto* empty = new std::uint8_t[1];
-    return wrap(array(static_cast<void*>(empty), mx::Shape{0}, mdtype,
-                      [](void* p) { delete[] static_cast<std::uint8_t*>(p); }));
-  }
-  auto owned = mx::allocator::malloc(total);
-  auto* base = static_cast<char*>(owned.buffer().raw_ptr());
-  if (base == nullptr) {
-    throw std::runtime_error("[from_byte_parts] could not allocate " + std::to_string(total) +
-                             " bytes");
-  }
-  std::vector<Copy> copies;
-  std::size_t at = 0;
-  for (auto& r : ranges) {
-    copies.push_back({base + at, reinterpret_cast<const char*>(r.first), r.second});
-    at += r.second;
-  }
-  copy_all(copies);
   auto elements = static_cast<std::int32_t>(total / mdtype.size());
-  return wrap(array(std::move(owned), mx::Shape{elements}, mdtype));
+  return wrap(filled_array(sources, mx::Shape{elements}, mdtype));
 }
 
 void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
   auto ranges = pairs_of(parts);
   std::size_t total = 0;
   for (auto& r : ranges) total += r.second;
-  array c = a;
-  c.eval();
-  if (!(c.flags().row_contiguous && c.data_size() == c.size())) {
-    c = mx::contiguous(c);
-    c.eval();
-  }
-  if (c.nbytes() != total) {
-    throw std::invalid_argument("[to_byte_parts] destinations hold " + std::to_string(total) +
-                                " bytes, the array " + std::to_string(c.nbytes()));
-  }
+  array c = readable(a, total, "[to_byte_parts]");
   if (total == 0) return;
   const char* base = c.data<char>();
   std::vector<Copy> copies;

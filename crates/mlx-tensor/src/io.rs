@@ -201,17 +201,8 @@ pub fn save_safetensors<'a>(
             value: v.clone(),
         })
         .collect();
-    let tmp = temporary_sibling(path);
-    let tmp_str = tmp
-        .to_str()
-        .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
-    if let Err(e) = ffi::save_safetensors(tmp_str, &names, list, &meta) {
-        let _ = fs::remove_file(&tmp);
-        return Err(file_error(path, e.what()));
-    }
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        file_error(path, format!("renaming the finished file into place: {e}"))
+    write_atomically(path, temporary_sibling(path), |tmp| {
+        ffi::save_safetensors(tmp, &names, list, &meta).map_err(|e| e.what().to_string())
     })
 }
 
@@ -260,23 +251,17 @@ pub fn save_host_safetensors<'a>(
     while header.len() % 8 != 0 {
         header.push(b' ');
     }
-    let tmp = temporary_sibling(path);
-    let written = (|| -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::new(fs::File::create(&tmp)?);
-        out.write_all(&(header.len() as u64).to_le_bytes())?;
-        out.write_all(&header)?;
-        for (_, tensor) in &tensors {
-            out.write_all(tensor.bytes())?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(file_error(path, format!("writing: {e}")));
-    }
-    fs::rename(&tmp, path).map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        file_error(path, format!("renaming the finished file into place: {e}"))
+    write_atomically(path, temporary_sibling(path), |tmp| {
+        let written = (|| -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::new(fs::File::create(tmp)?);
+            out.write_all(&(header.len() as u64).to_le_bytes())?;
+            out.write_all(&header)?;
+            for (_, tensor) in &tensors {
+                out.write_all(tensor.bytes())?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })();
+        written.map_err(|e| format!("writing: {e}"))
     })
 }
 
@@ -294,12 +279,30 @@ pub fn load_npy(path: impl AsRef<Path>) -> Result<Array> {
 /// Writes a `.npy` file, atomically.
 pub fn save_npy(path: impl AsRef<Path>, array: &Array) -> Result<()> {
     let path = path.as_ref();
-    let tmp = temporary_sibling(path).with_extension("npy");
+    write_atomically(path, temporary_sibling(path).with_extension("npy"), |tmp| {
+        ffi::save_npy(tmp, array.raw()).map_err(|e| e.what().to_string())
+    })
+}
+
+/// Runs `write` on the temporary file `tmp` (a sibling of `path`), then
+/// renames it over `path`; on any failure the temporary file is removed
+/// and the error names `path`, so an existing file is never lost.
+fn write_atomically(
+    path: &Path,
+    tmp: PathBuf,
+    write: impl FnOnce(&str) -> std::result::Result<(), String>,
+) -> Result<()> {
     let tmp_str = tmp
         .to_str()
         .ok_or_else(|| file_error(path, "path is not valid UTF-8"))?;
-    ffi::save_npy(tmp_str, array.raw()).map_err(|e| file_error(path, e.what()))?;
-    fs::rename(&tmp, path).map_err(|e| file_error(path, format!("renaming into place: {e}")))
+    if let Err(message) = write(tmp_str) {
+        let _ = fs::remove_file(&tmp);
+        return Err(file_error(path, message));
+    }
+    fs::rename(&tmp, path).map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        file_error(path, format!("renaming the finished file into place: {e}"))
+    })
 }
 
 fn temporary_sibling(path: &Path) -> PathBuf {
