@@ -244,7 +244,10 @@ impl<R: UpdateRule> Optimizer<R> {
     /// about [`Optimizer::group_bytes`] of parameters, its state comes to the
     /// device, the group is updated and evaluated, the new state is copied
     /// back into the same host buffers and the new values go into `model`,
-    /// so at most one group's state (old and new) is on the device.
+    /// so at most two groups' state (old and new) are on the device. The
+    /// groups are pipelined: the next group's state is copied over and its
+    /// update queued before the current group's new state is copied back,
+    /// so the host's copies overlap the device's work.
     ///
     /// An error part way (MLX failing to evaluate) leaves the groups before
     /// it updated, each parameter together with its state, and the step
@@ -259,21 +262,10 @@ impl<R: UpdateRule> Optimizer<R> {
         let lr = self.schedule.at(self.step)?;
         let step = self.step + 1;
         let names: Vec<&String> = grads.keys().collect();
-        let mut groups = Vec::new();
-        let mut start = 0;
-        while start < names.len() {
-            let mut end = start;
-            let mut bytes = 0usize;
-            while end < names.len() && (end == start || bytes < self.group_bytes) {
-                bytes += grads[names[end]].nbytes();
-                end += 1;
-            }
-            groups.push((start, end));
-            start = end;
-        }
-        // MLX's cache keeps about one group's state buffers: the next
-        // group's state (same shapes, layer after layer) is copied into
-        // buffers whose pages are already mapped, and the other freed
+        let groups = byte_groups(grads.values().map(Array::nbytes), self.group_bytes);
+        // MLX's cache keeps about the two groups' state buffers in flight:
+        // the next group's state (same shapes, layer after layer) is copied
+        // into buffers whose pages are already mapped, and the other freed
         // buffers (host-visible ones under CUDA, which a device result
         // would otherwise be written into through page faults) are
         // released.
@@ -289,9 +281,8 @@ impl<R: UpdateRule> Optimizer<R> {
             })
             .max()
             .unwrap_or(0);
-        let _cache = CacheLimit::set(largest_group_state + largest_group_state / 4);
-        let group_bytes = self.group_bytes;
-        let alone = |nbytes: usize| moves_alone(nbytes, group_bytes);
+        let _cache = CacheLimit::set(2 * largest_group_state + largest_group_state / 2);
+        let mut in_flight: Option<QueuedGroup> = None;
         for (start, end) in groups {
             let group = &names[start..end];
             let mut restored = self.restore_group(group)?;
@@ -310,80 +301,80 @@ impl<R: UpdateRule> Optimizer<R> {
                     name.clone(),
                     self.rule.update(&param, grad, &mut st, &lr, step)?,
                 );
-                states.push((name, st));
+                states.push((name.clone(), st));
             }
-            // The new state flattened into one array per dtype, in
-            // (parameter, slot) order: one read-back for the whole group.
-            let mut flats: Vec<(Dtype, Vec<Array>)> = Vec::new();
-            for (_, st) in &states {
-                for (_, a) in st.iter().filter(|(_, a)| !alone(a.nbytes())) {
-                    let flat = a.reshape(&[-1])?;
-                    match flats.iter_mut().find(|(d, _)| *d == a.dtype()) {
-                        Some((_, list)) => list.push(flat),
-                        None => flats.push((a.dtype(), vec![flat])),
-                    }
-                }
+            let queued = QueuedGroup::queue(updated, states, self.group_bytes)?;
+            if let Some(previous) = in_flight.replace(queued) {
+                self.finish_group(previous, model)?;
             }
-            let flats: Vec<(Dtype, Array)> = flats
-                .into_iter()
-                .map(|(dtype, list)| {
-                    let refs: Vec<&Array> = list.iter().collect();
-                    Ok((dtype, mlx_tensor::concatenate(&refs, 0)?))
-                })
-                .collect::<Result<_>>()?;
-            let mut outputs: Vec<&Array> = updated.values().collect();
-            outputs.extend(flats.iter().map(|(_, a)| a));
-            outputs.extend(
-                states
-                    .iter()
-                    .flat_map(|(_, st)| st.iter().map(|(_, a)| a))
-                    .filter(|a| alone(a.nbytes())),
-            );
-            mlx_tensor::eval(&outputs)?;
-            // Host arrays of the new state's shapes (made on the first
-            // update), then the group's state written into them.
-            for (name, st) in &states {
-                let host = self.host_state.entry((*name).clone()).or_default();
-                let slots = st.names();
-                host.retain(|slot, _| slots.contains(&slot.as_str()));
-                for (slot, a) in st.iter() {
-                    let fits = host.get(slot).is_some_and(|h| {
-                        h.shape() == a.shape().0.as_slice() && h.dtype() == a.dtype()
-                    });
-                    if !fits {
-                        let zeros = vec![0u8; a.nbytes()];
-                        host.insert(
-                            slot.to_string(),
-                            HostArray::from_parts(zeros, a.shape().0, a.dtype())?,
-                        );
-                    }
-                }
-            }
-            for (name, st) in states {
-                for (slot, a) in st.iter().filter(|(_, a)| alone(a.nbytes())) {
-                    if let Some(h) = self.host_state.get_mut(name).and_then(|h| h.get_mut(slot)) {
-                        h.copy_from(a)?;
-                    }
-                }
-            }
-            for (dtype, flat) in &flats {
-                let mut outs: Vec<&mut [u8]> = self
-                    .host_state
-                    .iter_mut()
-                    .filter(|(name, _)| group.contains(name))
-                    .flat_map(|(_, st)| st.values_mut())
-                    .filter(|h| h.dtype() == *dtype && !alone(h.nbytes()))
-                    .map(HostArray::bytes_mut)
-                    .collect();
-                flat.write_byte_parts(&mut outs)?;
-            }
-            model.for_each_param_mut(|name, p| {
-                if let Some(v) = updated.remove(name) {
-                    p.value = v;
-                }
-            });
+        }
+        if let Some(last) = in_flight.take() {
+            self.finish_group(last, model)?;
         }
         self.step = step;
+        Ok(())
+    }
+
+    /// Waits for a queued group, copies its new state into the host
+    /// buffers (made on the first update) and puts its new values into
+    /// `model`.
+    fn finish_group<M: Module + ?Sized>(
+        &mut self,
+        queued: QueuedGroup,
+        model: &mut M,
+    ) -> Result<()> {
+        let QueuedGroup {
+            mut updated,
+            states,
+            flats,
+        } = queued;
+        let outputs: Vec<&Array> = updated.values().collect();
+        mlx_tensor::eval(&outputs)?;
+        let group_bytes = self.group_bytes;
+        let alone = |nbytes: usize| moves_alone(nbytes, group_bytes);
+        // Slots that move alone are copied into their host arrays here, the
+        // others from the flat arrays below.
+        for (name, st) in &states {
+            let host = self.host_state.entry(name.clone()).or_default();
+            let slots = st.names();
+            host.retain(|slot, _| slots.contains(&slot.as_str()));
+            for (slot, a) in st.iter() {
+                let fits = host
+                    .get(slot)
+                    .is_some_and(|h| h.shape() == a.shape().0.as_slice() && h.dtype() == a.dtype());
+                if alone(a.nbytes()) {
+                    match host.get_mut(slot).filter(|_| fits) {
+                        Some(h) => h.copy_from(a)?,
+                        None => {
+                            host.insert(slot.to_string(), HostArray::from_array(a)?);
+                        }
+                    }
+                } else if !fits {
+                    let zeros = vec![0u8; a.nbytes()];
+                    host.insert(
+                        slot.to_string(),
+                        HostArray::from_parts(zeros, a.shape().0, a.dtype())?,
+                    );
+                }
+            }
+        }
+        let group: Vec<String> = states.into_iter().map(|(name, _)| name).collect();
+        for (dtype, flat) in &flats {
+            let mut outs: Vec<&mut [u8]> = self
+                .host_state
+                .iter_mut()
+                .filter(|(name, _)| group.contains(name))
+                .flat_map(|(_, st)| st.values_mut())
+                .filter(|h| h.dtype() == *dtype && !alone(h.nbytes()))
+                .map(HostArray::bytes_mut)
+                .collect();
+            flat.write_byte_parts(&mut outs)?;
+        }
+        model.for_each_param_mut(|name, p| {
+            if let Some(v) = updated.remove(name) {
+                p.value = v;
+            }
+        });
         Ok(())
     }
 
@@ -445,20 +436,36 @@ impl<R: UpdateRule> Optimizer<R> {
     /// one group at a time instead of for the whole model.
     pub fn eval_with<M: Module + ?Sized>(&self, model: &M, extra: &[&Array]) -> Result<()> {
         let params = model.parameters();
-        let mut group: Vec<&Array> = Vec::new();
-        let mut bytes = 0usize;
-        for (name, value) in &params {
-            group.push(value);
-            if let Some(st) = self.state.get(name) {
-                group.extend(st.iter().map(|(_, a)| a));
-            }
-            bytes += value.nbytes();
-            if bytes >= self.group_bytes {
-                mlx_tensor::eval(&group)?;
-                group.clear();
-                bytes = 0;
-            }
+        let entries: Vec<(&String, &Array)> = params.iter().collect();
+        let mut groups = byte_groups(entries.iter().map(|(_, v)| v.nbytes()), self.group_bytes);
+        // The last group, if it is not full, goes with the extras below.
+        let last = groups
+            .last()
+            .filter(|&&(start, end)| {
+                entries[start..end]
+                    .iter()
+                    .map(|(_, v)| v.nbytes())
+                    .sum::<usize>()
+                    < self.group_bytes
+            })
+            .copied();
+        if last.is_some() {
+            groups.pop();
         }
+        let with_state = |(start, end): (usize, usize)| -> Vec<&Array> {
+            let mut group = Vec::new();
+            for &(name, value) in &entries[start..end] {
+                group.push(value);
+                if let Some(st) = self.state.get(name) {
+                    group.extend(st.iter().map(|(_, a)| a));
+                }
+            }
+            group
+        };
+        for range in groups {
+            mlx_tensor::eval(&with_state(range))?;
+        }
+        let mut group = last.map(with_state).unwrap_or_default();
         // State of parameters the model no longer has, and the extras.
         group.extend(
             self.state
@@ -612,6 +619,78 @@ fn to_device(state: &HostState) -> Result<ParamState> {
         st.set(slot, h.to_array()?);
     }
     Ok(st)
+}
+
+/// One group's update, queued on the device: the new parameter values,
+/// the new state, and the state slots that move together flattened into
+/// one array per dtype (in parameter, slot order: one read-back each).
+struct QueuedGroup {
+    updated: ParamMap,
+    states: Vec<(String, ParamState)>,
+    flats: Vec<(Dtype, Array)>,
+}
+
+impl QueuedGroup {
+    /// Builds the flat arrays and queues everything with `async_eval`.
+    fn queue(
+        updated: ParamMap,
+        states: Vec<(String, ParamState)>,
+        group_bytes: usize,
+    ) -> Result<QueuedGroup> {
+        let alone = |nbytes: usize| moves_alone(nbytes, group_bytes);
+        let mut lists: Vec<(Dtype, Vec<Array>)> = Vec::new();
+        for (_, st) in &states {
+            for (_, a) in st.iter().filter(|(_, a)| !alone(a.nbytes())) {
+                let flat = a.reshape(&[-1])?;
+                match lists.iter_mut().find(|(d, _)| *d == a.dtype()) {
+                    Some((_, list)) => list.push(flat),
+                    None => lists.push((a.dtype(), vec![flat])),
+                }
+            }
+        }
+        let flats: Vec<(Dtype, Array)> = lists
+            .into_iter()
+            .map(|(dtype, list)| {
+                let refs: Vec<&Array> = list.iter().collect();
+                Ok((dtype, mlx_tensor::concatenate(&refs, 0)?))
+            })
+            .collect::<Result<_>>()?;
+        let mut outputs: Vec<&Array> = updated.values().collect();
+        outputs.extend(flats.iter().map(|(_, a)| a));
+        outputs.extend(
+            states
+                .iter()
+                .flat_map(|(_, st)| st.iter().map(|(_, a)| a))
+                .filter(|a| alone(a.nbytes())),
+        );
+        mlx_tensor::async_eval(&outputs)?;
+        Ok(QueuedGroup {
+            updated,
+            states,
+            flats,
+        })
+    }
+}
+
+/// Consecutive index ranges of items of sizes `sizes`, each closed once its
+/// bytes reach `limit` (at least one item a range; the last may be short).
+fn byte_groups(sizes: impl IntoIterator<Item = usize>, limit: usize) -> Vec<(usize, usize)> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    let mut end = 0;
+    for size in sizes {
+        bytes += size;
+        end += 1;
+        if bytes >= limit {
+            groups.push((start, end));
+            start = end;
+            bytes = 0;
+        }
+    }
+    if start < end {
+        groups.push((start, end));
+    }
+    groups
 }
 
 /// Whether a state slot of `nbytes` moves between host and MLX memory on
