@@ -12,7 +12,9 @@
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
 # decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
-# generation with those `--decode-headroom-mb` values; SKIP_TRL=1 leaves TRL
+# generation with those `--decode-headroom-mb` values; WHOLE_STEPS_AB=N also
+# runs batch generation N times each with whole decoding steps queued
+# (`--whole-steps`) and in halves (the default), alternating; SKIP_TRL=1 leaves TRL
 # out; ONLY_AB=1 runs only the extra A/B measurements; ONLY=parts also runs
 # `--only parts` (e.g. ONLY_AB=1 ONLY=grpo); ROUNDS=N also runs N
 # alternating rounds of ours and mlx-lm (decode and batch generation) and
@@ -46,6 +48,12 @@ fi
 for h in ${HEADROOM_AB:-}; do
   echo "== --decode-headroom-mb $h" | tee -a "$OUT/ab.log"
   timeout 120 "$BIN" --only batch --decode-headroom-mb "$h" 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+done
+for i in $(seq 1 "${WHOLE_STEPS_AB:-0}"); do
+  for mode in --whole-steps ""; do
+    echo "== round $i ${mode:-halves}" | tee -a "$OUT/ab.log"
+    timeout 120 "$BIN" --only batch $mode --json "$OUT/steps_${i}${mode:+_whole}.json" 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+  done
 done
 if [ -n "${LAYER_OPS:-}" ]; then
   timeout 120 "$BIN" --only layerops --json "$OUT/layer_ops.json" 2>&1 | tail -2 | tee "$OUT/layer_ops.log"

@@ -33,8 +33,11 @@
 //! each operation of a decoding step at batch 1 and 64 — and `offload` —
 //! the rates at which optimizer state moves to the host and back — run
 //! only when named),
-//! `--decode-headroom-mb N|none` (batch generation's memory bound), `--bandwidth TB_PER_S`, `--json PATH`, `--no-compile` (turns
-//! MLX's compiler off: every fused element-wise piece runs op by op).
+//! `--decode-headroom-mb N|none` (batch generation's memory bound),
+//! `--whole-steps` (batch generation queues whole decoding steps instead of
+//! halves that write the cache in place), `--bandwidth TB_PER_S`,
+//! `--json PATH`, `--no-compile` (turns MLX's compiler off: every fused
+//! element-wise piece runs op by op).
 
 mod layer_ops;
 mod offload;
@@ -72,6 +75,9 @@ struct Args {
     /// `BatchOptions::memory_headroom_mb` for batch generation and the
     /// rollout measurement.
     decode_headroom_mb: Option<usize>,
+    /// `BatchOptions::in_place_cache_writes` for batch generation and the
+    /// rollout measurement (`--whole-steps` turns it off).
+    in_place_cache_writes: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -84,6 +90,7 @@ fn parse_args() -> Res<Args> {
         json: None,
         no_compile: false,
         decode_headroom_mb: BatchOptions::default().memory_headroom_mb,
+        in_place_cache_writes: BatchOptions::default().in_place_cache_writes,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -96,6 +103,7 @@ fn parse_args() -> Res<Args> {
             "--bandwidth" => args.bandwidth_tb = value()?.parse()?,
             "--json" => args.json = Some(value()?),
             "--no-compile" => args.no_compile = true,
+            "--whole-steps" => args.in_place_cache_writes = false,
             "--decode-headroom-mb" => {
                 args.decode_headroom_mb = match value()?.as_str() {
                     "none" => None,
@@ -105,7 +113,7 @@ fn parse_args() -> Res<Args> {
             "-h" | "--help" => {
                 println!(
                     "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo] \
-                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none]"
+                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps]"
                 );
                 std::process::exit(0);
             }
@@ -116,6 +124,16 @@ fn parse_args() -> Res<Args> {
 }
 
 impl Args {
+    /// The decoding settings of batch generation: memory bound and how
+    /// steps are queued.
+    fn decoding(&self) -> BatchOptions {
+        BatchOptions {
+            memory_headroom_mb: self.decode_headroom_mb,
+            in_place_cache_writes: self.in_place_cache_writes,
+            ..BatchOptions::default()
+        }
+    }
+
     fn wants(&self, part: &str) -> bool {
         self.only
             .as_ref()
@@ -377,14 +395,13 @@ fn batch_once(
     model: &Model,
     prompts: &[Vec<u32>],
     new_tokens: usize,
-    headroom_mb: Option<usize>,
+    decoding: &BatchOptions,
 ) -> Res<(f64, f64, usize)> {
     let options = BatchOptions {
         num_generations: 1,
         max_tokens: new_tokens,
         eos_token_ids: Vec::new(),
-        memory_headroom_mb: headroom_mb,
-        ..BatchOptions::default()
+        ..decoding.clone()
     };
     let start = Instant::now();
     let out = generate_batch(model, prompts, &options, &mut RandomState::from_seed(0)?)?;
@@ -396,15 +413,15 @@ fn batch_once(
     ))
 }
 
-fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32, headroom_mb: Option<usize>) -> Res<Value> {
+fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32, decoding: &BatchOptions) -> Res<Value> {
     let mut out = serde_json::Map::new();
     for &b in &sizes.batches {
         let prompts: Vec<Vec<u32>> = (0..b)
             .map(|i| random_tokens(sizes.prompt, vocab, 100 + i as u64))
             .collect();
-        batch_once(model, &prompts, sizes.new_tokens.min(16), headroom_mb)?;
+        batch_once(model, &prompts, sizes.new_tokens.min(16), decoding)?;
         fresh_peak();
-        let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens, headroom_mb)?;
+        let (total, decode, tokens) = batch_once(model, &prompts, sizes.new_tokens, decoding)?;
         let peak = memory::peak_memory();
         let (host, device) = decode_split(model, &prompts[0], b, sizes.new_tokens.min(64))?;
         let minimal = decode_pipelined(model, &prompts[0], b, sizes.new_tokens.min(128))?;
@@ -431,12 +448,7 @@ fn bench_batch(model: &Model, sizes: &Sizes, vocab: i32, headroom_mb: Option<usi
 
 /// Batch generation in the GRPO rollout's shape: the largest batch as groups
 /// of 8 sampled completions (temperature 1, TRL's log-probabilities).
-fn bench_rollout(
-    model: &Model,
-    sizes: &Sizes,
-    vocab: i32,
-    headroom_mb: Option<usize>,
-) -> Res<Value> {
+fn bench_rollout(model: &Model, sizes: &Sizes, vocab: i32, decoding: &BatchOptions) -> Res<Value> {
     let mut out = serde_json::Map::new();
     if let Some(&b) = sizes.batches.iter().max() {
         let groups = (b / 8).max(1);
@@ -449,8 +461,7 @@ fn bench_rollout(
             sampler: SamplerConfig::with_temperature(1.0),
             eos_token_ids: Vec::new(),
             logprob_temperature: Some(1.0),
-            memory_headroom_mb: headroom_mb,
-            ..BatchOptions::default()
+            ..decoding.clone()
         };
         let run = || -> Res<(f64, usize)> {
             let t = Instant::now();
@@ -458,7 +469,9 @@ fn bench_rollout(
             Ok((t.elapsed().as_secs_f64(), o.stats.generation_tokens))
         };
         run()?;
+        fresh_peak();
         let (seconds, tokens) = run()?;
+        let peak = memory::peak_memory();
         out.insert(
             b.to_string(),
             json!({
@@ -467,6 +480,7 @@ fn bench_rollout(
                 "seconds": seconds,
                 "tokens_per_s": tokens as f64 / seconds,
                 "ms_per_step": 1e3 * seconds / sizes.new_tokens as f64,
+                "peak_gib": gib(peak),
             }),
         );
     }
@@ -575,6 +589,9 @@ struct MemorySettings {
     offload: bool,
     /// The rollout's decoding memory bound (`generation_memory_headroom_mb`).
     decode_headroom_mb: Option<usize>,
+    /// The rollout's steps queued in halves, writing the KV cache in place
+    /// (`BatchOptions::in_place_cache_writes`).
+    in_place_cache_writes: bool,
 }
 
 /// One GRPO step on `model` with the library's pieces: rollout
@@ -598,6 +615,7 @@ fn grpo_step(
         eos_token_ids: Vec::new(),
         logprob_temperature: Some(config.temperature),
         memory_headroom_mb: config.generation_memory_headroom_mb,
+        in_place_cache_writes: memory_settings.in_place_cache_writes,
         ..BatchOptions::default()
     };
     // As the trainer does before each rollout: the update replaced the
@@ -683,6 +701,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: config.training_memory_headroom_mb,
                 offload: config.offload_optimizer_state,
                 decode_headroom_mb: config.generation_memory_headroom_mb,
+                in_place_cache_writes: true,
             },
         ),
         (
@@ -693,6 +712,18 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: config.training_memory_headroom_mb,
                 offload: true,
                 decode_headroom_mb: config.generation_memory_headroom_mb,
+                in_place_cache_writes: true,
+            },
+        ),
+        (
+            "offload_whole_steps",
+            MemorySettings {
+                gradient_checkpointing: config.gradient_checkpointing,
+                chunk_prompts: config.generation_chunk_prompts,
+                headroom_mb: config.training_memory_headroom_mb,
+                offload: true,
+                decode_headroom_mb: config.generation_memory_headroom_mb,
+                in_place_cache_writes: false,
             },
         ),
         (
@@ -703,6 +734,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: Some(512),
                 offload: true,
                 decode_headroom_mb: Some(512),
+                in_place_cache_writes: true,
             },
         ),
         (
@@ -713,6 +745,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: Some(512),
                 offload: false,
                 decode_headroom_mb: None,
+                in_place_cache_writes: true,
             },
         ),
         (
@@ -723,6 +756,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: Some(512),
                 offload: true,
                 decode_headroom_mb: None,
+                in_place_cache_writes: true,
             },
         ),
         (
@@ -733,6 +767,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 headroom_mb: None,
                 offload: false,
                 decode_headroom_mb: None,
+                in_place_cache_writes: true,
             },
         ),
     ];
@@ -767,6 +802,7 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
                 "training_memory_headroom_mb": memory_settings.headroom_mb,
                 "offload_optimizer_state": memory_settings.offload,
                 "generation_memory_headroom_mb": memory_settings.decode_headroom_mb,
+                "in_place_cache_writes": memory_settings.in_place_cache_writes,
                 "seconds": seconds,
                 "completions_per_s": completions as f64 / seconds,
                 "rollout_seconds": times.rollout,
@@ -826,11 +862,11 @@ fn main() -> Res<()> {
     }
     if args.wants("batch") {
         eprintln!("batch generation ...");
-        let headroom = args.decode_headroom_mb;
-        results.insert("batch", bench_batch(&model, &sizes, args.vocab, headroom)?);
+        let decoding = args.decoding();
+        results.insert("batch", bench_batch(&model, &sizes, args.vocab, &decoding)?);
         results.insert(
             "rollout",
-            bench_rollout(&model, &sizes, args.vocab, headroom)?,
+            bench_rollout(&model, &sizes, args.vocab, &decoding)?,
         );
     }
     if args.wants("vocab") {
@@ -945,9 +981,10 @@ fn print_table(r: &Value) {
     if let Some(b) = r["rollout"].as_object() {
         for (n, v) in b {
             println!(
-                "{:<34} {:>10.1} t/s",
+                "{:<34} {:>10.1} t/s {:>10.2}",
                 format!("rollout {n} (sampled, groups of 8)"),
-                f(&v["tokens_per_s"])
+                f(&v["tokens_per_s"]),
+                f(&v["peak_gib"])
             );
             println!("  {:.2} ms a step", f(&v["ms_per_step"]));
         }

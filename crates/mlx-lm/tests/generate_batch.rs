@@ -80,6 +80,33 @@ fn the_decoding_memory_bound_changes_no_token() {
 }
 
 #[test]
+fn queueing_steps_in_halves_changes_no_token() {
+    let model = tiny_model();
+    let run = |in_place: bool| {
+        let options = BatchOptions {
+            max_tokens: 14,
+            num_generations: 3,
+            sampler: SamplerConfig::with_temperature(1.0),
+            // Frequent enough that rows end at different steps and leave
+            // the batch while the others go on.
+            eos_token_ids: (0..256).step_by(9).collect(),
+            in_place_cache_writes: in_place,
+            ..BatchOptions::default()
+        };
+        generate_batch(&model, &prompts(), &options, &mut rng()).unwrap()
+    };
+    let halves = run(true);
+    let whole = run(false);
+    assert_eq!(halves.completions, whole.completions);
+    let lengths: std::collections::HashSet<usize> =
+        halves.completions.iter().map(|c| c.len()).collect();
+    assert!(
+        lengths.len() > 1,
+        "rows should end at different steps: {lengths:?}"
+    );
+}
+
+#[test]
 fn groups_repeat_each_prompt() {
     let model = tiny_model();
     let options = BatchOptions {

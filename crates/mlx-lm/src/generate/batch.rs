@@ -49,7 +49,9 @@ struct Row {
 /// (in chunks of `prefill_step_size` positions, all but their last token);
 /// the cache is then repeated `num_generations` times per prompt, so a group
 /// shares its prompt's prefill. Decoding runs one step ahead (the next step
-/// is queued with `async_eval` before the current tokens are read back).
+/// is queued with `async_eval` before the current tokens are read back), in
+/// two halves when [`BatchOptions::in_place_cache_writes`] is on, so that
+/// the cache is written in place.
 /// A completion ends at an end-of-sequence id, at a stop sequence or after
 /// `max_tokens` tokens; finished rows are removed from the batch (and from
 /// the cache) at once, so they stop costing compute.
@@ -137,11 +139,13 @@ pub fn generate_batch<M: LanguageModel>(
         .iter()
         .map(|&p| prompts[p][prompts[p].len() - 1])
         .collect();
+    let mut queue = StepQueue::new(options.in_place_cache_writes, engine.cache.len());
     let mut pending = engine.step(
         &Array::from_slice(&last, &[last.len() as i32])?,
         &mut rows,
         rng,
     )?;
+    queue.first_half(&engine.cache)?;
     async_eval(&pending.arrays())?;
 
     let mut finished = Vec::with_capacity(rows.len());
@@ -156,10 +160,16 @@ pub fn generate_batch<M: LanguageModel>(
             None
         } else {
             let next = engine.step(&current.tokens, &mut rows, rng)?;
-            async_eval(&next.arrays())?;
+            queue.first_half(&engine.cache)?;
+            if !queue.split {
+                async_eval(&next.arrays())?;
+            }
             Some(next)
         };
         eval(&current.arrays())?;
+        if let Some(next) = next.as_ref().filter(|_| queue.split) {
+            async_eval(&next.arrays())?;
+        }
         let tokens = current.tokens.to_vec::<u32>()?;
         let sampler_lp = current.sampler_logprobs.to_vec::<f32>()?;
         let trl_lp = current.logprobs.to_vec::<f32>()?;
@@ -348,6 +358,48 @@ fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// How decoding steps are queued ([`BatchOptions::in_place_cache_writes`]).
+struct StepQueue {
+    /// Whether steps are queued in two halves.
+    split: bool,
+    /// Layers in the first half.
+    half: usize,
+    /// An array of the last queued first half: waiting for it waits for
+    /// that half to have run. Held only until the next first half is
+    /// queued, so it never keeps a cache buffer from being reused.
+    marker: Option<Array>,
+}
+
+impl StepQueue {
+    fn new(in_place_cache_writes: bool, layers: usize) -> Self {
+        StepQueue {
+            split: in_place_cache_writes && layers >= 2,
+            half: layers / 2,
+            marker: None,
+        }
+    }
+
+    /// With split queueing, waits for the previous step's first half to
+    /// have run, then queues the first half of the step just built (its
+    /// cache writes of the first `half` layers and what they depend on);
+    /// the caller queues the rest. Does nothing otherwise.
+    fn first_half(&mut self, cache: &[LayerCache]) -> Result<()> {
+        if !self.split {
+            return Ok(());
+        }
+        if let Some(marker) = self.marker.take() {
+            eval(&[&marker])?;
+        }
+        let first: Vec<&Array> = cache[..self.half]
+            .iter()
+            .flat_map(LayerCache::arrays)
+            .collect();
+        async_eval(&first)?;
+        self.marker = first.last().map(|a| (*a).clone());
+        Ok(())
+    }
 }
 
 /// The model, its cache and what every step needs.

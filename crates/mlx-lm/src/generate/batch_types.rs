@@ -43,6 +43,17 @@ pub struct BatchOptions {
     /// little memory (see docs/GPU_BENCH.md); a suggested bound is
     /// [`SUGGESTED_DECODE_MEMORY_HEADROOM_MB`].
     pub memory_headroom_mb: Option<usize>,
+    /// Queue each decoding step in two halves so that every layer's cache
+    /// write lands in place. A step's cache write can reuse its buffer only
+    /// once nothing else holds it, and the previous step's attention holds
+    /// it until that step has run on the device; queued all at once, a step
+    /// runs ahead of the device and the layers it reaches first copy their
+    /// whole buffer (a second copy of part of the cache alive at once). In
+    /// halves, the first half of the layers is queued once the previous
+    /// step's first half has run, the second half once its tokens are read,
+    /// so the device always has the other half to run meanwhile. `true` by
+    /// default; `false` queues whole steps.
+    pub in_place_cache_writes: bool,
 }
 
 /// A working-memory bound for [`BatchOptions::memory_headroom_mb`] that
@@ -64,6 +75,7 @@ impl Default for BatchOptions {
             logprob_temperature: None,
             pad_token_id: 0,
             memory_headroom_mb: None,
+            in_place_cache_writes: true,
         }
     }
 }
