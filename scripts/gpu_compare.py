@@ -261,6 +261,7 @@ def ratio_rows(ours, mlx_lm, trl):
     add("GRPO step peak (TRL)", dig(ours, "grpo", "peak_gib"),
         dig(trl, "grpo", "peak_gib"), "GiB", "memory")
     for setting, label in (("offload", "optimizer state on host"),
+                           ("offload_whole_steps", "state on host, whole decoding steps"),
                            ("offload_bounded", "state on host, bounded"),
                            ("low_memory", "low memory"),
                            ("low_memory_offload", "low memory + state on host"),
