@@ -692,38 +692,26 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
     let mut out = serde_json::Map::new();
     // "default" is the library's (and TRL's) default: layer checkpointing
     // on, the whole rollout at once.
+    let default = MemorySettings {
+        gradient_checkpointing: config.gradient_checkpointing,
+        chunk_prompts: config.generation_chunk_prompts,
+        headroom_mb: config.training_memory_headroom_mb,
+        offload: config.offload_optimizer_state,
+        decode_headroom_mb: config.generation_memory_headroom_mb,
+        in_place_cache_writes: true,
+    };
+    let offload = MemorySettings {
+        offload: true,
+        ..default
+    };
     let settings = [
-        (
-            "default",
-            MemorySettings {
-                gradient_checkpointing: config.gradient_checkpointing,
-                chunk_prompts: config.generation_chunk_prompts,
-                headroom_mb: config.training_memory_headroom_mb,
-                offload: config.offload_optimizer_state,
-                decode_headroom_mb: config.generation_memory_headroom_mb,
-                in_place_cache_writes: true,
-            },
-        ),
-        (
-            "offload",
-            MemorySettings {
-                gradient_checkpointing: config.gradient_checkpointing,
-                chunk_prompts: config.generation_chunk_prompts,
-                headroom_mb: config.training_memory_headroom_mb,
-                offload: true,
-                decode_headroom_mb: config.generation_memory_headroom_mb,
-                in_place_cache_writes: true,
-            },
-        ),
+        ("default", default),
+        ("offload", offload),
         (
             "offload_whole_steps",
             MemorySettings {
-                gradient_checkpointing: config.gradient_checkpointing,
-                chunk_prompts: config.generation_chunk_prompts,
-                headroom_mb: config.training_memory_headroom_mb,
-                offload: true,
-                decode_headroom_mb: config.generation_memory_headroom_mb,
                 in_place_cache_writes: false,
+                ..offload
             },
         ),
         (
