@@ -277,3 +277,55 @@ fn a_reserved_batch_cache_allocates_once_and_still_grows() {
     );
     assert_eq!(c.offsets(), vec![301, 300]);
 }
+
+#[test]
+fn a_batch_cache_reserved_for_its_prompt_grows_once_to_the_final_length() {
+    let rows = |tag: f64, n: i32| {
+        let k = Array::arange(tag, tag + f64::from(2 * n), 1.0, Dtype::F32)
+            .unwrap()
+            .reshape(&[2, 1, n, 1])
+            .unwrap();
+        (k.clone(), k.mul_scalar(-1.0).unwrap())
+    };
+    let mut c = BatchKVCache::new(&[0, 1]);
+    c.reserve(3);
+    let (k, v) = rows(0.0, 3);
+    c.update_and_fetch(&k, &v).unwrap();
+    assert_eq!(c.nbytes(), 2 * 2 * 3 * 4, "exactly the prompt's positions");
+
+    // Rows repeated (row 1 twice, then row 0), then grown to 10 positions.
+    c.filter(&[1, 1, 0]).unwrap();
+    c.grow_to(10).unwrap();
+    assert_eq!(c.nbytes(), 2 * 3 * 10 * 4);
+    assert_eq!(c.left_padding(), &[1, 1, 0]);
+    let (keys, values) = c.keys_and_values().unwrap();
+    assert_eq!(
+        flat(&keys),
+        vec![3.0, 4.0, 5.0, 3.0, 4.0, 5.0, 0.0, 1.0, 2.0]
+    );
+    assert_eq!(flat(&values), flat(&keys.mul_scalar(-1.0).unwrap()));
+    c.grow_to(4).unwrap();
+    assert_eq!(c.nbytes(), 2 * 3 * 10 * 4, "never shrinks");
+
+    // The next 7 positions fit without another allocation.
+    for step in 0..7 {
+        let k = Array::full(&[3, 1, 1, 1], f64::from(100 + step), Dtype::F32).unwrap();
+        c.update_and_fetch(&k, &k).unwrap();
+    }
+    assert_eq!(c.nbytes(), 2 * 3 * 10 * 4);
+    let (keys, _) = c.keys_and_values().unwrap();
+    assert_eq!(keys.shape().dims(), &[3, 1, 10, 1]);
+    assert_eq!(
+        flat(&keys.slice_axis(0, 2, Some(3), 1).unwrap()),
+        vec![
+            0.0, 1.0, 2.0, 100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0
+        ]
+    );
+
+    // An empty cache reserves instead.
+    let mut empty = BatchKVCache::new(&[0]);
+    empty.grow_to(6).unwrap();
+    let k = Array::full(&[1, 1, 2, 1], 1.0, Dtype::F32).unwrap();
+    empty.update_and_fetch(&k, &k).unwrap();
+    assert_eq!(empty.nbytes(), 2 * 6 * 4);
+}

@@ -8,6 +8,8 @@
 //!
 //! Its own test binary: it reads MLX's process-wide memory counters.
 
+use std::sync::Mutex;
+
 use mlx_lm::generate::{BatchOptions, generate_batch};
 use mlx_lm::loader::{random_model, tiny_qwen3_config};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
@@ -15,6 +17,9 @@ use mlx_lm::sample::RandomState;
 use mlx_tensor::{Array, Dtype, memory};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+/// The memory counters are process-wide: one measurement at a time.
+static MEASURING: Mutex<()> = Mutex::new(());
 
 const ROWS: usize = 32;
 const PROMPT: usize = 8;
@@ -50,9 +55,11 @@ fn layer_cache_bytes() -> usize {
 }
 
 /// Peak memory above what was in use before generating `new_tokens` tokens
-/// a row (steps queued in halves, the default).
-fn generation_peak(model: &Model, new_tokens: usize) -> Res<usize> {
-    let prompts: Vec<Vec<u32>> = (0..ROWS)
+/// for each of `ROWS` rows, `group` completions a prompt (steps queued in
+/// halves, the default).
+fn generation_peak(model: &Model, new_tokens: usize, group: usize) -> Res<usize> {
+    let _one_at_a_time = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let prompts: Vec<Vec<u32>> = (0..ROWS / group)
         .map(|r| {
             (0..PROMPT)
                 .map(|i| ((r * 31 + i * 7) % 250 + 3) as u32)
@@ -61,6 +68,7 @@ fn generation_peak(model: &Model, new_tokens: usize) -> Res<usize> {
         .collect();
     let options = BatchOptions {
         max_tokens: new_tokens,
+        num_generations: group,
         ..BatchOptions::default()
     };
     memory::clear_cache();
@@ -76,16 +84,36 @@ fn steps_queued_in_halves_hold_the_cache_once() -> Res {
     let model = model()?;
     Array::ones(&[4], Dtype::F32)?.eval()?;
     // Warm-up: compiled kernels and first allocations.
-    generation_peak(&model, 4)?;
+    generation_peak(&model, 4, 1)?;
     let cache = LAYERS as usize * layer_cache_bytes();
     let layer = layer_cache_bytes();
-    let peak = generation_peak(&model, NEW_TOKENS)?;
+    let peak = generation_peak(&model, NEW_TOKENS, 1)?;
     // The cache, plus a step's activations (about 2.5 MB here, well under
     // a layer's buffer): a copied buffer of keys or values would add
     // `layer / 2`.
     assert!(
         peak < cache + layer / 4,
         "decoding peaked at {peak} B above the start; the cache is {cache} B ({layer} B a layer)"
+    );
+    Ok(())
+}
+
+/// Two completions a prompt: the prompts' prefill cache is repeated into
+/// the full-length cache. The prefill holds only the prompts' positions
+/// and the repeat frees it layer by layer, so the peak is the same bound
+/// as without groups (a prefill cache reserved at the final length would
+/// add half the cache, alive while the repeat runs).
+#[test]
+fn repeating_a_group_prompt_cache_holds_the_cache_once() -> Res {
+    let model = model()?;
+    Array::ones(&[4], Dtype::F32)?.eval()?;
+    generation_peak(&model, 4, 2)?;
+    let cache = LAYERS as usize * layer_cache_bytes();
+    let layer = layer_cache_bytes();
+    let peak = generation_peak(&model, NEW_TOKENS, 2)?;
+    assert!(
+        peak < cache + layer / 4,
+        "decoding groups of 2 peaked at {peak} B above the start; the cache is {cache} B ({layer} B a layer)"
     );
     Ok(())
 }

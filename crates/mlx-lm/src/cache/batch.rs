@@ -41,14 +41,39 @@ impl BatchKVCache {
         }
     }
 
-    /// Makes the first allocation hold at least `positions` positions
-    /// (padding included) instead of growing in [`CACHE_STEP`]-position
-    /// steps: a caller that knows the final length (prompt plus the most
-    /// tokens it will generate) avoids both the unused tail of the last
-    /// step and the copies that growing makes. Only the first allocation
-    /// is affected; growth beyond it works as usual.
+    /// Makes the first allocation hold exactly `positions` positions
+    /// (padding included; more if the first update is longer) instead of
+    /// growing in [`CACHE_STEP`]-position steps: a caller that knows the
+    /// final length (prompt plus the most tokens it will generate) avoids
+    /// both the unused tail of the last step and the copies that growing
+    /// makes. Only the first allocation is affected; growth beyond it works
+    /// as usual.
     pub fn reserve(&mut self, positions: i32) {
         self.reserved = positions.max(0);
+    }
+
+    /// Grows the buffers now, with one copy of the positions in use, so
+    /// that they hold at least `positions` positions; an empty cache
+    /// instead [reserves](BatchKVCache::reserve) them for its first
+    /// allocation. The new buffers are lazy: evaluating them (through
+    /// [`LayerCache::arrays`](super::LayerCache::arrays)) frees the old ones.
+    pub fn grow_to(&mut self, positions: i32) -> Result<()> {
+        let (Some(k), Some(v)) = (&self.keys, &self.values) else {
+            self.reserve(positions);
+            return Ok(());
+        };
+        let capacity = seq_len(k);
+        if capacity >= positions {
+            return Ok(());
+        }
+        // Written into zeros the way updates are (a concatenation's output
+        // would not be reused in place by the next update's write).
+        let grown =
+            |x: &Array| write_seq(&zeros_for(x, positions)?, &seq_slice(x, 0, self.idx)?, 0);
+        let (k, v) = (grown(k)?, grown(v)?);
+        self.keys = Some(k);
+        self.values = Some(v);
+        Ok(())
     }
 
     /// Number of rows.
@@ -85,8 +110,8 @@ impl BatchKVCache {
         if self.keys.is_none() || prev + new > capacity {
             let steps = (CACHE_STEP + new - 1) / CACHE_STEP;
             let mut len = steps * CACHE_STEP;
-            if self.keys.is_none() && self.reserved > prev + new {
-                len = len.max(self.reserved - prev);
+            if self.keys.is_none() && self.reserved >= prev + new {
+                len = self.reserved - prev;
             }
             let fresh_k = zeros_for(keys, len)?;
             let fresh_v = zeros_for(values, len)?;

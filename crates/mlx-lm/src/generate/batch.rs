@@ -8,7 +8,7 @@ use super::batch_types::{BatchOptions, BatchOutput, Completion};
 use super::options::FinishReason;
 use super::stats::GenerationStats;
 use super::stop::{StopMatcher, StopSequences, StopState};
-use crate::cache::{CACHE_STEP, LayerCache};
+use crate::cache::{BatchKVCache, CACHE_STEP, LayerCache};
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::sample::{RandomState, SamplerConfig, TokenHistory, logprobs, sample_rows};
@@ -72,11 +72,15 @@ pub fn generate_batch<M: LanguageModel>(
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let padding: Vec<i32> = prompts.iter().map(|p| (max_len - p.len()) as i32).collect();
     let mut cache = model.new_batch_cache(&padding)?;
-    // The final length is known: one allocation of exactly that size.
+    // The final length is known: one allocation of exactly that size, made
+    // by the prefill when no group expansion follows, otherwise by the
+    // expansion (the prefill then holds the prompts' positions only).
     let final_positions = max_len + options.max_tokens;
+    let final_capacity = i32::try_from(final_positions).unwrap_or(i32::MAX);
+    let prefill_capacity = if g > 1 { max_len - 1 } else { final_positions };
     for layer in &mut cache {
         if let LayerCache::Batch(c) = layer {
-            c.reserve(i32::try_from(final_positions).unwrap_or(i32::MAX));
+            c.reserve(i32::try_from(prefill_capacity).unwrap_or(i32::MAX));
         }
     }
     prefill(model, prompts, options, max_len, &mut cache)?;
@@ -84,7 +88,7 @@ pub fn generate_batch<M: LanguageModel>(
         .flat_map(|p| std::iter::repeat_n(p, g))
         .collect();
     if g > 1 {
-        filter_cache(&mut cache, &expand)?;
+        expand_cache(&mut cache, &expand, final_capacity)?;
     }
 
     let stops = StopSequences::new(
@@ -314,7 +318,6 @@ fn prefill<M: LanguageModel>(
     Ok(())
 }
 
-/// Keeps `rows` (in that order, repeats allowed) of every layer's cache.
 /// The memory limit for decoding until `final_positions` positions: the
 /// memory in use now, plus the cache's growth from its current buffers to
 /// `final_positions` (rounded up to the cache's growth step), plus
@@ -346,18 +349,37 @@ fn decode_memory_limit(
     memory::MemoryLimitGuard::new(limit)
 }
 
-fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
+/// Repeats every layer's cache rows as `rows` says (in that order, repeats
+/// allowed) into buffers of `capacity` positions, one layer at a time: each
+/// layer's new buffers are evaluated before the next layer's are queued,
+/// so the prompt-sized buffers and the copies' temporaries are freed layer
+/// by layer instead of all staying alive until the first decoding step
+/// has run.
+fn expand_cache(cache: &mut [LayerCache], rows: &[usize], capacity: i32) -> Result<()> {
     for layer in cache.iter_mut() {
-        match layer {
-            LayerCache::Batch(c) => c.filter(rows)?,
-            _ => {
-                return Err(Error::InvalidGeneration {
-                    message: "batch generation needs the model's batch caches".into(),
-                });
-            }
-        }
+        let c = batch_layer(layer)?;
+        c.filter(rows)?;
+        c.grow_to(capacity)?;
+        eval(&layer.arrays())?;
     }
     Ok(())
+}
+
+/// Keeps `rows` (in that order) of every layer's cache.
+fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
+    for layer in cache.iter_mut() {
+        batch_layer(layer)?.filter(rows)?;
+    }
+    Ok(())
+}
+
+fn batch_layer(layer: &mut LayerCache) -> Result<&mut BatchKVCache> {
+    match layer {
+        LayerCache::Batch(c) => Ok(c),
+        _ => Err(Error::InvalidGeneration {
+            message: "batch generation needs the model's batch caches".into(),
+        }),
+    }
 }
 
 /// How decoding steps are queued ([`BatchOptions::in_place_cache_writes`]).
