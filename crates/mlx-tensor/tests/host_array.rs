@@ -177,3 +177,90 @@ fn many_large_byte_parts_round_trip_on_several_threads() -> Res {
     assert!(outs == parts);
     Ok(())
 }
+
+#[test]
+fn loads_keep_every_dtype_and_shape() -> Res {
+    let base = sample(Dtype::F32, &[2, 3, 4], 30)?;
+    let shapes: [&[i32]; 5] = [&[2, 3, 4], &[24], &[1, 24, 1], &[4, 6], &[]];
+    for dtype in [
+        Dtype::Bool,
+        Dtype::U8,
+        Dtype::U16,
+        Dtype::U32,
+        Dtype::U64,
+        Dtype::I8,
+        Dtype::I16,
+        Dtype::I64,
+        Dtype::F16,
+        Dtype::F64,
+        Dtype::BF16,
+        Dtype::C64,
+    ] {
+        for shape in shapes {
+            let a = if shape.is_empty() {
+                base.reshape(&[24])?
+                    .slice_axis(0, 5, Some(6), 1)?
+                    .reshape(&[])?
+            } else {
+                base.reshape(shape)?
+            }
+            .as_type(dtype)?;
+            let back = HostArray::from_array(&a)?.to_array()?;
+            assert_eq!(back.dtype(), dtype);
+            assert_eq!(back.shape(), a.shape(), "{dtype} {shape:?}");
+            assert_eq!(back.to_bytes()?, a.to_bytes()?, "{dtype} {shape:?}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_lazy_load_keeps_the_values_it_was_made_from() -> Res {
+    let first = sample(Dtype::F32, &[64], 31)?;
+    let second = sample(Dtype::F32, &[64], 32)?;
+    let mut host = HostArray::from_array(&first)?;
+    let pending = host.to_array()?;
+    // Both kinds of write after the load was made and before it runs.
+    host.copy_from(&second)?;
+    let pending_second = host.to_array()?;
+    host.bytes_mut().fill(0);
+    assert_eq!(pending.to_bytes()?, first.to_bytes()?);
+    assert_eq!(pending_second.to_bytes()?, second.to_bytes()?);
+    assert_eq!(host.to_array()?.to_vec::<f32>()?, vec![0.0; 64]);
+    // Once the loads have run the buffer is the host array's alone again
+    // and is reused in place.
+    drop((pending, pending_second));
+    let at = host.bytes().as_ptr();
+    host.copy_from(&first)?;
+    assert_eq!(host.bytes().as_ptr(), at);
+    Ok(())
+}
+
+#[test]
+fn host_parts_load_as_one_flat_array() -> Res {
+    let parts: Vec<HostArray> = [&[2, 3][..], &[4], &[1, 5], &[0]]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok(HostArray::from_array(&sample(
+                Dtype::BF16,
+                s,
+                40 + i as u64,
+            )?)?)
+        })
+        .collect::<Res<_>>()?;
+    let refs: Vec<&HostArray> = parts.iter().collect();
+    let flat = HostArray::concat_to_array(&refs, Dtype::BF16)?;
+    assert_eq!(flat.shape().0, vec![15]);
+    let expected: Vec<u8> = parts.iter().flat_map(|p| p.bytes().to_vec()).collect();
+    assert_eq!(flat.to_bytes()?, expected);
+    // The same bytes read as another dtype of a whole number of elements.
+    let as_f32 = HostArray::concat_to_array(&refs[..2], Dtype::F32)?;
+    assert_eq!(as_f32.shape().0, vec![5]);
+    let err = HostArray::concat_to_array(&refs[2..3], Dtype::F32)
+        .err()
+        .ok_or("10 bytes are not whole f32 elements")?;
+    assert!(err.to_string().contains("not whole elements"), "{err}");
+    assert_eq!(HostArray::concat_to_array(&[], Dtype::F32)?.size(), 0);
+    Ok(())
+}
