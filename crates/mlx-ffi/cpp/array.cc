@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <sstream>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -316,113 +315,6 @@ void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
     at += r.second;
   }
   copy_all(copies);
-}
-
-}  // namespace mlx_bridge
-
-namespace mlx_bridge {
-
-namespace {
-
-// The .npy header MLX's own `save` writes for an array of `shape` and
-// `dtype` (MLX's `load` reads the dtype and order at fixed positions).
-std::string npy_header(mx::Dtype dtype, const mx::Shape& shape) {
-  std::ostringstream dict;
-  char kind = 'V';
-  switch (mx::kindof(dtype)) {
-    case mx::Dtype::Kind::b: kind = 'b'; break;
-    case mx::Dtype::Kind::u: kind = 'u'; break;
-    case mx::Dtype::Kind::i: kind = 'i'; break;
-    case mx::Dtype::Kind::f: kind = 'f'; break;
-    case mx::Dtype::Kind::c: kind = 'c'; break;
-    case mx::Dtype::Kind::V: kind = 'V'; break;
-  }
-  dict << "{'descr': '" << (dtype.size() > 1 ? '<' : '|') << kind << static_cast<int>(dtype.size())
-       << "', 'fortran_order': False, 'shape': (";
-  for (auto d : shape) dict << d << ", ";
-  dict << ")}";
-  std::string body = dict.str();
-  // magic (6) + version (2) + length (2) + body + '\n', padded to 16 bytes.
-  std::size_t used = 6 + 2 + 2 + body.size() + 1;
-  body += std::string((16 - used % 16) % 16, ' ');
-  body += '\n';
-  if (body.size() > 0xffff) throw std::invalid_argument("[load_host] shape too long for a header");
-  std::string out("\x93NUMPY\x01\x00", 8);
-  auto len = static_cast<std::uint16_t>(body.size());
-  out.push_back(static_cast<char>(len & 0xff));
-  out.push_back(static_cast<char>(len >> 8));
-  return out + body;
-}
-
-// An .npy stream over a header and Rust-owned host buffers (kept alive by
-// the reader, which the lazy load holds until it is evaluated).
-class HostBytesReader : public mx::io::Reader {
- public:
-  HostBytesReader(std::string header, rust::Box<HostBytes> bytes)
-      : header_(std::move(header)), bytes_(std::move(bytes)) {
-    total_ = header_.size();
-    for (std::size_t i = 0; i < host_bytes_parts(*bytes_); ++i) total_ += host_bytes_part(*bytes_, i).size();
-  }
-  bool is_open() const override { return true; }
-  bool good() const override { return pos_ <= total_; }
-  std::size_t tell() override { return pos_; }
-  void seek(std::int64_t off, std::ios_base::seekdir way) override {
-    std::int64_t base = way == std::ios_base::cur ? static_cast<std::int64_t>(pos_)
-                        : way == std::ios_base::end ? static_cast<std::int64_t>(total_)
-                                                    : 0;
-    pos_ = static_cast<std::size_t>(std::max<std::int64_t>(0, base + off));
-  }
-  void read(char* data, std::size_t n) override {
-    read(data, n, pos_);
-    pos_ += n;
-  }
-  void read(char* data, std::size_t n, std::size_t offset) override {
-    if (offset > total_ || n > total_ - offset) {
-      throw std::runtime_error("[load_host] read of " + std::to_string(n) + " bytes at " +
-                               std::to_string(offset) + " past the end (" + std::to_string(total_) + ")");
-    }
-    std::vector<Copy> copies;
-    std::size_t at = 0;  // start of the current piece in the stream
-    auto take = [&](const char* src, std::size_t len) {
-      std::size_t lo = std::max(offset, at), hi = std::min(offset + n, at + len);
-      if (lo < hi) copies.push_back({data + (lo - offset), src + (lo - at), hi - lo});
-      at += len;
-    };
-    take(header_.data(), header_.size());
-    for (std::size_t i = 0; i < host_bytes_parts(*bytes_); ++i) {
-      auto part = host_bytes_part(*bytes_, i);
-      take(reinterpret_cast<const char*>(part.data()), part.size());
-    }
-    copy_all(copies);
-  }
-  std::string label() const override { return "host memory"; }
-
- private:
-  std::string header_;
-  rust::Box<HostBytes> bytes_;
-  std::size_t total_ = 0;
-  std::size_t pos_ = 0;
-};
-
-}  // namespace
-
-ArrayPtr array_load_host(rust::Box<HostBytes> bytes, rust::Slice<const std::int32_t> shape, DType dtype) {
-  auto mdtype = to_mlx(dtype);
-  std::size_t count = 1;
-  for (auto d : shape) {
-    if (d < 0) throw std::invalid_argument("[load_host] negative dimension in shape");
-    count *= static_cast<std::size_t>(d);
-  }
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < host_bytes_parts(*bytes); ++i) total += host_bytes_part(*bytes, i).size();
-  if (count * mdtype.size() != total) {
-    throw std::invalid_argument("[load_host] " + std::to_string(total) + " bytes do not fill a shape of " +
-                                std::to_string(count) + " elements of " + std::to_string(mdtype.size()) +
-                                " bytes");
-  }
-  auto shp = to_shape(shape);
-  auto reader = std::make_shared<HostBytesReader>(npy_header(mdtype, shp), std::move(bytes));
-  return wrap(mx::load(reader));
 }
 
 }  // namespace mlx_bridge

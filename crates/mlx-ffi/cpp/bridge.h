@@ -27,7 +27,6 @@ struct StreamSpec;
 struct NamedArray;
 struct MetadataEntry;
 struct RustFn;
-struct HostBytes;
 
 // A list of arrays that Rust can build and read.
 struct ArrayVec {
@@ -64,7 +63,6 @@ std::size_t array_id(const array& a);
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out);
 ArrayPtr array_from_byte_parts(rust::Slice<const std::size_t> parts, DType dtype);
 void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts);
-ArrayPtr array_load_host(rust::Box<HostBytes> bytes, rust::Slice<const std::int32_t> shape, DType dtype);
 void array_eval(const array& a);
 ArrayVecPtr array_vec_new();
 void array_vec_push(ArrayVec& v, const array& a);

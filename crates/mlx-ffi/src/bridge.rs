@@ -170,11 +170,6 @@ pub mod ffi {
         /// A Rust closure over arrays (for grad, vjp, compile, checkpoint).
         type RustFn;
         fn rust_fn_call(f: &RustFn, inputs: &ArrayVec, outputs: Pin<&mut ArrayVec>) -> Result<()>;
-
-        /// Host byte buffers that a lazy load reads when it is evaluated.
-        type HostBytes;
-        fn host_bytes_parts(bytes: &HostBytes) -> usize;
-        fn host_bytes_part(bytes: &HostBytes, i: usize) -> &[u8];
     }
 
     unsafe extern "C++" {
@@ -222,15 +217,6 @@ pub mod ffi {
         /// Every range must be writable, and no two may overlap, for the
         /// duration of the call.
         unsafe fn array_to_byte_parts(a: &MlxArray, parts: &[usize]) -> Result<()>;
-        /// A lazy array of `shape` and `dtype` whose evaluation copies the
-        /// buffers of `bytes`, one after another, into a new buffer (through
-        /// MLX's loader: on a GPU straight into device memory). The array
-        /// owns `bytes` until it is evaluated.
-        fn array_load_host(
-            bytes: Box<HostBytes>,
-            shape: &[i32],
-            dtype: DType,
-        ) -> Result<UniquePtr<MlxArray>>;
         fn array_eval(a: &MlxArray) -> Result<()>;
 
         fn array_vec_new() -> UniquePtr<ArrayVec>;
@@ -615,18 +601,4 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     } else {
         "non-string panic payload".to_string()
     }
-}
-
-/// Host byte buffers read, one after another, by an array built with
-/// [`ffi::array_load_host`] when it is evaluated. The buffers are shared, so
-/// the caller's copy stays usable and the lazy array keeps them alive until
-/// then.
-pub struct HostBytes(pub Vec<std::sync::Arc<Vec<u8>>>);
-
-fn host_bytes_parts(bytes: &HostBytes) -> usize {
-    bytes.0.len()
-}
-
-fn host_bytes_part(bytes: &HostBytes, i: usize) -> &[u8] {
-    bytes.0.get(i).map_or(&[], |part| part.as_slice())
 }

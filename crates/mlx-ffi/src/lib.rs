@@ -35,7 +35,7 @@
 mod bridge;
 
 pub use bridge::ffi;
-pub use bridge::{panic_message, HostBytes, RustFn};
+pub use bridge::{panic_message, RustFn};
 pub use cxx;
 
 /// The MLX version this crate binds.

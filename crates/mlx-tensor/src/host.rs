@@ -6,22 +6,12 @@
 //! updates) to the host and back frees device memory for the work in
 //! between, at the cost of one copy each way.
 
-use std::sync::Arc;
-
-use mlx_ffi::{ffi, HostBytes};
-
-use crate::array::check;
 use crate::{Array, Dtype, Error, Result};
 
 /// An array's shape, dtype and row-major little-endian bytes, in host memory.
-///
-/// The bytes are shared with the lazy arrays made by
-/// [`HostArray::to_array`] until those are evaluated; writing to a host
-/// array that such an array still shares copies the bytes first, so the
-/// lazy array always loads the values it was made from.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HostArray {
-    bytes: Arc<Vec<u8>>,
+    bytes: Vec<u8>,
     shape: Vec<i32>,
     dtype: Dtype,
 }
@@ -30,67 +20,30 @@ impl HostArray {
     /// Copies `array` to the host (evaluating it first).
     pub fn from_array(array: &Array) -> Result<HostArray> {
         Ok(HostArray {
-            bytes: Arc::new(array.to_bytes()?),
+            bytes: array.to_bytes()?,
             shape: array.shape().0,
             dtype: array.dtype(),
         })
     }
 
     /// Copies `array` into this host copy, reusing its buffer when the
-    /// sizes agree and no lazy array shares it (no new host allocation on
-    /// repeated copies of arrays of one shape).
+    /// sizes agree (no new host allocation on repeated copies of arrays of
+    /// one shape).
     pub fn copy_from(&mut self, array: &Array) -> Result<()> {
         let nbytes = array.nbytes();
-        let Some(bytes) = Arc::get_mut(&mut self.bytes).filter(|b| b.len() == nbytes) else {
+        if self.bytes.len() != nbytes {
             *self = HostArray::from_array(array)?;
             return Ok(());
-        };
-        array.write_bytes(bytes)?;
+        }
+        array.write_bytes(&mut self.bytes)?;
         self.shape = array.shape().0;
         self.dtype = array.dtype();
         Ok(())
     }
 
-    /// A new MLX array with these elements, loaded when it is evaluated:
-    /// one copy from host memory into a buffer of its own (on a GPU,
-    /// straight into device memory). It shares these bytes until then.
+    /// A new MLX array with these elements.
     pub fn to_array(&self) -> Result<Array> {
-        HostArray::load(&[self], &self.shape, self.dtype)
-    }
-
-    /// A 1-D array of `dtype` holding the bytes of `parts` one after
-    /// another, loaded when it is evaluated like [`HostArray::to_array`]:
-    /// one allocation and one copy however many parts. The parts' total
-    /// length must be a whole number of elements of `dtype`.
-    pub fn concat_to_array(parts: &[&HostArray], dtype: Dtype) -> Result<Array> {
-        let total: usize = parts.iter().map(|p| p.nbytes()).sum();
-        let elements = i32::try_from(total / dtype.size_of()).map_err(|_| Error::Invalid {
-            op: "HostArray::concat_to_array",
-            message: format!("{total} bytes are too many elements for one array"),
-        })?;
-        if total % dtype.size_of() != 0 {
-            return Err(Error::Invalid {
-                op: "HostArray::concat_to_array",
-                message: format!(
-                    "{total} bytes are not whole elements of {dtype} ({} bytes)",
-                    dtype.size_of()
-                ),
-            });
-        }
-        HostArray::load(parts, &[elements], dtype)
-    }
-
-    fn load(parts: &[&HostArray], shape: &[i32], dtype: Dtype) -> Result<Array> {
-        if parts.iter().all(|p| p.bytes.is_empty()) {
-            // Nothing to load: an empty array made at once.
-            return Array::from_bytes(&[], shape, dtype);
-        }
-        let bytes = HostBytes(parts.iter().map(|p| Arc::clone(&p.bytes)).collect());
-        check(
-            "HostArray::to_array",
-            &[],
-            ffi::array_load_host(Box::new(bytes), shape, dtype.to_ffi()),
-        )
+        Array::from_bytes(&self.bytes, &self.shape, self.dtype)
     }
 
     /// The shape.
@@ -108,11 +61,9 @@ impl HostArray {
         &self.bytes
     }
 
-    /// The bytes, writable in place (their length, shape and dtype stay;
-    /// copied first if a lazy array made by [`HostArray::to_array`] still
-    /// shares them).
+    /// The bytes, writable in place (their length, shape and dtype stay).
     pub fn bytes_mut(&mut self) -> &mut [u8] {
-        Arc::make_mut(&mut self.bytes).as_mut_slice()
+        &mut self.bytes
     }
 
     /// Bytes held (`size * dtype.size_of()`).
@@ -138,7 +89,7 @@ impl HostArray {
             });
         }
         Ok(HostArray {
-            bytes: Arc::new(bytes),
+            bytes,
             shape,
             dtype,
         })

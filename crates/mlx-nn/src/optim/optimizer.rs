@@ -263,10 +263,12 @@ impl<R: UpdateRule> Optimizer<R> {
         let step = self.step + 1;
         let names: Vec<&String> = grads.keys().collect();
         let groups = byte_groups(grads.values().map(Array::nbytes), self.group_bytes);
-        // MLX's cache keeps about the two groups' state buffers in flight;
-        // the other freed buffers (under CUDA, the host-visible ones that
-        // reading the new state back made, which a device result would
-        // otherwise be written into through page faults) are released.
+        // MLX's cache keeps about the two groups' state buffers in flight:
+        // the next group's state (same shapes, layer after layer) is copied
+        // into buffers whose pages are already mapped, and the other freed
+        // buffers (host-visible ones under CUDA, which a device result
+        // would otherwise be written into through page faults) are
+        // released.
         let largest_group_state = groups
             .iter()
             .map(|&(start, end)| {
@@ -377,12 +379,10 @@ impl<R: UpdateRule> Optimizer<R> {
     }
 
     /// The host state of the parameters `group` as MLX arrays: one flat
-    /// array per dtype, loaded when the update is evaluated (one
-    /// allocation and one copy for the group; on a GPU straight into
-    /// device memory) and a view of it per slot, except that slots of
-    /// [`moves_alone`] size come over as arrays of their own (their buffers
-    /// can then be reused in place by the update). Parameters without
-    /// state are left out.
+    /// array per dtype (one allocation and one copy for the group) and a
+    /// view of it per slot, except that slots of [`moves_alone`] size come
+    /// over as arrays of their own (their buffers can then be reused in
+    /// place by the update). Parameters without state are left out.
     fn restore_group(&self, group: &[&String]) -> Result<BTreeMap<String, ParamState>> {
         let mut by_dtype: Vec<(Dtype, Vec<SlotRef<'_>>)> = Vec::new();
         let mut out: BTreeMap<String, ParamState> = BTreeMap::new();
@@ -401,8 +401,8 @@ impl<R: UpdateRule> Optimizer<R> {
             }
         }
         for (dtype, list) in by_dtype {
-            let parts: Vec<&HostArray> = list.iter().map(|(_, _, h)| *h).collect();
-            let flat = HostArray::concat_to_array(&parts, dtype)?;
+            let parts: Vec<&[u8]> = list.iter().map(|(_, _, h)| h.bytes()).collect();
+            let flat = Array::from_byte_parts(&parts, dtype)?;
             let mut at = 0i32;
             for (name, slot, h) in list {
                 let len = i32::try_from(h.nbytes() / dtype.size_of()).map_err(|_| {
