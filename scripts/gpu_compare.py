@@ -7,7 +7,7 @@ tokens, greedy decode at batch 1 (prompt 128, 256 new tokens),
 ``batch_generate`` at 8 and 64 sequences (256 new tokens, no end-of-sequence
 ids) -- and TRL's ``GRPOTrainer`` for one GRPO step (8 prompts x G = 8
 completions of 256 tokens, loss dapo, beta 0, one iteration, micro-batches of
-8 with 8 accumulation steps; two steps, the second measured). It then reads
+8 with 8 accumulation steps; a warm-up step, then the median of three). It then reads
 the benchmark's JSON and prints a table of ratios (ours / reference; above 1
 is faster for rates, below 1 is smaller for memory).
 
@@ -166,7 +166,8 @@ def mlx_lm_bench(layers, vocab, quick, parts=("prefill", "decode", "batch")):
 
 
 def trl_worker(layers, vocab, quick, out_path):
-    """One GRPO run with TRL (two steps, the second measured); writes JSON."""
+    """One GRPO run with TRL (a warm-up step, then three; the median of the
+    three is reported, with their highest peak, as for ours); writes JSON."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -182,8 +183,9 @@ def trl_worker(layers, vocab, quick, out_path):
     completions = s["grpo_prompts"] * s["grpo_group"]
     run = time_grpo_steps(model, tokenizer, vocab=vocab, prompts=s["grpo_prompts"],
                           prompt_len=s["prompt"], group=s["grpo_group"],
-                          tokens=s["grpo_tokens"], micro=s["grpo_micro"], bf16=True)
-    step = run["step_seconds"][-1]
+                          tokens=s["grpo_tokens"], micro=s["grpo_micro"], bf16=True,
+                          steps=4)
+    step = median(run["step_seconds"][1:])
     result = {
         "device": torch.cuda.get_device_name(0),
         "torch_version": torch.__version__,
@@ -191,7 +193,7 @@ def trl_worker(layers, vocab, quick, out_path):
             "completions": completions, "completion_tokens": s["grpo_tokens"],
             "group": s["grpo_group"], "micro_batch": s["grpo_micro"],
             "seconds": step, "completions_per_s": completions / step,
-            "step_seconds": run["step_seconds"], "peak_gib": run["peak_gib"][-1],
+            "step_seconds": run["step_seconds"], "peak_gib": max(run["peak_gib"][1:]),
             "train_wall_seconds": run["train_wall_seconds"],
             "steps_with_nonfinite_grads": run["steps_with_nonfinite_grads"],
         },
