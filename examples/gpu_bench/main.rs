@@ -470,8 +470,7 @@ fn bench_rollout(model: &Model, sizes: &Sizes, vocab: i32, decoding: &BatchOptio
             };
             let run = || -> Res<(f64, usize)> {
                 let t = Instant::now();
-                let o =
-                    generate_batch(model, &prompts, &options, &mut RandomState::from_seed(1)?)?;
+                let o = generate_batch(model, &prompts, &options, &mut RandomState::from_seed(1)?)?;
                 Ok((t.elapsed().as_secs_f64(), o.stats.generation_tokens))
             };
             run()?;
@@ -815,8 +814,14 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
         for seed in 2..2 + TIMED_GRPO_STEPS as u64 {
             fresh_peak();
             let start = Instant::now();
-            let (times, loss) =
-                grpo_step(model, &mut optimizer, config, &prompts, memory_settings, seed)?;
+            let (times, loss) = grpo_step(
+                model,
+                &mut optimizer,
+                config,
+                &prompts,
+                memory_settings,
+                seed,
+            )?;
             rollout_peak = rollout_peak.max(times.rollout_peak);
             optimize_peak = optimize_peak.max(times.optimize_peak);
             steps.push((start.elapsed().as_secs_f64(), times, loss));
