@@ -79,23 +79,29 @@ fn generation_peak(model: &Model, new_tokens: usize, group: usize) -> Res<usize>
     Ok(memory::peak_memory().saturating_sub(before))
 }
 
-#[test]
-fn steps_queued_in_halves_hold_the_cache_once() -> Res {
+/// Checks that generating with `group` completions a prompt peaks below
+/// the cache plus a quarter of one layer's buffer: the cache, plus a
+/// step's activations (about 2.5 MB here, well under a layer's buffer),
+/// where a copied buffer of keys or values would add `layer / 2`.
+fn assert_cache_held_once(group: usize) -> Res {
     let model = model()?;
     Array::ones(&[4], Dtype::F32)?.eval()?;
     // Warm-up: compiled kernels and first allocations.
-    generation_peak(&model, 4, 1)?;
+    generation_peak(&model, 4, group)?;
     let cache = LAYERS as usize * layer_cache_bytes();
     let layer = layer_cache_bytes();
-    let peak = generation_peak(&model, NEW_TOKENS, 1)?;
-    // The cache, plus a step's activations (about 2.5 MB here, well under
-    // a layer's buffer): a copied buffer of keys or values would add
-    // `layer / 2`.
+    let peak = generation_peak(&model, NEW_TOKENS, group)?;
     assert!(
         peak < cache + layer / 4,
-        "decoding peaked at {peak} B above the start; the cache is {cache} B ({layer} B a layer)"
+        "decoding (groups of {group}) peaked at {peak} B above the start; \
+         the cache is {cache} B ({layer} B a layer)"
     );
     Ok(())
+}
+
+#[test]
+fn steps_queued_in_halves_hold_the_cache_once() -> Res {
+    assert_cache_held_once(1)
 }
 
 /// Two completions a prompt: the prompts' prefill cache is repeated into
@@ -105,15 +111,5 @@ fn steps_queued_in_halves_hold_the_cache_once() -> Res {
 /// add half the cache, alive while the repeat runs).
 #[test]
 fn repeating_a_group_prompt_cache_holds_the_cache_once() -> Res {
-    let model = model()?;
-    Array::ones(&[4], Dtype::F32)?.eval()?;
-    generation_peak(&model, 4, 2)?;
-    let cache = LAYERS as usize * layer_cache_bytes();
-    let layer = layer_cache_bytes();
-    let peak = generation_peak(&model, NEW_TOKENS, 2)?;
-    assert!(
-        peak < cache + layer / 4,
-        "decoding groups of 2 peaked at {peak} B above the start; the cache is {cache} B ({layer} B a layer)"
-    );
-    Ok(())
+    assert_cache_held_once(2)
 }
