@@ -14,7 +14,8 @@
 # decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
 # generation with those `--decode-headroom-mb` values; WHOLE_STEPS_AB=N also
 # runs batch generation N times each with whole decoding steps queued
-# (`--whole-steps`) and in halves (the default), alternating; SKIP_TRL=1 leaves TRL
+# (`--whole-steps`) and in halves (the default), alternating; ENV_AB (below)
+# compares MLX environment settings; SKIP_TRL=1 leaves TRL
 # out; ONLY_AB=1 runs only the extra A/B measurements; ONLY=parts also runs
 # `--only parts` (e.g. ONLY_AB=1 ONLY=grpo); ROUNDS=N also runs N
 # alternating rounds of ours and mlx-lm (decode and batch generation) and
@@ -53,6 +54,17 @@ for i in $(seq 1 "${WHOLE_STEPS_AB:-0}"); do
   for mode in --whole-steps ""; do
     echo "== round $i ${mode:-halves}" | tee -a "$OUT/ab.log"
     timeout 120 "$BIN" --only batch $mode --json "$OUT/steps_${i}${mode:+_whole}.json" 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
+  done
+done
+# ENV_AB="VAR=VALUE ..." runs `--only ${ENV_AB_ONLY:-decode,batch}` (plus
+# ENV_AB_ARGS) without and with each setting, alternating, ENV_AB_ROUNDS times.
+for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
+  for e in ${ENV_AB:-}; do
+    for setting in "" "$e"; do
+      echo "== round $i ${setting:-baseline}" | tee -a "$OUT/env_ab.log"
+      env $setting timeout 240 "$BIN" --only "${ENV_AB_ONLY:-decode,batch}" ${ENV_AB_ARGS:-} 2>&1 \
+        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout" | tee -a "$OUT/env_ab.log"
+    done
   done
 done
 if [ -n "${LAYER_OPS:-}" ]; then

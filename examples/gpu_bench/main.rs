@@ -78,6 +78,9 @@ struct Args {
     /// `BatchOptions::in_place_cache_writes` for batch generation and the
     /// rollout measurement (`--whole-steps` turns it off).
     in_place_cache_writes: bool,
+    /// GRPO settings to run (`--grpo-settings default,offload`); all when
+    /// not given.
+    grpo_settings: Option<Vec<String>>,
 }
 
 fn parse_args() -> Res<Args> {
@@ -91,6 +94,7 @@ fn parse_args() -> Res<Args> {
         no_compile: false,
         decode_headroom_mb: BatchOptions::default().memory_headroom_mb,
         in_place_cache_writes: BatchOptions::default().in_place_cache_writes,
+        grpo_settings: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +108,9 @@ fn parse_args() -> Res<Args> {
             "--json" => args.json = Some(value()?),
             "--no-compile" => args.no_compile = true,
             "--whole-steps" => args.in_place_cache_writes = false,
+            "--grpo-settings" => {
+                args.grpo_settings = Some(value()?.split(',').map(str::to_string).collect())
+            }
             "--decode-headroom-mb" => {
                 args.decode_headroom_mb = match value()?.as_str() {
                     "none" => None,
@@ -113,7 +120,7 @@ fn parse_args() -> Res<Args> {
             "-h" | "--help" => {
                 println!(
                     "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo] \
-                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps]"
+                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps] [--grpo-settings NAME,…]"
                 );
                 std::process::exit(0);
             }
@@ -718,7 +725,7 @@ fn grpo_step(
     Ok((times, metrics.get("loss").copied().unwrap_or(f64::NAN)))
 }
 
-fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
+fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32, only: Option<&[String]>) -> Res<Value> {
     let config = grpo_config(sizes);
     let prompts: Vec<Vec<u32>> = (0..sizes.grpo_prompts)
         .map(|i| random_tokens(sizes.prompt, vocab, 1000 + i as u64))
@@ -794,6 +801,9 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
         ),
     ];
     for (name, memory_settings) in settings {
+        if only.is_some_and(|names| !names.iter().any(|n| n == name)) {
+            continue;
+        }
         let config = GrpoConfig {
             gradient_checkpointing: memory_settings.gradient_checkpointing,
             generation_chunk_prompts: memory_settings.chunk_prompts,
@@ -938,7 +948,15 @@ fn main() -> Res<()> {
     }
     if args.wants("grpo") {
         eprintln!("GRPO step ...");
-        results.insert("grpo", bench_grpo(&mut model, &sizes, args.vocab)?);
+        results.insert(
+            "grpo",
+            bench_grpo(
+                &mut model,
+                &sizes,
+                args.vocab,
+                args.grpo_settings.as_deref(),
+            )?,
+        );
     }
     let results = Value::Object(
         results
