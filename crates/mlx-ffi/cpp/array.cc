@@ -15,14 +15,24 @@ namespace mlx_bridge {
 
 namespace {
 
+// How many threads copy `n` bytes: one per 16 MiB, at most 8 and at most
+// the hardware's threads. Small copies (scalars, token ids, every step of
+// decoding) return before asking for the hardware's thread count, which
+// glibc reads from sysfs (an open, a read and a close) on every call; the
+// count is read once.
+std::size_t copy_threads(std::size_t n) {
+  constexpr std::size_t kPerThread = 16u << 20;
+  if (n < 2 * kPerThread) return 1;
+  static const std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  return std::min<std::size_t>({hw, 8, n / kPerThread});
+}
+
 // Copies `n` bytes; large copies (optimizer state moving between MLX and
 // host memory) are split over up to 8 threads, as one thread's memcpy and
 // page faults cannot keep up with the memory system. Falls back to copying
 // on the calling thread when no thread can be started.
 void copy_bytes(void* dst, const void* src, std::size_t n) {
-  constexpr std::size_t kPerThread = 16u << 20;
-  std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-  std::size_t threads = std::min<std::size_t>({hw, 8, n / kPerThread});
+  std::size_t threads = copy_threads(n);
   auto* d = static_cast<char*>(dst);
   auto* s = static_cast<const char*>(src);
   if (threads <= 1) {
@@ -60,9 +70,7 @@ struct Copy {
 void copy_all(const std::vector<Copy>& copies) {
   std::size_t total = 0;
   for (auto& c : copies) total += c.n;
-  constexpr std::size_t kPerThread = 16u << 20;
-  std::size_t hw = std::max(1u, std::thread::hardware_concurrency());
-  std::size_t threads = std::min<std::size_t>({hw, 8, total / kPerThread});
+  std::size_t threads = copy_threads(total);
   if (threads <= 1 || copies.size() < threads) {
     for (auto& c : copies) copy_bytes(c.dst, c.src, c.n);
     return;
