@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::{env, env_dtype, select_device};
+use common::{env, env_dtype, env_list, select_device};
 
 use std::time::{Duration, Instant};
 
@@ -47,11 +47,7 @@ struct Settings {
 fn settings() -> Settings {
     let dtype = env_dtype("DECODE_DTYPE");
     select_device("DECODE_DEVICE");
-    let batches = std::env::var("DECODE_BATCHES")
-        .unwrap_or_else(|_| "1,8,64".into())
-        .split(',')
-        .filter_map(|b| b.trim().parse().ok())
-        .collect();
+    let batches = env_list("DECODE_BATCHES", "1,8,64");
     Settings {
         prompt: env("DECODE_PROMPT", 128),
         tokens: env::<usize>("DECODE_TOKENS", 64).max(2),

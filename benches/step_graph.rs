@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::env;
+use common::{env, env_list};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
@@ -25,11 +25,7 @@ use mlx_tensor::{Array, Dtype};
 
 fn bench_step_graph(c: &mut Criterion) {
     let layers = env("STEP_GRAPH_LAYERS", 28);
-    let batches: Vec<usize> = std::env::var("STEP_GRAPH_BATCHES")
-        .unwrap_or_else(|_| "1,64".into())
-        .split(',')
-        .filter_map(|b| b.trim().parse().ok())
-        .collect();
+    let batches: Vec<usize> = env_list("STEP_GRAPH_BATCHES", "1,64");
     let model = random_model(&qwen3_0_6b_config(layers, 4096), 0, Dtype::BF16)
         .expect("a random Qwen3 model");
     let mut group = c.benchmark_group("step_graph_qwen3_0.6b");

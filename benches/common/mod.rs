@@ -12,6 +12,16 @@ pub fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// `name` as a comma-separated list of `T` (`default` when unset);
+/// entries that do not parse are skipped.
+pub fn env_list<T: std::str::FromStr>(name: &str, default: &str) -> Vec<T> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .filter_map(|b| b.trim().parse().ok())
+        .collect()
+}
+
 /// `name` as a dtype: `f32`, `f16`, anything else bf16.
 pub fn env_dtype(name: &str) -> Dtype {
     match std::env::var(name).as_deref() {

@@ -76,11 +76,16 @@ pub fn generate_batch<M: LanguageModel>(
     // by the prefill when no group expansion follows, otherwise by the
     // expansion (the prefill then holds the prompts' positions only).
     let final_positions = max_len + options.max_tokens;
-    let final_capacity = i32::try_from(final_positions).unwrap_or(i32::MAX);
-    let prefill_capacity = if g > 1 { max_len - 1 } else { final_positions };
+    let positions = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let final_capacity = positions(final_positions);
+    let prefill_capacity = if g > 1 {
+        positions(max_len - 1)
+    } else {
+        final_capacity
+    };
     for layer in &mut cache {
         if let LayerCache::Batch(c) = layer {
-            c.reserve(i32::try_from(prefill_capacity).unwrap_or(i32::MAX));
+            c.reserve(prefill_capacity);
         }
     }
     prefill(model, prompts, options, max_len, &mut cache)?;
