@@ -63,7 +63,7 @@ for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
     for setting in "" "$e"; do
       echo "== round $i ${setting:-baseline}" | tee -a "$OUT/env_ab.log"
       env $setting timeout 240 "$BIN" --only "${ENV_AB_ONLY:-decode,batch}" ${ENV_AB_ARGS:-} 2>&1 \
-        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout" | tee -a "$OUT/env_ab.log"
+        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update" | tee -a "$OUT/env_ab.log"
     done
   done
 done

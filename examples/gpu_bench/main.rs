@@ -889,10 +889,15 @@ fn main() -> Res<()> {
     model.eval_params()?;
     let params: usize = model.parameters().values().map(Array::size).sum();
     eprintln!(
-        "device {device:?}, MLX {}, {} parameters, built in {:.1}s",
+        "device {device:?}, MLX {}, {} parameters, built in {:.1}s, unified-memory prefetch {}",
         mlx_tensor::device::mlx_version(),
         params,
-        build.elapsed().as_secs_f64()
+        build.elapsed().as_secs_f64(),
+        if mlx_tensor::memory::unified_prefetch_active() {
+            "on"
+        } else {
+            "off"
+        }
     );
 
     let mut results = BTreeMap::new();

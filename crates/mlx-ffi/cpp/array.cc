@@ -1,5 +1,6 @@
 // Construction, inspection and read-back of arrays, and array lists.
 #include "mlx-ffi/src/bridge.rs.h"
+#include "unified_memory.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -138,7 +139,11 @@ mx::array filled_array(const std::vector<std::pair<const char*, std::size_t>>& s
     copies.push_back({base + at, s.first, s.second});
     at += s.second;
   }
+  // A recycled buffer may sit on the device; large ones move in bulk both
+  // ways instead of faulting page by page (CUDA unified memory only).
+  unified::prefetch_to_host(base, total);
   copy_all(copies);
+  unified::prefetch_to_device(base, total);
   return mx::array(std::move(owned), std::move(shape), dtype);
 }
 
@@ -268,7 +273,10 @@ std::size_t array_id(const array& a) { return a.id(); }
 
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
   array c = readable(a, out.size(), "[to_bytes]");
-  if (out.size() > 0) copy_bytes(out.data(), c.data<void>(), out.size());
+  if (out.size() == 0) return;
+  const void* data = c.data<void>();
+  unified::prefetch_to_host(data, out.size());
+  copy_bytes(out.data(), data, out.size());
 }
 
 void array_eval(const array& a) {
@@ -316,6 +324,7 @@ void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
   array c = readable(a, total, "[to_byte_parts]");
   if (total == 0) return;
   const char* base = c.data<char>();
+  unified::prefetch_to_host(base, total);
   std::vector<Copy> copies;
   std::size_t at = 0;
   for (auto& r : ranges) {

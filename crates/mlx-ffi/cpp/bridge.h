@@ -181,5 +181,6 @@ void reset_peak_memory();
 void clear_cache();
 std::size_t set_memory_limit(std::size_t limit);
 std::size_t set_cache_limit(std::size_t limit);
+bool unified_prefetch_active();
 
 }  // namespace mlx_bridge

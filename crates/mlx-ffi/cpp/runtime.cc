@@ -1,5 +1,6 @@
 // Devices, streams and memory statistics.
 #include "mlx-ffi/src/bridge.rs.h"
+#include "unified_memory.h"
 
 namespace mx = mlx::core;
 
@@ -37,5 +38,6 @@ void reset_peak_memory() { mx::reset_peak_memory(); }
 void clear_cache() { mx::clear_cache(); }
 std::size_t set_memory_limit(std::size_t limit) { return mx::set_memory_limit(limit); }
 std::size_t set_cache_limit(std::size_t limit) { return mx::set_cache_limit(limit); }
+bool unified_prefetch_active() { return unified::available(); }
 
 }  // namespace mlx_bridge

@@ -555,6 +555,7 @@ pub mod ffi {
         fn clear_cache();
         fn set_memory_limit(limit: usize) -> usize;
         fn set_cache_limit(limit: usize) -> usize;
+        fn unified_prefetch_active() -> bool;
     }
 }
 

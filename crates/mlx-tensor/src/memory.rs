@@ -37,6 +37,18 @@ pub fn set_cache_limit(bytes: usize) -> usize {
     ffi::set_cache_limit(bytes)
 }
 
+/// Whether large host transfers move CUDA unified memory in bulk.
+///
+/// Under MLX's CUDA backend the buffers that the host fills or reads live in
+/// managed memory, which otherwise migrates one page fault at a time. When the
+/// process runs on the CUDA build of MLX, transfers of 8 MiB or more
+/// ([`Array::from_bytes`](crate::Array::from_bytes), reading an array back,
+/// host-held optimizer state) prefetch the whole range first. False on the CPU
+/// build, or when the environment sets `MLX_FFI_UNIFIED_PREFETCH=0`.
+pub fn unified_prefetch_active() -> bool {
+    ffi::unified_prefetch_active()
+}
+
 /// A memory limit for a scope: lowers the limit (never raises it) while the
 /// guard lives and puts the previous limit back when the last guard is
 /// dropped.

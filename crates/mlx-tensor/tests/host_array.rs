@@ -177,3 +177,16 @@ fn many_large_byte_parts_round_trip_on_several_threads() -> Res {
     assert!(outs == parts);
     Ok(())
 }
+
+#[test]
+fn unified_memory_prefetch_needs_a_cuda_device() -> Res {
+    // Prefetching is a CUDA driver call; a process without a GPU device has
+    // no driver loaded, and large transfers keep working without it.
+    if mlx_tensor::Device::gpu_count() == 0 {
+        assert!(!mlx_tensor::memory::unified_prefetch_active());
+    }
+    let a = sample(Dtype::BF16, &[4096, 2049], 11)?; // 16.8 MB: over the prefetch threshold
+    let back = HostArray::from_array(&a)?.to_array()?;
+    assert!(back.array_equal(&a, false)?.item::<bool>()?);
+    Ok(())
+}
