@@ -67,6 +67,18 @@ for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
     done
   done
 done
+# BIN_AB=<another gpu_bench build> runs `--only ${ENV_AB_ONLY:-decode,batch}`
+# (plus ENV_AB_ARGS) with this benchmark and that one, alternating,
+# ENV_AB_ROUNDS times: two versions of the code on one machine.
+if [ -n "${BIN_AB:-}" ]; then
+  for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
+    for b in "$BIN" "$BIN_AB"; do
+      echo "== round $i $b" | tee -a "$OUT/bin_ab.log"
+      timeout 240 "$b" --only "${ENV_AB_ONLY:-decode,batch}" ${ENV_AB_ARGS:-} 2>&1 \
+        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update" | tee -a "$OUT/bin_ab.log"
+    done
+  done
+fi
 if [ -n "${LAYER_OPS:-}" ]; then
   timeout 120 "$BIN" --only layerops --json "$OUT/layer_ops.json" 2>&1 | tail -2 | tee "$OUT/layer_ops.log"
 fi

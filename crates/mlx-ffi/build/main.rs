@@ -43,7 +43,7 @@ const CPP_SOURCES: &[&str] = &[
     "cpp/transforms.cc",
     "cpp/io.cc",
     "cpp/runtime.cc",
-    "cpp/unified_memory.cc",
+    "cpp/cuda_transfer.cc",
 ];
 
 fn main() {

@@ -1,10 +1,11 @@
 // Construction, inspection and read-back of arrays, and array lists.
 #include "mlx-ffi/src/bridge.rs.h"
-#include "unified_memory.h"
+#include "cuda_transfer.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -114,6 +115,39 @@ std::vector<std::pair<std::uintptr_t, std::size_t>> pairs_of(rust::Slice<const s
   return out;
 }
 
+// Under MLX's CUDA backend, a large array filled straight into device
+// memory by the driver (see cuda_transfer.h); empty when that does not
+// apply or a copy fails.
+std::optional<mx::array> filled_on_device(
+    const std::vector<std::pair<const char*, std::size_t>>& sources, const mx::Shape& shape,
+    mx::Dtype dtype, std::size_t total) {
+  auto direct = cuda::device_array(shape, dtype, total);
+  if (!direct) return std::nullopt;
+  auto* base = const_cast<char*>(cuda::device_bytes(*direct, total));
+  if (base == nullptr) return std::nullopt;
+  std::size_t at = 0;
+  for (auto& s : sources) {
+    if (!cuda::copy(base + at, s.first, s.second)) return std::nullopt;
+    at += s.second;
+  }
+  return direct;
+}
+
+// Under MLX's CUDA backend, copies the bytes of `c` (evaluated,
+// row-contiguous) from its device buffer straight into the host ranges;
+// false (the caller copies through MLX) when that does not apply or fails.
+bool read_from_device(const mx::array& c, const std::vector<std::pair<char*, std::size_t>>& ranges,
+                      std::size_t total) {
+  const char* base = cuda::device_bytes(c, total);
+  if (base == nullptr) return false;
+  std::size_t at = 0;
+  for (auto& r : ranges) {
+    if (!cuda::copy(r.first, base + at, r.second)) return false;
+    at += r.second;
+  }
+  return true;
+}
+
 // An array of `shape` and `dtype` holding the byte ranges `sources` one
 // after another, in a buffer of MLX's allocator (host-visible on every
 // backend: unified memory under CUDA): one allocation and one copy.
@@ -127,6 +161,7 @@ mx::array filled_array(const std::vector<std::pair<const char*, std::size_t>>& s
     return mx::array(static_cast<void*>(empty), std::move(shape), dtype,
                      [](void* p) { delete[] static_cast<std::uint8_t*>(p); });
   }
+  if (auto direct = filled_on_device(sources, shape, dtype, total)) return *direct;
   // `owned` frees the buffer if anything below throws.
   auto owned = mx::allocator::malloc(total);
   auto* base = static_cast<char*>(owned.buffer().raw_ptr());
@@ -139,11 +174,7 @@ mx::array filled_array(const std::vector<std::pair<const char*, std::size_t>>& s
     copies.push_back({base + at, s.first, s.second});
     at += s.second;
   }
-  // A recycled buffer may sit on the device; large ones move in bulk both
-  // ways instead of faulting page by page (CUDA unified memory only).
-  unified::prefetch_to_host(base, total);
   copy_all(copies);
-  unified::prefetch_to_device(base, total);
   return mx::array(std::move(owned), std::move(shape), dtype);
 }
 
@@ -274,9 +305,10 @@ std::size_t array_id(const array& a) { return a.id(); }
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
   array c = readable(a, out.size(), "[to_bytes]");
   if (out.size() == 0) return;
-  const void* data = c.data<void>();
-  unified::prefetch_to_host(data, out.size());
-  copy_bytes(out.data(), data, out.size());
+  std::vector<std::pair<char*, std::size_t>> whole = {
+      {reinterpret_cast<char*>(out.data()), out.size()}};
+  if (read_from_device(c, whole, out.size())) return;
+  copy_bytes(out.data(), c.data<void>(), out.size());
 }
 
 void array_eval(const array& a) {
@@ -323,8 +355,10 @@ void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
   for (auto& r : ranges) total += r.second;
   array c = readable(a, total, "[to_byte_parts]");
   if (total == 0) return;
+  std::vector<std::pair<char*, std::size_t>> targets;
+  for (auto& r : ranges) targets.emplace_back(reinterpret_cast<char*>(r.first), r.second);
+  if (read_from_device(c, targets, total)) return;
   const char* base = c.data<char>();
-  unified::prefetch_to_host(base, total);
   std::vector<Copy> copies;
   std::size_t at = 0;
   for (auto& r : ranges) {

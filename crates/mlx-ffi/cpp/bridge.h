@@ -181,6 +181,8 @@ void reset_peak_memory();
 void clear_cache();
 std::size_t set_memory_limit(std::size_t limit);
 std::size_t set_cache_limit(std::size_t limit);
-bool unified_prefetch_active();
+bool cuda_direct_copies_active();
+bool cuda_pin_host(std::size_t address, std::size_t bytes);
+void cuda_unpin_host(std::size_t address);
 
 }  // namespace mlx_bridge

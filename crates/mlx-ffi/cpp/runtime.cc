@@ -1,6 +1,6 @@
 // Devices, streams and memory statistics.
 #include "mlx-ffi/src/bridge.rs.h"
-#include "unified_memory.h"
+#include "cuda_transfer.h"
 
 namespace mx = mlx::core;
 
@@ -38,6 +38,10 @@ void reset_peak_memory() { mx::reset_peak_memory(); }
 void clear_cache() { mx::clear_cache(); }
 std::size_t set_memory_limit(std::size_t limit) { return mx::set_memory_limit(limit); }
 std::size_t set_cache_limit(std::size_t limit) { return mx::set_cache_limit(limit); }
-bool unified_prefetch_active() { return unified::available(); }
+bool cuda_direct_copies_active() { return cuda::active(); }
+bool cuda_pin_host(std::size_t address, std::size_t bytes) {
+  return cuda::pin(reinterpret_cast<void*>(address), bytes);
+}
+void cuda_unpin_host(std::size_t address) { cuda::unpin(reinterpret_cast<void*>(address)); }
 
 }  // namespace mlx_bridge

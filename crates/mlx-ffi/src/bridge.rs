@@ -555,7 +555,11 @@ pub mod ffi {
         fn clear_cache();
         fn set_memory_limit(limit: usize) -> usize;
         fn set_cache_limit(limit: usize) -> usize;
-        fn unified_prefetch_active() -> bool;
+        fn cuda_direct_copies_active() -> bool;
+        /// Page-locks `bytes` bytes at `address` (host memory that stays
+        /// allocated until `cuda_unpin_host`); false when not possible.
+        unsafe fn cuda_pin_host(address: usize, bytes: usize) -> bool;
+        unsafe fn cuda_unpin_host(address: usize);
     }
 }
 

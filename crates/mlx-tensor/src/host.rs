@@ -6,24 +6,85 @@
 //! updates) to the host and back frees device memory for the work in
 //! between, at the cost of one copy each way.
 
+use mlx_ffi::ffi;
+
 use crate::{Array, Dtype, Error, Result};
 
 /// An array's shape, dtype and row-major little-endian bytes, in host memory.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Under MLX's CUDA backend a large buffer (8 MiB or more) is also
+/// page-locked while the host array lives, so copies to and from the device
+/// run at full bus speed (see [`memory::cuda_direct_copies_active`](crate::memory::cuda_direct_copies_active)).
 pub struct HostArray {
+    // Declared before `bytes`: unlocks the pages before the buffer is freed.
+    _pin: Pin,
     bytes: Vec<u8>,
     shape: Vec<i32>,
     dtype: Dtype,
 }
 
+/// The page lock of a host array's buffer, if it has one.
+struct Pin(Option<usize>);
+
+impl Pin {
+    /// Page-locks `bytes` when the CUDA backend is active and the buffer is
+    /// large; otherwise (or when the driver refuses) holds nothing.
+    fn lock(bytes: &[u8]) -> Pin {
+        if bytes.is_empty() || !ffi::cuda_direct_copies_active() {
+            return Pin(None);
+        }
+        let address = bytes.as_ptr() as usize;
+        // SAFETY: the range is the live allocation of a `Vec` that the
+        // owning `HostArray` neither grows nor frees before this `Pin` is
+        // dropped (the field order guarantees the drop order).
+        let locked = unsafe { ffi::cuda_pin_host(address, bytes.len()) };
+        Pin(locked.then_some(address))
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Some(address) = self.0 {
+            // SAFETY: `address` was locked by `Pin::lock` and its buffer is
+            // still allocated.
+            unsafe { ffi::cuda_unpin_host(address) };
+        }
+    }
+}
+
+impl HostArray {
+    fn new(bytes: Vec<u8>, shape: Vec<i32>, dtype: Dtype) -> HostArray {
+        HostArray {
+            _pin: Pin::lock(&bytes),
+            bytes,
+            shape,
+            dtype,
+        }
+    }
+}
+
+impl Clone for HostArray {
+    fn clone(&self) -> HostArray {
+        HostArray::new(self.bytes.clone(), self.shape.clone(), self.dtype)
+    }
+}
+
+impl PartialEq for HostArray {
+    fn eq(&self, other: &HostArray) -> bool {
+        self.dtype == other.dtype && self.shape == other.shape && self.bytes == other.bytes
+    }
+}
+
+impl Eq for HostArray {}
+
 impl HostArray {
     /// Copies `array` to the host (evaluating it first).
     pub fn from_array(array: &Array) -> Result<HostArray> {
-        Ok(HostArray {
-            bytes: array.to_bytes()?,
-            shape: array.shape().0,
-            dtype: array.dtype(),
-        })
+        Ok(HostArray::new(
+            array.to_bytes()?,
+            array.shape().0,
+            array.dtype(),
+        ))
     }
 
     /// Copies `array` into this host copy, reusing its buffer when the
@@ -88,11 +149,7 @@ impl HostArray {
                 ),
             });
         }
-        Ok(HostArray {
-            bytes,
-            shape,
-            dtype,
-        })
+        Ok(HostArray::new(bytes, shape, dtype))
     }
 }
 

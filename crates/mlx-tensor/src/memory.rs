@@ -37,16 +37,20 @@ pub fn set_cache_limit(bytes: usize) -> usize {
     ffi::set_cache_limit(bytes)
 }
 
-/// Whether large host transfers move CUDA unified memory in bulk.
+/// Whether large host transfers copy straight to and from device memory.
 ///
-/// Under MLX's CUDA backend the buffers that the host fills or reads live in
-/// managed memory, which otherwise migrates one page fault at a time. When the
-/// process runs on the CUDA build of MLX, transfers of 8 MiB or more
+/// Under MLX's CUDA backend, reading an array on the host first moves its
+/// buffer into managed memory, and arrays built from host bytes live there;
+/// the pages then migrate one fault at a time. When the process runs on the
+/// CUDA build of MLX, transfers of 8 MiB or more
 /// ([`Array::from_bytes`](crate::Array::from_bytes), reading an array back,
-/// host-held optimizer state) prefetch the whole range first. False on the CPU
-/// build, or when the environment sets `MLX_FFI_UNIFIED_PREFETCH=0`.
-pub fn unified_prefetch_active() -> bool {
-    ffi::unified_prefetch_active()
+/// [`HostArray`](crate::HostArray), whose large buffers are also
+/// page-locked) instead copy with the CUDA driver between host memory and the
+/// array's device buffer. False on the CPU build, or when the environment
+/// sets `MLX_FFI_CUDA_COPIES=0` (`MLX_FFI_CUDA_PIN=0` keeps host buffers
+/// pageable).
+pub fn cuda_direct_copies_active() -> bool {
+    ffi::cuda_direct_copies_active()
 }
 
 /// A memory limit for a scope: lowers the limit (never raises it) while the

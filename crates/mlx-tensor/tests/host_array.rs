@@ -179,13 +179,13 @@ fn many_large_byte_parts_round_trip_on_several_threads() -> Res {
 }
 
 #[test]
-fn unified_memory_prefetch_needs_a_cuda_device() -> Res {
-    // Prefetching is a CUDA driver call; a process without a GPU device has
-    // no driver loaded, and large transfers keep working without it.
+fn direct_cuda_copies_need_a_cuda_device() -> Res {
+    // Direct copies are CUDA driver calls; a process without a GPU device
+    // does not use them, and large transfers keep working without them.
     if mlx_tensor::Device::gpu_count() == 0 {
-        assert!(!mlx_tensor::memory::unified_prefetch_active());
+        assert!(!mlx_tensor::memory::cuda_direct_copies_active());
     }
-    let a = sample(Dtype::BF16, &[4096, 2049], 11)?; // 16.8 MB: over the prefetch threshold
+    let a = sample(Dtype::BF16, &[4096, 2049], 11)?; // 16.8 MB: over the direct-copy threshold
     let back = HostArray::from_array(&a)?.to_array()?;
     assert!(back.array_equal(&a, false)?.item::<bool>()?);
     Ok(())

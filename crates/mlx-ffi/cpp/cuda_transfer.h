@@ -1,0 +1,42 @@
+// Direct copies between host memory and MLX's CUDA buffers (see
+// cuda_transfer.cc).
+#pragma once
+
+#include <cstddef>
+#include <optional>
+
+#include "mlx/mlx.h"
+
+namespace mlx_bridge::cuda {
+
+// Transfers smaller than this take MLX's own path: a direct copy costs a
+// driver call and a wait, which only large transfers repay.
+constexpr std::size_t kMinDirectBytes = std::size_t{8} << 20;
+
+// Whether direct copies are active: the process runs MLX's CUDA backend, the
+// CUDA driver is loaded, and MLX_FFI_CUDA_COPIES is not 0.
+bool active();
+
+// The address of the bytes of `a` (evaluated, row-contiguous) in device or
+// managed memory, checked to lie inside one CUDA allocation of at least
+// `bytes` bytes; null when the direct path does not apply.
+const char* device_bytes(const mlx::core::array& a, std::size_t bytes);
+
+// Copies `bytes` bytes between host memory and a CUDA address (either
+// direction); false when the driver refused.
+bool copy(void* dst, const void* src, std::size_t bytes);
+
+// A new evaluated array of `shape` and `dtype` (of `bytes` bytes) whose
+// buffer lives in device memory, for the host to fill with `copy`; empty when
+// the direct path does not apply.
+std::optional<mlx::core::array> device_array(mlx::core::Shape shape, mlx::core::Dtype dtype,
+                                             std::size_t bytes);
+
+// Page-locks host memory so copies to and from it run at full bus speed;
+// false when not possible (then copies still work, staged by the driver).
+bool pin(void* data, std::size_t bytes);
+
+// Undoes `pin`.
+void unpin(void* data);
+
+}  // namespace mlx_bridge::cuda
