@@ -7,7 +7,8 @@
 # benchmark built here with MLX_LINK_MODE=rpath) and .gpu/py/*.whl (mlx,
 # mlx-lm, trl, datasets, dill, multiprocess, xxhash). Writes under $OUT.
 #
-# Environment: FARM=<mlx-farm dir> for a benchmark built with --features cuda
+# Environment: BENCH_ARGS (e.g. "--grpo-settings default,offload") goes to
+# the main run; FARM=<mlx-farm dir> for a benchmark built with --features cuda
 # (see scripts/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
@@ -41,7 +42,7 @@ BIN=.gpu/b/gpu_bench
 if [ -n "${ONLY_AB:-}" ]; then
   [ -n "${ROUNDS:-}${ONLY:-}" ] || timeout 120 "$BIN" --only batch 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
 else
-  timeout 300 "$BIN" --json "$OUT/ours.json" 2>&1 | tee "$OUT/ours.log"
+  timeout 300 "$BIN" --json "$OUT/ours.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/ours.log"
 fi
 if [ -n "${ONLY:-}" ]; then
   timeout 300 "$BIN" --only "$ONLY" --json "$OUT/only.json" 2>&1 | tee -a "$OUT/ab.log"
