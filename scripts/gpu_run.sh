@@ -57,6 +57,8 @@ for i in $(seq 1 "${WHOLE_STEPS_AB:-0}"); do
     timeout 120 "$BIN" --only batch $mode --json "$OUT/steps_${i}${mode:+_whole}.json" 2>&1 | grep -E "^batch|a step|^rollout" | tee -a "$OUT/ab.log"
   done
 done
+# The result lines the A/B runs below keep.
+AB_LINES="^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update"
 # ENV_AB="VAR=VALUE ..." runs `--only ${ENV_AB_ONLY:-decode,batch}` (plus
 # ENV_AB_ARGS) without and with each setting, alternating, ENV_AB_ROUNDS times.
 for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
@@ -64,7 +66,7 @@ for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do
     for setting in "" "$e"; do
       echo "== round $i ${setting:-baseline}" | tee -a "$OUT/env_ab.log"
       env $setting timeout 240 "$BIN" --only "${ENV_AB_ONLY:-decode,batch}" ${ENV_AB_ARGS:-} 2>&1 \
-        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update" | tee -a "$OUT/env_ab.log"
+        | grep -E "$AB_LINES" | tee -a "$OUT/env_ab.log"
     done
   done
 done
@@ -76,7 +78,7 @@ if [ -n "${BIN_AB:-}" ]; then
     for b in "$BIN" "$BIN_AB"; do
       echo "== round $i $b" | tee -a "$OUT/bin_ab.log"
       timeout 240 "$b" --only "${ENV_AB_ONLY:-decode,batch}" ${ENV_AB_ARGS:-} 2>&1 \
-        | grep -E "^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update" | tee -a "$OUT/bin_ab.log"
+        | grep -E "$AB_LINES" | tee -a "$OUT/bin_ab.log"
     done
   done
 fi

@@ -123,29 +123,30 @@ std::optional<mx::array> filled_on_device(
     mx::Dtype dtype, std::size_t total) {
   auto direct = cuda::device_array(shape, dtype, total);
   if (!direct) return std::nullopt;
-  auto* base = const_cast<char*>(cuda::device_bytes(*direct, total));
-  if (base == nullptr) return std::nullopt;
   std::size_t at = 0;
   for (auto& s : sources) {
-    if (!cuda::copy(base + at, s.first, s.second)) return std::nullopt;
+    if (!cuda::copy(direct->bytes + at, s.first, s.second)) return std::nullopt;
     at += s.second;
   }
-  return direct;
+  if (!cuda::wait()) return std::nullopt;
+  return std::move(direct->array);
 }
 
 // Under MLX's CUDA backend, copies the bytes of `c` (evaluated,
-// row-contiguous) from its device buffer straight into the host ranges;
-// false (the caller copies through MLX) when that does not apply or fails.
-bool read_from_device(const mx::array& c, const std::vector<std::pair<char*, std::size_t>>& ranges,
+// row-contiguous) from its device buffer straight into the host ranges
+// (address, length); false (the caller copies through MLX) when that does
+// not apply or fails.
+bool read_from_device(const mx::array& c,
+                      const std::vector<std::pair<std::uintptr_t, std::size_t>>& ranges,
                       std::size_t total) {
   const char* base = cuda::device_bytes(c, total);
   if (base == nullptr) return false;
   std::size_t at = 0;
   for (auto& r : ranges) {
-    if (!cuda::copy(r.first, base + at, r.second)) return false;
+    if (!cuda::copy(reinterpret_cast<void*>(r.first), base + at, r.second)) return false;
     at += r.second;
   }
-  return true;
+  return cuda::wait();
 }
 
 // An array of `shape` and `dtype` holding the byte ranges `sources` one
@@ -305,9 +306,10 @@ std::size_t array_id(const array& a) { return a.id(); }
 void array_to_bytes(const array& a, rust::Slice<std::uint8_t> out) {
   array c = readable(a, out.size(), "[to_bytes]");
   if (out.size() == 0) return;
-  std::vector<std::pair<char*, std::size_t>> whole = {
-      {reinterpret_cast<char*>(out.data()), out.size()}};
-  if (read_from_device(c, whole, out.size())) return;
+  if (read_from_device(c, {{reinterpret_cast<std::uintptr_t>(out.data()), out.size()}},
+                       out.size())) {
+    return;
+  }
   copy_bytes(out.data(), c.data<void>(), out.size());
 }
 
@@ -355,9 +357,7 @@ void array_to_byte_parts(const array& a, rust::Slice<const std::size_t> parts) {
   for (auto& r : ranges) total += r.second;
   array c = readable(a, total, "[to_byte_parts]");
   if (total == 0) return;
-  std::vector<std::pair<char*, std::size_t>> targets;
-  for (auto& r : ranges) targets.emplace_back(reinterpret_cast<char*>(r.first), r.second);
-  if (read_from_device(c, targets, total)) return;
+  if (read_from_device(c, ranges, total)) return;
   const char* base = c.data<char>();
   std::vector<Copy> copies;
   std::size_t at = 0;

@@ -142,23 +142,27 @@ const char* device_bytes(const mx::array& a, std::size_t bytes) {
 bool copy(void* dst, const void* src, std::size_t bytes) {
   const Driver* d = driver();
   if (d == nullptr || !ensure_context(*d)) return false;
-  if (d->memcpy(reinterpret_cast<CuDevicePtr>(dst), reinterpret_cast<CuDevicePtr>(src),
-                bytes) != 0) {
-    return false;
-  }
-  // A copy from pageable memory may return before its last DMA lands; MLX's
-  // streams do not wait for the legacy stream, so wait here.
-  return d->stream_synchronize(nullptr) == 0;
+  return d->memcpy(reinterpret_cast<CuDevicePtr>(dst), reinterpret_cast<CuDevicePtr>(src),
+                   bytes) == 0;
 }
 
-std::optional<mx::array> device_array(mx::Shape shape, mx::Dtype dtype, std::size_t bytes) {
+bool wait() {
+  // A copy from pageable memory may return before its last DMA lands; the
+  // copies run on the legacy stream, which MLX's streams do not wait for.
+  const Driver* d = driver();
+  return d != nullptr && ensure_context(*d) && d->stream_synchronize(nullptr) == 0;
+}
+
+std::optional<DeviceArray> device_array(mx::Shape shape, mx::Dtype dtype, std::size_t bytes) {
   if (!active() || bytes < kMinDirectBytes || !gpu_is_default()) return std::nullopt;
   mx::array a = mx::zeros(shape, dtype);
   a.eval();
-  if (a.nbytes() != bytes || device_bytes(a, bytes) == nullptr) return std::nullopt;
+  if (a.nbytes() != bytes) return std::nullopt;
+  auto* data = const_cast<char*>(device_bytes(a, bytes));
+  if (data == nullptr) return std::nullopt;
   // A constant from here on: its contents come from the host.
   a.detach();
-  return a;
+  return DeviceArray{std::move(a), data};
 }
 
 bool pin(void* data, std::size_t bytes) {

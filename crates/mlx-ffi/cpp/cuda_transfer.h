@@ -22,15 +22,26 @@ bool active();
 // `bytes` bytes; null when the direct path does not apply.
 const char* device_bytes(const mlx::core::array& a, std::size_t bytes);
 
-// Copies `bytes` bytes between host memory and a CUDA address (either
-// direction); false when the driver refused.
+// Queues a copy of `bytes` bytes between host memory and a CUDA address
+// (either direction); false when the driver refused. Copies run in order;
+// `wait` returns once all of them have landed.
 bool copy(void* dst, const void* src, std::size_t bytes);
 
-// A new evaluated array of `shape` and `dtype` (of `bytes` bytes) whose
-// buffer lives in device memory, for the host to fill with `copy`; empty when
-// the direct path does not apply.
-std::optional<mlx::core::array> device_array(mlx::core::Shape shape, mlx::core::Dtype dtype,
-                                             std::size_t bytes);
+// Waits for the copies queued by `copy` (MLX's streams do not wait for them);
+// false when the driver reports an error.
+bool wait();
+
+// An evaluated array whose buffer lives in device memory, and the address of
+// its bytes there, for the host to fill with `copy`.
+struct DeviceArray {
+  mlx::core::array array;
+  char* bytes;
+};
+
+// A new such array of `shape` and `dtype` (of `bytes` bytes); empty when the
+// direct path does not apply.
+std::optional<DeviceArray> device_array(mlx::core::Shape shape, mlx::core::Dtype dtype,
+                                        std::size_t bytes);
 
 // Page-locks host memory so copies to and from it run at full bus speed;
 // false when not possible (then copies still work, staged by the driver).
