@@ -255,6 +255,14 @@ fn bench_prefill(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
     Ok(Value::Object(out))
 }
 
+fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 /// Decode at batch 1 through [`generate_step`]: greedy, `new_tokens`
 /// tokens after a `prompt`-token prompt.
 fn decode_once(model: &Model, prompt: &[u32], new_tokens: usize) -> Res<(f64, f64, usize)> {
@@ -890,15 +898,12 @@ fn main() -> Res<()> {
     model.eval_params()?;
     let params: usize = model.parameters().values().map(Array::size).sum();
     eprintln!(
-        "device {device:?}, MLX {}, {} parameters, built in {:.1}s, direct CUDA copies {}",
+        "device {device:?}, MLX {}, {} parameters, built in {:.1}s, direct CUDA copies {}, few-rows product kernel {}",
         mlx_tensor::device::mlx_version(),
         params,
         build.elapsed().as_secs_f64(),
-        if mlx_tensor::memory::cuda_direct_copies_active() {
-            "on"
-        } else {
-            "off"
-        }
+        on_off(mlx_tensor::memory::cuda_direct_copies_active()),
+        on_off(mlx_tensor::fast::few_rows_linear_active()),
     );
 
     let mut results = BTreeMap::new();

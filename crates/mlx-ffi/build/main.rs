@@ -44,6 +44,7 @@ const CPP_SOURCES: &[&str] = &[
     "cpp/io.cc",
     "cpp/runtime.cc",
     "cpp/cuda_transfer.cc",
+    "cpp/cuda_matvec.cc",
 ];
 
 fn main() {

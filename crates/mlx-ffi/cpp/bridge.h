@@ -132,6 +132,10 @@ ArrayPtr fast_rope(const array& x, std::int32_t dims, bool traditional, float ba
 ArrayPtr fast_rope_array_offset(const array& x, std::int32_t dims, bool traditional, float base, float scale, const array& offset);
 ArrayPtr fast_sdpa(const array& q, const array& k, const array& v, float scale, AttentionMask mask_kind, const array& mask);
 
+// cuda_matvec.cc
+bool few_rows_linear_active();
+ArrayPtr few_rows_linear(const array& x, const array& w);
+
 // random.cc
 ArrayPtr random_key(std::uint64_t seed);
 void random_seed(std::uint64_t seed);

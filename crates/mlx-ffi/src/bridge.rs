@@ -438,6 +438,16 @@ pub mod ffi {
             mask: &MlxArray,
         ) -> Result<UniquePtr<MlxArray>>;
 
+        // ---- cuda_matvec.cc ----
+        /// Whether [`few_rows_linear`] runs its CUDA kernel here (MLX's
+        /// CUDA backend, the GPU as default device, not switched off by
+        /// `MLX_FFI_CUDA_MATVEC=0`).
+        fn few_rows_linear_active() -> bool;
+        /// `x @ w.T` for `x` of at most 8 rows (`[..., K]`, `w` `[N, K]`,
+        /// one floating dtype) as one CUDA kernel; null where it does not
+        /// apply (no CUDA device, other shapes or dtypes).
+        fn few_rows_linear(x: &MlxArray, w: &MlxArray) -> Result<UniquePtr<MlxArray>>;
+
         // ---- random.cc ----
         fn random_key(seed: u64) -> Result<UniquePtr<MlxArray>>;
         fn random_seed(seed: u64);

@@ -127,3 +127,28 @@ pub fn scaled_dot_product_attention(
         ffi::fast_sdpa(q.raw(), k.raw(), v.raw(), scale, kind, m.raw()),
     )
 }
+
+/// `x @ weight.T` for the few rows of a decoding step as one CUDA kernel
+/// that reads `weight` once at memory speed: `x` is `[..., K]` with at most
+/// 8 rows in all, `weight` is `[N, K]` and both share a floating dtype; the
+/// result is `[..., N]`, summed in f32 and rounded once as MLX's products
+/// are (the order of the sums differs, so the last bit may too).
+///
+/// Returns `None` where the kernel does not apply — no CUDA device (the CPU
+/// build, or `MLX_FFI_CUDA_MATVEC=0`), more rows, other shapes or dtypes —
+/// and the caller computes `x.matmul(&weight.t()?)` instead. The kernel has
+/// no gradient: use it where nothing is differentiated (decoding).
+#[track_caller]
+pub fn few_rows_linear(x: &Array, weight: &Array) -> Result<Option<Array>> {
+    match ffi::few_rows_linear(x.raw(), weight.raw()) {
+        Ok(ptr) if ptr.is_null() => Ok(None),
+        result => check("fast::few_rows_linear", &[x, weight], result).map(Some),
+    }
+}
+
+/// Whether [`few_rows_linear`] runs its CUDA kernel in this process (MLX's
+/// CUDA backend with the GPU as default device, and `MLX_FFI_CUDA_MATVEC`
+/// not `0`).
+pub fn few_rows_linear_active() -> bool {
+    ffi::few_rows_linear_active()
+}

@@ -227,7 +227,10 @@ macro_rules! impl_language_model {
         impl LanguageModel for $ty {
             fn forward(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
                 let d = self.decoder();
-                d.logits(&d.run(tokens, cache, None, false)?.hidden)
+                // With a cache this is inference: nothing is differentiated.
+                let decoding = cache.is_some();
+                let hidden = d.run(tokens, cache, None, false)?.hidden;
+                if decoding { d.decoding_logits(&hidden) } else { d.logits(&hidden) }
             }
 
             fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {

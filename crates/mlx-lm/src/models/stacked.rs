@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 
 use mlx_nn::layers::Linear;
-use mlx_tensor::{Array, concatenate, eval};
+use mlx_tensor::{Array, concatenate, eval, fast};
 
 use crate::Result;
 
@@ -26,6 +26,9 @@ use crate::Result;
 #[derive(Debug, Clone)]
 struct Stacked {
     sources: Vec<Array>,
+    /// `[Σ out_i, in]`, the layers' weights one after the other.
+    weight: Array,
+    /// Its transposed view, kept so that a product does not add a node.
     weight_t: Array,
     bias: Option<Array>,
     /// Built by [`StackedLinear::pack`]: the sources are views of it, so
@@ -51,10 +54,14 @@ impl StackedLinear {
             let refs: Vec<&Array> = outs.iter().collect();
             return Ok(concatenate(&refs, -1)?);
         }
-        let (weight_t, bias) = self.stacked(layers)?;
+        let (weight, weight_t, bias) = self.stacked(layers)?;
         Ok(match bias {
             Some(b) => b.addmm(x, &weight_t, 1.0, 1.0)?,
-            None => x.matmul(&weight_t)?,
+            // A decoding step's few rows: one pass over the weight on a GPU.
+            None => match fast::few_rows_linear(x, &weight)? {
+                Some(y) => y,
+                None => x.matmul(&weight_t)?,
+            },
         })
     }
 
@@ -115,37 +122,38 @@ impl StackedLinear {
         *self.cached.borrow_mut() = Some(Stacked {
             sources: views,
             weight_t: weight.t()?,
+            weight,
             bias,
             packed: true,
         });
         Ok(())
     }
 
-    fn stacked(&self, layers: &[&Linear]) -> Result<(Array, Option<Array>)> {
+    /// The stacked weight, its transposed view and the stacked bias.
+    fn stacked(&self, layers: &[&Linear]) -> Result<(Array, Array, Option<Array>)> {
         let sources = sources_of(layers);
         if let Some(s) = self.cached.borrow().as_ref()
             && same_arrays(&s.sources, &sources)
         {
-            return Ok((s.weight_t.clone(), s.bias.clone()));
+            return Ok((s.weight.clone(), s.weight_t.clone(), s.bias.clone()));
         }
-        let (weight_t, bias) = match layers {
+        let (weight, bias) = match layers {
             // One layer: no copy, only its transposed view kept.
             [one] => (
-                one.weight.value.t()?,
+                one.weight.value.clone(),
                 one.bias.as_ref().map(|b| b.value.clone()),
             ),
-            _ => {
-                let (weight, bias) = concatenated(layers)?;
-                (weight.t()?, bias)
-            }
+            _ => concatenated(layers)?,
         };
+        let weight_t = weight.t()?;
         *self.cached.borrow_mut() = Some(Stacked {
             sources,
+            weight: weight.clone(),
             weight_t: weight_t.clone(),
             bias: bias.clone(),
             packed: false,
         });
-        Ok((weight_t, bias))
+        Ok((weight, weight_t, bias))
     }
 }
 

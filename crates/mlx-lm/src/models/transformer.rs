@@ -3,7 +3,7 @@
 
 use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
 use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut, grad_checkpoint, sequential_checkpoint};
-use mlx_tensor::{Array, Dtype};
+use mlx_tensor::{Array, Dtype, fast};
 
 use super::attention::{Attention, AttentionDims};
 use super::fused::swiglu;
@@ -336,6 +336,21 @@ impl Transformer {
         match &self.lm_head {
             Some(head) => Ok(head.forward(hidden)?),
             None => Ok(self.embed_tokens.as_linear(hidden)?),
+        }
+    }
+
+    /// [`Self::logits`] for a decoding step: a few rows go through
+    /// [`fast::few_rows_linear`] where it applies (one pass over the
+    /// vocabulary's weight on a GPU). Not differentiable there.
+    pub(crate) fn decoding_logits(&self, hidden: &Array) -> Result<Array> {
+        let weight = match &self.lm_head {
+            Some(head) if head.bias.is_some() => return self.logits(hidden),
+            Some(head) => &head.weight.value,
+            None => &self.embed_tokens.weight.value,
+        };
+        match fast::few_rows_linear(hidden, weight)? {
+            Some(logits) => Ok(logits),
+            None => self.logits(hidden),
         }
     }
 
