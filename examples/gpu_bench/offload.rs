@@ -128,6 +128,26 @@ pub fn bench_update(model: &mut mlx_lm::models::Model) -> Res<Value> {
         };
         println!("AdamW update of every parameter, {name}: {seconds:.3} s");
         out.insert(name.into(), json!(seconds));
+        if let Some(t) = optimizer.last_host_update_timings() {
+            println!(
+                "  {} groups: restore {:.3} s, queue {:.3} s, wait {:.3} s, store {:.3} s",
+                t.groups,
+                t.restore.as_secs_f64(),
+                t.queue.as_secs_f64(),
+                t.wait.as_secs_f64(),
+                t.store.as_secs_f64()
+            );
+            out.insert(
+                "state_on_host_parts".into(),
+                json!({
+                    "groups": t.groups,
+                    "restore_s": t.restore.as_secs_f64(),
+                    "queue_s": t.queue.as_secs_f64(),
+                    "wait_s": t.wait.as_secs_f64(),
+                    "store_s": t.store.as_secs_f64(),
+                }),
+            );
+        }
         mlx_tensor::memory::clear_cache();
     }
     Ok(Value::Object(out))

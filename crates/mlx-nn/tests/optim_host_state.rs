@@ -222,3 +222,36 @@ fn groups_mixing_dtypes_give_the_same_bits() -> Res {
     assert_eq!(dtypes.len(), 2, "{dtypes:?}");
     Ok(())
 }
+
+#[test]
+fn host_updates_report_where_their_time_went() -> Res {
+    let (rule, schedule) = adamw();
+    let mut model = tiny_model(3)?;
+    let mut opt = Optimizer::new(rule, schedule);
+    assert!(opt.last_host_update_timings().is_none());
+    opt.set_state_on_host(true)?;
+    // One parameter a group: the MLP's six weights and biases.
+    opt.set_group_bytes(1);
+    let started = std::time::Instant::now();
+    train(&mut model, &mut opt, 0..1, |_, _| Ok(()))?;
+    let wall = started.elapsed();
+    let timings = opt
+        .last_host_update_timings()
+        .expect("an update through the host reports its timings");
+    assert_eq!(timings.groups, model.parameters().len());
+    assert!(timings.total() <= wall, "{timings:?} within {wall:?}");
+    // Every group is restored, queued, waited for and stored.
+    for (part, time) in [
+        ("restore", timings.restore),
+        ("queue", timings.queue),
+        ("wait", timings.wait),
+        ("store", timings.store),
+    ] {
+        assert!(time > std::time::Duration::ZERO, "{part}: {timings:?}");
+    }
+    // Back on the device: the next update reports nothing.
+    opt.set_state_on_host(false)?;
+    train(&mut model, &mut opt, 1..2, |_, _| Ok(()))?;
+    assert!(opt.last_host_update_timings().is_none());
+    Ok(())
+}

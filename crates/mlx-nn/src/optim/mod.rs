@@ -28,6 +28,7 @@
 
 mod adam;
 mod clip;
+mod host_timings;
 mod lion;
 mod optimizer;
 mod rmsprop;
@@ -36,6 +37,7 @@ mod state;
 
 pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
+pub use host_timings::HostUpdateTimings;
 pub use lion::Lion;
 pub use optimizer::{Optimizer, EVAL_GROUP_BYTES};
 pub use rmsprop::RmsProp;

@@ -2,10 +2,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::time::Instant;
 
 use mlx_tensor::{io, Array, Dtype, HostArray};
 
-use super::{ParamState, UpdateRule};
+use super::{HostUpdateTimings, ParamState, UpdateRule};
 use crate::module::{Module, ModuleExt, ParamMap};
 use crate::schedule::Schedule;
 use crate::{Error, Result};
@@ -38,6 +39,8 @@ pub struct Optimizer<R> {
     host_state: BTreeMap<String, HostState>,
     state_on_host: bool,
     group_bytes: usize,
+    /// Where the last update through the host spent its time.
+    host_timings: Option<HostUpdateTimings>,
 }
 
 /// One parameter's state slots copied to host memory.
@@ -58,7 +61,15 @@ impl<R: UpdateRule> Optimizer<R> {
             host_state: BTreeMap::new(),
             state_on_host: false,
             group_bytes: EVAL_GROUP_BYTES,
+            host_timings: None,
         }
+    }
+
+    /// Where the last [`Optimizer::update`] with the state on the host spent
+    /// its time (`None` before the first one, and after an `update` with
+    /// the state on the device).
+    pub fn last_host_update_timings(&self) -> Option<HostUpdateTimings> {
+        self.host_timings
     }
 
     /// Parameter bytes evaluated (and, with the state on the host, moved)
@@ -228,6 +239,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 return Err(Error::UnknownParameter { name: name.clone() });
             }
         }
+        self.host_timings = None;
         if self.state_on_host {
             return self.update_through_host(model, &used, trainable);
         }
@@ -282,10 +294,17 @@ impl<R: UpdateRule> Optimizer<R> {
             .max()
             .unwrap_or(0);
         let _cache = CacheLimit::set(2 * largest_group_state + largest_group_state / 2);
+        let mut timings = HostUpdateTimings {
+            groups: groups.len(),
+            ..HostUpdateTimings::default()
+        };
         let mut in_flight: Option<QueuedGroup> = None;
         for (start, end) in groups {
             let group = &names[start..end];
+            let started = Instant::now();
             let mut restored = self.restore_group(group)?;
+            let restored_at = Instant::now();
+            timings.restore += restored_at - started;
             let mut updated = ParamMap::new();
             let mut states = Vec::new();
             for &name in group {
@@ -304,14 +323,16 @@ impl<R: UpdateRule> Optimizer<R> {
                 states.push((name.clone(), st));
             }
             let queued = QueuedGroup::queue(updated, states, self.group_bytes)?;
+            timings.queue += restored_at.elapsed();
             if let Some(previous) = in_flight.replace(queued) {
-                self.finish_group(previous, model)?;
+                self.finish_group(previous, model, &mut timings)?;
             }
         }
         if let Some(last) = in_flight.take() {
-            self.finish_group(last, model)?;
+            self.finish_group(last, model, &mut timings)?;
         }
         self.step = step;
+        self.host_timings = Some(timings);
         Ok(())
     }
 
@@ -322,14 +343,18 @@ impl<R: UpdateRule> Optimizer<R> {
         &mut self,
         queued: QueuedGroup,
         model: &mut M,
+        timings: &mut HostUpdateTimings,
     ) -> Result<()> {
         let QueuedGroup {
             mut updated,
             states,
             flats,
         } = queued;
+        let started = Instant::now();
         let outputs: Vec<&Array> = updated.values().collect();
         mlx_tensor::eval(&outputs)?;
+        let evaluated = Instant::now();
+        timings.wait += evaluated - started;
         let group_bytes = self.group_bytes;
         let alone = |nbytes: usize| moves_alone(nbytes, group_bytes);
         // Slots that move alone are copied into their host arrays here, the
@@ -375,6 +400,7 @@ impl<R: UpdateRule> Optimizer<R> {
                 p.value = v;
             }
         });
+        timings.store += evaluated.elapsed();
         Ok(())
     }
 
