@@ -11,12 +11,10 @@
 // eight input rows in registers, so every weight byte is read once for all
 // rows. It is compiled by MLX (`mx::fast::cuda_kernel`, NVRTC) on first use
 // and launched like MLX's own kernels, in the same command stream.
-#include <cstdlib>
-#include <cstring>
 #include <optional>
 
+#include "cuda_env.h"
 #include "mlx-ffi/src/bridge.rs.h"
-#include "mlx/backend/cuda/cuda.h"
 
 namespace mx = mlx::core;
 
@@ -101,16 +99,11 @@ constexpr const char* kSource = R"(
   }
 )";
 
-bool switched_off() {
-  const char* setting = std::getenv("MLX_FFI_CUDA_MATVEC");
-  return setting != nullptr && std::strcmp(setting, "0") == 0;
-}
-
-// Whether the kernel can run here: MLX's CUDA backend is present and the
-// default device is its GPU.
+// Whether the kernel can run here: MLX's CUDA backend is present, not
+// switched off, and the default device is its GPU.
 bool cuda_default() {
-  static const bool present = !switched_off() && mx::cu::is_available();
-  return present && mx::default_device().type == mx::Device::DeviceType::gpu;
+  static const bool present = !cuda::switched_off("MLX_FFI_CUDA_MATVEC") && cuda::backend_present();
+  return present && cuda::gpu_is_default();
 }
 
 bool supported(mx::Dtype t) { return t == mx::bfloat16 || t == mx::float16 || t == mx::float32; }

@@ -23,8 +23,8 @@
 #include <dlfcn.h>
 
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
+
+#include "cuda_env.h"
 
 namespace mx = mlx::core;
 
@@ -71,18 +71,12 @@ bool resolve(void* lib, const char* name, F& out) {
   return out != nullptr;
 }
 
-bool switched_off(const char* variable) {
-  const char* setting = std::getenv(variable);
-  return setting != nullptr && std::strcmp(setting, "0") == 0;
-}
-
 // The driver, or null when the direct path does not apply.
 const Driver* driver() {
   static const Driver* loaded = []() -> const Driver* {
     if (switched_off("MLX_FFI_CUDA_COPIES")) return nullptr;
-    // Only MLX's CUDA backend reports a GPU on Linux; the CPU build's
-    // buffers are not CudaBuffers.
-    if (!mx::is_available(mx::Device(mx::Device::gpu))) return nullptr;
+    // The CPU build's buffers are not CudaBuffers.
+    if (!backend_present()) return nullptr;
     // RTLD_NOLOAD: the driver libmlx already brought in, never a new one.
     void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
     if (lib == nullptr) return nullptr;
@@ -112,8 +106,6 @@ bool ensure_context(const Driver& d) {
   if (def.type == mx::Device::DeviceType::gpu) device = def.index;
   return d.primary_ctx_retain(&ctx, device) == 0 && d.ctx_set_current(ctx) == 0;
 }
-
-bool gpu_is_default() { return mx::default_device().type == mx::Device::DeviceType::gpu; }
 
 }  // namespace
 

@@ -138,7 +138,7 @@ impl StackedLinear {
             return Ok((s.weight.clone(), s.weight_t.clone(), s.bias.clone()));
         }
         let (weight, bias) = match layers {
-            // One layer: no copy, only its transposed view kept.
+            // One layer: no copy, its own weight (and a transposed view).
             [one] => (
                 one.weight.value.clone(),
                 one.bias.as_ref().map(|b| b.value.clone()),
