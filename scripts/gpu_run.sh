@@ -58,7 +58,7 @@ for i in $(seq 1 "${WHOLE_STEPS_AB:-0}"); do
   done
 done
 # The result lines the A/B runs below keep.
-AB_LINES="^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update"
+AB_LINES="^decode|^batch|^rollout|^GRPO|a step|loop alone|s: rollout|^state moves|^AdamW update|groups: restore"
 # ENV_AB="VAR=VALUE ..." runs `--only ${ENV_AB_ONLY:-decode,batch}` (plus
 # ENV_AB_ARGS) without and with each setting, alternating, ENV_AB_ROUNDS times.
 for i in $(seq 1 "${ENV_AB_ROUNDS:-1}"); do

@@ -8,17 +8,18 @@
 
 use mlx_ffi::ffi;
 
+use crate::host_buffer::HostBuffer;
 use crate::{Array, Dtype, Error, Result};
 
 /// An array's shape, dtype and row-major little-endian bytes, in host memory.
 ///
-/// Under MLX's CUDA backend a large buffer (8 MiB or more) is also
-/// page-locked while the host array lives, so copies to and from the device
-/// run at full bus speed (see [`memory::cuda_direct_copies_active`](crate::memory::cuda_direct_copies_active)).
+/// Under MLX's CUDA backend a buffer of 64 KiB or more has its pages to
+/// itself and is page-locked while the host array lives, so copies to and
+/// from the device run at full bus speed (see [`memory::cuda_direct_copies_active`](crate::memory::cuda_direct_copies_active)).
 pub struct HostArray {
     // Declared before `bytes`: unlocks the pages before the buffer is freed.
     _pin: Pin,
-    bytes: Vec<u8>,
+    bytes: HostBuffer,
     shape: Vec<i32>,
     dtype: Dtype,
 }
@@ -28,14 +29,15 @@ struct Pin(Option<usize>);
 
 impl Pin {
     /// Page-locks `bytes` when the CUDA backend is active and the buffer is
-    /// large; otherwise (or when the driver refuses) holds nothing.
-    fn lock(bytes: &[u8]) -> Pin {
-        if bytes.is_empty() || !ffi::cuda_direct_copies_active() {
+    /// large enough; otherwise (or when the driver refuses) holds nothing.
+    fn lock(bytes: &HostBuffer) -> Pin {
+        if !bytes.pinnable() || !ffi::cuda_direct_copies_active() {
             return Pin(None);
         }
         let address = bytes.as_ptr() as usize;
-        // SAFETY: the range is the live allocation of a `Vec` that the
-        // owning `HostArray` neither grows nor frees before this `Pin` is
+        // SAFETY: the range lies in the live allocation of a `HostBuffer`
+        // that shares no page with another buffer and that the owning
+        // `HostArray` neither replaces nor frees before this `Pin` is
         // dropped (the field order guarantees the drop order).
         let locked = unsafe { ffi::cuda_pin_host(address, bytes.len()) };
         Pin(locked.then_some(address))
@@ -53,7 +55,7 @@ impl Drop for Pin {
 }
 
 impl HostArray {
-    fn new(bytes: Vec<u8>, shape: Vec<i32>, dtype: Dtype) -> HostArray {
+    fn new(bytes: HostBuffer, shape: Vec<i32>, dtype: Dtype) -> HostArray {
         HostArray {
             _pin: Pin::lock(&bytes),
             bytes,
@@ -71,7 +73,7 @@ impl Clone for HostArray {
 
 impl PartialEq for HostArray {
     fn eq(&self, other: &HostArray) -> bool {
-        self.dtype == other.dtype && self.shape == other.shape && self.bytes == other.bytes
+        self.dtype == other.dtype && self.shape == other.shape && self.bytes[..] == other.bytes[..]
     }
 }
 
@@ -80,11 +82,19 @@ impl Eq for HostArray {}
 impl HostArray {
     /// Copies `array` to the host (evaluating it first).
     pub fn from_array(array: &Array) -> Result<HostArray> {
-        Ok(HostArray::new(
-            array.to_bytes()?,
-            array.shape().0,
-            array.dtype(),
-        ))
+        // Locked before the copy, which then runs at bus speed.
+        let mut host = HostArray::zeros(array.shape().0, array.dtype())?;
+        array.write_bytes(&mut host.bytes)?;
+        Ok(host)
+    }
+
+    /// A host array of zeros of `shape` and `dtype`.
+    pub fn zeros(shape: Vec<i32>, dtype: Dtype) -> Result<HostArray> {
+        let nbytes = Self::nbytes_of(&shape, dtype).ok_or_else(|| Error::Invalid {
+            op: "HostArray::zeros",
+            message: format!("{dtype}{shape:?} holds an impossible number of bytes"),
+        })?;
+        Ok(HostArray::new(HostBuffer::zeroed(nbytes)?, shape, dtype))
     }
 
     /// Copies `array` into this host copy, reusing its buffer when the
@@ -135,10 +145,7 @@ impl HostArray {
     /// Builds a host array from raw parts, checking that `bytes` has the
     /// length `shape` and `dtype` call for.
     pub fn from_parts(bytes: Vec<u8>, shape: Vec<i32>, dtype: Dtype) -> Result<HostArray> {
-        let elements = shape.iter().try_fold(1usize, |n, &d| {
-            usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
-        });
-        let expected = elements.and_then(|n| n.checked_mul(dtype.size_of()));
+        let expected = Self::nbytes_of(&shape, dtype);
         if expected != Some(bytes.len()) {
             return Err(Error::Invalid {
                 op: "HostArray::from_parts",
@@ -149,7 +156,18 @@ impl HostArray {
                 ),
             });
         }
-        Ok(HostArray::new(bytes, shape, dtype))
+        Ok(HostArray::new(HostBuffer::copy_of(&bytes)?, shape, dtype))
+    }
+
+    /// The bytes an array of `shape` and `dtype` holds; `None` for negative
+    /// dimensions or an overflowing count.
+    fn nbytes_of(shape: &[i32], dtype: Dtype) -> Option<usize> {
+        shape
+            .iter()
+            .try_fold(1usize, |n, &d| {
+                usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+            })
+            .and_then(|n| n.checked_mul(dtype.size_of()))
     }
 }
 

@@ -51,6 +51,7 @@ mod array;
 mod dtype;
 mod error;
 mod host;
+mod host_buffer;
 mod operators;
 mod ops;
 mod shape;

@@ -44,8 +44,8 @@ pub fn set_cache_limit(bytes: usize) -> usize {
 /// the pages then migrate one fault at a time. When the process runs on the
 /// CUDA build of MLX, transfers of 8 MiB or more
 /// ([`Array::from_bytes`](crate::Array::from_bytes), reading an array back,
-/// [`HostArray`](crate::HostArray), whose large buffers are also
-/// page-locked) instead copy with the CUDA driver between host memory and the
+/// [`HostArray`](crate::HostArray), whose buffers of 64 KiB or more are
+/// also page-locked) instead copy with the CUDA driver between host memory and the
 /// array's device buffer. False on the CPU build, or when the environment
 /// sets `MLX_FFI_CUDA_COPIES=0` (`MLX_FFI_CUDA_PIN=0` keeps host buffers
 /// pageable).

@@ -62,6 +62,29 @@ fn from_parts_checks_the_length() -> Res {
 }
 
 #[test]
+fn zeros_hold_zeros_of_any_size_and_refuse_impossible_shapes() -> Res {
+    // Below, at and above the size from which host buffers are page-locked
+    // under CUDA (64 KiB), where they get an allocation of their own.
+    for elements in [0, 3, 32 * 1024, 32 * 1024 + 1, 300_000] {
+        let z = HostArray::zeros(vec![elements], Dtype::BF16)?;
+        assert_eq!(z.nbytes(), 2 * elements as usize);
+        assert!(z.bytes().iter().all(|&b| b == 0));
+        let back = z.to_array()?;
+        assert_eq!(back.shape().dims(), &[elements]);
+        assert!(back.to_vec::<f32>()?.iter().all(|&v| v == 0.0));
+        // A copy of a real array over it keeps the buffer and the values.
+        let values = sample(Dtype::BF16, &[elements], 9)?;
+        let mut host = z.clone();
+        host.copy_from(&values)?;
+        assert_eq!(host.bytes(), values.to_bytes()?.as_slice());
+        assert_eq!(host, HostArray::from_array(&values)?);
+    }
+    assert!(HostArray::zeros(vec![2, -1], Dtype::F32).is_err());
+    assert!(HostArray::zeros(vec![i32::MAX, i32::MAX, i32::MAX], Dtype::F64).is_err());
+    Ok(())
+}
+
+#[test]
 fn host_safetensors_load_back_with_their_metadata() -> Res {
     let dir = std::env::temp_dir().join(format!("host-st-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;

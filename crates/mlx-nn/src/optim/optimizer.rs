@@ -375,11 +375,7 @@ impl<R: UpdateRule> Optimizer<R> {
                         }
                     }
                 } else if !fits {
-                    let zeros = vec![0u8; a.nbytes()];
-                    host.insert(
-                        slot.to_string(),
-                        HostArray::from_parts(zeros, a.shape().0, a.dtype())?,
-                    );
+                    host.insert(slot.to_string(), HostArray::zeros(a.shape().0, a.dtype())?);
                 }
             }
         }
