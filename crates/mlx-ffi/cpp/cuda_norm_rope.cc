@@ -12,15 +12,13 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <map>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "cuda_env.h"
 #include "mlx-ffi/src/bridge.rs.h"
-#include "mlx/backend/cuda/cuda.h"
 
 namespace mx = mlx::core;
 
@@ -77,14 +75,9 @@ constexpr const char* kSource = R"(
   }
 )";
 
-bool switched_off() {
-  const char* setting = std::getenv("MLX_FFI_CUDA_NORM_ROPE");
-  return setting != nullptr && std::strcmp(setting, "0") == 0;
-}
-
 bool cuda_default() {
-  static const bool present = !switched_off() && mx::cu::is_available();
-  return present && mx::default_device().type == mx::Device::DeviceType::gpu;
+  static const bool present = !cuda::switched_off("MLX_FFI_CUDA_NORM_ROPE") && cuda::backend_present();
+  return present && cuda::gpu_is_default();
 }
 
 // The constants as exact hexadecimal float literals.
