@@ -898,12 +898,13 @@ fn main() -> Res<()> {
     model.eval_params()?;
     let params: usize = model.parameters().values().map(Array::size).sum();
     eprintln!(
-        "device {device:?}, MLX {}, {} parameters, built in {:.1}s, direct CUDA copies {}, few-rows product kernel {}",
+        "device {device:?}, MLX {}, {} parameters, built in {:.1}s, direct CUDA copies {}, few-rows product kernel {}, q/k norm-rope kernel {}",
         mlx_tensor::device::mlx_version(),
         params,
         build.elapsed().as_secs_f64(),
         on_off(mlx_tensor::memory::cuda_direct_copies_active()),
         on_off(mlx_tensor::fast::few_rows_linear_active()),
+        on_off(mlx_tensor::fast::norm_rope_heads_active()),
     );
 
     let mut results = BTreeMap::new();

@@ -45,6 +45,7 @@ const CPP_SOURCES: &[&str] = &[
     "cpp/runtime.cc",
     "cpp/cuda_transfer.cc",
     "cpp/cuda_matvec.cc",
+    "cpp/cuda_norm_rope.cc",
 ];
 
 fn main() {

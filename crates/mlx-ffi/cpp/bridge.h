@@ -136,6 +136,11 @@ ArrayPtr fast_sdpa(const array& q, const array& k, const array& v, float scale, 
 bool few_rows_linear_active();
 ArrayPtr few_rows_linear(const array& x, const array& w);
 
+// cuda_norm_rope.cc
+bool norm_rope_heads_active();
+ArrayPtr norm_rope_heads(const array& x, const array& q_weight, const array& k_weight, const array& offsets,
+                         std::int32_t q_heads, std::int32_t k_heads, float eps, float base, float scale);
+
 // random.cc
 ArrayPtr random_key(std::uint64_t seed);
 void random_seed(std::uint64_t seed);

@@ -448,6 +448,28 @@ pub mod ffi {
         /// apply (no CUDA device, other shapes or dtypes).
         fn few_rows_linear(x: &MlxArray, w: &MlxArray) -> Result<UniquePtr<MlxArray>>;
 
+        // ---- cuda_norm_rope.cc ----
+        /// Whether [`norm_rope_heads`] runs its CUDA kernel here (MLX's
+        /// CUDA backend, the GPU as default device, not switched off by
+        /// `MLX_FFI_CUDA_NORM_ROPE=0`).
+        fn norm_rope_heads_active() -> bool;
+        /// The first `q_heads` heads of `x` (`[B, H, 1, D]`) RMS-normalised
+        /// with `q_weight`, the next `k_heads` with `k_weight`, all rotated
+        /// to `offsets` (int32 `[1]` or `[B]`): `[B, q_heads + k_heads, 1,
+        /// D]`, as one CUDA kernel; null where it does not apply.
+        #[allow(clippy::too_many_arguments)]
+        fn norm_rope_heads(
+            x: &MlxArray,
+            q_weight: &MlxArray,
+            k_weight: &MlxArray,
+            offsets: &MlxArray,
+            q_heads: i32,
+            k_heads: i32,
+            eps: f32,
+            base: f32,
+            scale: f32,
+        ) -> Result<UniquePtr<MlxArray>>;
+
         // ---- random.cc ----
         fn random_key(seed: u64) -> Result<UniquePtr<MlxArray>>;
         fn random_seed(seed: u64);

@@ -152,3 +152,56 @@ pub fn few_rows_linear(x: &Array, weight: &Array) -> Result<Option<Array>> {
 pub fn few_rows_linear_active() -> bool {
     ffi::few_rows_linear_active()
 }
+
+/// The query and key heads of a one-position step, normalised and rotated
+/// in one CUDA kernel: of `x` (`[B, H, 1, D]`, e.g. a step's stacked q/k/v
+/// heads) the first `q_heads` heads are RMS-normalised with `q_weight`, the
+/// next `k_heads` with `k_weight` (both `[D]`, `eps` shared), and all are
+/// rotated (the two halves of each head, as Qwen3 and Llama do) to the
+/// positions `offsets` (int32, `[1]` for every row or `[B]`) with `base`
+/// and `scale`. The result, `[B, q_heads + k_heads, 1, D]`, equals
+/// [`rms_norm`] then [`rope`] with MLX's roundings (the normalised value
+/// rounded to the dtype, the product with the weight rounded again).
+///
+/// Returns `None` where the kernel does not apply (no CUDA device, or
+/// `MLX_FFI_CUDA_NORM_ROPE=0`; other shapes or dtypes). The kernel has no
+/// gradient: use it where nothing is differentiated (decoding).
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+pub fn norm_rope_heads(
+    x: &Array,
+    q_weight: &Array,
+    k_weight: &Array,
+    offsets: &Array,
+    q_heads: i32,
+    k_heads: i32,
+    eps: f32,
+    base: f32,
+    scale: f32,
+) -> Result<Option<Array>> {
+    let result = ffi::norm_rope_heads(
+        x.raw(),
+        q_weight.raw(),
+        k_weight.raw(),
+        offsets.raw(),
+        q_heads,
+        k_heads,
+        eps,
+        base,
+        scale,
+    );
+    match result {
+        Ok(ptr) if ptr.is_null() => Ok(None),
+        result => check(
+            "fast::norm_rope_heads",
+            &[x, q_weight, k_weight, offsets],
+            result,
+        )
+        .map(Some),
+    }
+}
+
+/// Whether [`norm_rope_heads`] runs its CUDA kernel in this process.
+pub fn norm_rope_heads_active() -> bool {
+    ffi::norm_rope_heads_active()
+}

@@ -67,6 +67,15 @@ impl PositionOffset {
             }
         })
     }
+
+    /// The offsets as an int32 array: `[1]` for a shared offset, `[B]` per
+    /// row.
+    pub fn to_array(&self) -> Result<Array> {
+        Ok(match self {
+            PositionOffset::Scalar(offset) => Array::from_slice(&[*offset], &[1])?,
+            PositionOffset::PerRow(offsets) => offsets.as_type(Dtype::I32)?,
+        })
+    }
 }
 
 /// A boolean causal mask `[n, offset + n]` (or `[B, 1, n, offset + n]` with

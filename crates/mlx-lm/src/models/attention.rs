@@ -92,19 +92,40 @@ impl Attention {
                 // instead of two norms and two rotations.
                 let qkv = qkv.reshape(&[b, all_heads, 1, d.head_dim])?;
                 let qk_heads = d.heads + d.kv_heads;
-                let weights = self.qk_norm.get(
-                    &self.q_norm.weight.value,
-                    &self.k_norm.weight.value,
-                    d.heads,
-                    d.kv_heads,
-                )?;
-                let qk = fast::rms_norm(
-                    &qkv.slice_axis(1, 0, Some(qk_heads), 1)?,
-                    None,
-                    self.q_norm.eps,
-                )?
-                .multiply(&weights)?;
-                let qk = positions.rope(&qk, d.head_dim, false, d.rope.base, d.rope.scale)?;
+                let fused = if fast::norm_rope_heads_active() {
+                    // On a GPU: norms, weights and rotation in one kernel.
+                    fast::norm_rope_heads(
+                        &qkv,
+                        &self.q_norm.weight.value,
+                        &self.k_norm.weight.value,
+                        &positions.to_array()?,
+                        d.heads,
+                        d.kv_heads,
+                        self.q_norm.eps,
+                        d.rope.base,
+                        d.rope.scale,
+                    )?
+                } else {
+                    None
+                };
+                let qk = match fused {
+                    Some(qk) => qk,
+                    None => {
+                        let weights = self.qk_norm.get(
+                            &self.q_norm.weight.value,
+                            &self.k_norm.weight.value,
+                            d.heads,
+                            d.kv_heads,
+                        )?;
+                        let qk = fast::rms_norm(
+                            &qkv.slice_axis(1, 0, Some(qk_heads), 1)?,
+                            None,
+                            self.q_norm.eps,
+                        )?
+                        .multiply(&weights)?;
+                        positions.rope(&qk, d.head_dim, false, d.rope.base, d.rope.scale)?
+                    }
+                };
                 rotated = true;
                 (
                     qk.slice_axis(1, 0, Some(d.heads), 1)?,

@@ -1,0 +1,124 @@
+//! `fast::norm_rope_heads`: the one-kernel query/key norm and rotation of a
+//! decoding step, checked against MLX's `rms_norm`, a product with the
+//! weights and `rope`. Without a CUDA device it must decline every input.
+
+use mlx_tensor::{fast, random, Array, Dtype};
+
+type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
+fn sample(dtype: Dtype, shape: &[i32], seed: u64) -> Res<Array> {
+    let key = random::key(seed)?;
+    Ok(random::normal(shape, Dtype::F32, 0.5, 2.0, Some(&key))?.as_type(dtype)?)
+}
+
+/// The same computation from MLX's own operations.
+#[allow(clippy::too_many_arguments)]
+fn composed(
+    x: &Array,
+    q_weight: &Array,
+    k_weight: &Array,
+    offsets: &[i32],
+    q_heads: i32,
+    k_heads: i32,
+    eps: f32,
+    base: f32,
+    scale: f32,
+) -> Res<Array> {
+    let (b, d) = (x.dim(0).ok_or("rank")?, x.dim(3).ok_or("rank")?);
+    let heads = |from: i32, n: i32, w: &Array| -> Res<Array> {
+        let h = x.slice_axis(1, from, Some(from + n), 1)?;
+        Ok(fast::rms_norm(&h, None, eps)?.multiply(&w.reshape(&[1, 1, 1, d])?)?)
+    };
+    let qk = mlx_tensor::concatenate(
+        &[
+            &heads(0, q_heads, q_weight)?,
+            &heads(q_heads, k_heads, k_weight)?,
+        ],
+        1,
+    )?;
+    Ok(if offsets.len() == 1 {
+        fast::rope(&qk, d, false, base, scale, offsets[0])?
+    } else {
+        let per_row = Array::from_slice(offsets, &[b])?;
+        fast::rope_with_offsets(&qk, d, false, base, scale, &per_row)?
+    })
+}
+
+#[test]
+fn norm_rope_heads_declines_without_a_cuda_device() -> Res {
+    if fast::norm_rope_heads_active() {
+        return Ok(()); // covered by the test below
+    }
+    let x = sample(Dtype::BF16, &[1, 4, 1, 8], 1)?;
+    let w = sample(Dtype::BF16, &[8], 2)?;
+    let offsets = Array::from_slice(&[3i32], &[1])?;
+    let out = fast::norm_rope_heads(&x, &w, &w, &offsets, 2, 1, 1e-6, 10000.0, 1.0)?;
+    assert!(out.is_none());
+    Ok(())
+}
+
+#[test]
+fn norm_rope_heads_matches_mlx_operations_on_a_cuda_device() -> Res {
+    if !fast::norm_rope_heads_active() {
+        return Ok(());
+    }
+    let mut seed = 100;
+    for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32] {
+        let ulp = match dtype {
+            Dtype::BF16 => 2f32.powi(-8),
+            Dtype::F16 => 2f32.powi(-11),
+            _ => 2f32.powi(-22),
+        };
+        // (batch, q heads, k heads, extra heads, head dim, offsets)
+        let cases: [(i32, i32, i32, i32, i32, Vec<i32>); 5] = [
+            (1, 16, 8, 8, 128, vec![0]),
+            (1, 16, 8, 8, 128, vec![517]),
+            (3, 4, 2, 2, 64, vec![9]),
+            (3, 4, 2, 2, 64, vec![-2, 0, 40_000]),
+            (2, 2, 1, 1, 96, vec![5, 6]),
+        ];
+        for (b, hq, hk, extra, d, offsets) in cases {
+            seed += 1;
+            let x = sample(dtype, &[b, hq + hk + extra, 1, d], seed)?;
+            let qw = sample(dtype, &[d], seed + 1)?;
+            let kw = sample(dtype, &[d], seed + 2)?;
+            let (eps, base, scale) = (1e-6, 1_000_000.0, 0.5);
+            let pos = Array::from_slice(&offsets, &[offsets.len() as i32])?;
+            let got = fast::norm_rope_heads(&x, &qw, &kw, &pos, hq, hk, eps, base, scale)?
+                .expect("the kernel applies");
+            assert_eq!(got.shape().dims(), &[b, hq + hk, 1, d]);
+            assert_eq!(got.dtype(), dtype);
+            let want = composed(&x, &qw, &kw, &offsets, hq, hk, eps, base, scale)?;
+            let got = got.as_type(Dtype::F32)?.to_vec::<f32>()?;
+            let want = want.as_type(Dtype::F32)?.to_vec::<f32>()?;
+            // The sum of squares runs in another order than MLX's norm, so
+            // a normalised value may round one step apart; through the
+            // weight and the rotation that is a few steps of the head's
+            // largest value.
+            for (h, (g, w)) in got
+                .chunks(d as usize)
+                .zip(want.chunks(d as usize))
+                .enumerate()
+            {
+                let largest = w.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let bound = 4.0 * ulp * largest + 1e-6;
+                for (i, (g, w)) in g.iter().zip(w).enumerate() {
+                    assert!(
+                        (g - w).abs() <= bound,
+                        "{dtype} b={b} d={d} offsets {offsets:?} head {h} element {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    // Declined: several positions, odd head sizes, mixed dtypes.
+    let w = sample(Dtype::BF16, &[8], 1)?;
+    let pos = Array::from_slice(&[0i32], &[1])?;
+    let two_positions = sample(Dtype::BF16, &[1, 4, 2, 8], 2)?;
+    assert!(fast::norm_rope_heads(&two_positions, &w, &w, &pos, 2, 1, 1e-6, 1e4, 1.0)?.is_none());
+    let x = sample(Dtype::F32, &[1, 4, 1, 8], 3)?;
+    assert!(fast::norm_rope_heads(&x, &w, &w, &pos, 2, 1, 1e-6, 1e4, 1.0)?.is_none());
+    let too_many = sample(Dtype::BF16, &[1, 4, 1, 8], 4)?;
+    assert!(fast::norm_rope_heads(&too_many, &w, &w, &pos, 4, 1, 1e-6, 1e4, 1.0)?.is_none());
+    Ok(())
+}
