@@ -102,11 +102,9 @@ constexpr const char* kSource = R"(
 // Whether the kernel can run here: MLX's CUDA backend is present, not
 // switched off, and the default device is its GPU.
 bool cuda_default() {
-  static const bool present = !cuda::switched_off("MLX_FFI_CUDA_MATVEC") && cuda::backend_present();
-  return present && cuda::gpu_is_default();
+  static const cuda::KernelSwitch on("MLX_FFI_CUDA_MATVEC");
+  return on.active();
 }
-
-bool supported(mx::Dtype t) { return t == mx::bfloat16 || t == mx::float16 || t == mx::float32; }
 
 const mx::fast::CustomKernelFunction& kernel() {
   static const mx::fast::CustomKernelFunction k =
@@ -120,7 +118,7 @@ bool few_rows_linear_active() { return cuda_default(); }
 
 ArrayPtr few_rows_linear(const array& x, const array& w) {
   if (!cuda_default() || w.ndim() != 2 || x.ndim() < 1 || x.dtype() != w.dtype() ||
-      !supported(x.dtype())) {
+      !cuda::kernel_dtype(x.dtype())) {
     return nullptr;
   }
   const int k = w.shape(1);

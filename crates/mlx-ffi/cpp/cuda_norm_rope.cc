@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <tuple>
 
 #include "cuda_env.h"
 #include "mlx-ffi/src/bridge.rs.h"
@@ -76,8 +77,8 @@ constexpr const char* kSource = R"(
 )";
 
 bool cuda_default() {
-  static const bool present = !cuda::switched_off("MLX_FFI_CUDA_NORM_ROPE") && cuda::backend_present();
-  return present && cuda::gpu_is_default();
+  static const cuda::KernelSwitch on("MLX_FFI_CUDA_NORM_ROPE");
+  return on.active();
 }
 
 // The constants as exact hexadecimal float literals.
@@ -90,22 +91,21 @@ std::string header(float eps, float base_log2, float scale) {
   return text;
 }
 
-// One kernel function a set of constants (a model has one).
+// One kernel function a set of constants (a model has one); the header is
+// written only when a set is first seen.
 const mx::fast::CustomKernelFunction& kernel(float eps, float base_log2, float scale) {
   static std::mutex lock;
-  static std::map<std::string, mx::fast::CustomKernelFunction> kernels;
-  std::string h = header(eps, base_log2, scale);
+  static std::map<std::tuple<float, float, float>, mx::fast::CustomKernelFunction> kernels;
+  const auto constants = std::make_tuple(eps, base_log2, scale);
   std::lock_guard<std::mutex> guard(lock);
-  auto found = kernels.find(h);
+  auto found = kernels.find(constants);
   if (found == kernels.end()) {
-    auto k = mx::fast::cuda_kernel("mlx_ffi_norm_rope_heads", {"x", "qw", "kw", "pos"}, {"out"}, kSource, h,
-                                   true, 0);
-    found = kernels.emplace(h, std::move(k)).first;
+    auto k = mx::fast::cuda_kernel("mlx_ffi_norm_rope_heads", {"x", "qw", "kw", "pos"}, {"out"}, kSource,
+                                   header(eps, base_log2, scale), true, 0);
+    found = kernels.emplace(constants, std::move(k)).first;
   }
   return found->second;
 }
-
-bool floating(mx::Dtype t) { return t == mx::bfloat16 || t == mx::float16 || t == mx::float32; }
 
 }  // namespace
 
@@ -113,7 +113,7 @@ bool norm_rope_heads_active() { return cuda_default(); }
 
 ArrayPtr norm_rope_heads(const array& x, const array& q_weight, const array& k_weight, const array& offsets,
                          std::int32_t q_heads, std::int32_t k_heads, float eps, float base, float scale) {
-  if (!cuda_default() || x.ndim() != 4 || x.shape(2) != 1 || !floating(x.dtype())) return nullptr;
+  if (!cuda_default() || x.ndim() != 4 || x.shape(2) != 1 || !cuda::kernel_dtype(x.dtype())) return nullptr;
   const int batch = x.shape(0);
   const int all_heads = x.shape(1);
   const int dim = x.shape(3);

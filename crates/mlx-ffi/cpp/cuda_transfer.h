@@ -13,11 +13,6 @@ namespace mlx_bridge::cuda {
 // driver call and a wait, which only large transfers repay.
 constexpr std::size_t kMinDirectBytes = std::size_t{8} << 20;
 
-// Host buffers smaller than this are not page-locked: the copies of small
-// buffers cost more in driver calls than in bytes. (The caller gives each
-// locked buffer pages of its own; see mlx-tensor's host_buffer.rs.)
-constexpr std::size_t kMinPinnedBytes = std::size_t{64} << 10;
-
 // Whether direct copies are active: the process runs MLX's CUDA backend, the
 // CUDA driver is loaded, and MLX_FFI_CUDA_COPIES is not 0.
 bool active();
@@ -50,6 +45,8 @@ std::optional<DeviceArray> device_array(mlx::core::Shape shape, mlx::core::Dtype
 
 // Page-locks host memory so copies to and from it run at full bus speed;
 // false when not possible (then copies still work, staged by the driver).
+// The caller decides what is worth locking and keeps locked ranges from
+// sharing pages (mlx-tensor's host_buffer.rs).
 bool pin(void* data, std::size_t bytes);
 
 // Undoes `pin`.

@@ -1,12 +1,10 @@
 //! Copies of arrays in ordinary host memory, outside MLX's allocator.
 //!
-//! A [`HostArray`] holds an array's bytes in a Rust `Vec`: it takes no
+//! A [`HostArray`] holds an array's bytes in a host buffer of its own: it takes no
 //! device memory and does not count in [`memory::active_memory`](crate::memory::active_memory).
 //! Moving state that is idle most of the time (optimizer moments between
 //! updates) to the host and back frees device memory for the work in
 //! between, at the cost of one copy each way.
-
-use mlx_ffi::ffi;
 
 use crate::host_buffer::HostBuffer;
 use crate::{Array, Dtype, Error, Result};
@@ -17,47 +15,14 @@ use crate::{Array, Dtype, Error, Result};
 /// itself and is page-locked while the host array lives, so copies to and
 /// from the device run at full bus speed (see [`memory::cuda_direct_copies_active`](crate::memory::cuda_direct_copies_active)).
 pub struct HostArray {
-    // Declared before `bytes`: unlocks the pages before the buffer is freed.
-    _pin: Pin,
     bytes: HostBuffer,
     shape: Vec<i32>,
     dtype: Dtype,
 }
 
-/// The page lock of a host array's buffer, if it has one.
-struct Pin(Option<usize>);
-
-impl Pin {
-    /// Page-locks `bytes` when the CUDA backend is active and the buffer is
-    /// large enough; otherwise (or when the driver refuses) holds nothing.
-    fn lock(bytes: &HostBuffer) -> Pin {
-        if !bytes.pinnable() || !ffi::cuda_direct_copies_active() {
-            return Pin(None);
-        }
-        let address = bytes.as_ptr() as usize;
-        // SAFETY: the range lies in the live allocation of a `HostBuffer`
-        // that shares no page with another buffer and that the owning
-        // `HostArray` neither replaces nor frees before this `Pin` is
-        // dropped (the field order guarantees the drop order).
-        let locked = unsafe { ffi::cuda_pin_host(address, bytes.len()) };
-        Pin(locked.then_some(address))
-    }
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        if let Some(address) = self.0 {
-            // SAFETY: `address` was locked by `Pin::lock` and its buffer is
-            // still allocated.
-            unsafe { ffi::cuda_unpin_host(address) };
-        }
-    }
-}
-
 impl HostArray {
     fn new(bytes: HostBuffer, shape: Vec<i32>, dtype: Dtype) -> HostArray {
         HostArray {
-            _pin: Pin::lock(&bytes),
             bytes,
             shape,
             dtype,

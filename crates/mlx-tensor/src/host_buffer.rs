@@ -1,15 +1,18 @@
 //! The byte buffer behind a [`HostArray`](crate::HostArray).
 //!
-//! Page-locking (so the CUDA driver copies at bus speed instead of staging
-//! through its own buffers) works on whole pages, and two locked ranges may
-//! not share one. A buffer of [`PINNABLE_BYTES`] or more therefore gets an
+//! Under MLX's CUDA backend a buffer of [`PINNABLE_BYTES`] or more is
+//! page-locked for its whole life, so the CUDA driver copies it at bus speed
+//! instead of staging it through its own buffers. Locking works on whole
+//! pages, and two locked ranges may not share one, so such a buffer gets an
 //! allocation of its own, aligned to and padded to [`PINNABLE_BYTES`] (a
-//! multiple of every page size Linux uses): no other buffer can share its
-//! pages. Smaller buffers are ordinary heap allocations.
+//! multiple of every page size Linux uses). Smaller buffers are ordinary,
+//! unlocked heap allocations.
 
 use std::alloc::{self, Layout};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+
+use mlx_ffi::ffi;
 
 use crate::{Error, Result};
 
@@ -21,6 +24,8 @@ pub(crate) const PINNABLE_BYTES: usize = 64 << 10;
 pub(crate) struct HostBuffer {
     ptr: NonNull<u8>,
     len: usize,
+    /// Whether the allocation is page-locked (unlocked before it is freed).
+    locked: bool,
 }
 
 // SAFETY: `HostBuffer` owns its allocation exclusively, as `Vec<u8>` does.
@@ -38,7 +43,13 @@ impl HostBuffer {
             op: "HostArray",
             message: format!("could not allocate {len} bytes of host memory"),
         })?;
-        Ok(HostBuffer { ptr, len })
+        let locked = len >= PINNABLE_BYTES
+            && ffi::cuda_direct_copies_active()
+            // SAFETY: the range is this new allocation, which shares no page
+            // with another buffer and stays allocated until `drop` unlocks
+            // it.
+            && unsafe { ffi::cuda_pin_host(ptr.as_ptr() as usize, len) };
+        Ok(HostBuffer { ptr, len, locked })
     }
 
     /// A copy of `bytes`.
@@ -46,12 +57,6 @@ impl HostBuffer {
         let mut out = HostBuffer::zeroed(bytes.len())?;
         out.copy_from_slice(bytes);
         Ok(out)
-    }
-
-    /// Whether the buffer is large enough to be page-locked (and has its
-    /// pages to itself).
-    pub(crate) fn pinnable(&self) -> bool {
-        self.len >= PINNABLE_BYTES
     }
 
     /// The allocation for `len` bytes: [`PINNABLE_BYTES`]-aligned and
@@ -107,6 +112,11 @@ impl DerefMut for HostBuffer {
 
 impl Drop for HostBuffer {
     fn drop(&mut self) {
+        if self.locked {
+            // SAFETY: the allocation was locked by `zeroed` and is still
+            // allocated.
+            unsafe { ffi::cuda_unpin_host(self.ptr.as_ptr() as usize) };
+        }
         // The layout was valid when the buffer was made, so it still is.
         if let Ok(layout) = Self::layout(self.len) {
             // SAFETY: `ptr` was allocated with this layout and is freed once.
@@ -120,7 +130,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_buffers_own_whole_aligned_blocks() {
+    fn large_buffers_own_whole_aligned_blocks() -> Result<()> {
         for len in [
             0,
             1,
@@ -129,20 +139,20 @@ mod tests {
             PINNABLE_BYTES,
             3 * PINNABLE_BYTES + 5,
         ] {
-            let mut b = HostBuffer::zeroed(len).unwrap();
+            let mut b = HostBuffer::zeroed(len)?;
             assert_eq!(b.len(), len);
             assert!(b.iter().all(|&x| x == 0));
             b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
-            let c = HostBuffer::copy_of(&b).unwrap();
+            let c = HostBuffer::copy_of(&b)?;
             assert_eq!(&c[..], &b[..]);
-            assert_eq!(b.pinnable(), len >= PINNABLE_BYTES);
-            if b.pinnable() {
+            if len >= PINNABLE_BYTES {
                 assert_eq!(b.as_ptr() as usize % PINNABLE_BYTES, 0);
-                let layout = HostBuffer::layout(len).unwrap();
+                let layout = HostBuffer::layout(len)?;
                 assert_eq!(layout.size() % PINNABLE_BYTES, 0);
                 assert!(layout.size() >= len);
             }
         }
+        Ok(())
     }
 
     #[test]
