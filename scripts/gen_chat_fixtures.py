@@ -14,14 +14,12 @@ Usage (needs `pip install transformers jinja2`; no model download, no torch):
 
     python scripts/gen_chat_fixtures.py [--assets DIR] [--out tests/fixtures]
 
-DIR defaults to `$QWEN3_TOKENIZER_DIR`, else the first
-`shared/assets/qwen3-tokenizer` folder above this crate (the tests look for
-the tokenizer the same way).
+DIR defaults to the repository's `assets/qwen3-tokenizer` (the tokenizer the
+tests load).
 """
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -33,15 +31,8 @@ ROOT = HERE.parent
 
 
 def default_assets() -> Path:
-    """$QWEN3_TOKENIZER_DIR, else the first shared/assets/qwen3-tokenizer above this crate."""
-    env = os.environ.get("QWEN3_TOKENIZER_DIR")
-    if env:
-        return Path(env)
-    for parent in (ROOT, *ROOT.parents):
-        candidate = parent / "shared" / "assets" / "qwen3-tokenizer"
-        if (candidate / "tokenizer.json").is_file():
-            return candidate
-    sys.exit("no shared/assets/qwen3-tokenizer found above the crate; pass --assets or set QWEN3_TOKENIZER_DIR")
+    """The repository's copy of the Qwen3 tokenizer."""
+    return ROOT / "assets" / "qwen3-tokenizer"
 
 
 # --- inputs -----------------------------------------------------------------

@@ -4,7 +4,7 @@
 1. Writes a tiny random Qwen3 with transformers (``save_pretrained``: hidden
    64, 2 layers, 2 query / 1 key-value heads of 32, the full vocabulary of
    151,936 so that it covers the real Qwen3 tokenizer, random norm weights)
-   and copies the Qwen3 tokenizer files in (``/work/shared/assets/qwen3-tokenizer``
+   and copies the Qwen3 tokenizer files in (the repository's ``assets/qwen3-tokenizer``
    or ``--tokenizer DIR``).
 2. Writes a small JSONL dataset (text prompts and chat prompts with answers)
    and a TOML config with TRL's field names.
@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKENIZER = Path("/work/shared/assets/qwen3-tokenizer")
+TOKENIZER = ROOT / "assets" / "qwen3-tokenizer"
 
 DATASET = [
     {"prompt": "What is 2+3? Answer with a number.", "answer": "5"},

@@ -9,25 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use mlx_lm::Tokenizer;
 use serde_json::Value;
 
-const ASSETS: &str = "shared/assets/qwen3-tokenizer";
-
-/// The Qwen3 tokenizer directory: `$QWEN3_TOKENIZER_DIR`, else the first
-/// ancestor of this crate that holds `shared/assets/qwen3-tokenizer`.
+/// The Qwen3 tokenizer directory committed with the repository
+/// (`assets/qwen3-tokenizer`, provenance in its `SOURCE.md`).
 pub fn qwen3_dir() -> PathBuf {
-    if let Ok(dir) = std::env::var("QWEN3_TOKENIZER_DIR") {
-        return PathBuf::from(dir);
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .ancestors()
-        .map(|dir| dir.join(ASSETS))
-        .find(|dir| dir.join("tokenizer.json").is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "no {ASSETS}/tokenizer.json above {}; set QWEN3_TOKENIZER_DIR",
-                manifest.display()
-            )
-        })
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/qwen3-tokenizer")
 }
 
 /// The Qwen3 tokenizer, loaded once.
