@@ -14,12 +14,12 @@
 //! `DECODE_TOKENS` (new tokens per sequence, default 64), `DECODE_BATCHES`
 //! (default `1,8,64`), `DECODE_LAYERS` (default 28; fewer for quick runs),
 //! `DECODE_DTYPE` (`bf16` default, `f16`, `f32`), `DECODE_DEVICE` (`cpu` or
-//! `gpu`; default MLX's). `scripts/decode_mlx_lm.py` runs this bench and the
+//! `gpu`; default MLX's). `scripts/compare/decode_mlx_lm.py` runs this bench and the
 //! same decoding through mlx-lm and prints the ratios:
 //!
 //! ```text
 //! cargo bench --bench decode
-//! python scripts/decode_mlx_lm.py
+//! python scripts/compare/decode_mlx_lm.py
 //! ```
 
 mod common;

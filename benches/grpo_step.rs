@@ -18,12 +18,12 @@
 //! `GRPO_STEP_PROMPT_LEN` (32), `GRPO_STEP_TOKENS` (64), `GRPO_STEP_MICRO`
 //! (8), `GRPO_STEP_SAMPLES` (criterion samples, 10). The benchmark id names
 //! them, e.g. `grpo_step/h256_l4_v1000_p4_g8_n64_mb8`.
-//! `scripts/grpo_step_trl.py` runs this bench and TRL's `GRPOTrainer` on the
+//! `scripts/compare/grpo_step_trl.py` runs this bench and TRL's `GRPOTrainer` on the
 //! same shapes and prints the ratio:
 //!
 //! ```text
 //! cargo bench --bench grpo_step
-//! /work/venv-ref/bin/python scripts/grpo_step_trl.py
+//! /work/venv-ref/bin/python scripts/compare/grpo_step_trl.py
 //! ```
 
 mod common;
@@ -190,7 +190,7 @@ fn trainer(s: &Settings) -> (Trainer, Rc<Cell<Option<Instant>>>) {
         // Far beyond the steps taken, so the schedule stays put.
         max_steps: 1_000_000,
         shuffle_dataset: false,
-        // Off on both sides (scripts/grpo_step_trl.py): for a small model on
+        // Off on both sides (scripts/compare/grpo_step_trl.py): for a small model on
         // the CPU recomputing activations only costs time.
         gradient_checkpointing: false,
         output_dir: std::env::temp_dir().join("mlx-grpo-bench-grpo-step"),

@@ -8,12 +8,12 @@
 //! * `compiled_loss`: the forward pass and loss are compiled once with
 //!   [`mlx_nn::compile`] and differentiated through.
 //!
-//! `scripts/nn_step_mlx.py` times the same step in MLX Python (with
+//! `scripts/compare/nn_step_mlx.py` times the same step in MLX Python (with
 //! `mx.compile` off and on) for comparison. Run both in release:
 //!
 //! ```text
 //! cargo bench --bench nn_step
-//! python scripts/nn_step_mlx.py
+//! python scripts/compare/nn_step_mlx.py
 //! ```
 //!
 //! The step runs on MLX's default device; `NN_STEP_DEVICE=cpu` or `gpu`

@@ -10,12 +10,12 @@
 //!
 //! Settings (environment): `PREFILL_TOKENS` (prompt length, default 128),
 //! `PREFILL_DTYPE` (`bf16` default, `f16`, `f32`), `PREFILL_DEVICE` (`cpu` or
-//! `gpu`; default MLX's). `scripts/prefill_mlx_lm.py` runs this bench and
+//! `gpu`; default MLX's). `scripts/compare/prefill_mlx_lm.py` runs this bench and
 //! the same prefill through mlx-lm and prints the ratio:
 //!
 //! ```text
 //! cargo bench --bench prefill
-//! python scripts/prefill_mlx_lm.py
+//! python scripts/compare/prefill_mlx_lm.py
 //! ```
 
 mod common;

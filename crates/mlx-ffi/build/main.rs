@@ -43,10 +43,17 @@ const CPP_SOURCES: &[&str] = &[
     "cpp/transforms.cc",
     "cpp/io.cc",
     "cpp/runtime.cc",
-    "cpp/cuda_transfer.cc",
-    "cpp/cuda_matvec.cc",
-    "cpp/cuda_norm_rope.cc",
 ];
+
+/// The CUDA build's kernels and direct copies (feature `cuda`).
+const CUDA_SOURCES: &[&str] = &[
+    "cpp/cuda/transfer.cc",
+    "cpp/cuda/matvec.cc",
+    "cpp/cuda/norm_rope.cc",
+];
+
+/// The CPU build's stand-ins for [`CUDA_SOURCES`]: nothing applies.
+const CPU_SOURCES: &[&str] = &["cpp/no_cuda.cc"];
 
 fn main() {
     for knob in KNOBS {
@@ -81,7 +88,7 @@ fn run() -> Result<(), String> {
     let link_mode = farm::LinkMode::from_env()?;
     let linked = farm::prepare(&install, &out_dir, blas, link_mode)?;
 
-    compile_bridge(&install.include_dir)?;
+    compile_bridge(&install.include_dir, cuda)?;
 
     println!(
         "cargo:rustc-link-search=native={}",
@@ -108,7 +115,7 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-fn compile_bridge(include_dir: &Path) -> Result<(), String> {
+fn compile_bridge(include_dir: &Path, cuda: bool) -> Result<(), String> {
     let compiler = cc::Build::new().cpp(true).get_compiler();
     let path = compiler.path().to_path_buf();
     if which(&path).is_none() {
@@ -119,12 +126,14 @@ fn compile_bridge(include_dir: &Path) -> Result<(), String> {
             path.display()
         ));
     }
-    for source in CPP_SOURCES {
+    let backend = if cuda { CUDA_SOURCES } else { CPU_SOURCES };
+    let sources: Vec<&str> = CPP_SOURCES.iter().chain(backend).copied().collect();
+    for source in &sources {
         println!("cargo:rerun-if-changed={source}");
     }
     let mut build = cxx_build::bridge("src/bridge.rs");
     build
-        .files(CPP_SOURCES)
+        .files(&sources)
         .include("cpp")
         .include(include_dir)
         .std("c++20")

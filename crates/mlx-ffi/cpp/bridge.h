@@ -132,11 +132,11 @@ ArrayPtr fast_rope(const array& x, std::int32_t dims, bool traditional, float ba
 ArrayPtr fast_rope_array_offset(const array& x, std::int32_t dims, bool traditional, float base, float scale, const array& offset);
 ArrayPtr fast_sdpa(const array& q, const array& k, const array& v, float scale, AttentionMask mask_kind, const array& mask);
 
-// cuda_matvec.cc
+// cuda/matvec.cc (no_cuda.cc in the CPU build)
 bool few_rows_linear_active();
 ArrayPtr few_rows_linear(const array& x, const array& w);
 
-// cuda_norm_rope.cc
+// cuda/norm_rope.cc (no_cuda.cc in the CPU build)
 bool norm_rope_heads_active();
 ArrayPtr norm_rope_heads(const array& x, const array& q_weight, const array& k_weight, const array& offsets,
                          std::int32_t q_heads, std::int32_t k_heads, float eps, float base, float scale);
@@ -190,6 +190,8 @@ void reset_peak_memory();
 void clear_cache();
 std::size_t set_memory_limit(std::size_t limit);
 std::size_t set_cache_limit(std::size_t limit);
+void set_fast_paths(std::uint32_t bits);
+std::uint32_t fast_paths_enabled();
 bool cuda_direct_copies_active();
 bool cuda_pin_host(std::size_t address, std::size_t bytes);
 void cuda_unpin_host(std::size_t address);

@@ -1,5 +1,5 @@
-// Direct copies between host memory and MLX's CUDA buffers (see
-// cuda_transfer.cc).
+// Direct copies between host memory and MLX's CUDA buffers: cuda/transfer.cc
+// in the CUDA build, no_cuda.cc (never active) in the CPU build.
 #pragma once
 
 #include <cstddef>
@@ -14,7 +14,7 @@ namespace mlx_bridge::cuda {
 constexpr std::size_t kMinDirectBytes = std::size_t{8} << 20;
 
 // Whether direct copies are active: the process runs MLX's CUDA backend, the
-// CUDA driver is loaded, and MLX_FFI_CUDA_COPIES is not 0.
+// CUDA driver is loaded, and the path is enabled (fast_paths.h).
 bool active();
 
 // The address of the bytes of `a` (evaluated, row-contiguous) in device or

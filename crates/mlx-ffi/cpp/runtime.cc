@@ -1,6 +1,7 @@
 // Devices, streams and memory statistics.
 #include "mlx-ffi/src/bridge.rs.h"
 #include "cuda_transfer.h"
+#include "fast_paths.h"
 
 namespace mx = mlx::core;
 
@@ -38,6 +39,8 @@ void reset_peak_memory() { mx::reset_peak_memory(); }
 void clear_cache() { mx::clear_cache(); }
 std::size_t set_memory_limit(std::size_t limit) { return mx::set_memory_limit(limit); }
 std::size_t set_cache_limit(std::size_t limit) { return mx::set_cache_limit(limit); }
+void set_fast_paths(std::uint32_t bits) { fast_paths::enabled().store(bits, std::memory_order_relaxed); }
+std::uint32_t fast_paths_enabled() { return fast_paths::enabled().load(std::memory_order_relaxed); }
 bool cuda_direct_copies_active() { return cuda::active(); }
 bool cuda_pin_host(std::size_t address, std::size_t bytes) {
   return cuda::pin(reinterpret_cast<void*>(address), bytes);

@@ -438,20 +438,20 @@ pub mod ffi {
             mask: &MlxArray,
         ) -> Result<UniquePtr<MlxArray>>;
 
-        // ---- cuda_matvec.cc ----
-        /// Whether [`few_rows_linear`] runs its CUDA kernel here (MLX's
-        /// CUDA backend, the GPU as default device, not switched off by
-        /// `MLX_FFI_CUDA_MATVEC=0`).
+        // ---- cuda/matvec.cc (no_cuda.cc in the CPU build) ----
+        /// Whether [`few_rows_linear`] runs its CUDA kernel here (the CUDA
+        /// build, MLX's CUDA backend, the GPU as default device, the path
+        /// enabled by [`set_fast_paths`]).
         fn few_rows_linear_active() -> bool;
         /// `x @ w.T` for `x` of at most 8 rows (`[..., K]`, `w` `[N, K]`,
         /// one floating dtype) as one CUDA kernel; null where it does not
         /// apply (no CUDA device, other shapes or dtypes).
         fn few_rows_linear(x: &MlxArray, w: &MlxArray) -> Result<UniquePtr<MlxArray>>;
 
-        // ---- cuda_norm_rope.cc ----
-        /// Whether [`norm_rope_heads`] runs its CUDA kernel here (MLX's
-        /// CUDA backend, the GPU as default device, not switched off by
-        /// `MLX_FFI_CUDA_NORM_ROPE=0`).
+        // ---- cuda/norm_rope.cc (no_cuda.cc in the CPU build) ----
+        /// Whether [`norm_rope_heads`] runs its CUDA kernel here (the CUDA
+        /// build, MLX's CUDA backend, the GPU as default device, the path
+        /// enabled by [`set_fast_paths`]).
         fn norm_rope_heads_active() -> bool;
         /// The first `q_heads` heads of `x` (`[B, H, 1, D]`) RMS-normalised
         /// with `q_weight`, the next `k_heads` with `k_weight`, all rotated
@@ -587,6 +587,12 @@ pub mod ffi {
         fn clear_cache();
         fn set_memory_limit(limit: usize) -> usize;
         fn set_cache_limit(limit: usize) -> usize;
+        /// Enables the CUDA fast paths whose bits are set (1: few-rows
+        /// products, 2: query/key norm and rotation, 4: direct copies, 8:
+        /// page locking) and disables the others; all start enabled.
+        fn set_fast_paths(bits: u32);
+        /// The bits of the enabled fast paths.
+        fn fast_paths_enabled() -> u32;
         fn cuda_direct_copies_active() -> bool;
         /// Page-locks `bytes` bytes at `address` (host memory that stays
         /// allocated until `cuda_unpin_host`); false when not possible.

@@ -1,5 +1,5 @@
 //! Chat templates against transformers' `apply_chat_template` (golden
-//! fixtures from `scripts/gen_chat_fixtures.py`), and the engine's edges.
+//! fixtures from `scripts/fixtures/gen_chat_fixtures.py`), and the engine's edges.
 
 mod common;
 

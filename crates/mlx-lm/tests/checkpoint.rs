@@ -136,7 +136,7 @@ fn loads_the_sharded_transformers_fixture_and_casts_at_load() {
 
 /// Saves every fixture, loaded with our loader, with our saver under
 /// `$TMPDIR/mlx-lm-saved/<name>` (the first sharded), for
-/// `scripts/gen_lm_fixtures.py --check-saved` to load with transformers.
+/// `scripts/fixtures/gen_lm_fixtures.py --check-saved` to load with transformers.
 #[test]
 fn saved_checkpoints_for_transformers() {
     let root = std::env::temp_dir().join("mlx-lm-saved");

@@ -1,6 +1,6 @@
 //! Seeded generation on a tiny random Qwen3 checkpoint compared with
 //! mlx-lm's `generate_step` and `batch_generate` on the same checkpoint
-//! (fixtures from `scripts/gen_sample_fixtures.py`).
+//! (fixtures from `scripts/fixtures/gen_sample_fixtures.py`).
 
 mod sample_support;
 

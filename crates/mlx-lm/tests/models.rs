@@ -1,5 +1,5 @@
 //! Qwen3 and Qwen3-MoE against Hugging Face transformers' logits (fixtures
-//! from `scripts/gen_lm_fixtures.py`), and cached / batched forward passes
+//! from `scripts/fixtures/gen_lm_fixtures.py`), and cached / batched forward passes
 //! against the plain forward pass.
 
 mod lm_support;

@@ -1,5 +1,5 @@
 //! Seeded sampler draws, filter outputs and processed logits compared with
-//! mlx-lm on the same inputs (fixtures from `scripts/gen_sample_fixtures.py`).
+//! mlx-lm on the same inputs (fixtures from `scripts/fixtures/gen_sample_fixtures.py`).
 
 mod sample_support;
 

@@ -1,5 +1,5 @@
 //! The tokenizer against transformers (golden ids from
-//! `scripts/gen_chat_fixtures.py`), model-directory loading, and its errors.
+//! `scripts/fixtures/gen_chat_fixtures.py`), model-directory loading, and its errors.
 
 mod common;
 

@@ -1,6 +1,6 @@
 //! Optimizer trajectories, schedules, gradient clipping, losses and
 //! activations compared with values computed by MLX Python
-//! (`scripts/gen_optim_fixtures.py` wrote `tests/fixtures/*.safetensors`).
+//! (`scripts/fixtures/gen_optim_fixtures.py` wrote `tests/fixtures/*.safetensors`).
 //!
 //! Optimizers, schedules and clipping run the same MLX operations in the
 //! same order on the same dtypes as the reference, so they must match bit

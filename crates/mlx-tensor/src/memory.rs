@@ -46,9 +46,10 @@ pub fn set_cache_limit(bytes: usize) -> usize {
 /// ([`Array::from_bytes`](crate::Array::from_bytes), reading an array back,
 /// [`HostArray`](crate::HostArray), whose buffers of 64 KiB or more are
 /// also page-locked) instead copy with the CUDA driver between host memory and the
-/// array's device buffer. False on the CPU build, or when the environment
-/// sets `MLX_FFI_CUDA_COPIES=0` (`MLX_FFI_CUDA_PIN=0` keeps host buffers
-/// pageable).
+/// array's device buffer. False on the CPU build, or when
+/// [`FastPaths::direct_copies`](crate::fast::FastPaths::direct_copies) is off
+/// ([`FastPaths::page_locking`](crate::fast::FastPaths::page_locking) off keeps
+/// host buffers pageable).
 pub fn cuda_direct_copies_active() -> bool {
     ffi::cuda_direct_copies_active()
 }

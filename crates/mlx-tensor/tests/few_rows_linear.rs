@@ -1,6 +1,6 @@
-//! `fast::few_rows_linear`: the CUDA matrix-vector kernel of decoding steps,
-//! checked against products summed in f64 on the host. Without a CUDA
-//! device (the CPU build) it must decline every input.
+//! `fast::few_rows_linear`: the few-rows products of decoding steps (the
+//! CUDA kernel where it applies, MLX's product elsewhere), checked against
+//! products summed in f64 on the host, on whatever device runs the tests.
 
 use mlx_tensor::{fast, random, Array, Dtype};
 
@@ -47,32 +47,18 @@ fn check_against_host(x: &Array, w: &Array, y: &Array, dtype: Dtype) -> Res {
 }
 
 #[test]
-fn few_rows_linear_declines_without_a_cuda_device() -> Res {
-    if fast::few_rows_linear_active() {
-        return Ok(()); // covered by the test below
-    }
-    let x = sample(Dtype::BF16, &[1, 64], 1)?;
-    let w = sample(Dtype::BF16, &[32, 64], 2)?;
-    assert!(fast::few_rows_linear(&x, &w)?.is_none());
-    Ok(())
-}
-
-#[test]
-fn few_rows_linear_matches_host_products_on_a_cuda_device() -> Res {
-    if !fast::few_rows_linear_active() {
-        return Ok(());
-    }
+fn few_rows_linear_matches_host_products() -> Res {
     let mut seed = 10;
     for dtype in [Dtype::BF16, Dtype::F16, Dtype::F32] {
         // 1024 and 3072: 16-byte loads; 1001: element loads (rows are not
         // whole 16-byte vectors), as is 36 for the 2-byte dtypes; 300, 77
-        // and 9 outputs: a partial last block.
+        // and 9 outputs: a partial last block; 9 rows: past the kernel.
         for (k, n) in [(1024, 300), (1001, 77), (36, 9), (3072, 40)] {
-            for rows in 1..=8 {
+            for rows in [1, 2, 5, 8, 9] {
                 seed += 1;
                 let w = sample(dtype, &[n, k], seed)?;
                 let x = sample(dtype, &[rows, k], seed + 1000)?;
-                let y = fast::few_rows_linear(&x, &w)?.expect("the kernel applies");
+                let y = fast::few_rows_linear(&x, &w)?;
                 assert_eq!(y.shape().dims(), &[rows, n]);
                 assert_eq!(y.dtype(), dtype);
                 check_against_host(&x, &w, &y, dtype)?;
@@ -81,29 +67,49 @@ fn few_rows_linear_matches_host_products_on_a_cuda_device() -> Res {
         // Leading axes are kept: a decoding step's `[B, 1, K]`.
         let w = sample(dtype, &[50, 256], 7)?;
         let x = sample(dtype, &[2, 1, 256], 8)?;
-        let y = fast::few_rows_linear(&x, &w)?.expect("the kernel applies");
+        let y = fast::few_rows_linear(&x, &w)?;
         assert_eq!(y.shape().dims(), &[2, 1, 50]);
         check_against_host(&x, &w, &y, dtype)?;
         // A row-contiguous view that starts one element in: unaligned loads.
         let flat = sample(dtype, &[3 * 256 + 1], 9)?;
         let x = flat.slice_axis(0, 1, None, 1)?.reshape(&[3, 256])?;
-        let y = fast::few_rows_linear(&x, &w)?.expect("the kernel applies");
+        let y = fast::few_rows_linear(&x, &w)?;
         check_against_host(&x, &w, &y, dtype)?;
-        // A transposed (not row-contiguous) weight is copied first.
+        // A transposed (not row-contiguous) weight.
         let wt = sample(dtype, &[256, 50], 10)?.t()?;
-        let y = fast::few_rows_linear(&x, &wt)?.expect("the kernel applies");
+        let y = fast::few_rows_linear(&x, &wt)?;
         check_against_host(&x, &wt, &y, dtype)?;
     }
-    // Declined: too many rows, mixed or integer dtypes, mismatched widths.
+    Ok(())
+}
+
+#[test]
+fn few_rows_linear_with_the_kernel_disabled_is_mlx_product() -> Res {
+    let w = sample(Dtype::BF16, &[48, 64], 1)?;
+    let x = sample(Dtype::BF16, &[3, 64], 2)?;
+    let before = fast::FastPaths::current();
+    fast::FastPaths {
+        few_rows_linear: false,
+        ..before
+    }
+    .apply();
+    assert!(!fast::few_rows_linear_active());
+    let y = fast::few_rows_linear(&x, &w);
+    before.apply();
+    let expected = x.matmul(&w.t()?)?;
+    assert_eq!(y?.to_vec::<half::bf16>()?, expected.to_vec::<half::bf16>()?);
+    Ok(())
+}
+
+#[test]
+fn few_rows_linear_refuses_what_no_product_can_do() -> Res {
     let w = sample(Dtype::BF16, &[16, 64], 1)?;
-    let x9 = sample(Dtype::BF16, &[9, 64], 2)?;
-    assert!(fast::few_rows_linear(&x9, &w)?.is_none());
-    let xf = sample(Dtype::F32, &[1, 64], 3)?;
-    assert!(fast::few_rows_linear(&xf, &w)?.is_none());
+    // Mismatched widths.
+    let x32 = sample(Dtype::BF16, &[1, 32], 4)?;
+    assert!(fast::few_rows_linear(&x32, &w).is_err());
+    // Integer operands: MLX multiplies only floating types.
     let xi = Array::from_slice(&[1i32; 64], &[1, 64])?;
     let wi = Array::from_slice(&[1i32; 64 * 4], &[4, 64])?;
-    assert!(fast::few_rows_linear(&xi, &wi)?.is_none());
-    let x32 = sample(Dtype::BF16, &[1, 32], 4)?;
-    assert!(fast::few_rows_linear(&x32, &w)?.is_none());
+    assert!(fast::few_rows_linear(&xi, &wi).is_err());
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-/// The parsed `tests/fixtures/trl_grpo.json` (see `scripts/gen_grpo_fixtures.py`).
+/// The parsed `tests/fixtures/trl_grpo.json` (see `scripts/fixtures/gen_grpo_fixtures.py`).
 pub fn fixture() -> Value {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl_grpo.json");
     let text = std::fs::read_to_string(&path)

@@ -6,7 +6,7 @@ use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, fast};
 
 use super::rope::RopeSettings;
-use super::stacked::{StackedLinear, StackedNormWeights};
+use super::stacked::StackedLinear;
 use crate::Result;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
 
@@ -36,8 +36,6 @@ pub(crate) struct Attention {
     qkv: StackedLinear,
     /// `o_proj` with its transposed weight kept (decoding).
     o: StackedLinear,
-    /// The q/k norm weights stacked per head (one-position steps).
-    qk_norm: StackedNormWeights,
 }
 
 impl Attention {
@@ -61,7 +59,6 @@ impl Attention {
             dims,
             qkv: StackedLinear::default(),
             o: StackedLinear::default(),
-            qk_norm: StackedNormWeights::default(),
         })
     }
 
@@ -92,40 +89,17 @@ impl Attention {
                 // instead of two norms and two rotations.
                 let qkv = qkv.reshape(&[b, all_heads, 1, d.head_dim])?;
                 let qk_heads = d.heads + d.kv_heads;
-                let fused = if fast::norm_rope_heads_active() {
-                    // On a GPU: norms, weights and rotation in one kernel.
-                    fast::norm_rope_heads(
-                        &qkv,
-                        &self.q_norm.weight.value,
-                        &self.k_norm.weight.value,
-                        &positions.to_array()?,
-                        d.heads,
-                        d.kv_heads,
-                        self.q_norm.eps,
-                        d.rope.base,
-                        d.rope.scale,
-                    )?
-                } else {
-                    None
-                };
-                let qk = match fused {
-                    Some(qk) => qk,
-                    None => {
-                        let weights = self.qk_norm.get(
-                            &self.q_norm.weight.value,
-                            &self.k_norm.weight.value,
-                            d.heads,
-                            d.kv_heads,
-                        )?;
-                        let qk = fast::rms_norm(
-                            &qkv.slice_axis(1, 0, Some(qk_heads), 1)?,
-                            None,
-                            self.q_norm.eps,
-                        )?
-                        .multiply(&weights)?;
-                        positions.rope(&qk, d.head_dim, false, d.rope.base, d.rope.scale)?
-                    }
-                };
+                let qk = fast::norm_rope_heads(
+                    &qkv,
+                    &self.q_norm.weight.value,
+                    &self.k_norm.weight.value,
+                    &positions.to_array()?,
+                    d.heads,
+                    d.kv_heads,
+                    self.q_norm.eps,
+                    d.rope.base,
+                    d.rope.scale,
+                )?;
                 rotated = true;
                 (
                     qk.slice_axis(1, 0, Some(d.heads), 1)?,
@@ -204,7 +178,6 @@ impl Attention {
         self.qkv
             .release(&[&self.q_proj, &self.k_proj, &self.v_proj]);
         self.o.release(&[&self.o_proj]);
-        self.qk_norm.release();
     }
 }
 

@@ -58,10 +58,7 @@ impl StackedLinear {
         Ok(match bias {
             Some(b) => b.addmm(x, &weight_t, 1.0, 1.0)?,
             // A decoding step's few rows: one pass over the weight on a GPU.
-            None => match fast::few_rows_linear(x, &weight)? {
-                Some(y) => y,
-                None => x.matmul(&weight_t)?,
-            },
+            None => fast::few_rows_linear(x, &weight)?,
         })
     }
 
@@ -154,49 +151,6 @@ impl StackedLinear {
             packed: false,
         });
         Ok((weight, weight_t, bias))
-    }
-}
-
-/// The query and key norms' weights side by side as `[heads + kv_heads, 1,
-/// head_dim]`, so that a one-position step normalises (and then rotates) the
-/// query and key heads in one pass each instead of two. Built on first use
-/// and rebuilt whenever either weight array changes.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct StackedNormWeights {
-    cached: RefCell<Option<(Vec<Array>, Array)>>,
-}
-
-impl StackedNormWeights {
-    /// The stacked weights of `q_weight` (`[head_dim]`, repeated `heads`
-    /// times) and `k_weight` (repeated `kv_heads` times).
-    pub(crate) fn get(
-        &self,
-        q_weight: &Array,
-        k_weight: &Array,
-        heads: i32,
-        kv_heads: i32,
-    ) -> Result<Array> {
-        let wanted = [q_weight.clone(), k_weight.clone()];
-        if let Some((sources, stacked)) = self.cached.borrow().as_ref()
-            && same_arrays(sources, &wanted)
-        {
-            return Ok(stacked.clone());
-        }
-        let dim = q_weight.dim(-1).unwrap_or(0);
-        let per_head = |w: &Array, n: i32| -> Result<Array> {
-            Ok(w.reshape(&[1, 1, dim])?.broadcast_to(&[n, 1, dim])?)
-        };
-        let stacked = concatenate(
-            &[&per_head(q_weight, heads)?, &per_head(k_weight, kv_heads)?],
-            0,
-        )?;
-        *self.cached.borrow_mut() = Some((wanted.to_vec(), stacked.clone()));
-        Ok(stacked)
-    }
-
-    /// Drops the stacked copy (and the references to its sources).
-    pub(crate) fn release(&self) {
-        self.cached.borrow_mut().take();
     }
 }
 

@@ -339,19 +339,16 @@ impl Transformer {
         }
     }
 
-    /// [`Self::logits`] for a decoding step: a few rows go through
-    /// [`fast::few_rows_linear`] where it applies (one pass over the
-    /// vocabulary's weight on a GPU). Not differentiable there.
+    /// [`Self::logits`] for a decoding step, through
+    /// [`fast::few_rows_linear`] (one pass over the vocabulary's weight on a
+    /// GPU for a few rows). Not differentiable there.
     pub(crate) fn decoding_logits(&self, hidden: &Array) -> Result<Array> {
         let weight = match &self.lm_head {
             Some(head) if head.bias.is_some() => return self.logits(hidden),
             Some(head) => &head.weight.value,
             None => &self.embed_tokens.weight.value,
         };
-        match fast::few_rows_linear(hidden, weight)? {
-            Some(logits) => Ok(logits),
-            None => self.logits(hidden),
-        }
+        Ok(fast::few_rows_linear(hidden, weight)?)
     }
 
     /// Moves every layer's query/key/value weights, and its gate/up

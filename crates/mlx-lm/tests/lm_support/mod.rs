@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use mlx_lm::{LanguageModel, Model, load_model};
 use mlx_tensor::{Array, Dtype, io};
 
-/// The fixtures `scripts/gen_lm_fixtures.py` writes.
+/// The fixtures `scripts/fixtures/gen_lm_fixtures.py` writes.
 pub const FIXTURES: [&str; 4] = ["qwen3_tied", "qwen3_untied", "qwen3_moe", "qwen3_moe_tie"];
 
 pub fn fixture_dir(name: &str) -> PathBuf {

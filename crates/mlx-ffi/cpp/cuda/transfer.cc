@@ -9,9 +9,10 @@
 // device memory.
 //
 // The driver is used only when the process already runs MLX's CUDA backend
-// (which loads libcuda); with the CPU build, or when the environment sets
-// MLX_FFI_CUDA_COPIES=0, nothing here is active and every transfer takes
-// MLX's own path. MLX_FFI_CUDA_PIN=0 keeps host buffers pageable.
+// (which loads libcuda); when the direct-copies path is disabled
+// (fast_paths.h), nothing here is active and every transfer takes MLX's own
+// path; with page locking disabled, host buffers stay pageable. The CPU build
+// compiles no_cuda.cc instead of this file.
 //
 // An array's buffer under the CUDA backend is MLX's `cu::CudaBuffer`
 // (mlx/backend/cuda/allocator.h of the pinned MLX 0.32.4: a data pointer, a
@@ -24,7 +25,7 @@
 
 #include <cstdint>
 
-#include "cuda_env.h"
+#include "cuda/env.h"
 
 namespace mx = mlx::core;
 
@@ -62,7 +63,6 @@ struct Driver {
   CuStreamSynchronize stream_synchronize;
   CuMemHostRegister host_register;
   CuMemHostUnregister host_unregister;
-  bool pin;
 };
 
 template <typename F>
@@ -74,8 +74,7 @@ bool resolve(void* lib, const char* name, F& out) {
 // The driver, or null when the direct path does not apply.
 const Driver* driver() {
   static const Driver* loaded = []() -> const Driver* {
-    if (switched_off("MLX_FFI_CUDA_COPIES")) return nullptr;
-    // The CPU build's buffers are not CudaBuffers.
+    // MLX's CPU backend's buffers are not CudaBuffers.
     if (!backend_present()) return nullptr;
     // RTLD_NOLOAD: the driver libmlx already brought in, never a new one.
     void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
@@ -89,7 +88,6 @@ const Driver* driver() {
               resolve(lib, "cuStreamSynchronize", d.stream_synchronize) &&
               resolve(lib, "cuMemHostRegister_v2", d.host_register) &&
               resolve(lib, "cuMemHostUnregister", d.host_unregister);
-    d.pin = !switched_off("MLX_FFI_CUDA_PIN");
     return ok ? &d : nullptr;
   }();
   return loaded;
@@ -109,10 +107,10 @@ bool ensure_context(const Driver& d) {
 
 }  // namespace
 
-bool active() { return driver() != nullptr; }
+bool active() { return fast_paths::on(fast_paths::kDirectCopies) && driver() != nullptr; }
 
 const char* device_bytes(const mx::array& a, std::size_t bytes) {
-  const Driver* d = driver();
+  const Driver* d = active() ? driver() : nullptr;
   if (d == nullptr || bytes < kMinDirectBytes || !ensure_context(*d)) return nullptr;
   if (!a.is_available()) return nullptr;  // not evaluated: no buffer yet
   auto* buf = static_cast<const CudaBufferLayout*>(a.buffer().ptr());
@@ -159,7 +157,10 @@ std::optional<DeviceArray> device_array(mx::Shape shape, mx::Dtype dtype, std::s
 
 bool pin(void* data, std::size_t bytes) {
   const Driver* d = driver();
-  if (d == nullptr || !d->pin || bytes == 0 || !ensure_context(*d)) return false;
+  if (d == nullptr || !fast_paths::on(fast_paths::kPageLocking) || bytes == 0 ||
+      !ensure_context(*d)) {
+    return false;
+  }
   return d->host_register(data, bytes, 0) == 0;
 }
 

@@ -16,7 +16,7 @@ time of the steps after the first (each: generation, rewards, scoring,
 backward and update). Prints completions/s and completion tokens/s
 for both and the ratio ours / TRL (above 1: ours is faster).
 
-    /work/venv-ref/bin/python scripts/grpo_step_trl.py [--skip-rust] [--out FILE.json]
+    /work/venv-ref/bin/python scripts/compare/grpo_step_trl.py [--skip-rust] [--out FILE.json]
         [--hidden 256] [--layers 4] [--vocab 1000] [--prompts 4] [--group 8]
         [--prompt-len 32] [--tokens 64] [--micro 8]
 

@@ -19,12 +19,12 @@
 //!
 //! each with the peak memory MLX reports. A table goes to standard output
 //! and, with `--json PATH`, every figure to a JSON file (read by
-//! `scripts/gpu_compare.py`).
+//! `tools/gpu_bench/gpu_compare.py`).
 //!
 //! ```sh
-//! cargo run --release --example gpu_bench -- --json bench.json
+//! cargo run --release -p gpu-bench --features cuda -- --json bench.json
 //! # a small configuration for a quick check on the CPU:
-//! cargo run --release --example gpu_bench -- --layers 2 --quick
+//! cargo run --release -p gpu-bench -- --layers 2 --quick
 //! ```
 //!
 //! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
@@ -890,6 +890,8 @@ fn main() -> Res<()> {
     if args.no_compile {
         mlx_tensor::transforms::set_compile_enabled(false);
     }
+    // `MLX_FFI_CUDA_*=0` switch fast paths off for A/B runs.
+    mlx_tensor::fast::FastPaths::from_env().apply();
     let sizes = Sizes::new(args.quick);
     let device = Device::default_device();
     let config = qwen3_0_6b_config(args.layers, args.vocab);

@@ -15,7 +15,7 @@
    with ``examples/score.rs`` on the same checkpoint.
 5. Runs ``examples/generate.rs`` on the checkpoint (chat template, sampling).
 
-    /work/venv-ref/bin/python scripts/grpo_example_check.py [--work DIR] [--steps 2]
+    /work/venv-ref/bin/python scripts/compare/grpo_example_check.py [--work DIR] [--steps 2]
 
 Needs torch and transformers (the reference environment). Exits non-zero on
 the first failed check.
@@ -29,7 +29,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKENIZER = ROOT / "assets" / "qwen3-tokenizer"
 
 DATASET = [

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs examples/gpu_bench and its references (scripts/gpu_compare.py) on the
+# Runs tools/gpu_bench and its references (tools/gpu_bench/gpu_compare.py) on the
 # GPU machine in one go; see docs/GPU_BENCH.md for the two calls around it.
 #
 # Expects: /root/stage/part00 (first half of the mlx-cuda-13 wheel, staged by
@@ -9,7 +9,7 @@
 #
 # Environment: BENCH_ARGS (e.g. "--grpo-settings default,offload") goes to
 # the main run; FARM=<mlx-farm dir> for a benchmark built with --features cuda
-# (see scripts/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
+# (see tools/gpu_bench/gpu_cuda_feature.sh); SWEEP="50 200" also runs decode and batch generation with
 # those MLX_MAX_OPS_PER_BUFFER values; NO_COMPILE_AB=1 also runs them with
 # MLX's compiled kernels off; LAYER_OPS=1 also times each operation of a
 # decoding step (`--only layerops`); HEADROOM_AB="none 2048" also runs batch
@@ -34,7 +34,7 @@ export LD_LIBRARY_PATH=$SITE/mlx/lib
 # A benchmark built with `--features cuda` links its build machine's farm
 # path; FARM=<that mlx-farm directory> recreates it from the wheel.
 if [ -n "${FARM:-}" ]; then
-  FARM=$FARM bash scripts/gpu_cuda_feature.sh || exit 1
+  FARM=$FARM bash tools/gpu_bench/gpu_cuda_feature.sh || exit 1
 fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
@@ -99,13 +99,13 @@ if [ -n "${ROUNDS:-}" ]; then
   mkdir -p "$OUT/rounds"
   for i in $(seq 1 "$ROUNDS"); do
     ours() { timeout 150 "$BIN" --only decode,batch ${SIZE_ARGS:-} --json "$OUT/rounds/ours_$i.json" > "$OUT/rounds/ours_$i.log" 2>&1; }
-    ref() { timeout 150 python3 scripts/gpu_compare.py --skip-trl --mlx-parts decode,batch ${SIZE_ARGS:-} --mlx-json "$OUT/rounds/mlx_$i.json" > "$OUT/rounds/mlx_$i.log" 2>&1; }
+    ref() { timeout 150 python3 tools/gpu_bench/gpu_compare.py --skip-trl --mlx-parts decode,batch ${SIZE_ARGS:-} --mlx-json "$OUT/rounds/mlx_$i.json" > "$OUT/rounds/mlx_$i.log" 2>&1; }
     if [ $((i % 2)) -eq 1 ]; then ours; ref; else ref; ours; fi
   done
-  python3 scripts/gpu_compare.py --rounds "$OUT/rounds" --out "$OUT/rounds.json" | tee "$OUT/rounds.log"
+  python3 tools/gpu_bench/gpu_compare.py --rounds "$OUT/rounds" --out "$OUT/rounds.json" | tee "$OUT/rounds.log"
 fi
 [ -n "${ONLY_AB:-}" ] && exit 0
 extra=()
 [ -n "${SKIP_TRL:-}" ] && extra+=(--skip-trl)
-timeout 420 python3 scripts/gpu_compare.py --ours "$OUT/ours.json" --out "$OUT/compare.json" \
+timeout 420 python3 tools/gpu_bench/gpu_compare.py --ours "$OUT/ours.json" --out "$OUT/compare.json" \
   "${extra[@]}" 2>&1 | tee "$OUT/compare.log"

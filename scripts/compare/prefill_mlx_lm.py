@@ -14,7 +14,7 @@ cache state inside the timed region.
 
 Usage (the reference environment has mlx and mlx-lm):
 
-    /work/venv-ref/bin/python scripts/prefill_mlx_lm.py [--tokens 128] [--dtype bf16] [--repeats 10]
+    /work/venv-ref/bin/python scripts/compare/prefill_mlx_lm.py [--tokens 128] [--dtype bf16] [--repeats 10]
         [--device cpu|gpu] [--skip-rust] [--mlx-lib DIR]
 
 For a like-for-like comparison MLX Python must use the `libmlx.so` the Rust

@@ -11,7 +11,7 @@ captured as inputs and outputs, the usual MLX pattern).
 
 Usage:
 
-    /work/venv-ref/bin/python scripts/nn_step_mlx.py [--steps 200] [--repeats 5] [--device cpu|gpu] [--mlx-lib DIR]
+    /work/venv-ref/bin/python scripts/compare/nn_step_mlx.py [--steps 200] [--repeats 5] [--device cpu|gpu] [--mlx-lib DIR]
 
 For a like-for-like comparison MLX Python must use the same `libmlx.so` and
 BLAS as the Rust binary. By default the script re-runs itself with

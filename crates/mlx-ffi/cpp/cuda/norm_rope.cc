@@ -18,7 +18,7 @@
 #include <string>
 #include <tuple>
 
-#include "cuda_env.h"
+#include "cuda/env.h"
 #include "mlx-ffi/src/bridge.rs.h"
 
 namespace mx = mlx::core;
@@ -76,10 +76,7 @@ constexpr const char* kSource = R"(
   }
 )";
 
-bool cuda_default() {
-  static const cuda::KernelSwitch on("MLX_FFI_CUDA_NORM_ROPE");
-  return on.active();
-}
+bool cuda_default() { return cuda::kernel_active(fast_paths::kNormRopeHeads); }
 
 // The constants as exact hexadecimal float literals.
 std::string header(float eps, float base_log2, float scale) {

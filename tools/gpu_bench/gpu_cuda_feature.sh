@@ -4,12 +4,12 @@
 # Such a binary records the absolute path of the `libmlx.so` its build linked
 # (`<target>/…/out/mlx-farm/mlx/lib/libmlx.so`, see crates/mlx-ffi/build/farm.rs).
 # On a user's machine that path exists; here the build machine's path is
-# recreated from the CUDA wheel installed in site-packages (scripts/gpu_run.sh
+# recreated from the CUDA wheel installed in site-packages (tools/gpu_bench/gpu_run.sh
 # installs it), with the wheel's `nvidia/` and `mlx_cuda_13.libs/` beside it so
 # the library's `$ORIGIN`-relative RPATH resolves, and `mlx/include/` (the
 # headers its run-time kernel compiler needs), as the build's farm has them. No LD_LIBRARY_PATH is set.
 #
-# Usage: FARM=/abs/…/out/mlx-farm bash scripts/gpu_cuda_feature.sh BINARY...
+# Usage: FARM=/abs/…/out/mlx-farm bash tools/gpu_bench/gpu_cuda_feature.sh BINARY...
 set -u -o pipefail
 : "${FARM:?set FARM to the mlx-farm directory the binaries were linked against}"
 SITE=$(python3 -c "import site; print(site.getsitepackages()[0])")

@@ -13,7 +13,7 @@
 // and launched like MLX's own kernels, in the same command stream.
 #include <optional>
 
-#include "cuda_env.h"
+#include "cuda/env.h"
 #include "mlx-ffi/src/bridge.rs.h"
 
 namespace mx = mlx::core;
@@ -99,12 +99,9 @@ constexpr const char* kSource = R"(
   }
 )";
 
-// Whether the kernel can run here: MLX's CUDA backend is present, not
-// switched off, and the default device is its GPU.
-bool cuda_default() {
-  static const cuda::KernelSwitch on("MLX_FFI_CUDA_MATVEC");
-  return on.active();
-}
+// Whether the kernel can run here: MLX's CUDA backend is present, the path
+// is enabled, and the default device is its GPU.
+bool cuda_default() { return cuda::kernel_active(fast_paths::kFewRowsLinear); }
 
 const mx::fast::CustomKernelFunction& kernel() {
   static const mx::fast::CustomKernelFunction k =

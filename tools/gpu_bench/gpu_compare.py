@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The references for examples/gpu_bench/main.rs, on the same machine and shapes.
+"""The references for tools/gpu_bench/src/main.rs, on the same machine and shapes.
 
 Runs mlx-lm (random-weight Qwen3-0.6B shape, bf16) through the same
 measurements as the benchmark program -- prefill at 128 and 512 prompt
@@ -11,14 +11,14 @@ completions of 256 tokens, loss dapo, beta 0, one iteration, micro-batches of
 the benchmark's JSON and prints a table of ratios (ours / reference; above 1
 is faster for rates, below 1 is smaller for memory).
 
-    python3 scripts/gpu_compare.py --ours bench.json [--out compare.json]
+    python3 tools/gpu_bench/gpu_compare.py --ours bench.json [--out compare.json]
         [--skip-trl] [--skip-mlx] [--layers N] [--vocab N] [--quick]
         [--mlx-parts decode,batch] [--mlx-json PATH]
-    python3 scripts/gpu_compare.py --rounds DIR [--out rounds.json]
+    python3 tools/gpu_bench/gpu_compare.py --rounds DIR [--out rounds.json]
 
 ``--mlx-json`` runs only mlx-lm (the parts named by ``--mlx-parts``) and
 writes its figures; ``--rounds`` summarises alternating runs of gpu_bench and
-``--mlx-json`` (see scripts/gpu_run.sh, ROUNDS=N) as per-round ratios and
+``--mlx-json`` (see tools/gpu_bench/gpu_run.sh, ROUNDS=N) as per-round ratios and
 their median.
 
 TRL runs in a child process of this script so that its CUDA memory and MLX's
@@ -34,7 +34,8 @@ import sys
 import tempfile
 import time
 
-from trl_grpo import qwen3_config, random_tokens, time_grpo_steps, word_tokenizer
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts", "compare"))
+from trl_grpo import qwen3_config, random_tokens, time_grpo_steps, word_tokenizer  # noqa: E402
 
 HIDDEN = 1024
 INTERMEDIATE = 3072

@@ -18,7 +18,7 @@ whole batch at once as ours does.
 
 Usage (the reference environment has mlx and mlx-lm):
 
-    /work/venv-ref/bin/python scripts/decode_mlx_lm.py [--prompt 128] [--tokens 64]
+    /work/venv-ref/bin/python scripts/compare/decode_mlx_lm.py [--prompt 128] [--tokens 64]
         [--batches 1,8,64] [--layers 28] [--dtype bf16] [--repeats 3]
         [--device cpu|gpu] [--skip-rust] [--mlx-lib DIR]
 
