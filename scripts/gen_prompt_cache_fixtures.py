@@ -209,11 +209,12 @@ def check_ours(model, directory):
                 if a.shape == b.shape:
                     diff = max(diff, mx.max(mx.abs(a - b)).item())
         ok &= diff <= 1e-4
+        offsets = [o.get("offset", o.get("offsets")) for o in describe(cache)]
         cont = greedy(model, cache, case)
         same = cont["tokens"] == expected["continuation"]["tokens"]
         print(
             f"{case}: {path.name}: classes {classes}, metadata {meta}, "
-            f"offsets {[o.get('offset', o.get('offsets')) for o in describe(cache)]}, "
+            f"offsets {offsets}, "
             f"max |ours - mlx-lm| over the cached keys/values {diff:.2e}; "
             f"continuation {cont['tokens']} {'==' if same else '!='} mlx-lm's {expected['continuation']['tokens']}"
         )
