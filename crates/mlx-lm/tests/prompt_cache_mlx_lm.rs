@@ -334,3 +334,127 @@ fn our_rotating_cache_file_has_mlx_lm_layout_and_continuation() {
 fn our_batch_cache_file_has_mlx_lm_layout_and_continuation() {
     saves_for_mlx_lm("batch");
 }
+
+/// A change to a file's tensors and metadata.
+type Change = dyn FnOnce(&mut HashMap<String, Array>, &mut HashMap<String, String>);
+
+/// mlx-lm's file `name` with one change, written to `dir`; returns the
+/// error loading it gives.
+fn load_error_of_changed(
+    name: &'static str,
+    dir: &Path,
+    change: impl FnOnce(&mut HashMap<String, Array>, &mut HashMap<String, String>),
+) -> String {
+    let file = io::load_safetensors(Case::load(name).mlx_lm_file()).unwrap();
+    let (mut tensors, mut metadata) = (file.tensors, file.metadata);
+    change(&mut tensors, &mut metadata);
+    let path = dir.join(format!("changed_{name}.safetensors"));
+    io::save_safetensors(
+        &path,
+        tensors.iter().map(|(k, v)| (k.as_str(), v)),
+        &metadata,
+    )
+    .unwrap();
+    let err = load_prompt_cache(&path).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("changed_{name}.safetensors")),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn inconsistent_prompt_cache_files_are_refused_with_what_is_wrong() {
+    let dir = temp_dir("prompt-cache-mlx-lm-refused");
+    let scalar = |n: i32| Array::scalar(n).unwrap();
+    let cases: Vec<(&'static str, &str, Box<Change>)> = vec![
+        // mlx-lm's KV buffer holds 16 positions.
+        (
+            "kv",
+            "offset 17 is outside the 16 stored positions",
+            Box::new(move |t, _| {
+                t.insert("0.2".into(), scalar(17));
+            }),
+        ),
+        (
+            "kv",
+            "offset -1 is outside",
+            Box::new(move |t, _| {
+                t.insert("1.2".into(), scalar(-1));
+            }),
+        ),
+        (
+            "kv",
+            "tensor `0.1` is missing",
+            Box::new(|t, _| {
+                t.remove("0.1");
+            }),
+        ),
+        (
+            "kv",
+            "are not [B, heads, S, head_dim]",
+            Box::new(|t, _| {
+                let k = t["1.0"].reshape(&[2, 16, 16]).unwrap();
+                t.insert("1.0".into(), k);
+            }),
+        ),
+        (
+            "kv",
+            "must be floating point",
+            Box::new(|t, _| {
+                let v = t["0.1"].as_type(Dtype::I32).unwrap();
+                t.insert("0.1".into(), v);
+            }),
+        ),
+        (
+            "kv",
+            "unsupported cache class `QuantizedKVCache`",
+            Box::new(|_, m| {
+                m.insert("1.1".into(), "QuantizedKVCache".into());
+            }),
+        ),
+        (
+            "rotating",
+            "keep < max_size",
+            Box::new(move |t, _| {
+                t.insert("0.3".into(), scalar(8));
+            }),
+        ),
+        (
+            "rotating",
+            "index 12 is outside the 11 stored positions",
+            Box::new(move |t, _| {
+                t.insert("1.5".into(), scalar(12));
+            }),
+        ),
+        (
+            "batch",
+            "do not match left padding",
+            Box::new(|t, _| {
+                t.insert("0.3".into(), Array::from_slice(&[3i32, 1], &[2]).unwrap());
+            }),
+        ),
+        (
+            "batch",
+            "3 rows of left padding for 2 rows of keys",
+            Box::new(|t, _| {
+                t.insert(
+                    "1.2".into(),
+                    Array::from_slice(&[8i32, 11, 11], &[3]).unwrap(),
+                );
+                t.insert(
+                    "1.3".into(),
+                    Array::from_slice(&[3i32, 0, 0], &[3]).unwrap(),
+                );
+            }),
+        ),
+    ];
+    for (name, expected, change) in cases {
+        let err = load_error_of_changed(name, &dir, change);
+        assert!(
+            err.contains(expected),
+            "{name}: {err:?} does not say {expected:?}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
