@@ -1,10 +1,12 @@
 //! Saving and loading prompt caches as safetensors files.
 //!
-//! The layout is mlx-lm's: tensor `"{layer}.{field}"` holds field `field`
-//! of layer `layer`'s state (keys, values, offset, …), integer fields are
-//! stored as scalar arrays and listed as such in the metadata, empty
-//! buffers as empty arrays marked `none`; metadata `"1.{layer}"` names each
-//! cache's class and `"0.{key}"` holds the caller's metadata.
+//! The layout is mlx-lm 0.32's: tensor `"{layer}.{field}"` holds field
+//! `field` of layer `layer`'s state (keys, values, offset, …), integer
+//! fields are stored as scalar arrays and listed as such in the metadata
+//! (`"2.{n}.0"` the tensor, `"2.{n}.1"` `scalar`), empty buffers as empty
+//! arrays marked `none`; metadata `"1.{layer}"` names each cache's class and
+//! `"0.{key}"` holds the caller's metadata. `tests/prompt_cache_mlx_lm.rs`
+//! checks both directions against files mlx-lm 0.32.2 wrote and read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
