@@ -1,10 +1,12 @@
 //! Saving and loading prompt caches as safetensors files.
 //!
-//! The layout is mlx-lm's: tensor `"{layer}.{field}"` holds field `field`
-//! of layer `layer`'s state (keys, values, offset, …), integer fields are
-//! stored as scalar arrays and listed as such in the metadata, empty
-//! buffers as empty arrays marked `none`; metadata `"1.{layer}"` names each
-//! cache's class and `"0.{key}"` holds the caller's metadata.
+//! The layout is mlx-lm 0.32's: tensor `"{layer}.{field}"` holds field
+//! `field` of layer `layer`'s state (keys, values, offset, …), integer
+//! fields are stored as scalar arrays and listed as such in the metadata
+//! (`"2.{n}.0"` the tensor, `"2.{n}.1"` `scalar`), empty buffers as empty
+//! arrays marked `none`; metadata `"1.{layer}"` names each cache's class and
+//! `"0.{key}"` holds the caller's metadata. `tests/prompt_cache_mlx_lm.rs`
+//! checks both directions against files mlx-lm 0.32.2 wrote and read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -227,7 +229,86 @@ pub fn load_prompt_cache(
             }
             other => return Err(bad(format!("layer {i}: unsupported cache class `{other}`"))),
         };
+        check_state(&cache).map_err(|m| bad(format!("layer {i} ({class}): {m}")))?;
         caches.push(cache);
     }
     Ok((caches, user))
+}
+
+/// Checks that a loaded state is one a cache can hold: keys and values both
+/// present (`[B, heads, S, head_dim]`, same `B`, `heads`, `S`, a float
+/// dtype) or both absent, and counters within the stored positions.
+fn check_state(cache: &LayerCache) -> std::result::Result<(), String> {
+    let (keys, values) = match cache {
+        LayerCache::Kv(c) => (&c.keys, &c.values),
+        LayerCache::Rotating(c) => (&c.keys, &c.values),
+        LayerCache::Batch(c) => (&c.keys, &c.values),
+    };
+    let stored = match (keys, values) {
+        (Some(k), Some(v)) => Some(check_buffers(k, v)?),
+        (None, None) => None,
+        _ => return Err("keys and values must both be stored or both be empty".into()),
+    };
+    let positions = stored.map_or(0, |(_, s)| s);
+    let within = |what: &str, n: i32| {
+        if (0..=positions).contains(&n) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {n} is outside the {positions} stored positions"
+            ))
+        }
+    };
+    match cache {
+        LayerCache::Kv(c) => within("offset", c.offset),
+        LayerCache::Rotating(c) => {
+            RotatingKVCache::new(c.max_size, c.keep).map_err(|e| e.to_string())?;
+            within("index", c.idx)?;
+            if c.offset < 0 || (stored.is_none() && c.offset != 0) {
+                return Err(format!(
+                    "offset {} does not match the stored keys",
+                    c.offset
+                ));
+            }
+            Ok(())
+        }
+        LayerCache::Batch(c) => {
+            within("index", c.idx)?;
+            if let Some((rows, _)) = stored
+                && rows != c.left_padding.len()
+            {
+                return Err(format!(
+                    "{} rows of left padding for {rows} rows of keys",
+                    c.left_padding.len()
+                ));
+            }
+            match c.left_padding.iter().find(|&&p| p < 0) {
+                Some(p) => Err(format!("left padding {p} is negative")),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// The rows and positions of a layer's keys and values.
+fn check_buffers(keys: &Array, values: &Array) -> std::result::Result<(usize, i32), String> {
+    let (k, v) = (keys.shape(), values.shape());
+    let (k, v) = (k.dims(), v.dims());
+    if k.len() != 4 || v.len() != 4 || k[..3] != v[..3] {
+        return Err(format!(
+            "keys {} and values {} are not [B, heads, S, head_dim] of the same B, heads and S",
+            keys.describe(),
+            values.describe()
+        ));
+    }
+    if !keys.dtype().is_float() || !values.dtype().is_float() {
+        return Err(format!(
+            "keys {} and values {} must be floating point",
+            keys.describe(),
+            values.describe()
+        ));
+    }
+    let rows =
+        usize::try_from(k[0]).map_err(|_| format!("keys {} have no rows", keys.describe()))?;
+    Ok((rows, k[2]))
 }
