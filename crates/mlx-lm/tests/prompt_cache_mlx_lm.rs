@@ -1,5 +1,5 @@
 //! Prompt-cache files against mlx-lm 0.32.2, both ways (fixtures from
-//! `scripts/gen_prompt_cache_fixtures.py`, tiny Qwen3 `qwen3_untied`).
+//! `scripts/fixtures/gen_prompt_cache_fixtures.py`, tiny Qwen3 `qwen3_untied`).
 //!
 //! For a KV, a rotating and a left-padded batch cache, mlx-lm saved the cache
 //! of a prompt (all but its last token) and recorded the greedy continuation
