@@ -41,6 +41,9 @@
 
 #![deny(missing_docs)]
 
+// The derive names the crate `mlx_nn`, in here as everywhere else.
+extern crate self as mlx_nn;
+
 pub mod activations;
 pub mod autograd;
 pub mod backward;
@@ -57,6 +60,7 @@ mod var_builder;
 pub use autograd::{value_and_grad, LossAndGrads};
 pub use error::{Error, Result};
 pub use init::Init;
+pub use mlx_nn_derive::Module;
 pub use module::{LoadReport, Module, ModuleExt, Param, ParamMap, Visitor, VisitorMut};
 pub use transform::{compile, grad_checkpoint, sequential_checkpoint, CompiledFn};
 pub use var_builder::VarBuilder;

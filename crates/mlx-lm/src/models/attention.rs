@@ -2,7 +2,7 @@
 //! keys and rotary positions (the Qwen3 attention block).
 
 use mlx_nn::layers::{Linear, LinearConfig, RmsNorm};
-use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_nn::{Module, VarBuilder};
 use mlx_tensor::{Array, fast};
 
 use super::rope::RopeSettings;
@@ -23,7 +23,7 @@ pub(crate) struct AttentionDims {
 }
 
 /// `o_proj(sdpa(rope(q_norm(q_proj x)), rope(k_norm(k_proj x)), v_proj x))`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct Attention {
     q_proj: Linear,
     k_proj: Linear,
@@ -31,10 +31,13 @@ pub(crate) struct Attention {
     o_proj: Linear,
     q_norm: RmsNorm,
     k_norm: RmsNorm,
+    #[module(skip)]
     dims: AttentionDims,
     /// `q_proj`, `k_proj` and `v_proj` as one product (decoding).
+    #[module(skip)]
     qkv: StackedLinear,
     /// `o_proj` with its transposed weight kept (decoding).
+    #[module(skip)]
     o: StackedLinear,
 }
 
@@ -178,24 +181,5 @@ impl Attention {
         self.qkv
             .release(&[&self.q_proj, &self.k_proj, &self.v_proj]);
         self.o.release(&[&self.o_proj]);
-    }
-}
-
-impl Module for Attention {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("q_proj", &self.q_proj);
-        v.child("k_proj", &self.k_proj);
-        v.child("v_proj", &self.v_proj);
-        v.child("o_proj", &self.o_proj);
-        v.child("q_norm", &self.q_norm);
-        v.child("k_norm", &self.k_norm);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("q_proj", &mut self.q_proj);
-        v.child("k_proj", &mut self.k_proj);
-        v.child("v_proj", &mut self.v_proj);
-        v.child("o_proj", &mut self.o_proj);
-        v.child("q_norm", &mut self.q_norm);
-        v.child("k_norm", &mut self.k_norm);
     }
 }

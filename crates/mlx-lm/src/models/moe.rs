@@ -3,7 +3,7 @@
 //! `[experts, out, in]` and applied with `gather_mm`.
 
 use mlx_nn::layers::{Linear, LinearConfig};
-use mlx_nn::{Init, Module, Param, VarBuilder, Visitor, VisitorMut};
+use mlx_nn::{Init, Module, Param, VarBuilder};
 use mlx_tensor::{Array, Axes, Device, Dtype, gather_mm};
 
 use crate::Result;
@@ -13,7 +13,7 @@ use crate::Result;
 const SORT_THRESHOLD: usize = 64;
 
 /// Linear layers of all experts, `weight: [experts, out, in]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct SwitchLinear {
     weight: Param,
 }
@@ -55,17 +55,8 @@ impl SwitchLinear {
     }
 }
 
-impl Module for SwitchLinear {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.param("weight", &self.weight);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.param("weight", &mut self.weight);
-    }
-}
-
 /// SwiGLU experts: `down(silu(gate(x)) * up(x))` per selected expert.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct SwitchGlu {
     gate_proj: SwitchLinear,
     up_proj: SwitchLinear,
@@ -113,19 +104,6 @@ impl SwitchGlu {
     }
 }
 
-impl Module for SwitchGlu {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("gate_proj", &self.gate_proj);
-        v.child("up_proj", &self.up_proj);
-        v.child("down_proj", &self.down_proj);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("gate_proj", &mut self.gate_proj);
-        v.child("up_proj", &mut self.up_proj);
-        v.child("down_proj", &mut self.down_proj);
-    }
-}
-
 /// Shapes and routing settings of a sparse block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MoeDims {
@@ -137,10 +115,11 @@ pub(crate) struct MoeDims {
 }
 
 /// Router (`gate`) plus experts (`switch_mlp`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct SparseMoe {
     gate: Linear,
     switch_mlp: SwitchGlu,
+    #[module(skip)]
     dims: MoeDims,
 }
 
@@ -178,17 +157,6 @@ impl SparseMoe {
             .sum(-2, false)?
             .as_type(y.dtype())?;
         Ok((out, logits))
-    }
-}
-
-impl Module for SparseMoe {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("gate", &self.gate);
-        v.child("switch_mlp", &self.switch_mlp);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("gate", &mut self.gate);
-        v.child("switch_mlp", &mut self.switch_mlp);
     }
 }
 

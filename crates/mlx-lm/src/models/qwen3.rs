@@ -1,7 +1,7 @@
 //! Qwen3 (dense): grouped-query attention with per-head RMS-normalised
 //! queries and keys, rotary positions, SwiGLU feed-forward, pre-norm blocks.
 
-use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -215,9 +215,11 @@ impl Qwen3Config {
 }
 
 /// A Qwen3 causal language model.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Qwen3 {
+    #[module(skip)]
     pub(crate) config: Qwen3Config,
+    #[module(flatten)]
     pub(crate) inner: Transformer,
 }
 
@@ -236,14 +238,5 @@ impl Qwen3 {
     /// The configuration.
     pub fn config(&self) -> &Qwen3Config {
         &self.config
-    }
-}
-
-impl Module for Qwen3 {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        self.inner.visit(v);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        self.inner.visit_mut(v);
     }
 }

@@ -1,7 +1,7 @@
 //! Qwen3-MoE: the Qwen3 decoder with sparse mixture-of-experts feed-forward
 //! blocks in the layers `decoder_sparse_step` selects.
 
-use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
+use mlx_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::moe::MoeDims;
@@ -182,9 +182,11 @@ impl Qwen3MoeConfig {
 /// A Qwen3-MoE causal language model. Expert weights are held stacked as
 /// `model.layers.{i}.mlp.switch_mlp.{gate,up,down}_proj.weight`
 /// (`[experts, out, in]`); checkpoints keep them one by one.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Qwen3Moe {
+    #[module(skip)]
     pub(crate) config: Qwen3MoeConfig,
+    #[module(flatten)]
     pub(crate) inner: Transformer,
 }
 
@@ -202,14 +204,5 @@ impl Qwen3Moe {
     /// The configuration.
     pub fn config(&self) -> &Qwen3MoeConfig {
         &self.config
-    }
-}
-
-impl Module for Qwen3Moe {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        self.inner.visit(v);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        self.inner.visit_mut(v);
     }
 }

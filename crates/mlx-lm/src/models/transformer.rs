@@ -74,7 +74,7 @@ pub(crate) enum FeedForwardKind {
 }
 
 /// One pre-norm block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct DecoderLayer {
     self_attn: Attention,
     mlp: FeedForward,
@@ -148,24 +148,6 @@ impl DecoderLayer {
     }
 }
 
-impl Module for DecoderLayer {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("self_attn", &self.self_attn);
-        v.child("mlp", &self.mlp);
-        v.child("input_layernorm", &self.input_layernorm);
-        v.child("post_attention_layernorm", &self.post_attention_layernorm);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("self_attn", &mut self.self_attn);
-        v.child("mlp", &mut self.mlp);
-        v.child("input_layernorm", &mut self.input_layernorm);
-        v.child(
-            "post_attention_layernorm",
-            &mut self.post_attention_layernorm,
-        );
-    }
-}
-
 /// Everything needed to build a [`Transformer`].
 #[derive(Debug, Clone)]
 pub(crate) struct TransformerDims {
@@ -185,10 +167,13 @@ pub(crate) struct ForwardOutput {
 /// Embeddings, blocks, final norm and (untied) LM head, with Hugging Face
 /// parameter names (`model.embed_tokens.weight`, `model.layers.0.…`,
 /// `model.norm.weight`, `lm_head.weight`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub(crate) struct Transformer {
+    #[module(rename = "model.embed_tokens")]
     embed_tokens: Embedding,
+    #[module(rename = "model.layers")]
     layers: Vec<DecoderLayer>,
+    #[module(rename = "model.norm")]
     norm: RmsNorm,
     lm_head: Option<Linear>,
     vocab: i32,
@@ -408,24 +393,5 @@ impl Transformer {
         (0..self.layers.len())
             .map(|_| LayerCache::Batch(BatchKVCache::new(left_padding)))
             .collect()
-    }
-}
-
-impl Module for Transformer {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("model.embed_tokens", &self.embed_tokens);
-        v.children("model.layers", &self.layers);
-        v.child("model.norm", &self.norm);
-        if let Some(head) = &self.lm_head {
-            v.child("lm_head", head);
-        }
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("model.embed_tokens", &mut self.embed_tokens);
-        v.children("model.layers", &mut self.layers);
-        v.child("model.norm", &mut self.norm);
-        if let Some(head) = &mut self.lm_head {
-            v.child("lm_head", head);
-        }
     }
 }

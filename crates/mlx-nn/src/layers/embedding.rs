@@ -3,11 +3,12 @@
 use mlx_tensor::Array;
 
 use crate::init::Init;
-use crate::module::{Module, Param, Visitor, VisitorMut};
+use crate::module::Param;
+use crate::Module;
 use crate::{Result, VarBuilder};
 
 /// A lookup table `[num_embeddings, dims]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Embedding {
     /// `[num_embeddings, dims]`.
     pub weight: Param,
@@ -36,14 +37,5 @@ impl Embedding {
     /// Uses the table as an output projection (tied embeddings): `x Eᵀ`.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         Ok(x.matmul(&self.weight.value.t()?)?)
-    }
-}
-
-impl Module for Embedding {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.param("weight", &self.weight);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.param("weight", &mut self.weight);
     }
 }

@@ -3,11 +3,12 @@
 use mlx_tensor::Array;
 
 use crate::init::Init;
-use crate::module::{Module, Param, Visitor, VisitorMut};
+use crate::module::Param;
+use crate::Module;
 use crate::{Result, VarBuilder};
 
 /// `y = x Wᵀ + b` with `W: [out, in]` (the Hugging Face layout).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Linear {
     /// `[out_features, in_features]`.
     pub weight: Param,
@@ -86,20 +87,5 @@ impl Linear {
             s.first().copied().unwrap_or(0),
             s.get(1).copied().unwrap_or(0),
         )
-    }
-}
-
-impl Module for Linear {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.param("weight", &self.weight);
-        if let Some(b) = &self.bias {
-            v.param("bias", b);
-        }
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.param("weight", &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            v.param("bias", b);
-        }
     }
 }

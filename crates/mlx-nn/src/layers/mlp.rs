@@ -5,12 +5,12 @@ use mlx_tensor::Array;
 
 use crate::activations::{silu, Activation};
 use crate::layers::{Forward, Linear, LinearConfig};
-use crate::module::{Module, Visitor, VisitorMut};
+use crate::Module;
 use crate::{Error, Result, VarBuilder};
 
 /// `down_proj(silu(gate_proj(x)) * up_proj(x))`, without biases, with the
 /// Hugging Face names `gate_proj`, `up_proj`, `down_proj`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct SwiGlu {
     /// `hidden → intermediate`, gated by SiLU.
     pub gate_proj: Linear,
@@ -43,27 +43,15 @@ impl Forward for SwiGlu {
     }
 }
 
-impl Module for SwiGlu {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.child("gate_proj", &self.gate_proj);
-        v.child("up_proj", &self.up_proj);
-        v.child("down_proj", &self.down_proj);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.child("gate_proj", &mut self.gate_proj);
-        v.child("up_proj", &mut self.up_proj);
-        v.child("down_proj", &mut self.down_proj);
-    }
-}
-
 /// A multi-layer perceptron: `Linear → activation → … → Linear`, the
 /// activation between layers but not after the last. Parameters are named
 /// `layers.{i}.weight` and `layers.{i}.bias`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct Mlp {
     /// The linear layers, in order.
     pub layers: Vec<Linear>,
     /// The activation between layers.
+    #[module(skip)]
     pub activation: Activation,
 }
 
@@ -102,14 +90,5 @@ impl Mlp {
 impl Forward for Mlp {
     fn forward(&self, x: &Array) -> Result<Array> {
         Mlp::forward(self, x)
-    }
-}
-
-impl Module for Mlp {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.children("layers", &self.layers);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.children("layers", &mut self.layers);
     }
 }

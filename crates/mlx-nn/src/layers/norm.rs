@@ -3,11 +3,12 @@
 use mlx_tensor::{fast, Array};
 
 use crate::init::Init;
-use crate::module::{Module, Param, Visitor, VisitorMut};
+use crate::module::Param;
+use crate::Module;
 use crate::{Result, VarBuilder};
 
 /// RMS normalisation over the last axis with a learned scale.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct RmsNorm {
     /// `[dims]`.
     pub weight: Param,
@@ -31,17 +32,8 @@ impl RmsNorm {
     }
 }
 
-impl Module for RmsNorm {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.param("weight", &self.weight);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.param("weight", &mut self.weight);
-    }
-}
-
 /// Layer normalisation over the last axis, optionally affine.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct LayerNorm {
     /// `[dims]` scale (when affine).
     pub weight: Option<Param>,
@@ -81,24 +73,5 @@ impl LayerNorm {
             self.bias.as_ref().map(|p| &p.value),
             self.eps,
         )?)
-    }
-}
-
-impl Module for LayerNorm {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        if let Some(w) = &self.weight {
-            v.param("weight", w);
-        }
-        if let Some(b) = &self.bias {
-            v.param("bias", b);
-        }
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        if let Some(w) = &mut self.weight {
-            v.param("weight", w);
-        }
-        if let Some(b) = &mut self.bias {
-            v.param("bias", b);
-        }
     }
 }

@@ -3,7 +3,8 @@
 use mlx_tensor::{Array, Dtype, Quantized};
 
 use crate::layers::{Linear, LinearConfig};
-use crate::module::{Module, Param, Visitor, VisitorMut};
+use crate::module::Param;
+use crate::Module;
 use crate::{Error, Result, VarBuilder};
 
 /// Default elements per quantization group (as MLX's affine mode).
@@ -17,7 +18,7 @@ pub const DEFAULT_BITS: i32 = 4;
 ///
 /// All parameters start frozen: the packed integers have no gradient. The
 /// float `bias`, `scales` and `biases` may be unfrozen explicitly.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct QuantizedLinear {
     /// Packed `u32` weights `[out, in · bits / 32]`.
     pub weight: Param,
@@ -141,24 +142,5 @@ impl QuantizedLinear {
 impl super::Forward for QuantizedLinear {
     fn forward(&self, x: &Array) -> Result<Array> {
         QuantizedLinear::forward(self, x)
-    }
-}
-
-impl Module for QuantizedLinear {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        v.param("weight", &self.weight);
-        v.param("scales", &self.scales);
-        v.param("biases", &self.biases);
-        if let Some(b) = &self.bias {
-            v.param("bias", b);
-        }
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.param("weight", &mut self.weight);
-        v.param("scales", &mut self.scales);
-        v.param("biases", &mut self.biases);
-        if let Some(b) = &mut self.bias {
-            v.param("bias", b);
-        }
     }
 }
