@@ -34,7 +34,7 @@ pub use enums::{
     ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation, Optim,
     ScaleRewards,
 };
-pub use validate::ConfigWarning;
+pub use validate::{ConfigWarning, MAX_SEQUENCE_TOKENS};
 
 use crate::error::{Error, Result};
 
@@ -52,10 +52,12 @@ pub struct GrpoConfig {
     // ---- data ----
     /// Completions sampled per prompt (the group size G). At least 2.
     pub num_generations: usize,
-    /// Longest prompt, in tokens; longer prompts are truncated from the left.
-    /// `None` keeps prompts whole. (Not a TRL 1.16 field: TRL removed it and
-    /// never truncates; kept here because a fixed bound is useful on small
-    /// devices.)
+    /// Longest prompt, in tokens: a rendered prompt that is longer keeps only
+    /// its last `max_prompt_length` tokens (left truncation, as TRL applied
+    /// it through its tokenizer's `truncation_side = "left"` up to 0.27), and
+    /// the first cut of a run is reported on standard error. `None` keeps
+    /// prompts whole. (TRL has since removed the field and never truncates;
+    /// kept here because a fixed bound is useful on small devices.)
     pub max_prompt_length: Option<usize>,
     /// Most tokens generated per completion. Also the constant divisor of the
     /// `dr_grpo` loss.

@@ -84,6 +84,7 @@ pub struct Trainer {
     buffer: Option<RolloutBuffer>,
     pending_logs: Vec<BTreeMap<String, f64>>,
     num_tokens: f64,
+    prompt_truncation: rollout::PromptTruncation,
 }
 
 impl Trainer {
@@ -97,6 +98,8 @@ impl Trainer {
         rewards: RewardSet,
     ) -> Result<Self> {
         config.validate()?;
+        let positions = model.config().base().max_position_embeddings;
+        config.check_fits_model(usize::try_from(positions).unwrap_or(0))?;
         if rewards.names().is_empty() {
             return Err(Error::InvalidConfig {
                 message: "no reward functions: add at least one to the RewardSet".into(),
@@ -138,6 +141,7 @@ impl Trainer {
         let checkpoints = CheckpointManager::new(&config.output_dir, config.save_total_limit);
         Ok(Trainer {
             loss: GrpoLoss::from_config(&config),
+            prompt_truncation: rollout::PromptTruncation::new(config.max_prompt_length),
             config,
             model,
             ref_model,
@@ -392,7 +396,8 @@ impl Trainer {
             let row = rows.get(i).ok_or_else(|| Error::InvalidConfig {
                 message: format!("sampler produced row {i}"),
             })?;
-            prompts.push(rollout::render_prompt(&self.tokenizer, &row.prompt)?);
+            let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
+            prompts.push(self.prompt_truncation.apply(ids));
         }
         let generation_index = self.state.global_step as u64;
         // The last update replaced the weights: keep decoding from holding
