@@ -152,6 +152,11 @@ pub struct GrpoConfig {
     pub ref_model_sync_steps: usize,
     /// Most tool-calling turns per rollout; `None` means no limit.
     pub max_tool_calling_iterations: Option<usize>,
+    /// Weight of the router load-balancing loss added to the training loss
+    /// of a mixture-of-experts model (TRL's `router_aux_loss_coef`; no
+    /// effect on dense models, 0 disables it). Used instead of the model
+    /// config's value, as in TRL.
+    pub router_aux_loss_coef: f64,
 
     // ---- rewards ----
     /// One weight per reward function; `None` weighs each by 1.
@@ -284,6 +289,7 @@ impl Default for GrpoConfig {
             ref_model_mixup_alpha: 0.6,
             ref_model_sync_steps: 512,
             max_tool_calling_iterations: None,
+            router_aux_loss_coef: 0.001,
             reward_weights: None,
             scale_rewards: ScaleRewards::Group,
             multi_objective_aggregation: MultiObjectiveAggregation::SumThenNormalize,

@@ -309,6 +309,7 @@ impl GrpoConfig {
             ("entropy_coef", self.entropy_coef),
             ("entropy_coef_delta", self.entropy_coef_delta),
             ("entropy_target", self.entropy_target),
+            ("router_aux_loss_coef", self.router_aux_loss_coef),
         ] {
             check(name, value, true, "finite");
         }

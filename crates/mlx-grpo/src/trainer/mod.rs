@@ -32,7 +32,7 @@ use mlx_nn::ModuleExt;
 use crate::advantages::{compute_advantages, AdvantageSettings};
 use crate::config::GrpoConfig;
 use crate::dataset::{Dataset, GenerationSampler, SamplerSpec, SplitMix64};
-use crate::loss::GrpoLoss;
+use crate::loss::{EntropyControl, EntropyControlState, GrpoLoss};
 use crate::rewards::RewardSet;
 use crate::{Error, Result};
 
@@ -85,6 +85,7 @@ pub struct Trainer {
     pending_logs: Vec<BTreeMap<String, f64>>,
     num_tokens: f64,
     prompt_truncation: rollout::PromptTruncation,
+    entropy_control: EntropyControl,
 }
 
 impl Trainer {
@@ -142,6 +143,7 @@ impl Trainer {
         Ok(Trainer {
             loss: GrpoLoss::from_config(&config),
             prompt_truncation: rollout::PromptTruncation::new(config.max_prompt_length),
+            entropy_control: EntropyControl::from_config(&config),
             config,
             model,
             ref_model,
@@ -223,6 +225,9 @@ impl Trainer {
         }
         self.optimizer
             .load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
+        if let Some(entropy) = EntropyControlState::read(checkpoint)? {
+            self.entropy_control.restore(entropy);
+        }
         self.sampler = GenerationSampler::resume(
             self.dataset.len(),
             SamplerSpec::from_config(&self.config),
@@ -306,12 +311,17 @@ impl Trainer {
         let model = &self.model;
         let ref_model = &self.ref_model;
         let optimizer = &self.optimizer;
+        let entropy = self.entropy_control.state();
+        let adaptive = self.entropy_control.is_adaptive();
         let path = self.checkpoints.save(step, &self.state, |dir| {
             save_model(model, dir.join(checkpoint::MODEL_DIR), &options)?;
             if let Some(r) = ref_model {
                 save_model(r, dir.join("ref_model"), &options)?;
             }
             optimizer.save(dir.join(checkpoint::OPTIMIZER_FILE))?;
+            if adaptive {
+                entropy.write(dir)?;
+            }
             Ok(())
         })?;
         for cb in &mut self.callbacks {
@@ -346,6 +356,7 @@ impl Trainer {
             &mut self.model,
             &mut self.optimizer,
             &self.loss,
+            &mut self.entropy_control,
             &self.config,
             &micro,
         )?;
