@@ -151,6 +151,34 @@ fn high_entropy_gates_the_bonus_off_and_lowers_the_coefficient() {
 
 #[test]
 fn trainer_adapts_the_coefficient_and_checkpoints_it() {
+    let dir = std::env::temp_dir().join(format!("mlx-grpo-adaptive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut trainer = adaptive_trainer(&dir, 2);
+    let out = trainer.train().unwrap();
+    let coefs: Vec<f64> = out
+        .log_history
+        .iter()
+        .map(|r| r.metrics["entropy_coef"])
+        .collect();
+    assert_eq!(coefs.len(), 2);
+    assert_close(coefs[0], 0.01, "coef after step 1");
+    assert_close(coefs[1], 0.02, "coef after step 2");
+    let checkpoint = out.last_checkpoint.unwrap();
+    let state = EntropyControlState::read(&checkpoint).unwrap().unwrap();
+    assert_close(state.entropy_coef, 0.02, "checkpointed coef");
+    assert!(state.last_world_entropy.is_finite() && state.last_world_entropy > 0.0);
+    // A resumed run continues from the checkpointed controller, not from
+    // the config's initial coefficient.
+    let mut resumed = adaptive_trainer(&dir, 3);
+    resumed.resume_from(&checkpoint).unwrap();
+    let metrics = resumed.train_step().unwrap();
+    assert_close(metrics["entropy_coef"], 0.03, "coef after the resumed step");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A trainer of a tiny random model with adaptive entropy control whose
+/// target is above any entropy (the coefficient grows by 0.01 a step).
+fn adaptive_trainer(dir: &std::path::Path, steps: i64) -> Trainer {
     let tok = VocabTokenizerBuilder::char_level("0123456789+=".chars())
         .pad("<pad>")
         .eos("<|endoftext|>")
@@ -177,10 +205,8 @@ fn trainer_adapts_the_coefficient_and_checkpoints_it() {
             x.completion.num_tokens as f32
         }))
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-adaptive-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
     let grpo = GrpoConfig {
-        output_dir: dir.clone(),
+        output_dir: dir.to_path_buf(),
         num_generations: 2,
         per_device_train_batch_size: 4,
         max_completion_length: 3,
@@ -188,25 +214,11 @@ fn trainer_adapts_the_coefficient_and_checkpoints_it() {
         entropy_coef: 0.0,
         entropy_coef_delta: 0.01,
         entropy_target: 1e3,
-        max_steps: 2,
+        max_steps: steps,
         logging_steps: 1,
         ..GrpoConfig::default()
     };
-    let mut trainer = Trainer::new(grpo, model, tok, dataset, rewards)
+    Trainer::new(grpo, model, tok, dataset, rewards)
         .unwrap()
-        .with_progress(false);
-    let out = trainer.train().unwrap();
-    let coefs: Vec<f64> = out
-        .log_history
-        .iter()
-        .map(|r| r.metrics["entropy_coef"])
-        .collect();
-    assert_eq!(coefs.len(), 2);
-    assert_close(coefs[0], 0.01, "coef after step 1");
-    assert_close(coefs[1], 0.02, "coef after step 2");
-    let checkpoint = out.last_checkpoint.unwrap();
-    let state = EntropyControlState::read(&checkpoint).unwrap().unwrap();
-    assert_close(state.entropy_coef, 0.02, "checkpointed coef");
-    assert!(state.last_world_entropy.is_finite() && state.last_world_entropy > 0.0);
-    let _ = std::fs::remove_dir_all(&dir);
+        .with_progress(false)
 }
