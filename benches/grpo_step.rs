@@ -125,7 +125,7 @@ fn prompt_texts(rows: usize, len: usize, vocab: u64) -> Vec<String> {
 struct RolloutClock(Rc<Cell<Option<Instant>>>);
 
 impl TrainerCallback for RolloutClock {
-    fn on_rollout(&mut self, _samples: &mut Vec<RolloutSample>) {
+    fn on_rollout(&mut self, _samples: &mut [RolloutSample]) {
         self.0.set(Some(Instant::now()));
     }
 }

@@ -34,7 +34,7 @@ pub use enums::{
     ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation, Optim,
     ScaleRewards,
 };
-pub use validate::ConfigWarning;
+pub use validate::{ConfigWarning, MAX_SEQUENCE_TOKENS};
 
 use crate::error::{Error, Result};
 
@@ -52,10 +52,12 @@ pub struct GrpoConfig {
     // ---- data ----
     /// Completions sampled per prompt (the group size G). At least 2.
     pub num_generations: usize,
-    /// Longest prompt, in tokens; longer prompts are truncated from the left.
-    /// `None` keeps prompts whole. (Not a TRL 1.16 field: TRL removed it and
-    /// never truncates; kept here because a fixed bound is useful on small
-    /// devices.)
+    /// Longest prompt, in tokens: a rendered prompt that is longer keeps only
+    /// its last `max_prompt_length` tokens (left truncation, as TRL applied
+    /// it through its tokenizer's `truncation_side = "left"` up to 0.27), and
+    /// the first cut of a run is reported on standard error. `None` keeps
+    /// prompts whole. (TRL has since removed the field and never truncates;
+    /// kept here because a fixed bound is useful on small devices.)
     pub max_prompt_length: Option<usize>,
     /// Most tokens generated per completion. Also the constant divisor of the
     /// `dr_grpo` loss.
@@ -150,6 +152,11 @@ pub struct GrpoConfig {
     pub ref_model_sync_steps: usize,
     /// Most tool-calling turns per rollout; `None` means no limit.
     pub max_tool_calling_iterations: Option<usize>,
+    /// Weight of the router load-balancing loss added to the training loss
+    /// of a mixture-of-experts model (TRL's `router_aux_loss_coef`; no
+    /// effect on dense models, 0 disables it). Used instead of the model
+    /// config's value, as in TRL.
+    pub router_aux_loss_coef: f64,
 
     // ---- rewards ----
     /// One weight per reward function; `None` weighs each by 1.
@@ -282,6 +289,7 @@ impl Default for GrpoConfig {
             ref_model_mixup_alpha: 0.6,
             ref_model_sync_steps: 512,
             max_tool_calling_iterations: None,
+            router_aux_loss_coef: 0.001,
             reward_weights: None,
             scale_rewards: ScaleRewards::Group,
             multi_objective_aggregation: MultiObjectiveAggregation::SumThenNormalize,

@@ -3,7 +3,7 @@
 //! checkpointing) give the plain path's losses and gradients.
 
 use mlx_grpo::config::GrpoConfig;
-use mlx_grpo::loss::GrpoLoss;
+use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
 use mlx_lm::loader::random_model;
@@ -179,7 +179,17 @@ fn optimize_step_with_gradient_checkpointing_matches() {
         let micro = micro_batches(&m, &config);
         let mut metrics = Vec::new();
         for _ in 0..2 {
-            metrics.push(optimize_step(&mut m, &mut optimizer, &loss, &config, &micro).unwrap());
+            metrics.push(
+                optimize_step(
+                    &mut m,
+                    &mut optimizer,
+                    &loss,
+                    &mut EntropyControl::from_config(&config),
+                    &config,
+                    &micro,
+                )
+                .unwrap(),
+            );
         }
         results.push((metrics, m.parameters()));
     }
@@ -215,7 +225,15 @@ fn optimizer_state_keeps_the_parameter_dtype() {
     m.set_gradient_checkpointing(true);
     let mut optimizer = build_optimizer(&config, 1).unwrap();
     let micro = micro_batches(&m, &config);
-    optimize_step(&mut m, &mut optimizer, &loss, &config, &micro).unwrap();
+    optimize_step(
+        &mut m,
+        &mut optimizer,
+        &loss,
+        &mut EntropyControl::from_config(&config),
+        &config,
+        &micro,
+    )
+    .unwrap();
     let params = m.parameters();
     assert!(!optimizer.state().is_empty());
     for (name, state) in optimizer.state() {
@@ -244,7 +262,17 @@ fn offloaded_optimizer_state_gives_the_same_steps() {
         let micro = micro_batches(&m, &config);
         let mut metrics = Vec::new();
         for _ in 0..2 {
-            metrics.push(optimize_step(&mut m, &mut optimizer, &loss, &config, &micro).unwrap());
+            metrics.push(
+                optimize_step(
+                    &mut m,
+                    &mut optimizer,
+                    &loss,
+                    &mut EntropyControl::from_config(&config),
+                    &config,
+                    &micro,
+                )
+                .unwrap(),
+            );
         }
         let param_bytes: usize = m.parameters().values().map(Array::nbytes).sum();
         if offload {

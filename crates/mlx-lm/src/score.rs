@@ -190,13 +190,43 @@ pub fn score_tokens_with<M: LanguageModel>(
     options: &ScoreOptions,
     gradients: &ScoreGradients,
 ) -> Result<(Array, Option<Array>)> {
+    check_score_inputs(tokens, completion_width, options)?;
+    let hidden = model.forward_hidden_padded(tokens, left_padding)?;
+    score_hidden(model, &hidden, tokens, completion_width, options, gradients)
+}
+
+/// [`score_tokens_with`] together with the model's auxiliary training loss
+/// from the same forward pass (for mixture-of-experts models the router
+/// load-balancing loss, unscaled; `None` for dense models), counting only
+/// the tokens where `token_mask` (`[B, T]`, 1 = real token; default:
+/// everything after the left padding) is set, as transformers counts the
+/// tokens of its `attention_mask`.
+pub fn score_tokens_with_aux<M: LanguageModel>(
+    model: &M,
+    tokens: &Array,
+    left_padding: &[i32],
+    completion_width: i32,
+    token_mask: Option<&Array>,
+    options: &ScoreOptions,
+    gradients: &ScoreGradients,
+) -> Result<(Array, Option<Array>, Option<Array>)> {
+    check_score_inputs(tokens, completion_width, options)?;
+    let (hidden, aux) = model.forward_hidden_with_aux(tokens, Some(left_padding), token_mask)?;
+    let (logprobs, entropies) =
+        score_hidden(model, &hidden, tokens, completion_width, options, gradients)?;
+    Ok((logprobs, entropies, aux))
+}
+
+/// The checks shared by the scoring functions: `[B, T]` tokens, a
+/// completion width that leaves a prompt token, a positive temperature.
+fn check_score_inputs(tokens: &Array, completion_width: i32, options: &ScoreOptions) -> Result<()> {
     let shape = tokens.shape();
     if shape.ndim() != 2 {
         return Err(Error::InvalidInput {
             message: format!("tokens must be [batch, length], got {}", tokens.describe()),
         });
     }
-    let (rows, total) = (shape[0], shape[1]);
+    let total = shape[1];
     if completion_width < 0 || completion_width >= total {
         return Err(Error::InvalidInput {
             message: format!(
@@ -209,7 +239,21 @@ pub fn score_tokens_with<M: LanguageModel>(
             message: format!("temperature must be positive, got {}", options.temperature),
         });
     }
-    let hidden = model.forward_hidden_padded(tokens, left_padding)?;
+    Ok(())
+}
+
+/// Scores the last `completion_width` tokens of each row of `tokens` from
+/// the model's final hidden states `hidden` (`[B, T, hidden]`).
+fn score_hidden<M: LanguageModel>(
+    model: &M,
+    hidden: &Array,
+    tokens: &Array,
+    completion_width: i32,
+    options: &ScoreOptions,
+    gradients: &ScoreGradients,
+) -> Result<(Array, Option<Array>)> {
+    let shape = tokens.shape();
+    let (rows, total) = (shape[0], shape[1]);
     let start = total - completion_width;
     let hidden = hidden.slice_axis(1, start - 1, Some(total - 1), 1)?;
     let targets = tokens.slice_axis(1, start, None, 1)?;

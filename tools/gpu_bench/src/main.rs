@@ -47,7 +47,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use mlx_grpo::config::GrpoConfig;
-use mlx_grpo::loss::GrpoLoss;
+use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
@@ -727,7 +727,14 @@ fn grpo_step(
     memory::reset_peak_memory();
     let t2 = Instant::now();
     let loss_fn = GrpoLoss::from_config(config);
-    let metrics = optimize_step(model, optimizer, &loss_fn, config, &micro)?;
+    let metrics = optimize_step(
+        model,
+        optimizer,
+        &loss_fn,
+        &mut EntropyControl::from_config(config),
+        config,
+        &micro,
+    )?;
     times.optimize = t2.elapsed().as_secs_f64();
     times.optimize_peak = memory::peak_memory();
     Ok((times, metrics.get("loss").copied().unwrap_or(f64::NAN)))

@@ -7,6 +7,10 @@ use std::fmt;
 use super::{GrpoConfig, ImportanceSamplingLevel, LossType};
 use crate::error::{Error, Result};
 
+/// The longest prompt + completion, in tokens, a config may ask for: array
+/// dimensions (and token positions) are `i32`.
+pub const MAX_SEQUENCE_TOKENS: usize = i32::MAX as usize;
+
 /// A setting that is allowed but probably not what was meant; TRL logs the
 /// same situations as warnings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +37,10 @@ impl GrpoConfig {
     /// sizes or step counts, non-finite or out-of-range numbers (temperature
     /// <= 0, `top_p` outside (0, 1], quantiles and probabilities outside
     /// [0, 1], negative `beta`, SAPO temperatures <= 0, ...), `max_steps = 0`,
-    /// and no training length at all. Every problem found is listed in the one
-    /// error.
+    /// no training length at all, and a `max_completion_length` (plus
+    /// `max_prompt_length`) beyond [`MAX_SEQUENCE_TOKENS`]. Every problem
+    /// found is listed in the one error. The bound of the model's positions
+    /// is checked by [`GrpoConfig::check_fits_model`] once the model is known.
     ///
     /// Warned, as TRL warns: `luspo` without sequence-level importance
     /// sampling, `vespo` with it, and sequence-level importance sampling with a
@@ -43,6 +49,7 @@ impl GrpoConfig {
     pub fn validate(&self) -> Result<Vec<ConfigWarning>> {
         let mut problems = Vec::new();
         self.check_batching(&mut problems);
+        self.check_sequence_bound(&mut problems);
         self.check_ranges(&mut problems);
         self.check_schedule(&mut problems);
         if problems.is_empty() {
@@ -172,6 +179,57 @@ impl GrpoConfig {
         }
     }
 
+    /// The longest rows generation and training may build: at most
+    /// `max_prompt_length` (1 when unset: every prompt has at least one
+    /// token) plus `max_completion_length` tokens. `None` when that sum
+    /// overflows.
+    pub fn max_sequence_tokens(&self) -> Option<usize> {
+        self.max_prompt_length
+            .unwrap_or(1)
+            .checked_add(self.max_completion_length)
+    }
+
+    /// Rejects a `max_completion_length` (with `max_prompt_length`) whose
+    /// rows cannot fit a model with `max_position_embeddings` positions:
+    /// the error names both settings. Called by the trainer once the model
+    /// is known.
+    pub fn check_fits_model(&self, max_position_embeddings: usize) -> Result<()> {
+        let needed = self.max_sequence_tokens();
+        if needed.is_some_and(|n| n <= max_position_embeddings) {
+            return Ok(());
+        }
+        let prompt = match self.max_prompt_length {
+            Some(p) => format!("max_prompt_length ({p})"),
+            None => "a 1-token prompt".to_string(),
+        };
+        Err(Error::InvalidConfig {
+            message: format!(
+                "max_completion_length = {} with {prompt} needs {} positions, but the model has \
+                 max_position_embeddings = {max_position_embeddings}",
+                self.max_completion_length,
+                needed.map_or_else(|| "more than usize::MAX".to_string(), |n| n.to_string())
+            ),
+        })
+    }
+
+    /// `max_prompt_length + max_completion_length` must be a row length the
+    /// arrays can index ([`MAX_SEQUENCE_TOKENS`]).
+    fn check_sequence_bound(&self, problems: &mut Vec<String>) {
+        let fits = self
+            .max_sequence_tokens()
+            .is_some_and(|n| n <= MAX_SEQUENCE_TOKENS);
+        if !fits {
+            problems.push(format!(
+                "max_completion_length = {}{} exceeds the longest sequence of {MAX_SEQUENCE_TOKENS} tokens",
+                self.max_completion_length,
+                match self.max_prompt_length {
+                    Some(p) => format!(" plus max_prompt_length = {p}"),
+                    None => String::new(),
+                }
+            ));
+        }
+    }
+
     fn check_ranges(&self, problems: &mut Vec<String>) {
         let mut check = |name: &str, value: f64, ok: bool, expected: &str| {
             if !value.is_finite() || !ok {
@@ -251,6 +309,7 @@ impl GrpoConfig {
             ("entropy_coef", self.entropy_coef),
             ("entropy_coef_delta", self.entropy_coef_delta),
             ("entropy_target", self.entropy_target),
+            ("router_aux_loss_coef", self.router_aux_loss_coef),
         ] {
             check(name, value, true, "finite");
         }

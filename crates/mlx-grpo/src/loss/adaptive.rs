@@ -1,9 +1,15 @@
 //! [`EntropyControl`]: the entropy coefficient across optimiser steps, static
 //! or adaptive (TRL's `use_adaptive_entropy`).
 
+use std::path::Path;
+
 use super::output::EntropyWindow;
 use crate::config::GrpoConfig;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// The file of a checkpoint that holds the adaptive entropy controller's
+/// state (TRL's name).
+pub const ENTROPY_STATE_FILE: &str = "entropy_ctrl_state.json";
 
 /// The entropy-bonus coefficient and, with adaptive control, its controller.
 ///
@@ -63,6 +69,11 @@ impl EntropyControl {
             min: cfg.entropy_coef_min,
             max: cfg.entropy_coef_max,
         }
+    }
+
+    /// Whether the coefficient adapts (`use_adaptive_entropy`).
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive
     }
 
     /// Whether the entropy bonus is on at all for this run.
@@ -132,6 +143,51 @@ impl EntropyControl {
         self.last_entropy = state.last_world_entropy;
         self.window_sum = 0.0;
         self.window_tokens = 0.0;
+    }
+}
+
+impl EntropyControlState {
+    /// Writes the state to `checkpoint/entropy_ctrl_state.json` (an infinite
+    /// `last_world_entropy`, before any measurement, as `null`).
+    pub fn write(&self, checkpoint: &Path) -> Result<()> {
+        let path = checkpoint.join(ENTROPY_STATE_FILE);
+        let entropy = if self.last_world_entropy.is_finite() {
+            serde_json::Value::from(self.last_world_entropy)
+        } else {
+            serde_json::Value::Null
+        };
+        let value = serde_json::json!({
+            "entropy_coef": self.entropy_coef,
+            "last_world_entropy": entropy,
+        });
+        std::fs::write(&path, value.to_string()).map_err(|e| Error::io(&path, e))
+    }
+
+    /// Reads the state a checkpoint holds, `None` when it has none.
+    pub fn read(checkpoint: &Path) -> Result<Option<Self>> {
+        let path = checkpoint.join(ENTROPY_STATE_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let bad = |message: String| Error::io(&path, std::io::Error::other(message));
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let entropy_coef = value
+            .get("entropy_coef")
+            .and_then(serde_json::Value::as_f64)
+            .filter(|c| c.is_finite())
+            .ok_or_else(|| bad("`entropy_coef` must be a finite number".into()))?;
+        let last_world_entropy = match value.get("last_world_entropy") {
+            None | Some(serde_json::Value::Null) => f64::INFINITY,
+            Some(v) => v
+                .as_f64()
+                .ok_or_else(|| bad("`last_world_entropy` must be a number or null".into()))?,
+        };
+        Ok(Some(Self {
+            entropy_coef,
+            last_world_entropy,
+        }))
     }
 }
 

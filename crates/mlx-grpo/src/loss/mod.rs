@@ -60,7 +60,7 @@ mod ratio;
 mod reduce;
 mod settings;
 
-pub use adaptive::{EntropyControl, EntropyControlState};
+pub use adaptive::{EntropyControl, EntropyControlState, ENTROPY_STATE_FILE};
 pub use gamma::{gamma_weights, GammaParams};
 pub use inputs::{LossInputs, LossMode};
 pub use masks::{high_entropy_mask, masked_quantile, off_policy_mask};

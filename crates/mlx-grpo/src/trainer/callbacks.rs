@@ -11,8 +11,10 @@ use crate::trainer::rollout::RolloutSample;
 /// does nothing, so implement only what you need.
 pub trait TrainerCallback {
     /// After sampling, before rewards: inspect or change the completions
-    /// (e.g. truncate at a stop string, drop tool output tokens).
-    fn on_rollout(&mut self, _samples: &mut Vec<RolloutSample>) {}
+    /// (e.g. truncate at a stop string, drop tool output tokens). The
+    /// samples can be edited but not added or removed: every slot of the
+    /// generation batch keeps its completion, grouped by prompt.
+    fn on_rollout(&mut self, _samples: &mut [RolloutSample]) {}
 
     /// After advantages are computed: inspect or reshape them (one per
     /// completion, in the order of the inputs).

@@ -32,7 +32,7 @@ use mlx_nn::ModuleExt;
 use crate::advantages::{compute_advantages, AdvantageSettings};
 use crate::config::GrpoConfig;
 use crate::dataset::{Dataset, GenerationSampler, SamplerSpec, SplitMix64};
-use crate::loss::GrpoLoss;
+use crate::loss::{EntropyControl, EntropyControlState, GrpoLoss};
 use crate::rewards::RewardSet;
 use crate::{Error, Result};
 
@@ -84,6 +84,8 @@ pub struct Trainer {
     buffer: Option<RolloutBuffer>,
     pending_logs: Vec<BTreeMap<String, f64>>,
     num_tokens: f64,
+    prompt_truncation: rollout::PromptTruncation,
+    entropy_control: EntropyControl,
 }
 
 impl Trainer {
@@ -97,6 +99,8 @@ impl Trainer {
         rewards: RewardSet,
     ) -> Result<Self> {
         config.validate()?;
+        let positions = model.config().base().max_position_embeddings;
+        config.check_fits_model(usize::try_from(positions).unwrap_or(0))?;
         if rewards.names().is_empty() {
             return Err(Error::InvalidConfig {
                 message: "no reward functions: add at least one to the RewardSet".into(),
@@ -138,6 +142,8 @@ impl Trainer {
         let checkpoints = CheckpointManager::new(&config.output_dir, config.save_total_limit);
         Ok(Trainer {
             loss: GrpoLoss::from_config(&config),
+            prompt_truncation: rollout::PromptTruncation::new(config.max_prompt_length),
+            entropy_control: EntropyControl::from_config(&config),
             config,
             model,
             ref_model,
@@ -219,6 +225,9 @@ impl Trainer {
         }
         self.optimizer
             .load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
+        if let Some(entropy) = EntropyControlState::read(checkpoint)? {
+            self.entropy_control.restore(entropy);
+        }
         self.sampler = GenerationSampler::resume(
             self.dataset.len(),
             SamplerSpec::from_config(&self.config),
@@ -302,12 +311,17 @@ impl Trainer {
         let model = &self.model;
         let ref_model = &self.ref_model;
         let optimizer = &self.optimizer;
+        let entropy = self.entropy_control.state();
+        let adaptive = self.entropy_control.is_adaptive();
         let path = self.checkpoints.save(step, &self.state, |dir| {
             save_model(model, dir.join(checkpoint::MODEL_DIR), &options)?;
             if let Some(r) = ref_model {
                 save_model(r, dir.join("ref_model"), &options)?;
             }
             optimizer.save(dir.join(checkpoint::OPTIMIZER_FILE))?;
+            if adaptive {
+                entropy.write(dir)?;
+            }
             Ok(())
         })?;
         for cb in &mut self.callbacks {
@@ -342,6 +356,7 @@ impl Trainer {
             &mut self.model,
             &mut self.optimizer,
             &self.loss,
+            &mut self.entropy_control,
             &self.config,
             &micro,
         )?;
@@ -392,7 +407,8 @@ impl Trainer {
             let row = rows.get(i).ok_or_else(|| Error::InvalidConfig {
                 message: format!("sampler produced row {i}"),
             })?;
-            prompts.push(rollout::render_prompt(&self.tokenizer, &row.prompt)?);
+            let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
+            prompts.push(self.prompt_truncation.apply(ids));
         }
         let generation_index = self.state.global_step as u64;
         // The last update replaced the weights: keep decoding from holding

@@ -47,6 +47,53 @@ pub fn render_prompt(tokenizer: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>>
     }
 }
 
+/// Cuts rendered prompts to `max_prompt_length` tokens, keeping the last
+/// ones (the left truncation of TRL's tokenizer, `truncation_side =
+/// "left"`, which its `max_prompt_length` applied): the end of a prompt,
+/// where a chat template puts the generation prompt, survives. The first
+/// cut of a run is reported once on standard error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptTruncation {
+    max_prompt_length: Option<usize>,
+    warned: bool,
+}
+
+impl PromptTruncation {
+    /// Truncation to `max_prompt_length` tokens (`None` keeps prompts whole).
+    pub fn new(max_prompt_length: Option<usize>) -> Self {
+        Self {
+            max_prompt_length,
+            warned: false,
+        }
+    }
+
+    /// `ids` cut to their last `max_prompt_length` tokens; a shorter prompt
+    /// comes back unchanged. Warns the first time a prompt is cut.
+    pub fn apply(&mut self, mut ids: Vec<u32>) -> Vec<u32> {
+        let Some(limit) = self.max_prompt_length else {
+            return ids;
+        };
+        let Some(excess) = ids.len().checked_sub(limit).filter(|&n| n > 0) else {
+            return ids;
+        };
+        if !self.warned {
+            self.warned = true;
+            eprintln!(
+                "warning: a prompt of {} tokens exceeds max_prompt_length = {limit}: its first {excess} tokens \
+                 are dropped and its last {limit} kept (further cut prompts are not reported)",
+                ids.len()
+            );
+        }
+        ids.drain(..excess);
+        ids
+    }
+
+    /// Whether a prompt has been cut (and reported) yet.
+    pub fn has_warned(&self) -> bool {
+        self.warned
+    }
+}
+
 /// Decodes and parses a completion for the reward functions.
 pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Completion> {
     let raw_text = tokenizer.decode(&sample.completion_ids, true)?;

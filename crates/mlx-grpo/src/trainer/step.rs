@@ -4,13 +4,13 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use mlx_lm::models::Model;
-use mlx_lm::score::{score_tokens_with, ScoreGradients, ScoreOptions};
+use mlx_lm::score::{score_tokens_with, score_tokens_with_aux, ScoreGradients, ScoreOptions};
 use mlx_nn::optim::clip_grad_norm;
 use mlx_nn::{value_and_grad, LossAndGrads, ModuleExt, ParamMap};
-use mlx_tensor::{memory, Array};
+use mlx_tensor::{concatenate, memory, Array, Dtype};
 
 use crate::config::GrpoConfig;
-use crate::loss::{GrpoLoss, LossInputs, LossOutput, OutputLayout};
+use crate::loss::{EntropyControl, GrpoLoss, LossInputs, LossOutput, OutputLayout};
 use crate::trainer::{MicroBatch, TrainerOptimizer};
 use crate::{Error, Result};
 
@@ -30,6 +30,20 @@ pub const TRAINING_CHUNK_TOKENS: i32 = 256;
 /// over the micro-batches, other loss metrics averaged, `learning_rate`,
 /// `grad_norm`).
 ///
+/// The entropy bonus uses `entropy`'s coefficient for this step
+/// ([`EntropyControl::applied_coef`]); with adaptive control the step's
+/// entropy is recorded, the coefficient updated once at the end
+/// ([`EntropyControl::end_step`]), and the updated value logged as
+/// `entropy_coef`, as TRL does.
+///
+/// For a mixture-of-experts model (and `config.router_aux_loss_coef != 0`),
+/// each micro-batch's loss also gets TRL's
+/// `router_aux_loss_coef × aux_loss / gradient_accumulation_steps`, where
+/// `aux_loss` is the router load-balancing loss of the same forward pass
+/// over the tokens of TRL's attention mask (real prompt tokens and the
+/// completion mask; padding never counts). The gradient includes the term;
+/// `loss` is logged with it and the unscaled `aux_loss` is logged averaged.
+///
 /// Memory: besides the weights and the optimizer state, only the running
 /// gradient sum and one micro-batch's activations are alive; references to
 /// gradients, old parameters and old optimizer state are dropped before
@@ -38,6 +52,7 @@ pub fn optimize_step(
     model: &mut Model,
     optimizer: &mut TrainerOptimizer,
     loss_fn: &GrpoLoss,
+    entropy: &mut EntropyControl,
     config: &GrpoConfig,
     micro: &[MicroBatch],
 ) -> Result<BTreeMap<String, f64>> {
@@ -51,6 +66,8 @@ pub fn optimize_step(
         entropy_gradients: loss_fn.settings().uses_entropy_bonus(),
     };
     let accumulation = micro.len();
+    let aux_coef = router_aux_coef(model, config);
+    let entropy_coef = entropy.applied_coef();
     // Bound how far evaluation runs ahead of the device (see
     // `training_memory_headroom_mb`); the guard restores the limit.
     let _limit = config.training_memory_headroom_mb.map(|mb| {
@@ -65,18 +82,41 @@ pub fn optimize_step(
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for mb in micro {
         let layout_slot: RefCell<Option<OutputLayout>> = RefCell::new(None);
-        let LossAndGrads { loss, aux, grads } = value_and_grad(&*model, |m| {
-            let (logps, entropies) = score_tokens_with(
-                m,
-                &mb.layout.tokens,
-                &mb.layout.left_padding,
-                mb.layout.completion_width,
-                &options,
-                &gradients,
-            )?;
+        let aux_mask = match aux_coef {
+            Some(_) => Some(attention_mask(mb)?),
+            None => None,
+        };
+        let LossAndGrads {
+            loss,
+            mut aux,
+            grads,
+        } = value_and_grad(&*model, |m| {
+            let (logps, entropies, router_aux) = match &aux_mask {
+                Some(mask) => score_tokens_with_aux(
+                    m,
+                    &mb.layout.tokens,
+                    &mb.layout.left_padding,
+                    mb.layout.completion_width,
+                    Some(mask),
+                    &options,
+                    &gradients,
+                )?,
+                None => {
+                    let (logps, entropies) = score_tokens_with(
+                        m,
+                        &mb.layout.tokens,
+                        &mb.layout.left_padding,
+                        mb.layout.completion_width,
+                        &options,
+                        &gradients,
+                    )?;
+                    (logps, entropies, None)
+                }
+            };
             let mut inputs = LossInputs::new(&logps, &mb.advantages, &mb.mask)
                 .with_num_items_in_batch(mb.num_items_in_batch)
-                .with_gradient_accumulation_steps(accumulation);
+                .with_gradient_accumulation_steps(accumulation)
+                .with_entropy_coef(entropy_coef);
             if let Some(old) = &mb.old_logps {
                 inputs = inputs.with_old_logps(old);
             }
@@ -90,8 +130,27 @@ pub fn optimize_step(
                 .compute(&inputs)
                 .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
             *layout_slot.borrow_mut() = Some(loss.layout());
-            Ok(loss.into_outputs())
+            let mut outputs = loss.into_outputs();
+            if let Some(coef) = aux_coef {
+                // TRL scales the aux term for gradient accumulation as the
+                // policy loss is scaled.
+                let router_aux = router_aux.ok_or_else(|| {
+                    mlx_nn::Error::Closure("the MoE model returned no router aux loss".into())
+                })?;
+                let term = router_aux.mul_scalar(coef / accumulation as f64)?;
+                if let Some(total) = outputs.first_mut() {
+                    *total = total.add(&term)?;
+                }
+                outputs.push(router_aux.stop_gradient()?);
+            }
+            Ok(outputs)
         })?;
+        let router_aux = match aux_coef {
+            Some(_) => Some(aux.pop().ok_or_else(|| Error::InvalidConfig {
+                message: "the loss closure returned no router aux loss".into(),
+            })?),
+            None => None,
+        };
         let layout = layout_slot
             .into_inner()
             .ok_or_else(|| Error::InvalidConfig {
@@ -116,6 +175,10 @@ pub fn optimize_step(
         let metric_arrays = loss.metrics.arrays();
         let mut forward: Vec<&Array> = vec![&loss.loss];
         forward.extend(metric_arrays.iter());
+        forward.extend(router_aux.iter());
+        if let Some(window) = &loss.entropy_window {
+            forward.extend([&window.entropy_sum, &window.tokens]);
+        }
         mlx_tensor::eval(&forward)?;
         if let Some(total) = &total {
             for group in backward_order(total) {
@@ -125,6 +188,12 @@ pub fn optimize_step(
         accumulate(&mut sums, "loss", f64::from(loss.loss.item::<f32>()?));
         for (name, value) in loss.metrics.names().into_iter().zip(&metric_arrays) {
             accumulate(&mut sums, name, f64::from(value.item::<f32>()?));
+        }
+        if let Some(value) = &router_aux {
+            accumulate(&mut sums, "aux_loss", f64::from(value.item::<f32>()?));
+        }
+        if let Some(window) = &loss.entropy_window {
+            entropy.record(window)?;
         }
     }
     let grads = total.ok_or_else(|| Error::InvalidConfig {
@@ -155,11 +224,43 @@ pub fn optimize_step(
             (k, v)
         })
         .collect();
+    if entropy.end_step().is_some() {
+        // TRL logs the coefficient after the step's adaptive update.
+        metrics.insert("entropy_coef".into(), entropy.coef());
+    }
     metrics.insert("learning_rate".into(), lr);
     if let Some(norm) = norm {
         metrics.insert("grad_norm".into(), f64::from(norm.item::<f32>()?));
     }
     Ok(metrics)
+}
+
+/// `Some(router_aux_loss_coef)` when the step adds the router aux loss: a
+/// mixture-of-experts model and a non-zero coefficient (TRL's
+/// `aux_loss_enabled`).
+fn router_aux_coef(model: &Model, config: &GrpoConfig) -> Option<f64> {
+    (model.config().num_experts() > 0 && config.router_aux_loss_coef != 0.0)
+        .then_some(config.router_aux_loss_coef)
+}
+
+/// TRL's attention mask of a micro-batch, `[B, P + C]`: 1 at real prompt
+/// tokens (after each row's left padding) and where the completion mask is
+/// set (which, as in TRL, is 0 for the padding after a completion and for
+/// the whole completion of a truncated one when
+/// `mask_truncated_completions`).
+fn attention_mask(mb: &MicroBatch) -> Result<Array> {
+    let total = mb.layout.tokens.dim(1).unwrap_or(0);
+    let prompt_width = total - mb.layout.completion_width;
+    let mut prompt = Vec::new();
+    for &pad in &mb.layout.left_padding {
+        prompt.extend((0..prompt_width).map(|col| if col >= pad { 1.0f32 } else { 0.0 }));
+    }
+    let rows = i32::try_from(mb.layout.left_padding.len()).map_err(|_| Error::InvalidConfig {
+        message: format!("{} rows in a micro-batch", mb.layout.left_padding.len()),
+    })?;
+    let prompt = Array::from_slice(&prompt, &[rows, prompt_width])?;
+    let completion = mb.mask.as_type(Dtype::F32)?;
+    Ok(concatenate(&[&prompt, &completion], 1)?)
 }
 
 /// The parameters' arrays grouped in the order a backward pass produces
