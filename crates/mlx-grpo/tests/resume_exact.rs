@@ -89,7 +89,10 @@ fn kl_with_reference_sync_resumes_mid_batch_exactly() {
         mid_batch: true,
     });
     assert!(
-        straight.history.iter().any(|r| r.metrics.contains_key("kl")),
+        straight
+            .history
+            .iter()
+            .any(|r| r.metrics.contains_key("kl")),
         "the KL term is not in the run"
     );
 }
@@ -109,7 +112,10 @@ fn masked_truncated_completions_resume_mid_batch_exactly() {
         mid_batch: true,
     });
     assert!(
-        straight.history.iter().any(|r| r.metrics["completions/clipped_ratio"] > 0.0),
+        straight
+            .history
+            .iter()
+            .any(|r| r.metrics["completions/clipped_ratio"] > 0.0),
         "no completion was truncated"
     );
 }
@@ -132,7 +138,8 @@ fn pending_log_entries_resume_exactly() {
     });
     let steps: Vec<usize> = straight.history.iter().map(|r| r.step).collect();
     assert_eq!(steps, [2, 4, 6]);
-    let state = mlx_grpo::trainer::checkpoint::read_trainer_state(&dir.join("checkpoint-3")).unwrap();
+    let state =
+        mlx_grpo::trainer::checkpoint::read_trainer_state(&dir.join("checkpoint-3")).unwrap();
     assert_eq!(state.pending_logs.len(), 1);
     assert!(state.num_tokens > 0.0);
 }
@@ -164,7 +171,11 @@ fn nan_metrics_resume_exactly() {
         .filter(|(k, v)| k.contains("plus_zero") && v.is_nan())
         .map(|(k, _)| k)
         .collect();
-    assert!(!nan.is_empty(), "no NaN metric of plus_zero: {:?}", first.metrics);
+    assert!(
+        !nan.is_empty(),
+        "no NaN metric of plus_zero: {:?}",
+        first.metrics
+    );
     let text = std::fs::read_to_string(dir.join("checkpoint-3/trainer_state.json")).unwrap();
     assert!(text.contains("\"NaN\""), "{text}");
 }

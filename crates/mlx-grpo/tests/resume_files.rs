@@ -13,7 +13,10 @@ use mlx_grpo::trainer::{check_trainer_state, LogRecord, RunShape};
 use mlx_grpo::Error;
 
 fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-resume-files-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "mlx-grpo-resume-files-{}-{name}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -64,7 +67,9 @@ fn null_metrics_of_older_files_read_as_nan_and_bad_strings_are_errors() {
         serde_json::from_str(r#"{"step":2,"metrics":{"reward":null,"loss":1.5}}"#).unwrap();
     assert!(back.metrics["reward"].is_nan());
     assert_eq!(back.metrics["loss"], 1.5);
-    assert!(serde_json::from_str::<LogRecord>(r#"{"step":2,"metrics":{"reward":"nan?"}}"#).is_err());
+    assert!(
+        serde_json::from_str::<LogRecord>(r#"{"step":2,"metrics":{"reward":"nan?"}}"#).is_err()
+    );
 }
 
 fn state(global_step: usize) -> TrainerState {
@@ -121,16 +126,29 @@ fn write_lines(path: &Path, records: &[LogRecord], tail: &str) {
 fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
     let dir = scratch("metrics-cut");
     let path = dir.join("metrics.jsonl");
-    let all: Vec<LogRecord> = (1..=5).map(|s| record(s, &[("loss", s as f64 / 3.0)])).collect();
+    let all: Vec<LogRecord> = (1..=5)
+        .map(|s| record(s, &[("loss", s as f64 / 3.0)]))
+        .collect();
     // The interrupted run logged steps 1–5 and died writing step 6.
     write_lines(&path, &all, r#"{"step":6,"metr"#);
     let before = std::fs::read_to_string(&path).unwrap();
     let mut log = MetricsLog::resume(&dir, all[..3].to_vec(), 3).unwrap();
     let after = std::fs::read_to_string(&path).unwrap();
-    let cut = before.lines().take(3).map(|l| format!("{l}\n")).collect::<String>();
-    assert_eq!(after, cut, "lines up to the checkpoint are kept as they were");
+    let cut = before
+        .lines()
+        .take(3)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    assert_eq!(
+        after, cut,
+        "lines up to the checkpoint are kept as they were"
+    );
     log.append(record(4, &[("loss", f64::NAN)])).unwrap();
-    let steps: Vec<usize> = read_metrics(&path).unwrap().iter().map(|r| r.step).collect();
+    let steps: Vec<usize> = read_metrics(&path)
+        .unwrap()
+        .iter()
+        .map(|r| r.step)
+        .collect();
     assert_eq!(steps, [1, 2, 3, 4]);
     assert!(read_metrics(&path).unwrap()[3].metrics["loss"].is_nan());
 }
@@ -139,12 +157,17 @@ fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
 fn resuming_restores_metrics_the_file_lost() {
     let dir = scratch("metrics-lost");
     let path = dir.join("metrics.jsonl");
-    let all: Vec<LogRecord> = (1..=4).map(|s| record(s, &[("reward", f64::NAN)])).collect();
+    let all: Vec<LogRecord> = (1..=4)
+        .map(|s| record(s, &[("reward", f64::NAN)]))
+        .collect();
     // Only the first line reached the disk.
     write_lines(&path, &all[..1], "");
     MetricsLog::resume(&dir, all.clone(), 4).unwrap();
     let back = read_metrics(&path).unwrap();
-    assert_eq!(back.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        back.iter().map(|r| r.step).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
     // No file at all: written from the history.
     std::fs::remove_file(&path).unwrap();
     MetricsLog::resume(&dir, all, 4).unwrap();
@@ -162,7 +185,11 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
     fake_checkpoint(&dir.join("checkpoint-2"), "two");
     // A save of step 4 killed before its rename.
     std::fs::create_dir_all(dir.join(".tmp-checkpoint-4-999999")).unwrap();
-    std::fs::write(dir.join(".tmp-checkpoint-4-999999/model.safetensors"), b"half").unwrap();
+    std::fs::write(
+        dir.join(".tmp-checkpoint-4-999999/model.safetensors"),
+        b"half",
+    )
+    .unwrap();
     // A re-save of step 2 that completed but died before removing the old copy.
     fake_checkpoint(&dir.join(".old-checkpoint-2-999998"), "two, before");
     // A re-save of step 6 killed between moving the old copy aside and
@@ -239,7 +266,10 @@ fn field_error(s: &TrainerState) -> String {
     match check_trainer_state(s, path, &shape()) {
         Err(e @ Error::InvalidCheckpoint { .. }) => {
             let text = e.to_string();
-            assert!(text.contains("/run/checkpoint-7/trainer_state.json"), "{text}");
+            assert!(
+                text.contains("/run/checkpoint-7/trainer_state.json"),
+                "{text}"
+            );
             text
         }
         other => panic!("expected an InvalidCheckpoint error, got {other:?}"),

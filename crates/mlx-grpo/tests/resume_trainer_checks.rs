@@ -46,7 +46,10 @@ fn checkpoints_that_cannot_resume_exactly_are_refused() {
     edited["global_step"] = serde_json::json!(1_000_000_000_000_000_000u64);
     std::fs::write(&state_path, edited.to_string()).unwrap();
     let err = resume_error(&checkpoint);
-    assert!(err.contains("global_step") && err.contains("trainer_state.json"), "{err}");
+    assert!(
+        err.contains("global_step") && err.contains("trainer_state.json"),
+        "{err}"
+    );
 
     let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
     edited["sampler_position"]["epoch"] = serde_json::json!(u64::MAX);

@@ -140,10 +140,7 @@ impl CheckpointManager {
                 fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
                 removed.push(path);
             } else if let Some(rest) = name.strip_prefix(OLD_PREFIX) {
-                let step = rest
-                    .split('-')
-                    .next()
-                    .and_then(|s| s.parse::<usize>().ok());
+                let step = rest.split('-').next().and_then(|s| s.parse::<usize>().ok());
                 let Some(step) = step else { continue };
                 let final_path = self.path_for(step);
                 let replaced = final_path.join(TRAINER_STATE_FILE).is_file();

@@ -102,9 +102,7 @@ pub mod map {
     }
 
     /// Reads a map of [`MetricValue`]s.
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<BTreeMap<String, f64>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
         let raw = BTreeMap::<String, MetricValue>::deserialize(d)?;
         Ok(raw.into_iter().map(|(k, v)| (k, v.0)).collect())
     }

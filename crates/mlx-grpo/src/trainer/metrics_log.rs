@@ -63,7 +63,10 @@ impl MetricsLog {
             Err(e) => return Err(Error::io(&path, e)),
         };
         let (mut kept, last_kept) = lines_up_to(&text, step);
-        for record in history.iter().filter(|r| last_kept.is_none_or(|l| r.step > l)) {
+        for record in history
+            .iter()
+            .filter(|r| last_kept.is_none_or(|l| r.step > l))
+        {
             let line = serde_json::to_string(record)
                 .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
             kept.push_str(&line);

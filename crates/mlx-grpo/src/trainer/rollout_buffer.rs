@@ -141,10 +141,7 @@ impl RolloutBuffer {
                 return Err(Error::checkpoint(
                     path,
                     format!("micro_batch.{i}.left_padding"),
-                    format!(
-                        "{} entries for {rows} rows of tokens",
-                        m.left_padding.len()
-                    ),
+                    format!("{} entries for {rows} rows of tokens", m.left_padding.len()),
                 ));
             }
             let layout = ScoreBatch {

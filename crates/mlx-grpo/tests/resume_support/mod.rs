@@ -71,12 +71,21 @@ pub fn dataset() -> Dataset {
     Dataset::from_rows(rows, "sums").unwrap()
 }
 
-/// Accuracy plus completion length (so that groups have a spread).
+/// Accuracy, completion length, and the sum of the completion's digits (so
+/// that almost every group has a spread of rewards, hence gradients).
 pub fn rewards() -> RewardSet {
     let mut set = RewardSet::new();
     set.add(AccuracyReward::default()).unwrap();
     set.add(per_sample("length", |x: &RewardInput| {
         x.completion.num_tokens as f32
+    }))
+    .unwrap();
+    set.add(per_sample("digit_sum", |x: &RewardInput| {
+        x.completion
+            .raw_text
+            .chars()
+            .filter_map(|c| c.to_digit(10))
+            .sum::<u32>() as f32
     }))
     .unwrap();
     set
@@ -109,7 +118,7 @@ pub fn base_config(dir: &Path, steps: i64) -> GrpoConfig {
         loss_type: LossType::Dapo,
         max_steps: steps,
         logging_steps: 1,
-        save_steps: 0,
+        save_steps: 1000,
         seed: 3,
         ..GrpoConfig::default()
     }
@@ -180,11 +189,16 @@ fn trainer(s: &Scenario, dir: &Path, save_steps: usize, resume: Option<PathBuf>)
 /// run's end and the directory of the resumed run.
 pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, PathBuf) {
     let straight_dir = scratch(&format!("{}-straight", s.name));
-    let straight = run(&mut trainer(s, &straight_dir, 0, None), &straight_dir);
+    let no_save = usize::try_from(s.steps).unwrap() + 1;
+    let straight = run(&mut trainer(s, &straight_dir, no_save, None), &straight_dir);
 
     let dir = scratch(&format!("{}-stopped", s.name));
     let saving = run(&mut trainer(s, &dir, s.stop, None), &dir);
-    assert_same(&straight, &saving, &format!("{}: saving at step {}", s.name, s.stop));
+    assert_same(
+        &straight,
+        &saving,
+        &format!("{}: saving at step {}", s.name, s.stop),
+    );
 
     let checkpoint = dir.join(format!("checkpoint-{}", s.stop));
     let state = read_trainer_state(&checkpoint).unwrap();
@@ -203,7 +217,11 @@ pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, PathBuf) {
         s.name
     );
     let resumed = run(&mut trainer(s, &dir, s.stop, Some(checkpoint)), &dir);
-    assert_same(&straight, &resumed, &format!("{}: resumed at step {}", s.name, s.stop));
+    assert_same(
+        &straight,
+        &resumed,
+        &format!("{}: resumed at step {}", s.name, s.stop),
+    );
     (straight, dir)
 }
 
@@ -248,7 +266,11 @@ pub fn assert_same(a: &RunEnd, b: &RunEnd, what: &str) {
         (None, None) => {}
         _ => panic!("only one run has a reference model: {what}"),
     }
-    assert_same_params(&a.optimizer.0, &b.optimizer.0, &format!("optimizer, {what}"));
+    assert_same_params(
+        &a.optimizer.0,
+        &b.optimizer.0,
+        &format!("optimizer, {what}"),
+    );
     assert_eq!(a.optimizer.1, b.optimizer.1, "optimizer metadata, {what}");
     assert_eq!(
         records_bits(&a.history),
