@@ -248,6 +248,17 @@ pub enum Error {
         /// What does not match.
         message: String,
     },
+
+    /// A checkpoint file holds a value that cannot be resumed from.
+    #[error("checkpoint file {path}: field `{field}`: {message}")]
+    InvalidCheckpoint {
+        /// The file that holds the value.
+        path: PathBuf,
+        /// The field (or tensor) that is wrong.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].
@@ -259,6 +270,19 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// A bad `field` in the checkpoint file `path`.
+    pub fn checkpoint(
+        path: impl Into<PathBuf>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Error::InvalidCheckpoint {
+            path: path.into(),
+            field: field.into(),
+            message: message.into(),
         }
     }
 }

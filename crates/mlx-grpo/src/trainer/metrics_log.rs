@@ -18,6 +18,8 @@ pub struct LogRecord {
     /// Optimizer step (1-based).
     pub step: usize,
     /// Metric name → value (`reward`, `loss`, `kl`, `completions/mean_length`, …).
+    /// NaN and infinities are written as strings (see [`super::metric_serde`]).
+    #[serde(with = "super::metric_serde::map")]
     pub metrics: BTreeMap<String, f64>,
 }
 
@@ -45,6 +47,37 @@ impl MetricsLog {
         })
     }
 
+    /// Opens `dir/metrics.jsonl` to continue a run resumed from a checkpoint
+    /// of step `step` whose log is `history`. Lines of steps after `step`
+    /// (logged by the interrupted run after its checkpoint, and about to be
+    /// logged again) are cut off; every line up to `step` is kept as it is,
+    /// and records of `history` the file lacks (a file lost or cut short)
+    /// are appended. A torn last line (a write the interruption cut short)
+    /// is dropped. The file is replaced atomically.
+    pub fn resume(dir: &Path, history: Vec<LogRecord>, step: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("metrics.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let (mut kept, last_kept) = lines_up_to(&text, step);
+        for record in history
+            .iter()
+            .filter(|r| last_kept.is_none_or(|l| r.step > l))
+        {
+            let line = serde_json::to_string(record)
+                .map_err(|e| Error::io(&path, std::io::Error::other(e)))?;
+            kept.push_str(&line);
+            kept.push('\n');
+        }
+        if kept != text {
+            super::checkpoint::write_durably(&path, kept.as_bytes())?;
+        }
+        Self::open(dir, history)
+    }
+
     /// Writes one record as a JSON line and remembers it.
     pub fn append(&mut self, record: LogRecord) -> Result<()> {
         let line = serde_json::to_string(&record)
@@ -64,6 +97,29 @@ impl MetricsLog {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// The lines of a `metrics.jsonl` text up to the first record of a step
+/// after `step` (each ending in a newline), and the step of the last record
+/// kept. Lines that are not records are kept, except an unterminated last
+/// line (a torn write).
+fn lines_up_to(text: &str, step: usize) -> (String, Option<usize>) {
+    let mut kept = String::with_capacity(text.len());
+    let mut last = None;
+    for line in text.split_inclusive('\n') {
+        let terminated = line.ends_with('\n');
+        match serde_json::from_str::<LogRecord>(line.trim_end()) {
+            Ok(record) if record.step > step => break,
+            Ok(record) => last = Some(record.step),
+            Err(_) if !terminated => break,
+            Err(_) => {}
+        }
+        kept.push_str(line);
+        if !terminated {
+            kept.push('\n');
+        }
+    }
+    (kept, last)
 }
 
 /// Reads a `metrics.jsonl` file.

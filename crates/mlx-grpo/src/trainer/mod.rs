@@ -15,9 +15,12 @@
 pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod metric_serde;
 pub mod metrics_log;
 pub mod optimizer;
+pub mod resume_check;
 pub mod rollout;
+pub mod rollout_buffer;
 pub mod step;
 
 use std::collections::BTreeMap;
@@ -41,7 +44,9 @@ pub use callbacks::TrainerCallback;
 pub use checkpoint::{CheckpointManager, TrainerState};
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
+pub use resume_check::{check_trainer_state, RunShape};
 pub use rollout::RolloutSample;
+pub use rollout_buffer::RolloutBuffer;
 pub use step::optimize_step;
 
 /// What [`Trainer::train`] returns.
@@ -53,15 +58,6 @@ pub struct TrainOutput {
     pub log_history: Vec<LogRecord>,
     /// The last checkpoint written.
     pub last_checkpoint: Option<PathBuf>,
-}
-
-/// Completions of one generation, split into micro-batches and reused for
-/// `num_iterations` passes.
-struct RolloutBuffer {
-    micro_batches: Vec<MicroBatch>,
-    next: usize,
-    remaining: usize,
-    metrics: BTreeMap<String, f64>,
 }
 
 /// GRPO training of a Qwen3 / Qwen3-MoE model.
@@ -82,10 +78,11 @@ pub struct Trainer {
     total_steps: usize,
     show_progress: bool,
     buffer: Option<RolloutBuffer>,
-    pending_logs: Vec<BTreeMap<String, f64>>,
-    num_tokens: f64,
     prompt_truncation: rollout::PromptTruncation,
     entropy_control: EntropyControl,
+    /// The step of the checkpoint this trainer resumed from, until
+    /// [`Trainer::train`] has settled the metrics file with it.
+    resumed_at: Option<usize>,
 }
 
 impl Trainer {
@@ -132,14 +129,8 @@ impl Trainer {
             r.freeze();
             r
         });
-        let state = TrainerState {
-            global_step: 0,
-            sampler_position: sampler.position(),
-            seed: config.seed,
-            log_history: Vec::new(),
-            ref_sync_counter: 0,
-        };
-        let checkpoints = CheckpointManager::new(&config.output_dir, config.save_total_limit);
+        let state = TrainerState::start(config.seed, sampler.position());
+        let checkpoints = CheckpointManager::open(&config.output_dir, config.save_total_limit)?;
         Ok(Trainer {
             loss: GrpoLoss::from_config(&config),
             prompt_truncation: rollout::PromptTruncation::new(config.max_prompt_length),
@@ -159,8 +150,7 @@ impl Trainer {
             total_steps,
             show_progress: true,
             buffer: None,
-            pending_logs: Vec::new(),
-            num_tokens: 0.0,
+            resumed_at: None,
         })
     }
 
@@ -208,16 +198,61 @@ impl Trainer {
         self.total_steps
     }
 
-    /// Loads a checkpoint written by [`Trainer::save_checkpoint`]: weights,
-    /// optimizer state, sampler position, step and logs. Training then
-    /// continues the same trajectory as an uninterrupted run.
+    /// The optimizer (its state, step and schedule).
+    pub fn optimizer(&self) -> &TrainerOptimizer {
+        &self.optimizer
+    }
+
+    /// The reference model (when `beta != 0`).
+    pub fn ref_model(&self) -> Option<&Model> {
+        self.ref_model.as_ref()
+    }
+
+    /// Everything besides weights, optimizer state and the rollout buffer
+    /// that a checkpoint keeps.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The shape of this run that a resumed trainer state must agree with.
+    pub fn run_shape(&self) -> RunShape {
+        RunShape {
+            seed: self.config.seed,
+            total_steps: self.total_steps,
+            batches_per_epoch: self.sampler.batches_per_epoch(),
+            micro_steps_per_generation: micro_steps_per_generation(&self.config),
+            micro_steps_per_step: self.config.gradient_accumulation_steps.max(1),
+        }
+    }
+
+    /// Loads a checkpoint written by [`Trainer::save_checkpoint`]: weights
+    /// (and the reference model's), optimizer state, sampler position,
+    /// counters, logs and the unfinished generation batch. Training then
+    /// continues bit for bit the trajectory of an uninterrupted run. The
+    /// trainer state is checked against this run first
+    /// ([`check_trainer_state`]).
     pub fn resume_from(&mut self, checkpoint: &Path) -> Result<()> {
-        let state = checkpoint::read_trainer_state(checkpoint)?;
+        let mut state = checkpoint::read_trainer_state(checkpoint)?;
+        let state_path = checkpoint.join(checkpoint::TRAINER_STATE_FILE);
+        let shape = self.run_shape();
+        check_trainer_state(&state, &state_path, &shape)?;
+        if let Some((generations, _)) = shape.generations_after(state.global_step) {
+            // Files written before the counter was kept.
+            state.generations = generations;
+        }
+        let buffer = if state.buffered_micro_steps > 0 {
+            Some(RolloutBuffer::load(
+                &checkpoint.join(checkpoint::ROLLOUT_BUFFER_FILE),
+                state.buffered_micro_steps,
+            )?)
+        } else {
+            None
+        };
         let dtype = self.model.dtype();
         self.model = load_model(checkpoint.join(checkpoint::MODEL_DIR), Some(dtype))?;
         self.model
             .set_gradient_checkpointing(self.config.gradient_checkpointing);
-        let ref_dir = checkpoint.join("ref_model");
+        let ref_dir = checkpoint.join(checkpoint::REF_MODEL_DIR);
         if self.ref_model.is_some() && ref_dir.is_dir() {
             let mut r = load_model(ref_dir, Some(dtype))?;
             r.freeze();
@@ -233,8 +268,9 @@ impl Trainer {
             SamplerSpec::from_config(&self.config),
             state.sampler_position,
         )?;
+        self.resumed_at = Some(state.global_step);
         self.state = state;
-        self.buffer = None;
+        self.buffer = buffer;
         Ok(())
     }
 
@@ -256,7 +292,11 @@ impl Trainer {
             };
             self.resume_from(&path)?;
         }
-        let mut log = MetricsLog::open(&self.config.output_dir, self.state.log_history.clone())?;
+        let history = self.state.log_history.clone();
+        let mut log = match self.resumed_at.take() {
+            Some(step) => MetricsLog::resume(&self.config.output_dir, history, step)?,
+            None => MetricsLog::open(&self.config.output_dir, history)?,
+        };
         let progress = if self.show_progress {
             Progress::new(self.total_steps, self.state.global_step)
         } else {
@@ -265,15 +305,15 @@ impl Trainer {
         while self.state.global_step < self.total_steps {
             let metrics = self.train_step()?;
             progress.step(&metrics);
-            self.pending_logs.push(metrics);
+            self.state.pending_logs.push(metrics);
             let step = self.state.global_step;
             let logging = self.config.logging_steps.max(1);
             if step.is_multiple_of(logging) || step == self.total_steps {
                 let record = LogRecord {
                     step,
-                    metrics: average(&self.pending_logs),
+                    metrics: average(&self.state.pending_logs),
                 };
-                self.pending_logs.clear();
+                self.state.pending_logs.clear();
                 for cb in &mut self.callbacks {
                     cb.on_log(&record);
                 }
@@ -300,9 +340,13 @@ impl Trainer {
     }
 
     /// Writes `output_dir/checkpoint-<step>` atomically: weights in the
-    /// Hugging Face layout, optimizer state and trainer state.
+    /// Hugging Face layout (the reference model's too), optimizer state,
+    /// trainer state, and the current generation batch when steps remain
+    /// in it.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         self.state.sampler_position = self.sampler.position();
+        let buffer = self.buffer.as_ref().filter(|b| b.remaining > 0);
+        self.state.buffered_micro_steps = buffer.map_or(0, |b| b.remaining);
         let step = self.state.global_step;
         let options = SaveOptions {
             source_dir: self.source_dir.clone(),
@@ -316,11 +360,14 @@ impl Trainer {
         let path = self.checkpoints.save(step, &self.state, |dir| {
             save_model(model, dir.join(checkpoint::MODEL_DIR), &options)?;
             if let Some(r) = ref_model {
-                save_model(r, dir.join("ref_model"), &options)?;
+                save_model(r, dir.join(checkpoint::REF_MODEL_DIR), &options)?;
             }
             optimizer.save(dir.join(checkpoint::OPTIMIZER_FILE))?;
             if adaptive {
                 entropy.write(dir)?;
+            }
+            if let Some(b) = buffer {
+                b.save(&dir.join(checkpoint::ROLLOUT_BUFFER_FILE))?;
             }
             Ok(())
         })?;
@@ -364,7 +411,7 @@ impl Trainer {
         self.sync_reference()?;
         metrics.extend(rollout_metrics);
         metrics.insert("step_time".into(), started.elapsed().as_secs_f64());
-        metrics.insert("num_tokens".into(), self.num_tokens);
+        metrics.insert("num_tokens".into(), self.state.num_tokens);
         for cb in &mut self.callbacks {
             cb.on_step_end(self.state.global_step, &metrics);
         }
@@ -410,7 +457,10 @@ impl Trainer {
             let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
             prompts.push(self.prompt_truncation.apply(ids));
         }
-        let generation_index = self.state.global_step as u64;
+        // Every generation has its own keys, also when one optimizer step
+        // samples several (gradient_accumulation_steps > steps_per_generation).
+        let generation_index = self.state.generations;
+        self.state.generations = generation_index.wrapping_add(1);
         // The last update replaced the weights: keep decoding from holding
         // a stacked copy of them beside the parameters.
         self.model.pack_inference_weights()?;
@@ -459,7 +509,7 @@ impl Trainer {
                 );
             }
         }
-        self.num_tokens += samples
+        self.state.num_tokens += samples
             .iter()
             .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
             .sum::<f64>();
@@ -501,6 +551,17 @@ impl Trainer {
             metrics,
         })
     }
+}
+
+/// Micro-steps one generation batch serves: its micro-batches (the
+/// completions cut into parts as [`crate::dataset::GenerationBatch::micro_batches`]
+/// cuts them) times `num_iterations`.
+fn micro_steps_per_generation(config: &GrpoConfig) -> usize {
+    let completions = config
+        .prompts_per_generation()
+        .saturating_mul(config.num_generations);
+    let size = (completions / config.steps_per_generation().max(1)).max(1);
+    (completions / size).saturating_mul(config.num_iterations.max(1))
 }
 
 /// The mean of each metric over a list of records (NaN values skipped).
