@@ -196,6 +196,45 @@ pub enum Error {
         message: String,
     },
 
+    /// A token id is not a row of the model's embedding table (it would be
+    /// read out of bounds).
+    #[error(
+        "token id {id} in {location} is out of range: the model's vocabulary has {vocab_size} ids (0..{vocab_size})"
+    )]
+    TokenOutOfRange {
+        /// Where the id was given (`prompt 0, position 3`, `tokens`, ...).
+        location: String,
+        /// The offending id (negative ids of signed arrays included).
+        id: i64,
+        /// Rows of the model's embedding table.
+        vocab_size: i64,
+    },
+
+    /// A tokenizer produces ids that the model has no embedding for.
+    #[error(
+        "the tokenizer has ids up to {max_token_id} ({tokenizer_ids} ids) but the model's vocab_size is {vocab_size}"
+    )]
+    TokenizerDoesNotFit {
+        /// The tokenizer's largest id.
+        max_token_id: u32,
+        /// Number of ids the tokenizer has, added tokens included.
+        tokenizer_ids: usize,
+        /// Rows of the model's embedding table.
+        vocab_size: i64,
+    },
+
+    /// A size or count is too large for the integer arithmetic that uses it
+    /// (positions and shapes are 32-bit; byte counts must fit in memory).
+    #[error("`{setting}` = {value} is too large: {message}")]
+    TooLarge {
+        /// The setting or input that is too large.
+        setting: String,
+        /// Its value.
+        value: String,
+        /// Which limit it exceeds.
+        message: String,
+    },
+
     /// Generation options or inputs are unusable.
     #[error("invalid generation request: {message}")]
     InvalidGeneration {

@@ -5,6 +5,7 @@ use mlx_tensor::{Array, Dtype};
 
 use crate::Result;
 use crate::cache::LayerCache;
+use crate::token_ids::CheckedTokens;
 
 /// A causal language model over token ids.
 ///
@@ -17,7 +18,33 @@ pub trait LanguageModel: Module + Clone + Send {
     /// With `cache`, the tokens continue the cached sequence(s) and the keys
     /// and values are appended; the causal mask (and left padding of batch
     /// caches) is derived from the caches.
+    ///
+    /// The crate's models reject ids outside `0..vocab_size`
+    /// ([`crate::Error::TokenOutOfRange`]) with one reduction over `tokens`;
+    /// [`LanguageModel::forward_checked`] skips it.
     fn forward(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array>;
+
+    /// [`LanguageModel::forward`] for ids already known to be in range
+    /// (generation uses it for its sampled tokens, so decoding never waits
+    /// for a range check). The default calls `forward`.
+    fn forward_checked(
+        &self,
+        tokens: &CheckedTokens,
+        cache: Option<&mut [LayerCache]>,
+    ) -> Result<Array> {
+        self.forward(tokens.array(), cache)
+    }
+
+    /// [`LanguageModel::forward_hidden`] for ids already known to be in
+    /// range (prefilling checked prompts). The default calls
+    /// `forward_hidden`.
+    fn forward_hidden_checked(
+        &self,
+        tokens: &CheckedTokens,
+        cache: Option<&mut [LayerCache]>,
+    ) -> Result<Array> {
+        self.forward_hidden(tokens.array(), cache)
+    }
 
     /// The last hidden states `[B, L, hidden]` before the output projection
     /// (for scoring without materialising all logits at once).

@@ -10,6 +10,7 @@
 
 use mlx_tensor::{Array, Dtype, concatenate};
 
+use crate::sizes::dim;
 use crate::{Error, LanguageModel, Result};
 
 /// How [`score`] and [`score_tokens`] compute.
@@ -109,13 +110,24 @@ impl ScoreBatch {
         }
         let prompt_width = pairs.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
         let completion_width = pairs.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
-        let width = prompt_width + completion_width;
-        let mut tokens = Vec::with_capacity(pairs.len() * width);
-        let mut mask = Vec::with_capacity(pairs.len() * completion_width);
+        let width = prompt_width
+            .checked_add(completion_width)
+            .ok_or_else(|| Error::TooLarge {
+                setting: "completion".into(),
+                value: completion_width.to_string(),
+                message: "prompt and completion lengths overflow".into(),
+            })?;
+        let (rows, width_i32) = (
+            dim(pairs.len(), "pairs")?,
+            dim(width, "prompt + completion")?,
+        );
+        let completion_i32 = dim(completion_width, "completion")?;
+        let mut tokens = Vec::with_capacity(pairs.len().saturating_mul(width));
+        let mut mask = Vec::with_capacity(pairs.len().saturating_mul(completion_width));
         let mut left_padding = Vec::with_capacity(pairs.len());
         for (prompt, completion) in pairs {
             let pad = prompt_width - prompt.len();
-            left_padding.push(pad as i32);
+            left_padding.push(dim(pad, "prompt")?);
             tokens.extend(std::iter::repeat_n(pad_id, pad));
             tokens.extend_from_slice(prompt);
             tokens.extend_from_slice(completion);
@@ -129,12 +141,11 @@ impl ScoreBatch {
                 completion_width - completion.len(),
             ));
         }
-        let rows = pairs.len() as i32;
         Ok(ScoreBatch {
-            tokens: Array::from_slice(&tokens, &[rows, width as i32])?,
+            tokens: Array::from_slice(&tokens, &[rows, width_i32])?,
             left_padding,
-            completion_width: completion_width as i32,
-            mask: Array::from_slice(&mask, &[rows, completion_width as i32])?,
+            completion_width: completion_i32,
+            mask: Array::from_slice(&mask, &[rows, completion_i32])?,
         })
     }
 }

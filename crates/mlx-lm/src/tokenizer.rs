@@ -44,6 +44,8 @@ struct Inner {
     eos_ids: Vec<u32>,
     special_ids: HashSet<u32>,
     templates: ChatTemplates,
+    /// The largest id of the vocabulary, added tokens included.
+    max_id: Option<u32>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -190,6 +192,7 @@ impl Tokenizer {
         }
 
         let templates = templates.with_special_tokens(&special);
+        let max_id = tokenizer.get_vocab(true).into_values().max();
         Ok(Tokenizer {
             inner: Arc::new(Inner {
                 tokenizer,
@@ -201,6 +204,7 @@ impl Tokenizer {
                 eos_ids,
                 special_ids,
                 templates,
+                max_id,
             }),
         })
     }
@@ -281,6 +285,13 @@ impl Tokenizer {
     /// Number of ids, added tokens included (`len(tokenizer)` in Python).
     pub fn vocab_size(&self) -> usize {
         self.inner.tokenizer.get_vocab_size(true)
+    }
+
+    /// The largest id the tokenizer has (added tokens included); `None`
+    /// for an empty vocabulary. A model needs more embedding rows than this
+    /// (see [`crate::check_tokenizer_fits`]).
+    pub fn max_token_id(&self) -> Option<u32> {
+        self.inner.max_id
     }
 
     /// The id of a token (added tokens included).

@@ -107,10 +107,13 @@ impl BatchKVCache {
         let prev = self.idx;
         let new = seq_len(keys);
         let capacity = self.keys.as_ref().map_or(0, seq_len);
-        if self.keys.is_none() || prev + new > capacity {
-            let steps = (CACHE_STEP + new - 1) / CACHE_STEP;
-            let mut len = steps * CACHE_STEP;
-            if self.keys.is_none() && self.reserved >= prev + new {
+        let end = prev
+            .checked_add(new)
+            .ok_or_else(|| super::too_many_positions("BatchKVCache", prev, new))?;
+        if self.keys.is_none() || end > capacity {
+            let steps = new / CACHE_STEP + i32::from(new % CACHE_STEP != 0);
+            let mut len = steps.saturating_mul(CACHE_STEP);
+            if self.keys.is_none() && self.reserved >= end {
                 len = self.reserved - prev;
             }
             let fresh_k = zeros_for(keys, len)?;
@@ -130,7 +133,7 @@ impl BatchKVCache {
                 }
             }
         }
-        self.idx += new;
+        self.idx = end;
         if let (Some(k), Some(v)) = (&mut self.keys, &mut self.values) {
             *k = write_seq(k, keys, prev)?;
             *v = write_seq(v, values, prev)?;

@@ -39,10 +39,13 @@ impl KVCache {
         let prev = self.offset;
         let new = seq_len(keys);
         let capacity = self.keys.as_ref().map_or(0, seq_len);
-        if self.keys.is_none() || prev + new > capacity {
-            let steps = (CACHE_STEP + new - 1) / CACHE_STEP;
-            let fresh_k = zeros_for(keys, steps * CACHE_STEP)?;
-            let fresh_v = zeros_for(values, steps * CACHE_STEP)?;
+        let end = prev
+            .checked_add(new)
+            .ok_or_else(|| super::too_many_positions("KVCache", prev, new))?;
+        if self.keys.is_none() || end > capacity {
+            let steps = new / CACHE_STEP + i32::from(new % CACHE_STEP != 0);
+            let fresh_k = zeros_for(keys, steps.saturating_mul(CACHE_STEP))?;
+            let fresh_v = zeros_for(values, steps.saturating_mul(CACHE_STEP))?;
             match (self.keys.take(), self.values.take()) {
                 (Some(mut k), Some(mut v)) => {
                     if prev % CACHE_STEP != 0 {
@@ -58,7 +61,7 @@ impl KVCache {
                 }
             }
         }
-        self.offset += new;
+        self.offset = end;
         if let (Some(k), Some(v)) = (&mut self.keys, &mut self.values) {
             *k = write_seq(k, keys, prev)?;
             *v = write_seq(v, values, prev)?;

@@ -17,6 +17,7 @@
 //! safetensors file laid out as mlx-lm lays out its prompt caches.
 
 mod batch;
+mod check;
 mod kv;
 mod mask;
 mod persist;
@@ -199,6 +200,16 @@ pub(crate) fn zeros_for(template: &Array, len: i32) -> Result<Array> {
         });
     }
     Ok(Array::zeros(&[s[0], s[1], len, s[3]], template.dtype())?)
+}
+
+/// Appending `new` positions to `prev` would overflow the 32-bit counter.
+pub(crate) fn too_many_positions(kind: &str, prev: i32, new: i32) -> Error {
+    Error::InvalidCache {
+        message: format!(
+            "{kind}: {new} more positions after {prev} exceed the {} a 32-bit position holds",
+            i32::MAX
+        ),
+    }
 }
 
 pub(crate) fn empty_cache_error(kind: &str) -> Error {

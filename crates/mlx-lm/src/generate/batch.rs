@@ -12,6 +12,8 @@ use crate::cache::{BatchKVCache, CACHE_STEP, LayerCache};
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::sample::{RandomState, SamplerConfig, TokenHistory, logprobs, sample_rows};
+use crate::sizes::{dim, total_positions};
+use crate::token_ids::{CheckedTokens, check_ids};
 
 /// The queued step of every live row.
 struct Pending {
@@ -54,7 +56,14 @@ struct Row {
 /// the cache is written in place.
 /// A completion ends at an end-of-sequence id, at a stop sequence or after
 /// `max_tokens` tokens; finished rows are removed from the batch (and from
-/// the cache) at once, so they stop costing compute.
+/// the cache) at once, so they stop costing compute. The cache grows as
+/// rows decode (at least doubling, in whole [`CACHE_STEP`]s, never beyond
+/// the longest prompt plus `max_tokens`), so a generous `max_tokens` costs
+/// nothing until it is used.
+///
+/// Every prompt id and `pad_token_id` must be below the model's vocabulary
+/// size ([`Error::TokenOutOfRange`] otherwise), and the longest prompt
+/// plus `max_tokens` must fit a 32-bit position ([`Error::TooLarge`]).
 ///
 /// Random draws take keys from `rng`: one categorical draw for the whole
 /// batch per step when every row shares the sampler settings (plus one
@@ -67,21 +76,24 @@ pub fn generate_batch<M: LanguageModel>(
     rng: &mut RandomState,
 ) -> Result<BatchOutput> {
     let start = Instant::now();
-    validate(model, prompts, options)?;
+    let final_positions = validate(model, prompts, options)?;
     let g = options.num_generations;
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let padding: Vec<i32> = prompts.iter().map(|p| (max_len - p.len()) as i32).collect();
+    let padding = prompts
+        .iter()
+        .map(|p| dim(max_len - p.len(), "prompt"))
+        .collect::<Result<Vec<i32>>>()?;
     let mut cache = model.new_batch_cache(&padding)?;
-    // The final length is known: one allocation of exactly that size, made
-    // by the prefill when no group expansion follows, otherwise by the
-    // expansion (the prefill then holds the prompts' positions only).
-    let final_positions = max_len + options.max_tokens;
-    let positions = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let final_capacity = positions(final_positions);
+    // The buffers grow in steps as rows decode (never to the final length
+    // up front: `max_tokens` may be far more than a completion uses). The
+    // first decoding buffer is made by the prefill when no group expansion
+    // follows, otherwise by the expansion (the prefill then holds the
+    // prompts' positions only).
+    let first_capacity = grown_capacity(dim(max_len, "prompt")? + 1, 0, final_positions);
     let prefill_capacity = if g > 1 {
-        positions(max_len - 1)
+        dim(max_len - 1, "prompt")?
     } else {
-        final_capacity
+        first_capacity
     };
     for layer in &mut cache {
         if let LayerCache::Batch(c) = layer {
@@ -93,7 +105,7 @@ pub fn generate_batch<M: LanguageModel>(
         .flat_map(|p| std::iter::repeat_n(p, g))
         .collect();
     if g > 1 {
-        expand_cache(&mut cache, &expand, final_capacity)?;
+        expand_cache(&mut cache, &expand, first_capacity)?;
     }
 
     let stops = StopSequences::new(
@@ -137,7 +149,7 @@ pub fn generate_batch<M: LanguageModel>(
 
     let _limit = options
         .memory_headroom_mb
-        .map(|mb| decode_memory_limit(&cache, final_positions, mb));
+        .map(|mb| decode_memory_limit(&cache, final_positions as usize, mb));
     let mut engine = Engine {
         model,
         cache,
@@ -150,7 +162,7 @@ pub fn generate_batch<M: LanguageModel>(
         .collect();
     let mut queue = StepQueue::new(options.in_place_cache_writes, engine.cache.len());
     let mut pending = engine.step(
-        &Array::from_slice(&last, &[last.len() as i32])?,
+        &Array::from_slice(&last, &[dim(last.len(), "rows")?])?,
         &mut rows,
         rng,
     )?;
@@ -168,6 +180,7 @@ pub fn generate_batch<M: LanguageModel>(
         let next = if all_at_limit {
             None
         } else {
+            grow_cache(&mut engine.cache, final_positions)?;
             let next = engine.step(&current.tokens, &mut rows, rng)?;
             queue.first_half(&engine.cache)?;
             if !queue.split {
@@ -223,8 +236,11 @@ pub fn generate_batch<M: LanguageModel>(
             });
         };
         pending = if keep.len() < tokens.len() {
-            let index: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
-            next.take_rows(&Array::from_slice(&index, &[index.len() as i32])?)?
+            let index = keep
+                .iter()
+                .map(|&i| dim(i, "rows"))
+                .collect::<Result<Vec<i32>>>()?;
+            next.take_rows(&Array::from_slice(&index, &[dim(index.len(), "rows")?])?)?
         } else {
             next
         };
@@ -249,11 +265,13 @@ pub fn generate_batch<M: LanguageModel>(
     })
 }
 
+/// Checks the request and returns the most positions a row can reach
+/// (longest prompt plus `max_tokens`).
 fn validate<M: LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
     options: &BatchOptions,
-) -> Result<()> {
+) -> Result<i32> {
     let bad = |message: String| Err(Error::InvalidGeneration { message });
     if prompts.is_empty() {
         return bad("no prompts".into());
@@ -289,7 +307,32 @@ fn validate<M: LanguageModel>(
     }
     options.sampler.validate(vocab)?;
     options.processors.validate(vocab)?;
-    Ok(())
+    for (i, p) in prompts.iter().enumerate() {
+        check_ids(p, vocab, &format!("prompt {i}"))?;
+    }
+    check_ids(&[options.pad_token_id], vocab, "pad_token_id")?;
+    let rows = prompts
+        .len()
+        .checked_mul(options.num_generations)
+        .ok_or_else(|| Error::TooLarge {
+            setting: "num_generations".into(),
+            value: options.num_generations.to_string(),
+            message: format!("times {} prompts overflows", prompts.len()),
+        })?;
+    dim(rows, "num_generations")?;
+    let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
+    // The prefill's padded prompts are one host buffer.
+    prompts
+        .len()
+        .checked_mul(max_len)
+        .and_then(|n| n.checked_mul(std::mem::size_of::<u32>()))
+        .filter(|&bytes| isize::try_from(bytes).is_ok())
+        .ok_or_else(|| Error::TooLarge {
+            setting: "prompts".into(),
+            value: format!("{} prompts of up to {max_len} tokens", prompts.len()),
+            message: "the padded batch's byte size overflows".into(),
+        })?;
+    total_positions(&[max_len, options.max_tokens], "max_tokens")
 }
 
 /// Runs every prompt but its last token through the model, left-padded.
@@ -304,17 +347,21 @@ fn prefill<M: LanguageModel>(
     if width == 0 {
         return Ok(());
     }
-    let mut padded = Vec::with_capacity(prompts.len() * width);
+    let mut padded = Vec::with_capacity(prompts.len().saturating_mul(width));
     for p in prompts {
         padded.extend(std::iter::repeat_n(options.pad_token_id, max_len - p.len()));
         padded.extend_from_slice(&p[..p.len() - 1]);
     }
-    let all = Array::from_slice(&padded, &[prompts.len() as i32, width as i32])?;
+    let all = Array::from_slice(
+        &padded,
+        &[dim(prompts.len(), "prompts")?, dim(width, "prompt")?],
+    )?;
     let mut at = 0;
     while at < width {
         let n = options.prefill_step_size.min(width - at);
-        let chunk = all.slice_axis(1, at as i32, Some((at + n) as i32), 1)?;
-        model.forward_hidden(&chunk, Some(cache))?;
+        let chunk = all.slice_axis(1, dim(at, "prompt")?, Some(dim(at + n, "prompt")?), 1)?;
+        // The prompts' ids and the padding id were checked by `validate`.
+        model.forward_hidden_checked(&CheckedTokens::known(chunk), Some(cache))?;
         let state: Vec<&Array> = cache.iter().flat_map(LayerCache::arrays).collect();
         eval(&state)?;
         memory::clear_cache();
@@ -344,13 +391,15 @@ fn decode_memory_limit(
     let final_capacity = if capacity >= final_positions {
         capacity
     } else {
-        final_positions.div_ceil(step) * step
+        final_positions.div_ceil(step).saturating_mul(step)
     };
     let grown = now.checked_div(capacity).map_or(0, |per_position| {
-        per_position * final_capacity.max(capacity)
+        per_position.saturating_mul(final_capacity.max(capacity))
     });
     let active = memory::active_memory();
-    let limit = active - now.min(active) + grown + (headroom_mb << 20);
+    let limit = (active - now.min(active))
+        .saturating_add(grown)
+        .saturating_add(headroom_mb.saturating_mul(1 << 20));
     memory::MemoryLimitGuard::new(limit)
 }
 
@@ -365,6 +414,39 @@ fn expand_cache(cache: &mut [LayerCache], rows: &[usize], capacity: i32) -> Resu
         let c = batch_layer(layer)?;
         c.filter(rows)?;
         c.grow_to(capacity)?;
+        eval(&layer.arrays())?;
+    }
+    Ok(())
+}
+
+/// The buffer length to grow to so that `needed` positions fit, given the
+/// current `capacity`: at least double it (so that growing costs amortised
+/// constant time per token), in whole [`CACHE_STEP`]s, but never beyond the
+/// `limit` that the longest row can reach.
+fn grown_capacity(needed: i32, capacity: i32, limit: i32) -> i32 {
+    let doubled = needed.max(capacity.saturating_mul(2));
+    let stepped = doubled
+        .checked_add(CACHE_STEP - 1)
+        .map_or(i32::MAX, |n| n / CACHE_STEP * CACHE_STEP);
+    stepped.min(limit).max(needed)
+}
+
+/// Before a decoding step: when the next position does not fit the
+/// buffers, grows every layer's buffers ([`grown_capacity`]) one layer at a
+/// time, each evaluated before the next is queued, so that only one
+/// layer's old and new buffers are alive together.
+fn grow_cache(cache: &mut [LayerCache], limit: i32) -> Result<()> {
+    for layer in cache.iter_mut() {
+        let c = batch_layer(layer)?;
+        let Some(keys) = &c.keys else {
+            continue;
+        };
+        let capacity = keys.dim(2).unwrap_or(0);
+        let needed = c.offset().saturating_add(1);
+        if needed <= capacity {
+            continue;
+        }
+        c.grow_to(grown_capacity(needed, capacity, limit))?;
         eval(&layer.arrays())?;
     }
     Ok(())
@@ -438,12 +520,14 @@ struct Engine<'a, M: LanguageModel> {
 }
 
 impl<M: LanguageModel> Engine<'_, M> {
-    /// Builds one decoding step for the live rows' last tokens (`[R]`).
+    /// Builds one decoding step for the live rows' last tokens (`[R]`:
+    /// checked prompt tokens, then tokens sampled from the model's logits).
     fn step(&mut self, input: &Array, rows: &mut [Row], rng: &mut RandomState) -> Result<Pending> {
-        let r = rows.len() as i32;
-        let logits = self
-            .model
-            .forward(&input.reshape(&[r, 1])?, Some(&mut self.cache))?;
+        let r = dim(rows.len(), "rows")?;
+        let logits = self.model.forward_checked(
+            &CheckedTokens::known(input.reshape(&[r, 1])?),
+            Some(&mut self.cache),
+        )?;
         let vocab = logits.dim(-1).unwrap_or(0);
         let logits = logits.reshape(&[r, vocab])?;
         let processed = if self.options.processors.is_active() {

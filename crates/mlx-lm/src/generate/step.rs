@@ -10,6 +10,8 @@ use crate::cache::LayerCache;
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
 use crate::sample::{LogitsProcessorConfig, RandomState, SamplerConfig, TokenHistory, logprobs};
+use crate::sizes::{dim, total_positions};
+use crate::token_ids::{CheckedTokens, check_ids};
 
 /// One generated token.
 #[derive(Debug, Clone)]
@@ -98,6 +100,26 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
         let vocab = model.vocab_size();
         options.sampler.validate(vocab)?;
         options.processors.validate(vocab)?;
+        check_ids(prompt, vocab, "prompt")?;
+        if cache.len() != model.num_layers() {
+            return Err(Error::InvalidCache {
+                message: format!(
+                    "{} layer caches given for a model of {} layers",
+                    cache.len(),
+                    model.num_layers()
+                ),
+            });
+        }
+        for (i, layer) in cache.iter().enumerate() {
+            layer.check_consistent(i)?;
+        }
+        // Every position must fit the caches' 32-bit counters: what the
+        // cache holds, the prompt, and the most tokens asked for.
+        let cached = cache.first().map_or(0, |c| c.offset().max(0) as usize);
+        total_positions(&[cached, prompt.len()], "prompt")?;
+        if let Some(max) = options.max_tokens {
+            total_positions(&[cached, prompt.len(), max], "max_tokens")?;
+        }
         let processors = options.processors.is_active().then(|| {
             (
                 options.processors.clone(),
@@ -121,7 +143,7 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
             failed: false,
         };
         let last = generator.prefill(prompt, options.prefill_step_size)?;
-        let first = generator.step(&Array::from_slice(last, &[last.len() as i32])?)?;
+        let first = generator.step(&Array::from_slice(last, &[dim(last.len(), "prompt")?])?)?;
         generator.queue(&first)?;
         generator.pending = Some(first);
         Ok(generator)
@@ -133,8 +155,12 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
         let mut rest = prompt;
         while rest.len() > 1 {
             let n = step.min(rest.len() - 1);
-            let chunk = Array::from_slice(&rest[..n], &[1, n as i32])?;
-            self.model.forward_hidden(&chunk, Some(&mut self.cache))?;
+            let chunk = Array::from_slice(&rest[..n], &[1, dim(n, "prefill_step_size")?])?;
+            // The prompt's ids were checked when the generator was made.
+            self.model.forward_hidden_checked(
+                &CheckedTokens::known(chunk.clone()),
+                Some(&mut self.cache),
+            )?;
             let state: Vec<&Array> = self.cache.iter().flat_map(LayerCache::arrays).collect();
             eval(&state)?;
             if let Some((_, history)) = &mut self.processors {
@@ -146,12 +172,14 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
         Ok(rest)
     }
 
-    /// Builds one sampling step for `input` (`[n]` token ids).
+    /// Builds one sampling step for `input` (`[n]` token ids: the last
+    /// prompt token, checked, or a token sampled from the model's logits).
     fn step(&mut self, input: &Array) -> Result<Pending> {
-        let n = input.size() as i32;
-        let logits = self
-            .model
-            .forward(&input.reshape(&[1, n])?, Some(&mut self.cache))?;
+        let n = dim(input.size(), "prompt")?;
+        let logits = self.model.forward_checked(
+            &CheckedTokens::known(input.reshape(&[1, n])?),
+            Some(&mut self.cache),
+        )?;
         let vocab = logits.dim(-1).unwrap_or(0);
         let mut logits = logits
             .slice_axis(1, n - 1, Some(n), 1)?

@@ -10,6 +10,7 @@ use crate::detokenizer::StreamingDetokenizer;
 use crate::error::Result;
 use crate::model::LanguageModel;
 use crate::sample::RandomState;
+use crate::token_ids::check_tokenizer_fits;
 use crate::tokenizer::Tokenizer;
 
 /// One step of [`stream_generate`]: a generated token and the text it
@@ -34,7 +35,8 @@ pub struct GenerationResponse {
 }
 
 /// Generates text after a prompt (mlx-lm's `stream_generate`), one
-/// [`GenerationResponse`] per generated token.
+/// [`GenerationResponse`] per generated token. The tokenizer must fit the
+/// model ([`crate::check_tokenizer_fits`]).
 ///
 /// Generation ends at an end-of-sequence id (its text is not emitted), at a
 /// stop sequence (the text of its tokens is not emitted: tokens that could
@@ -61,6 +63,7 @@ impl<'m, M: LanguageModel> TextGenerator<'m, M> {
         options: &GenerateOptions,
         rng: RandomState,
     ) -> Result<Self> {
+        check_tokenizer_fits(model, tokenizer)?;
         let tokens = TokenGenerator::new(model, prompt, options, rng)?;
         Ok(TextGenerator {
             tokens,

@@ -18,6 +18,7 @@ mod random;
 mod save;
 mod validate;
 
+pub(crate) use load::dtype_from_config;
 pub use load::{load_config, load_model};
 pub use problem::CheckpointProblem;
 pub use random::{

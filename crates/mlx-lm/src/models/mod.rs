@@ -5,6 +5,7 @@
 //! training work with any of them.
 
 mod attention;
+mod config_checks;
 pub(crate) mod experts;
 mod fused;
 mod moe;
@@ -22,6 +23,7 @@ pub use qwen3::{Qwen3, Qwen3Config};
 pub use qwen3_moe::{Qwen3Moe, Qwen3MoeConfig};
 
 use crate::cache::LayerCache;
+use crate::token_ids::{CheckedTokens, check_token_array};
 use crate::{Error, LanguageModel, Result};
 use transformer::Transformer;
 
@@ -226,18 +228,27 @@ macro_rules! impl_language_model {
     ($($ty:ty),*) => {$(
         impl LanguageModel for $ty {
             fn forward(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
+                self.forward_checked(&CheckedTokens::new(tokens, self.vocab_size())?, cache)
+            }
+
+            fn forward_checked(&self, tokens: &CheckedTokens, cache: Option<&mut [LayerCache]>) -> Result<Array> {
                 let d = self.decoder();
                 // With a cache this is inference: nothing is differentiated.
                 let decoding = cache.is_some();
-                let hidden = d.run(tokens, cache, None, false)?.hidden;
+                let hidden = d.run(tokens.array(), cache, None, false)?.hidden;
                 if decoding { d.decoding_logits(&hidden) } else { d.logits(&hidden) }
             }
 
             fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
-                Ok(self.decoder().run(tokens, cache, None, false)?.hidden)
+                self.forward_hidden_checked(&CheckedTokens::new(tokens, self.vocab_size())?, cache)
+            }
+
+            fn forward_hidden_checked(&self, tokens: &CheckedTokens, cache: Option<&mut [LayerCache]>) -> Result<Array> {
+                Ok(self.decoder().run(tokens.array(), cache, None, false)?.hidden)
             }
 
             fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array> {
+                check_token_array(tokens, self.vocab_size())?;
                 Ok(self.decoder().run(tokens, None, Some(left_padding), false)?.hidden)
             }
 
@@ -247,6 +258,7 @@ macro_rules! impl_language_model {
                 left_padding: Option<&[i32]>,
                 token_mask: Option<&Array>,
             ) -> Result<(Array, Option<Array>)> {
+                check_token_array(tokens, self.vocab_size())?;
                 let Some(router) = self.router() else {
                     return Ok((self.decoder().run(tokens, None, left_padding, false)?.hidden, None));
                 };
@@ -333,7 +345,11 @@ impl_language_model!(Qwen3, Qwen3Moe, Model);
 
 /// `[B, L]` f32: 1 at real tokens, 0 at each row's leading padding.
 fn left_padding_mask(left_padding: &[i32], len: i32) -> Result<Array> {
-    let rows = left_padding.len() as i32;
+    let rows = i32::try_from(left_padding.len()).map_err(|_| Error::TooLarge {
+        setting: "left_padding".into(),
+        value: format!("{} rows", left_padding.len()),
+        message: "more rows than a 32-bit shape holds".into(),
+    })?;
     let positions = Array::arange(0.0, f64::from(len), 1.0, Dtype::I32)?.reshape(&[1, len])?;
     let padding = Array::from_slice(left_padding, &[rows, 1])?;
     Ok(positions.ge(&padding)?.as_type(Dtype::F32)?)

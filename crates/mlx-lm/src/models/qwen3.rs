@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::attention::AttentionDims;
+use super::config_checks;
 use super::rope::rope_settings;
 use super::transformer::{FeedForwardKind, Transformer, TransformerDims};
+use crate::loader::dtype_from_config;
 use crate::{Error, Result};
 
 /// The Hugging Face `config.json` of a Qwen3 model (field names as there;
@@ -138,6 +140,25 @@ impl Qwen3Config {
                 return Err(bad(field, format!("must be positive, got {value}")));
             }
         }
+        if self.max_position_embeddings <= 0 {
+            return Err(bad(
+                "max_position_embeddings",
+                format!("must be positive, got {}", self.max_position_embeddings),
+            ));
+        }
+        config_checks::non_negative_finite("rms_norm_eps", self.rms_norm_eps)?;
+        for (field, value) in [("dtype", &self.dtype), ("torch_dtype", &self.torch_dtype)] {
+            if let Some(name) = value
+                && dtype_from_config(name).is_none()
+            {
+                return Err(bad(
+                    field,
+                    format!(
+                        "unknown dtype `{name}` (known: float32, fp32, bfloat16, bf16, float16, fp16, half)"
+                    ),
+                ));
+            }
+        }
         let head_dim = self.head_dim.unwrap_or(default_head_dim);
         if head_dim <= 0 || head_dim % 2 != 0 {
             return Err(bad(
@@ -145,6 +166,20 @@ impl Qwen3Config {
                 format!("must be positive and even, got {head_dim}"),
             ));
         }
+        let (heads, kv_heads) = (self.num_attention_heads, self.kv_heads());
+        config_checks::width("num_attention_heads", &[heads, head_dim])?;
+        let all_heads = kv_heads
+            .checked_mul(2)
+            .and_then(|kv| kv.checked_add(heads))
+            .unwrap_or(i32::MAX);
+        config_checks::width("num_key_value_heads", &[all_heads, head_dim])?;
+        config_checks::width("intermediate_size", &[2, self.intermediate_size])?;
+        config_checks::weight("vocab_size", &[self.vocab_size, self.hidden_size])?;
+        config_checks::weight(
+            "intermediate_size",
+            &[self.intermediate_size, self.hidden_size],
+        )?;
+        config_checks::weight("num_attention_heads", &[heads, head_dim, self.hidden_size])?;
         if self.num_attention_heads % self.kv_heads() != 0 {
             return Err(bad(
                 "num_key_value_heads",

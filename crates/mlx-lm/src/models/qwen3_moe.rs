@@ -4,6 +4,7 @@
 use mlx_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
+use super::config_checks;
 use super::moe::MoeDims;
 use super::qwen3::Qwen3Config;
 use super::transformer::{FeedForwardKind, Transformer, TransformerDims};
@@ -114,6 +115,15 @@ impl Qwen3MoeConfig {
             });
         }
         let default_head_dim = if base.num_attention_heads > 0 {
+            if base.head_dim.is_none() && base.hidden_size % base.num_attention_heads != 0 {
+                return Err(Error::ModelConfig {
+                    field: "hidden_size".into(),
+                    message: format!(
+                        "{} is not divisible by num_attention_heads = {} (and no head_dim is given)",
+                        base.hidden_size, base.num_attention_heads
+                    ),
+                });
+            }
             base.hidden_size / base.num_attention_heads
         } else {
             0
@@ -123,6 +133,12 @@ impl Qwen3MoeConfig {
             field: field.into(),
             message,
         };
+        if !self.router_aux_loss_coef.is_finite() {
+            return Err(bad(
+                "router_aux_loss_coef",
+                format!("must be finite, got {}", self.router_aux_loss_coef),
+            ));
+        }
         if self.num_experts < 0 {
             return Err(bad(
                 "num_experts",
@@ -151,6 +167,16 @@ impl Qwen3MoeConfig {
                     format!("must be positive, got {}", self.decoder_sparse_step),
                 ));
             }
+            config_checks::width("moe_intermediate_size", &[2, self.moe_intermediate_size])?;
+            config_checks::weight(
+                "num_experts",
+                &[
+                    self.num_experts,
+                    2,
+                    self.moe_intermediate_size,
+                    base.hidden_size,
+                ],
+            )?;
         }
         let moe = MoeDims {
             hidden: base.hidden_size,

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::config_checks::positive_finite;
 use crate::{Error, Result};
 
 /// Base and position scale of the rotary embeddings.
@@ -21,10 +22,24 @@ pub(crate) fn rope_settings(
     scaling: Option<&Value>,
     parameters: Option<&Value>,
 ) -> Result<RopeSettings> {
-    let nested_theta = parameters
-        .and_then(|p| p.get("rope_theta"))
-        .and_then(Value::as_f64);
-    let base = theta.or(nested_theta).unwrap_or(DEFAULT_ROPE_THETA);
+    let nested_theta = match parameters.and_then(|p| p.get("rope_theta")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_f64().ok_or_else(|| Error::ModelConfig {
+            field: "rope_parameters.rope_theta".into(),
+            message: format!("must be a number, got {v}"),
+        })?),
+    };
+    let base = match (theta, nested_theta) {
+        (Some(t), _) => {
+            positive_finite("rope_theta", t)?;
+            t
+        }
+        (None, Some(t)) => {
+            positive_finite("rope_parameters.rope_theta", t)?;
+            t
+        }
+        (None, None) => DEFAULT_ROPE_THETA,
+    };
     let scaling = match scaling {
         Some(Value::Null) | None => parameters,
         other => other,
@@ -50,12 +65,7 @@ pub(crate) fn rope_settings(
                         message: "linear rope scaling needs a numeric `factor`".into(),
                     }
                 })?;
-                if factor <= 0.0 {
-                    return Err(Error::ModelConfig {
-                        field: format!("{field}.factor"),
-                        message: format!("must be positive, got {factor}"),
-                    });
-                }
+                positive_finite(&format!("{field}.factor"), factor)?;
                 scale = (1.0 / factor) as f32;
             }
             other => {

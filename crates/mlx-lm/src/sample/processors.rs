@@ -83,11 +83,33 @@ impl LogitsProcessorConfig {
                 message: format!("must be a non-negative number, got {p}"),
             });
         }
-        for &(t, _) in &self.logit_bias {
+        for (parameter, penalty) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(p) = penalty
+                && !p.is_finite()
+            {
+                return Err(Error::InvalidSampling {
+                    parameter,
+                    message: format!("must be a finite number, got {p}"),
+                });
+            }
+        }
+        for &(t, bias) in &self.logit_bias {
             if i64::from(t) >= i64::from(vocab) {
                 return Err(Error::InvalidSampling {
                     parameter: "logit_bias",
                     message: format!("token {t} is outside the vocabulary ({vocab})"),
+                });
+            }
+            // -inf bans a token; NaN or +inf would make every probability NaN.
+            if bias.is_nan() || bias == f64::INFINITY {
+                return Err(Error::InvalidSampling {
+                    parameter: "logit_bias",
+                    message: format!(
+                        "the bias of token {t} must be a number below +inf, got {bias}"
+                    ),
                 });
             }
         }

@@ -72,15 +72,19 @@ impl SamplerConfig {
         self.temperature == 0.0
     }
 
-    /// Checks every setting that the sampling chain uses against a
-    /// vocabulary of `vocab` tokens, with mlx-lm's ranges.
+    /// Checks every setting against a vocabulary of `vocab` tokens, with
+    /// mlx-lm's ranges, whatever the temperature (a setting that is wrong
+    /// is reported even where greedy decoding would ignore it):
+    /// `temperature` finite and `>= 0`; `top_p` in `[0, 1]` (0 and 1 are
+    /// off); `min_p`, `xtc_probability` in `[0, 1]`; `xtc_threshold` in
+    /// `[0, 0.5]`; `top_k` and `xtc_special_tokens` inside the vocabulary;
+    /// `min_tokens_to_keep` in `1..=vocab` when min-p is on. NaN is never
+    /// in range.
     pub fn validate(&self, vocab: i32) -> Result<()> {
         let bad = |parameter: &'static str, message: String| {
             Err(Error::InvalidSampling { parameter, message })
         };
-        if self.is_greedy() {
-            return Ok(());
-        }
+        let in_range = |x: f64, lo: f64, hi: f64| x.is_finite() && (lo..=hi).contains(&x);
         if !self.temperature.is_finite() || self.temperature < 0.0 {
             return bad(
                 "temperature",
@@ -90,10 +94,16 @@ impl SamplerConfig {
                 ),
             );
         }
+        if !in_range(self.top_p, 0.0, 1.0) {
+            return bad(
+                "top_p",
+                format!("has to be in [0, 1] (0 or 1: off), got {}", self.top_p),
+            );
+        }
+        if !in_range(self.min_p, 0.0, 1.0) {
+            return bad("min_p", format!("has to be in [0, 1], got {}", self.min_p));
+        }
         if self.min_p != 0.0 {
-            if !(0.0..=1.0).contains(&self.min_p) {
-                return bad("min_p", format!("has to be in [0, 1], got {}", self.min_p));
-            }
             if self.min_tokens_to_keep < 1 {
                 return bad(
                     "min_tokens_to_keep",
@@ -110,29 +120,27 @@ impl SamplerConfig {
                 );
             }
         }
-        if self.xtc_probability > 0.0 {
-            if !(0.0..=0.5).contains(&self.xtc_threshold) {
-                return bad(
-                    "xtc_threshold",
-                    format!("has to be in [0, 0.5], got {}", self.xtc_threshold),
-                );
-            }
-            if self.xtc_probability > 1.0 {
-                return bad(
-                    "xtc_probability",
-                    format!("has to be in [0, 1], got {}", self.xtc_probability),
-                );
-            }
-            if let Some(t) = self
-                .xtc_special_tokens
-                .iter()
-                .find(|t| i64::from(**t) >= i64::from(vocab))
-            {
-                return bad(
-                    "xtc_special_tokens",
-                    format!("token {t} is outside the vocabulary ({vocab})"),
-                );
-            }
+        if !in_range(self.xtc_probability, 0.0, 1.0) {
+            return bad(
+                "xtc_probability",
+                format!("has to be in [0, 1], got {}", self.xtc_probability),
+            );
+        }
+        if !in_range(self.xtc_threshold, 0.0, 0.5) {
+            return bad(
+                "xtc_threshold",
+                format!("has to be in [0, 0.5], got {}", self.xtc_threshold),
+            );
+        }
+        if let Some(t) = self
+            .xtc_special_tokens
+            .iter()
+            .find(|t| i64::from(**t) >= i64::from(vocab))
+        {
+            return bad(
+                "xtc_special_tokens",
+                format!("token {t} is outside the vocabulary ({vocab})"),
+            );
         }
         if self.top_k > 0 && self.top_k >= vocab.max(0) as usize {
             return bad(
