@@ -51,12 +51,23 @@ where
     })
 }
 
-/// The first line of a `clap` error without its `error: ` prefix.
+/// The first paragraph of a `clap` error (the message, and the missing
+/// arguments where it lists them) as one line, without `error: `.
 fn clap_error_line(e: &clap::Error) -> String {
     let text = e.to_string();
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-    let first = first.unwrap_or("invalid command line");
-    first.strip_prefix("error: ").unwrap_or(first).to_string()
+    let paragraph: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let line = paragraph.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    if line.is_empty() {
+        "invalid command line".to_string()
+    } else {
+        line.to_string()
+    }
 }
 
 /// Parses the process's arguments as `C`: prints the help and exits 0 on
@@ -155,6 +166,12 @@ pub fn check_output_parent(path: &Path) -> Result<(), String> {
     };
     if parent.is_dir() {
         Ok(())
+    } else if parent.exists() {
+        Err(format!(
+            "output {}: {} is not a directory",
+            path.display(),
+            parent.display()
+        ))
     } else {
         Err(format!(
             "output {}: the directory {} does not exist",
@@ -295,6 +312,8 @@ mod tests {
         top_p: Option<f64>,
         #[arg(long)]
         max_tokens: Option<usize>,
+        #[arg(long, required = true)]
+        model: String,
     }
 
     fn words(s: &str) -> Vec<OsString> {
@@ -311,11 +330,12 @@ mod tests {
     #[test]
     fn errors_are_one_line_naming_the_flag() {
         for (line, needle) in [
-            ("t --nope", "--nope"),
-            ("t --top-p 1.5", "--top-p"),
-            ("t --top-p nan", "--top-p"),
-            ("t --max-tokens -3", "-3"),
-            ("t --max-tokens", "--max-tokens"),
+            ("t --model m --nope", "--nope"),
+            ("t --model m --top-p 1.5", "--top-p"),
+            ("t --model m --top-p nan", "--top-p"),
+            ("t --model m --max-tokens -3", "-3"),
+            ("t --model m --max-tokens", "--max-tokens"),
+            ("t --top-p 0.5", "--model"),
         ] {
             let msg = usage(line);
             assert!(!msg.contains('\n'), "{line}: {msg}");
@@ -327,7 +347,7 @@ mod tests {
     fn non_utf8_is_a_usage_error() {
         let args = vec![
             OsString::from("t"),
-            OsString::from("--top-p"),
+            OsString::from("--model"),
             OsString::from_vec(vec![0x30, 0xff]),
         ];
         let stop = try_parse_from::<T, _>(args).unwrap_err();
@@ -342,7 +362,7 @@ mod tests {
         assert!(
             matches!(try_parse_from::<T, _>(words("t --help")), Err(ParseStop::Print(h)) if h.contains("--top-p"))
         );
-        let t = try_parse_from::<T, _>(words("t --top-p 0.5 --max-tokens 7")).unwrap();
+        let t = try_parse_from::<T, _>(words("t --model m --top-p 0.5 --max-tokens 7")).unwrap();
         assert_eq!((t.top_p, t.max_tokens), (Some(0.5), Some(7)));
     }
 
