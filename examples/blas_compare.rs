@@ -22,35 +22,24 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use mlx_grpo_workspace::cli;
 use mlx_tensor::{random, Array, Dtype};
 
-/// Matrix size and minimum measuring time.
+/// f32 matmul throughput with the BLAS this binary was built with, against
+/// the MLX wheel's stock reference BLAS.
+#[derive(Parser, Debug)]
+#[command(name = "blas_compare")]
 struct Options {
+    /// Matrix size
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=16384), default_value_t = 1024)]
     n: i32,
+    /// Minimum measuring time per BLAS, in seconds
+    #[arg(long, value_parser = cli::positive, default_value_t = 2.0)]
     seconds: f64,
+    /// Measure only and print the result (the run with the stock BLAS preloaded)
+    #[arg(long, hide = true)]
     child: bool,
-}
-
-fn parse_args() -> Result<Options, Box<dyn Error>> {
-    let mut opts = Options {
-        n: 1024,
-        seconds: 2.0,
-        child: false,
-    };
-    let mut args = env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--child" => opts.child = true,
-            "--n" => opts.n = args.next().ok_or("--n needs a value")?.parse()?,
-            "--seconds" => opts.seconds = args.next().ok_or("--seconds needs a value")?.parse()?,
-            "-h" | "--help" => {
-                println!("usage: blas_compare [--n N] [--seconds S]");
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(opts)
 }
 
 /// Throughput of `n × n` f32 matmuls: (best, median) GFLOP/s.
@@ -126,7 +115,8 @@ fn reference_blas_dir() -> Result<PathBuf, Box<dyn Error>> {
 
 /// The library in `dir` whose name starts with `prefix`.
 fn find_lib(dir: &Path, prefix: &str) -> Result<PathBuf, Box<dyn Error>> {
-    fs::read_dir(dir)?
+    fs::read_dir(dir)
+        .map_err(cli::at_path("reading", dir))?
         .flatten()
         .map(|e| e.path())
         .find(|p| {
@@ -144,7 +134,7 @@ fn measure_in_child(
     lapack: &Path,
 ) -> Result<(f64, f64, Vec<String>), Box<dyn Error>> {
     let exe = env::current_exe()?;
-    let output = Command::new(exe)
+    let output = Command::new(&exe)
         .args([
             "--child",
             "--n",
@@ -156,7 +146,8 @@ fn measure_in_child(
             "LD_PRELOAD",
             format!("{} {}", blas.display(), lapack.display()),
         )
-        .output()?;
+        .output()
+        .map_err(cli::at_path("running", &exe))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         return Err(format!(
@@ -183,8 +174,12 @@ fn measure_in_child(
     Ok((best, median, libs))
 }
 
-fn main() -> Result<(), Box<dyn Error>> {
-    let opts = parse_args()?;
+fn main() {
+    let opts: Options = cli::parse();
+    cli::exit_on_error(|| run(&opts));
+}
+
+fn run(opts: &Options) -> Result<(), Box<dyn Error>> {
     if opts.child {
         let (best, median) = measure(opts.n, opts.seconds)?;
         println!("gflops {best} {median}");
@@ -205,7 +200,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
     let (best, median) = measure(opts.n, opts.seconds)?;
     let own_libs = mapped_blas();
-    let (ref_best, ref_median, child_libs) = measure_in_child(&opts, &blas, &lapack)?;
+    let (ref_best, ref_median, child_libs) = measure_in_child(opts, &blas, &lapack)?;
 
     let blas_str = blas.display().to_string();
     if !child_libs.contains(&blas_str) {

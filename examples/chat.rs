@@ -20,31 +20,59 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
-use mlx_grpo_workspace::args::Args;
+use clap::Parser;
+use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::chat::{chat, ChatOptions, ChatResult};
 use mlx_lm::generate::GenerateOptions;
 use mlx_lm::sample::SamplerConfig;
 use mlx_lm::vocab::VocabTokenizerBuilder;
-use mlx_lm::{ChatTemplateOptions, Tokenizer};
-use mlx_tensor::Dtype;
+use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 use serde_json::{json, Value};
 
-const OPTIONS: &[&str] = &[
-    "model",
-    "prompt",
-    "system-prompt",
-    "tools",
-    "max-tokens",
-    "temp",
-    "top-p",
-    "top-k",
-    "min-p",
-    "seed",
-    "dtype",
-];
-const FLAGS: &[&str] = &["no-thinking", "json"];
-
-type BoxError = Box<dyn std::error::Error>;
+/// Chats with a model: one-shot (--prompt) or one message per line on stdin.
+#[derive(Parser, Debug)]
+#[command(name = "chat", allow_negative_numbers = true)]
+struct Cli {
+    /// Model directory (Hugging Face layout) [default: the tiny random test checkpoint]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// One message; without it, messages are read from stdin
+    #[arg(long, short = 'p')]
+    prompt: Option<String>,
+    /// System prompt for the chat template
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// JSON file with an array of tool definitions
+    #[arg(long)]
+    tools: Option<PathBuf>,
+    /// Turn the chat template's thinking off
+    #[arg(long)]
+    no_thinking: bool,
+    /// Maximum number of tokens per reply
+    #[arg(long, short = 'm', default_value_t = 512)]
+    max_tokens: usize,
+    /// Sampling temperature (0: greedy)
+    #[arg(long, value_parser = cli::non_negative, default_value_t = 0.6)]
+    temp: f64,
+    /// Sampling top-p (1: off)
+    #[arg(long, value_parser = cli::probability, default_value_t = 0.95)]
+    top_p: f64,
+    /// Sampling top-k (0: off)
+    #[arg(long, default_value_t = 20)]
+    top_k: usize,
+    /// Sampling min-p (0: off)
+    #[arg(long, value_parser = cli::probability, default_value_t = 0.0)]
+    min_p: f64,
+    /// Seed of the sampler
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Data type of the weights [default: the checkpoint's]
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+    /// Print each reply as one JSON line
+    #[arg(long)]
+    json: bool,
+}
 
 fn toy_tokenizer() -> Result<Tokenizer, BoxError> {
     let words: Vec<String> = ["<pad>", "<s>", "</s>"]
@@ -60,42 +88,42 @@ fn toy_tokenizer() -> Result<Tokenizer, BoxError> {
         .build()?)
 }
 
-fn load(args: &Args) -> Result<(mlx_lm::Model, Tokenizer), BoxError> {
-    let dtype = match args.raw("dtype") {
-        None => None,
-        Some("f32" | "float32") => Some(Dtype::F32),
-        Some("bf16" | "bfloat16") => Some(Dtype::BF16),
-        Some("f16" | "float16") => Some(Dtype::F16),
-        Some(other) => return Err(format!("--dtype {other}: use f32, bf16 or f16").into()),
-    };
-    match args.raw("model") {
-        Some(dir) => Ok((mlx_lm::load_model(dir, dtype)?, Tokenizer::from_dir(dir)?)),
+fn load(args: &Cli) -> Result<(mlx_lm::Model, Tokenizer), BoxError> {
+    let dtype = args.dtype.map(Into::into);
+    let (model, tokenizer, dir) = match &args.model {
+        Some(dir) => (
+            mlx_lm::load_model(dir, dtype)?,
+            Tokenizer::from_dir(dir)?,
+            dir.clone(),
+        ),
         None => {
             let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("crates/mlx-lm/tests/fixtures/sample/tiny-qwen3");
-            Ok((mlx_lm::load_model(dir, dtype)?, toy_tokenizer()?))
+            (mlx_lm::load_model(&dir, dtype)?, toy_tokenizer()?, dir)
         }
-    }
+    };
+    cli::check_tokenizer_fits(tokenizer.vocab_size(), model.vocab_size(), &dir)?;
+    Ok((model, tokenizer))
 }
 
-fn options(args: &Args) -> Result<ChatOptions, BoxError> {
+fn options(args: &Cli) -> Result<ChatOptions, BoxError> {
     let mut template = ChatTemplateOptions::default();
-    if let Some(path) = args.raw("tools") {
-        let text =
-            std::fs::read_to_string(PathBuf::from(path)).map_err(|e| format!("{path}: {e}"))?;
-        let tools: Vec<Value> = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    if let Some(path) = &args.tools {
+        let text = std::fs::read_to_string(path).map_err(cli::at_path("reading --tools", path))?;
+        let tools: Vec<Value> =
+            serde_json::from_str(&text).map_err(|e| format!("--tools {}: {e}", path.display()))?;
         template = template.tools(tools);
     }
-    if args.flag("no-thinking") {
+    if args.no_thinking {
         template = template.enable_thinking(false);
     }
     let generate = GenerateOptions {
-        max_tokens: Some(args.get_or("max-tokens", 512usize)?),
+        max_tokens: Some(args.max_tokens),
         sampler: SamplerConfig {
-            temperature: args.get_or("temp", 0.6)?,
-            top_p: args.get_or("top-p", 0.95)?,
-            top_k: args.get_or("top-k", 20)?,
-            min_p: args.get_or("min-p", 0.0)?,
+            temperature: args.temp,
+            top_p: args.top_p,
+            top_k: args.top_k,
+            min_p: args.min_p,
             ..SamplerConfig::default()
         },
         ..GenerateOptions::default()
@@ -103,7 +131,7 @@ fn options(args: &Args) -> Result<ChatOptions, BoxError> {
     Ok(ChatOptions {
         generate,
         template,
-        seed: args.get("seed")?,
+        seed: args.seed,
     })
 }
 
@@ -140,22 +168,21 @@ fn show(reply: &ChatResult, json_out: bool) {
     );
 }
 
-fn run() -> Result<(), BoxError> {
-    let args = Args::from_env(OPTIONS, FLAGS)?;
+fn run(args: Cli) -> Result<(), BoxError> {
     let (model, tokenizer) = load(&args)?;
     let mut options = options(&args)?;
-    let json_out = args.flag("json");
+    let json_out = args.json;
     let mut messages = Vec::new();
-    if let Some(system) = args.raw("system-prompt") {
+    if let Some(system) = &args.system_prompt {
         messages.push(json!({"role": "system", "content": system}));
     }
-    if let Some(prompt) = args.raw("prompt") {
+    if let Some(prompt) = &args.prompt {
         messages.push(json!({"role": "user", "content": prompt}));
         let reply = chat(&model, &tokenizer, &messages, &options)?;
         show(&reply, json_out);
         return Ok(());
     }
-    if args.raw("model").is_none() {
+    if args.model.is_none() {
         // Toy model: a single turn with a vocabulary prompt.
         messages.push(json!({"role": "user", "content": "w10 w11 w12"}));
         let reply = chat(&model, &tokenizer, &messages, &options)?;
@@ -164,7 +191,7 @@ fn run() -> Result<(), BoxError> {
     }
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
-        let line = line?;
+        let line = line.map_err(|e| format!("reading standard input: {e}"))?;
         if line.trim().is_empty() {
             break;
         }
@@ -179,8 +206,6 @@ fn run() -> Result<(), BoxError> {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args: Cli = cli::parse();
+    cli::exit_on_error(|| run(args));
 }

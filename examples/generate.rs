@@ -23,98 +23,143 @@
 
 use std::path::{Path, PathBuf};
 
-use mlx_grpo_workspace::args::Args;
+use clap::Parser;
+use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::generate::{
     generate_step, stream_generate, FinishReason, GenerateOptions, GenerationStats,
+    DEFAULT_PREFILL_STEP_SIZE,
 };
 use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
-use mlx_lm::{ChatTemplateOptions, Tokenizer};
-use mlx_tensor::Dtype;
+use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 use serde_json::{json, Value};
 
-const OPTIONS: &[&str] = &[
-    "model",
-    "prompt",
-    "prompt-tokens",
-    "system-prompt",
-    "max-tokens",
-    "temp",
-    "top-p",
-    "top-k",
-    "min-p",
-    "min-tokens-to-keep",
-    "xtc-probability",
-    "xtc-threshold",
-    "xtc-special-tokens",
-    "repetition-penalty",
-    "repetition-context-size",
-    "presence-penalty",
-    "presence-context-size",
-    "frequency-penalty",
-    "frequency-context-size",
-    "logit-bias",
-    "seed",
-    "prefill-step-size",
-    "dtype",
-];
-const FLAGS: &[&str] = &["ignore-eos", "json", "ignore-chat-template"];
-
-type BoxError = Box<dyn std::error::Error>;
+/// Generates text from a prompt (the flags of `mlx_lm.generate`).
+#[derive(Parser, Debug)]
+#[command(name = "generate", allow_negative_numbers = true)]
+struct Cli {
+    /// Model directory (Hugging Face layout) [default: the tiny random test checkpoint]
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Message to be processed by the model (`\n` and `\t` are unescaped)
+    #[arg(long, short = 'p')]
+    prompt: Option<String>,
+    /// Prompt token ids, comma-separated (instead of --prompt)
+    #[arg(long, value_delimiter = ',', num_args = 1, conflicts_with = "prompt")]
+    prompt_tokens: Option<Vec<u32>>,
+    /// System prompt for the chat template
+    #[arg(long)]
+    system_prompt: Option<String>,
+    /// Maximum number of tokens to generate
+    #[arg(long, short = 'm', default_value_t = 100)]
+    max_tokens: usize,
+    /// Sampling temperature (0: greedy)
+    #[arg(long, value_parser = cli::non_negative, default_value_t = 0.0)]
+    temp: f64,
+    /// Sampling top-p (1: off)
+    #[arg(long, value_parser = cli::probability, default_value_t = 1.0)]
+    top_p: f64,
+    /// Sampling top-k (0: off)
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sampling min-p (0: off)
+    #[arg(long, value_parser = cli::probability, default_value_t = 0.0)]
+    min_p: f64,
+    /// Minimum tokens kept by min-p
+    #[arg(long, value_parser = cli::positive_count, default_value_t = 1)]
+    min_tokens_to_keep: usize,
+    /// XTC sampling probability
+    #[arg(long, value_parser = cli::probability, default_value_t = 0.0)]
+    xtc_probability: f64,
+    /// XTC sampling threshold
+    #[arg(long, value_parser = cli::probability, default_value_t = 0.1)]
+    xtc_threshold: f64,
+    /// Token ids XTC never removes, comma-separated [default: newline and EOS]
+    #[arg(long, value_delimiter = ',', num_args = 1)]
+    xtc_special_tokens: Option<Vec<u32>>,
+    /// Penalty on repeated tokens (1: off)
+    #[arg(long, value_parser = cli::non_negative)]
+    repetition_penalty: Option<f64>,
+    /// Tokens the repetition penalty looks back at
+    #[arg(long, default_value_t = LogitsProcessorConfig::default().repetition_context_size)]
+    repetition_context_size: usize,
+    /// Additive penalty on tokens present in the context
+    #[arg(long, value_parser = cli::finite)]
+    presence_penalty: Option<f64>,
+    /// Tokens the presence penalty looks back at
+    #[arg(long, default_value_t = LogitsProcessorConfig::default().presence_context_size)]
+    presence_context_size: usize,
+    /// Penalty proportional to each token's count in the context
+    #[arg(long, value_parser = cli::finite)]
+    frequency_penalty: Option<f64>,
+    /// Tokens the frequency penalty looks back at
+    #[arg(long, default_value_t = LogitsProcessorConfig::default().frequency_context_size)]
+    frequency_context_size: usize,
+    /// Additive logit biases as JSON, e.g. '{"100": 17.0}'
+    #[arg(long)]
+    logit_bias: Option<String>,
+    /// Seed of the sampler
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Don't apply the tokenizer's chat template
+    #[arg(long)]
+    ignore_chat_template: bool,
+    /// Prompt tokens per prefill step
+    #[arg(long, value_parser = cli::positive_count, default_value_t = DEFAULT_PREFILL_STEP_SIZE)]
+    prefill_step_size: usize,
+    /// Data type of the weights [default: the checkpoint's]
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+    /// Keep generating past end-of-sequence tokens
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print one JSON object (tokens, logprobs, finish_reason, text, stats)
+    #[arg(long)]
+    json: bool,
+}
 
 fn default_model() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/mlx-lm/tests/fixtures/sample/tiny-qwen3")
 }
 
-fn dtype(name: &str) -> Result<Dtype, BoxError> {
-    Ok(match name {
-        "f32" | "float32" => Dtype::F32,
-        "bf16" | "bfloat16" => Dtype::BF16,
-        "f16" | "float16" => Dtype::F16,
-        other => return Err(format!("--dtype {other}: use f32, bf16 or f16").into()),
-    })
-}
-
 /// The sampler settings of the flags (mlx-lm's defaults).
-fn sampler(args: &Args, special_default: Vec<u32>) -> Result<SamplerConfig, BoxError> {
-    Ok(SamplerConfig {
-        temperature: args.get_or("temp", 0.0)?,
-        top_p: args.get_or("top-p", 1.0)?,
-        min_p: args.get_or("min-p", 0.0)?,
-        min_tokens_to_keep: args.get_or("min-tokens-to-keep", 1)?,
-        top_k: args.get_or("top-k", 0)?,
-        xtc_probability: args.get_or("xtc-probability", 0.0)?,
-        xtc_threshold: args.get_or("xtc-threshold", 0.1)?,
-        xtc_special_tokens: args.list("xtc-special-tokens")?.unwrap_or(special_default),
-    })
+fn sampler(args: &Cli, special_default: Vec<u32>) -> SamplerConfig {
+    SamplerConfig {
+        temperature: args.temp,
+        top_p: args.top_p,
+        min_p: args.min_p,
+        min_tokens_to_keep: args.min_tokens_to_keep,
+        top_k: args.top_k,
+        xtc_probability: args.xtc_probability,
+        xtc_threshold: args.xtc_threshold,
+        xtc_special_tokens: args.xtc_special_tokens.clone().unwrap_or(special_default),
+    }
 }
 
 /// The logits-processor settings of the flags.
-fn processors(args: &Args) -> Result<LogitsProcessorConfig, BoxError> {
+fn processors(args: &Cli) -> Result<LogitsProcessorConfig, BoxError> {
     let mut logit_bias = Vec::new();
-    if let Some(text) = args.raw("logit-bias") {
-        let map: serde_json::Map<String, Value> = serde_json::from_str(text)?;
+    if let Some(text) = &args.logit_bias {
+        let map: serde_json::Map<String, Value> =
+            serde_json::from_str(text).map_err(|e| format!("--logit-bias {text:?}: {e}"))?;
         for (k, v) in map {
             let id: u32 = k
                 .parse()
                 .map_err(|e| format!("--logit-bias key {k:?}: {e}"))?;
             let bias = v
                 .as_f64()
-                .ok_or_else(|| format!("--logit-bias value of {k} is not a number"))?;
+                .filter(|b| b.is_finite())
+                .ok_or_else(|| format!("--logit-bias value of {k} is not a finite number"))?;
             logit_bias.push((id, bias));
         }
     }
-    let defaults = LogitsProcessorConfig::default();
     Ok(LogitsProcessorConfig {
         logit_bias,
-        repetition_penalty: args.get("repetition-penalty")?,
-        repetition_context_size: args
-            .get_or("repetition-context-size", defaults.repetition_context_size)?,
-        presence_penalty: args.get("presence-penalty")?,
-        presence_context_size: args
-            .get_or("presence-context-size", defaults.presence_context_size)?,
-        frequency_penalty: args.get("frequency-penalty")?,
-        frequency_context_size: args
-            .get_or("frequency-context-size", defaults.frequency_context_size)?,
+        repetition_penalty: args.repetition_penalty,
+        repetition_context_size: args.repetition_context_size,
+        presence_penalty: args.presence_penalty,
+        presence_context_size: args.presence_context_size,
+        frequency_penalty: args.frequency_penalty,
+        frequency_context_size: args.frequency_context_size,
     })
 }
 
@@ -127,37 +172,42 @@ fn config_eos(dir: &Path) -> Vec<u32> {
         return Vec::new();
     };
     match &config["eos_token_id"] {
-        Value::Number(n) => n.as_u64().map(|v| vec![v as u32]).unwrap_or_default(),
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .into_iter()
+            .collect(),
         Value::Array(a) => a
             .iter()
             .filter_map(Value::as_u64)
-            .map(|v| v as u32)
+            .filter_map(|v| u32::try_from(v).ok())
             .collect(),
         _ => Vec::new(),
     }
 }
 
-fn prompt_ids(args: &Args, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, BoxError> {
-    if let Some(ids) = args.list::<u32>("prompt-tokens")? {
-        return Ok(ids);
+fn prompt_ids(args: &Cli, tokenizer: Option<&Tokenizer>) -> Result<Vec<u32>, BoxError> {
+    if let Some(ids) = &args.prompt_tokens {
+        return Ok(ids.clone());
     }
     let Some(tok) = tokenizer else {
-        if args.raw("prompt").is_some() {
+        if args.prompt.is_some() {
             return Err("this model has no tokenizer: give --prompt-tokens".into());
         }
         return Ok(vec![1, 45, 67, 89, 12, 200]);
     };
     let prompt = args
-        .raw("prompt")
+        .prompt
+        .as_deref()
         .unwrap_or("hello")
         .replace("\\n", "\n")
         .replace("\\t", "\t");
-    let use_template = !args.flag("ignore-chat-template") && !tok.chat_templates().is_empty();
+    let use_template = !args.ignore_chat_template && !tok.chat_templates().is_empty();
     if !use_template {
         return Ok(tok.encode(&prompt, true)?);
     }
     let mut messages = Vec::new();
-    if let Some(system) = args.raw("system-prompt") {
+    if let Some(system) = &args.system_prompt {
         messages.push(json!({"role": "system", "content": system}));
     }
     messages.push(json!({"role": "user", "content": prompt}));
@@ -173,22 +223,27 @@ struct Outcome {
     stats: GenerationStats,
 }
 
-fn run() -> Result<(), BoxError> {
-    let args = Args::from_env(OPTIONS, FLAGS)?;
-    let dir = args
-        .raw("model")
-        .map(PathBuf::from)
-        .unwrap_or_else(default_model);
-    let dtype = args.raw("dtype").map(dtype).transpose()?;
-    let model = mlx_lm::load_model(&dir, dtype)?;
+fn run(args: Cli) -> Result<(), BoxError> {
+    let dir = args.model.clone().unwrap_or_else(default_model);
+    let model = mlx_lm::load_model(&dir, args.dtype.map(Into::into))?;
+    let vocab = model.vocab_size();
     let tokenizer = if dir.join("tokenizer.json").is_file() {
-        Some(Tokenizer::from_dir(&dir)?)
+        let tok = Tokenizer::from_dir(&dir)?;
+        cli::check_tokenizer_fits(tok.vocab_size(), vocab, &dir)?;
+        Some(tok)
     } else {
         None
     };
-    let json_out = args.flag("json");
+    let json_out = args.json;
 
     let prompt = prompt_ids(&args, tokenizer.as_ref())?;
+    cli::check_token_ids(&prompt, vocab, "prompt")?;
+    if let Some(ids) = &args.xtc_special_tokens {
+        cli::check_token_ids(ids, vocab, "--xtc-special-tokens")?;
+    }
+    let processors = processors(&args)?;
+    let biased: Vec<u32> = processors.logit_bias.iter().map(|&(id, _)| id).collect();
+    cli::check_token_ids(&biased, vocab, "--logit-bias")?;
     let eos = match &tokenizer {
         Some(t) => t.eos_token_ids().to_vec(),
         None => config_eos(&dir),
@@ -201,18 +256,15 @@ fn run() -> Result<(), BoxError> {
     };
     special.extend(&eos);
     let options = GenerateOptions {
-        max_tokens: Some(args.get_or("max-tokens", 100usize)?),
-        sampler: sampler(&args, special)?,
-        processors: processors(&args)?,
-        prefill_step_size: args.get_or(
-            "prefill-step-size",
-            mlx_lm::generate::DEFAULT_PREFILL_STEP_SIZE,
-        )?,
+        max_tokens: Some(args.max_tokens),
+        sampler: sampler(&args, special),
+        processors,
+        prefill_step_size: args.prefill_step_size,
         eos_token_ids: Some(eos.clone()),
-        ignore_eos: args.flag("ignore-eos"),
+        ignore_eos: args.ignore_eos,
         ..GenerateOptions::default()
     };
-    let rng = match args.get::<u64>("seed")? {
+    let rng = match args.seed {
         Some(seed) => RandomState::from_seed(seed)?,
         None => RandomState::global(),
     };
@@ -234,7 +286,9 @@ fn run() -> Result<(), BoxError> {
                 if !json_out {
                     print!("{}", r.text);
                     use std::io::Write;
-                    std::io::stdout().flush()?;
+                    std::io::stdout()
+                        .flush()
+                        .map_err(|e| format!("writing to standard output: {e}"))?;
                 }
                 out.tokens.push(r.token);
                 out.logprobs.push(r.logprob);
@@ -308,8 +362,6 @@ fn run() -> Result<(), BoxError> {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args: Cli = cli::parse();
+    cli::exit_on_error(|| run(args));
 }

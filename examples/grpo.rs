@@ -13,93 +13,86 @@
 
 use std::path::PathBuf;
 
+use clap::{Parser, ValueEnum};
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::Dataset;
 use mlx_grpo::rewards::{
     AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,
 };
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::loader::load_model;
-use mlx_lm::Tokenizer;
-use mlx_tensor::Dtype;
+use mlx_lm::{LanguageModel, Tokenizer};
 
+/// A reward function by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RewardName {
+    /// The answer, numerically normalised.
+    Accuracy,
+    /// `<think>…</think>` then the answer.
+    Format,
+    /// Valid tool calls.
+    #[value(name = "tool_calls", alias = "tool-calls")]
+    ToolCalls,
+    /// Soft penalty near `max_completion_length`.
+    Overlong,
+}
+
+/// GRPO on a Qwen3 / Qwen3-MoE checkpoint and a JSONL dataset; the
+/// training settings are TRL's `GRPOConfig` fields.
+#[derive(Parser, Debug)]
+#[command(name = "grpo", allow_negative_numbers = true)]
 struct Args {
+    /// Model directory (Hugging Face layout, with tokenizer.json)
+    #[arg(long)]
     model: PathBuf,
+    /// JSONL dataset: one {"prompt": ..., "answer": ...} object per line
+    #[arg(long)]
     dataset: PathBuf,
+    /// GRPOConfig file (.toml or .json, TRL's field names)
+    #[arg(long)]
     config: Option<PathBuf>,
+    /// Sets one GRPOConfig field, e.g. --set learning_rate=1e-6 (repeatable; after --config)
+    #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     overrides: Vec<String>,
-    rewards: Vec<String>,
-    dtype: Option<Dtype>,
+    /// Reward functions, comma-separated
+    #[arg(
+        long = "reward",
+        value_enum,
+        value_delimiter = ',',
+        num_args = 1,
+        default_value = "accuracy"
+    )]
+    rewards: Vec<RewardName>,
+    /// Data type of the weights [default: the checkpoint's]
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut model = None;
-    let mut dataset = None;
-    let mut args = Args {
-        model: PathBuf::new(),
-        dataset: PathBuf::new(),
-        config: None,
-        overrides: Vec::new(),
-        rewards: vec!["accuracy".into()],
-        dtype: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => model = Some(PathBuf::from(value()?)),
-            "--dataset" => dataset = Some(PathBuf::from(value()?)),
-            "--config" => args.config = Some(PathBuf::from(value()?)),
-            "--set" => args.overrides.push(value()?),
-            "--reward" => args.rewards = value()?.split(',').map(str::to_string).collect(),
-            "--dtype" => {
-                args.dtype = Some(match value()?.as_str() {
-                    "f32" | "float32" => Dtype::F32,
-                    "bf16" | "bfloat16" => Dtype::BF16,
-                    "f16" | "float16" => Dtype::F16,
-                    other => return Err(format!("--dtype {other}: use f32, bf16 or f16")),
-                })
-            }
-            "-h" | "--help" => {
-                return Err("usage: grpo --model DIR --dataset FILE.jsonl [--config FILE.toml] [--set key=value]... \
-                            [--reward accuracy,format,tool_calls,overlong] [--dtype f32|bf16|f16]"
-                    .into())
-            }
-            other => return Err(format!("unknown flag {other} (see --help)")),
-        }
-    }
-    args.model = model.ok_or("--model DIR is required")?;
-    args.dataset = dataset.ok_or("--dataset FILE.jsonl is required")?;
-    Ok(args)
-}
-
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: Args) -> Result<(), BoxError> {
     let mut config = match &args.config {
         Some(path) => GrpoConfig::from_file(path)?,
         None => GrpoConfig::default(),
     };
     config.apply_overrides(args.overrides.iter().map(String::as_str))?;
     // Fail on a bad config before loading anything heavy.
-    config.validate()?;
+    for warning in config.validate()? {
+        eprintln!("warning: {warning}");
+    }
     let dataset = Dataset::from_jsonl_path(&args.dataset)?;
     let tokenizer = Tokenizer::from_dir(&args.model)?;
-    let model = load_model(&args.model, args.dtype)?;
+    let model = load_model(&args.model, args.dtype.map(Into::into))?;
+    cli::check_tokenizer_fits(tokenizer.vocab_size(), model.vocab_size(), &args.model)?;
     let mut rewards = RewardSet::new();
     for name in &args.rewards {
-        match name.as_str() {
-            "accuracy" => rewards.add(AccuracyReward::default())?,
-            "format" => rewards.add(FormatReward::think_answer())?,
-            "tool_calls" => rewards.add(ToolCallReward::default())?,
-            "overlong" => rewards.add(SoftOverlongPunishment::new(
+        match name {
+            RewardName::Accuracy => rewards.add(AccuracyReward::default())?,
+            RewardName::Format => rewards.add(FormatReward::think_answer())?,
+            RewardName::ToolCalls => rewards.add(ToolCallReward::default())?,
+            RewardName::Overlong => rewards.add(SoftOverlongPunishment::new(
                 config.max_completion_length,
                 config.max_completion_length / 4,
             )?)?,
-            other => {
-                return Err(format!(
-                    "unknown reward {other}: use accuracy, format, tool_calls, overlong"
-                )
-                .into())
-            }
         };
     }
     println!(
@@ -124,15 +117,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args: Args = cli::parse();
+    cli::exit_on_error(|| run(args));
 }

@@ -11,16 +11,23 @@
 //!    `runs/grpo_arithmetic/`; the final model loads in `examples/generate.rs`.
 //!
 //! ```sh
-//! cargo run --release --example grpo_arithmetic [-- --sft-steps 400 --steps 250 --lr 2e-4 --seed 0 --output runs/grpo_arithmetic]
+//! cargo run --release --example grpo_arithmetic [-- --sft-steps 400 --max-steps 250 \
+//!     --learning-rate 2e-4 --seed 0 --output-dir runs/grpo_arithmetic --set key=value ...]
 //! ```
+//!
+//! The flags keep their older names as aliases (`--steps`, `--lr`,
+//! `--output`); `--set` changes any other `GRPOConfig` field (TRL's names).
 
 use std::path::PathBuf;
 use std::time::Instant;
+
+use clap::Parser;
 
 use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{AccuracyReward, RewardSet};
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo_workspace::cli::{self, BoxError};
 use mlx_lm::generate::{generate_batch, BatchOptions};
 use mlx_lm::loader::{random_model, save_model, SaveOptions};
 use mlx_lm::models::Model;
@@ -37,50 +44,31 @@ const MAX_OPERAND: u32 = 29;
 /// Problems held out for evaluation.
 const HELD_OUT: usize = 150;
 
+/// GRPO end to end on two-digit addition with a tiny Qwen3.
+#[derive(Parser, Debug)]
+#[command(name = "grpo_arithmetic", allow_negative_numbers = true)]
 struct Args {
+    /// Supervised warm-up steps before GRPO
+    #[arg(long, default_value_t = 400)]
     sft_steps: usize,
-    grpo_steps: usize,
+    /// GRPO steps (GRPOConfig.max_steps)
+    #[arg(long, visible_alias = "steps", default_value_t = 250)]
+    max_steps: usize,
+    /// Seed of the problems, the model and the trainer
+    #[arg(long, default_value_t = 0)]
     seed: u64,
-    output: PathBuf,
+    /// Where checkpoints, metrics.jsonl and curves.png go
+    #[arg(long, visible_alias = "output", default_value = "runs/grpo_arithmetic")]
+    output_dir: PathBuf,
+    /// GRPO learning rate
+    #[arg(long, visible_alias = "lr", value_parser = cli::positive, default_value_t = 2e-4)]
     learning_rate: f64,
+    /// Sampling temperature of the rollouts
+    #[arg(long, value_parser = cli::positive, default_value_t = 0.8)]
     temperature: f64,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        sft_steps: 400,
-        grpo_steps: 250,
-        seed: 0,
-        output: PathBuf::from("runs/grpo_arithmetic"),
-        learning_rate: 2e-4,
-        temperature: 0.8,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--sft-steps" => {
-                args.sft_steps = value()?.parse().map_err(|e| format!("--sft-steps: {e}"))?
-            }
-            "--steps" => args.grpo_steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
-            "--seed" => args.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            "--output" => args.output = PathBuf::from(value()?),
-            "--lr" => args.learning_rate = value()?.parse().map_err(|e| format!("--lr: {e}"))?,
-            "--temperature" => {
-                args.temperature = value()?
-                    .parse()
-                    .map_err(|e| format!("--temperature: {e}"))?
-            }
-            "-h" | "--help" => {
-                return Err(
-                    "usage: grpo_arithmetic [--sft-steps N] [--steps N] [--seed S] [--output DIR]"
-                        .into(),
-                )
-            }
-            other => return Err(format!("unknown flag {other}")),
-        }
-    }
-    Ok(args)
+    /// Sets any other GRPOConfig field, e.g. --set num_generations=4 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
+    overrides: Vec<String>,
 }
 
 /// All problems `a+b=` with their answers, shuffled with `seed`.
@@ -214,8 +202,42 @@ fn warm_up(
     Ok(last)
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+/// The GRPO settings of the run: the example's choices, the flags, then `--set`.
+fn grpo_config(args: &Args) -> Result<GrpoConfig, BoxError> {
+    let mut cfg = GrpoConfig {
+        output_dir: args.output_dir.clone(),
+        seed: args.seed,
+        num_generations: 8,
+        per_device_train_batch_size: 64,
+        gradient_accumulation_steps: 1,
+        max_completion_length: 4,
+        temperature: args.temperature,
+        learning_rate: args.learning_rate,
+        loss_type: LossType::Dapo,
+        beta: 0.0,
+        max_steps: i64::try_from(args.max_steps).map_err(|_| "--max-steps is too large")?,
+        logging_steps: 5,
+        save_steps: 50,
+        save_total_limit: Some(2),
+        // A model this small has little activation memory to save.
+        gradient_checkpointing: false,
+        ..GrpoConfig::default()
+    };
+    cfg.apply_overrides(args.overrides.iter().map(String::as_str))?;
+    for warning in cfg.validate()? {
+        eprintln!("warning: {warning}");
+    }
+    Ok(cfg)
+}
+
+fn run(args: Args) -> Result<(), BoxError> {
     let started = Instant::now();
+    // Fail on a bad config before the warm-up.
+    let cfg = grpo_config(&args)?;
+    std::fs::create_dir_all(&cfg.output_dir).map_err(cli::at_path(
+        "creating the output directory",
+        &cfg.output_dir,
+    ))?;
     let tok = tokenizer()?;
     let all = problems(args.seed);
     let (held_out, train) = all.split_at(HELD_OUT);
@@ -233,8 +255,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.sft_steps
     );
 
-    std::fs::create_dir_all(&args.output)?;
-    let tokenizer_dir = args.output.join("tokenizer");
+    let tokenizer_dir = cfg.output_dir.join("tokenizer");
     tok.save_dir(&tokenizer_dir)?;
     let rows: Vec<Row> = train
         .iter()
@@ -248,31 +269,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut rewards = RewardSet::new();
     rewards.add(AccuracyReward::default())?;
 
-    let cfg = GrpoConfig {
-        output_dir: args.output.clone(),
-        seed: args.seed,
-        num_generations: 8,
-        per_device_train_batch_size: 64,
-        gradient_accumulation_steps: 1,
-        max_completion_length: 4,
-        temperature: args.temperature,
-        learning_rate: args.learning_rate,
-        loss_type: LossType::Dapo,
-        beta: 0.0,
-        max_steps: args.grpo_steps as i64,
-        logging_steps: 5,
-        save_steps: 50,
-        save_total_limit: Some(2),
-        // A model this small has little activation memory to save.
-        gradient_checkpointing: false,
-        ..GrpoConfig::default()
-    };
     let mut trainer =
         Trainer::new(cfg, model, tok.clone(), dataset, rewards)?.with_source_dir(&tokenizer_dir);
     let output = trainer.train()?;
     let after = accuracy(trainer.model(), &tok, held_out)?;
 
-    let final_dir = args.output.join("final");
+    let output_dir = trainer.config().output_dir.clone();
+    let final_dir = output_dir.join("final");
     save_model(
         trainer.model(),
         &final_dir,
@@ -296,8 +299,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "wrote {}/metrics.jsonl, {}/curves.png and {} in {:.0} s",
-        args.output.display(),
-        args.output.display(),
+        output_dir.display(),
+        output_dir.display(),
         final_dir.display(),
         started.elapsed().as_secs_f64()
     );
@@ -305,15 +308,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            eprintln!("{msg}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args: Args = cli::parse();
+    cli::exit_on_error(|| run(args));
 }

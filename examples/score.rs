@@ -19,86 +19,50 @@
 
 use std::path::PathBuf;
 
+use clap::Parser;
+use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::loader::{load_model, tiny_qwen3_config, write_random_checkpoint};
 use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_tensor::{io, Array, Dtype};
 
+/// Per-token log-probabilities of a token sequence under a model.
+#[derive(Parser, Debug)]
+#[command(name = "score", allow_negative_numbers = true)]
 struct Args {
+    /// Model directory (Hugging Face layout) [default: a tiny random Qwen3 in a temporary directory]
+    #[arg(long)]
     model: Option<PathBuf>,
+    /// Token ids, comma-separated
+    #[arg(long, value_delimiter = ',', num_args = 1, conflicts_with = "text")]
     tokens: Option<Vec<u32>>,
+    /// Text to tokenize with the model's tokenizer.json
+    #[arg(long)]
     text: Option<String>,
+    /// Leading tokens that are not scored
+    #[arg(long, value_parser = cli::positive_count, default_value_t = 1)]
     prompt_len: usize,
+    /// Temperature the logits are divided by
+    #[arg(long, visible_alias = "temp", value_parser = cli::positive_f32, default_value_t = 1.0)]
     temperature: f32,
+    /// Also print each position's entropy
+    #[arg(long)]
     entropies: bool,
-    dtype: Option<Dtype>,
+    /// Data type of the weights [default: the checkpoint's]
+    #[arg(long, value_enum)]
+    dtype: Option<DtypeArg>,
+    /// Write the float32 logits of every position ([tokens, vocab]) to this .npy file
+    #[arg(long)]
     logits: Option<PathBuf>,
+    /// Print JSON
+    #[arg(long)]
     json: bool,
 }
 
-const USAGE: &str = "usage: score [--model DIR] [--tokens 1,2,3 | --text TEXT] [--prompt-len N] \
-[--temperature T] [--entropies] [--dtype f32|bf16|f16] [--logits PATH.npy] [--json]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        model: None,
-        tokens: None,
-        text: None,
-        prompt_len: 1,
-        temperature: 1.0,
-        entropies: false,
-        dtype: None,
-        logits: None,
-        json: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => args.model = Some(PathBuf::from(value()?)),
-            "--tokens" => {
-                let ids = value()?
-                    .split(',')
-                    .filter(|s| !s.trim().is_empty())
-                    .map(|s| {
-                        s.trim()
-                            .parse::<u32>()
-                            .map_err(|e| format!("--tokens: `{s}`: {e}"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?;
-                args.tokens = Some(ids);
-            }
-            "--text" => args.text = Some(value()?),
-            "--prompt-len" => {
-                args.prompt_len = value()?.parse().map_err(|e| format!("--prompt-len: {e}"))?
-            }
-            "--temperature" => {
-                args.temperature = value()?
-                    .parse()
-                    .map_err(|e| format!("--temperature: {e}"))?
-            }
-            "--entropies" => args.entropies = true,
-            "--dtype" => {
-                args.dtype = Some(match value()?.as_str() {
-                    "f32" => Dtype::F32,
-                    "bf16" => Dtype::BF16,
-                    "f16" => Dtype::F16,
-                    other => return Err(format!("--dtype: unknown dtype {other}")),
-                })
-            }
-            "--logits" => args.logits = Some(PathBuf::from(value()?)),
-            "--json" => args.json = true,
-            "-h" | "--help" => return Err(USAGE.into()),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
+fn run(args: Args) -> Result<(), BoxError> {
+    if let Some(path) = &args.logits {
+        cli::check_output_parent(path).map_err(|e| format!("--logits: {e}"))?;
     }
-    if args.tokens.is_some() && args.text.is_some() {
-        return Err("give --tokens or --text, not both".into());
-    }
-    Ok(args)
-}
-
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let dir = match &args.model {
         Some(dir) => dir.clone(),
         None => {
@@ -111,9 +75,11 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             dir
         }
     };
-    let model = load_model(&dir, args.dtype)?;
+    let model = load_model(&dir, args.dtype.map(Dtype::from))?;
     let tokenizer = if args.text.is_some() || dir.join("tokenizer.json").exists() {
-        Some(Tokenizer::from_dir(&dir)?)
+        let tok = Tokenizer::from_dir(&dir)?;
+        cli::check_tokenizer_fits(tok.vocab_size(), model.vocab_size(), &dir)?;
+        Some(tok)
     } else {
         None
     };
@@ -125,7 +91,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
         (None, None, _) => vec![1, 2, 3, 4, 5],
     };
-    if tokens.len() < 2 || args.prompt_len == 0 || args.prompt_len >= tokens.len() {
+    if tokens.len() < 2 || args.prompt_len >= tokens.len() {
         return Err(format!(
             "need at least one prompt token and one scored token ({} tokens, --prompt-len {})",
             tokens.len(),
@@ -133,13 +99,12 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
         .into());
     }
-    if let Some(bad) = tokens.iter().find(|&&t| t as i32 >= model.vocab_size()) {
-        return Err(format!(
-            "token {bad} is outside the vocabulary of {}",
-            model.vocab_size()
-        )
-        .into());
-    }
+    let what = if args.tokens.is_some() {
+        "--tokens"
+    } else {
+        "--text"
+    };
+    cli::check_token_ids(&tokens, model.vocab_size(), what)?;
 
     let (prompt, completion) = tokens.split_at(args.prompt_len);
     let batch = ScoreBatch::new(&[(prompt, completion)], 0)?;
@@ -153,7 +118,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let entropies = scores.entropies.map(|e| e.to_vec::<f32>()).transpose()?;
 
     if let Some(path) = &args.logits {
-        let ids = Array::from_slice(&tokens, &[1, tokens.len() as i32])?;
+        let len = i32::try_from(tokens.len()).map_err(|_| "too many tokens")?;
+        let ids = Array::from_slice(&tokens, &[1, len])?;
         let logits = model
             .forward(&ids, None)?
             .as_type(Dtype::F32)?
@@ -236,15 +202,6 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(message) => {
-            eprintln!("{message}");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    let args: Args = cli::parse();
+    cli::exit_on_error(|| run(args));
 }

@@ -1,4 +1,4 @@
 //! Shared helpers for the workspace's examples, benches and integration tests.
 #![deny(missing_docs)]
 
-pub mod args;
+pub mod cli;
