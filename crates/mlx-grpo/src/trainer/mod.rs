@@ -98,6 +98,7 @@ impl Trainer {
         config.validate()?;
         let positions = model.config().base().max_position_embeddings;
         config.check_fits_model(usize::try_from(positions).unwrap_or(0))?;
+        mlx_lm::check_tokenizer_fits(&model, &tokenizer)?;
         if rewards.names().is_empty() {
             return Err(Error::InvalidConfig {
                 message: "no reward functions: add at least one to the RewardSet".into(),
