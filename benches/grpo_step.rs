@@ -42,7 +42,7 @@ use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{reward_fn, RewardSet};
 use mlx_grpo::trainer::{RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::random_model;
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ModelConfig, Qwen3Config};
 use mlx_nn::ModuleExt;
 use mlx_tensor::{Device, Dtype};

@@ -25,7 +25,7 @@ use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::chat::{chat, ChatOptions, ChatResult};
 use mlx_lm::generate::GenerateOptions;
 use mlx_lm::sample::SamplerConfig;
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 use serde_json::{json, Value};
 

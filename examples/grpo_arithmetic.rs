@@ -33,7 +33,7 @@ use mlx_lm::loader::{random_model, save_model, SaveOptions};
 use mlx_lm::models::Model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
 use mlx_lm::sample::{RandomState, SamplerConfig};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_nn::optim::{AdamW, Optimizer};
 use mlx_nn::value_and_grad;

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use serde_json::Value;
 
 /// The tiny random Qwen3 checkpoint of the mlx-lm tests (vocabulary 256,

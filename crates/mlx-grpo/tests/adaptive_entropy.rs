@@ -15,7 +15,7 @@ use mlx_grpo::rewards::{per_sample, FinishReason, RewardInput, RewardSet};
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample, Trainer};
 use mlx_lm::loader::{load_model, random_model};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_tensor::Dtype;
 
 fn fixture_model() -> Model {

@@ -9,7 +9,7 @@ use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
 use mlx_grpo::trainer::Trainer;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_tensor::Dtype;
 
 fn small() -> GrpoConfig {

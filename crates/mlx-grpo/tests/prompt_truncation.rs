@@ -13,7 +13,7 @@ use mlx_grpo::trainer::rollout::{render_prompt, PromptTruncation};
 use mlx_grpo::trainer::{RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
 use mlx_tensor::Dtype;
 

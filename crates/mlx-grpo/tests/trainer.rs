@@ -12,7 +12,7 @@ use mlx_grpo::Error;
 use mlx_lm::loader::{load_model, random_model};
 use mlx_lm::models::Model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::Tokenizer;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;

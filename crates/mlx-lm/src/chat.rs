@@ -2,13 +2,13 @@
 
 use serde_json::Value as Json;
 
-use crate::chat_template::ChatTemplateOptions;
 use crate::error::Result;
 use crate::generate::{FinishReason, GenerateOptions, GenerationStats, generate};
 use crate::model::LanguageModel;
 use crate::sample::RandomState;
-use crate::tokenizer::Tokenizer;
-use crate::tools::{ToolCall, parse_completion};
+use crate::text::chat_template::ChatTemplateOptions;
+use crate::text::tokenizer::Tokenizer;
+use crate::text::tools::{ToolCall, parse_completion};
 
 /// Settings of [`chat`].
 #[derive(Debug, Clone, Default)]
@@ -48,7 +48,7 @@ impl ChatResult {
     /// when there was thinking, `tool_calls` when there were calls), ready
     /// to append to the conversation.
     pub fn to_message(&self) -> Json {
-        crate::tools::ParsedCompletion {
+        crate::text::tools::ParsedCompletion {
             text: self.text.clone(),
             thinking: self.thinking.clone(),
             tool_calls: self.tool_calls.clone(),

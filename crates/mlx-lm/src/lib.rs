@@ -1,4 +1,4 @@
-//! The text side of language models: tokenizers, streaming detokenization,
+//! Language models on MLX. The text side ([`text`]): tokenizers, streaming detokenization,
 //! chat templates, and reading tool calls and thinking out of completions.
 //!
 //! - [`Tokenizer`] loads a Hugging Face model directory (`tokenizer.json`,
@@ -9,9 +9,9 @@
 //!   split a character.
 //! - [`ChatTemplate`] renders conversations the way Hugging Face
 //!   transformers' `apply_chat_template` does.
-//! - [`tools::parse_completion`] splits a completion into thinking, tool
+//! - [`text::tools::parse_completion`] splits a completion into thinking, tool
 //!   calls and answer.
-//! - [`vocab::VocabTokenizerBuilder`] builds small word- or character-level
+//! - [`text::vocab::VocabTokenizerBuilder`] builds small word- or character-level
 //!   tokenizers for toy models.
 //!
 //! And the model side:
@@ -33,35 +33,26 @@
 
 pub mod cache;
 pub mod chat;
-pub mod chat_template;
-pub mod detokenizer;
 pub mod error;
 mod files;
 pub mod generate;
 pub mod loader;
 pub mod model;
 pub mod models;
-mod pyformat;
 pub mod sample;
 pub mod score;
 mod sizes;
-pub mod special_tokens;
-mod strftime;
-mod template_env;
-pub mod template_set;
+pub mod text;
 pub mod token_ids;
-pub mod tokenizer;
-pub mod tools;
-pub mod vocab;
 
-pub use chat_template::{ChatTemplate, ChatTemplateOptions};
-pub use detokenizer::StreamingDetokenizer;
 pub use error::{Error, Result};
 pub use loader::{SaveOptions, load_model, save_model};
 pub use model::LanguageModel;
 pub use models::{Model, ModelConfig, Qwen3, Qwen3Config, Qwen3Moe, Qwen3MoeConfig};
-pub use special_tokens::SpecialTokens;
-pub use template_set::ChatTemplates;
+pub use text::chat_template::{ChatTemplate, ChatTemplateOptions};
+pub use text::detokenizer::StreamingDetokenizer;
+pub use text::special_tokens::SpecialTokens;
+pub use text::template_set::ChatTemplates;
+pub use text::tokenizer::Tokenizer;
+pub use text::tools::{ParsedCompletion, ToolCall, ToolCallStatus};
 pub use token_ids::{CheckedTokens, check_tokenizer_fits};
-pub use tokenizer::Tokenizer;
-pub use tools::{ParsedCompletion, ToolCall, ToolCallStatus};

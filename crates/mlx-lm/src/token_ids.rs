@@ -13,7 +13,7 @@ use mlx_tensor::{Array, Axes, Dtype, eval};
 
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
-use crate::tokenizer::Tokenizer;
+use crate::text::tokenizer::Tokenizer;
 
 /// Token ids known to be rows of the embedding table they are used with:
 /// made by [`CheckedTokens::new`] (which checks) or by the crate for ids it

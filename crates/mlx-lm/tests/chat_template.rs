@@ -240,7 +240,7 @@ fn a_template_that_does_not_compile_fails_only_when_used() {
 /// A minimal model directory built from our own small tokenizer.
 fn tiny_dir(config: &str) -> TempDir {
     let dir = TempDir::new("templates");
-    let tok = mlx_lm::vocab::VocabTokenizerBuilder::char_level("abc".chars())
+    let tok = mlx_lm::text::vocab::VocabTokenizerBuilder::char_level("abc".chars())
         .eos("</s>")
         .build()
         .expect("builds");

@@ -16,7 +16,7 @@ use mlx_lm::loader::{load_config, random_model, tiny_qwen3_config, tiny_qwen3_mo
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
 use mlx_lm::score::{ScoreBatch, ScoreOptions, score, score_tokens};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{Error, LanguageModel, Tokenizer, check_tokenizer_fits};
 use mlx_tensor::{Array, Dtype, io, memory};
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{Error, Tokenizer};
 use serde_json::Value;
 

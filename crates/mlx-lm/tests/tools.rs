@@ -2,7 +2,7 @@
 
 mod common;
 
-use mlx_lm::tools::{
+use mlx_lm::text::tools::{
     CompletionTags, extract_tool_calls, parse_completion, parse_completion_with,
     parse_tool_call_body, split_thinking,
 };

@@ -2,7 +2,7 @@
 
 mod common;
 
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ChatTemplateOptions, Error, Tokenizer};
 use serde_json::json;
 

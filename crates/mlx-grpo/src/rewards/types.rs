@@ -6,50 +6,11 @@ use serde_json::{Map, Value};
 
 use crate::dataset::Prompt;
 
-/// Why generation stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// An end-of-sequence token was generated.
-    Stop,
-    /// `max_completion_length` was reached (the completion is truncated).
-    Length,
-}
-
-/// Whether a tool call could be parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ToolCallStatus {
-    /// Parsed: a name and JSON arguments.
-    Ok,
-    /// The call's body is not valid JSON.
-    InvalidJson {
-        /// The JSON parser's message.
-        message: String,
-    },
-    /// The call parsed but names no function.
-    MissingName,
-}
-
-/// A tool call found in a completion.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolCall {
-    /// The function name, when present.
-    pub name: Option<String>,
-    /// The arguments (`Value::Null` when they could not be parsed).
-    pub arguments: Value,
-    /// Whether parsing succeeded.
-    pub status: ToolCallStatus,
-    /// The call's text as generated, markup included.
-    pub raw: String,
-}
-
-impl ToolCall {
-    /// Whether the call parsed and names a function.
-    pub fn is_valid(&self) -> bool {
-        self.status == ToolCallStatus::Ok && self.name.as_deref().is_some_and(|n| !n.is_empty())
-    }
-}
+/// Why a completion ended, how its tool calls were read, and the calls:
+/// the generation and parsing types of `mlx-lm`, one definition for both
+/// crates.
+pub use mlx_lm::generate::FinishReason;
+pub use mlx_lm::{ToolCall, ToolCallStatus};
 
 /// A generated completion, decoded and parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,11 @@
 //! Rollouts: prompts rendered to token ids, `num_generations` completions
 //! sampled for each, decoded and parsed for the reward functions.
 
-use mlx_lm::tools::parse_completion;
+use mlx_lm::text::tools::parse_completion;
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
 
 use crate::dataset::{Prompt, Row};
-use crate::rewards::{Completion, FinishReason, RewardInput, ToolCall, ToolCallStatus};
+use crate::rewards::{Completion, FinishReason, RewardInput};
 use crate::{Error, Result};
 
 /// One sampled completion with what training needs.
@@ -102,7 +102,7 @@ pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Co
         text: parsed.text,
         raw_text,
         thinking: parsed.thinking,
-        tool_calls: parsed.tool_calls.into_iter().map(ToolCall::from).collect(),
+        tool_calls: parsed.tool_calls,
         num_tokens: sample.completion_ids.len(),
         finish_reason: sample.finish_reason,
     })
@@ -134,27 +134,6 @@ pub fn reward_inputs(
         .collect()
 }
 
-impl From<mlx_lm::ToolCall> for ToolCall {
-    fn from(call: mlx_lm::ToolCall) -> Self {
-        let status = match call.status {
-            mlx_lm::ToolCallStatus::Ok => ToolCallStatus::Ok,
-            mlx_lm::ToolCallStatus::MissingName => ToolCallStatus::MissingName,
-            mlx_lm::ToolCallStatus::InvalidJson { message } => {
-                ToolCallStatus::InvalidJson { message }
-            }
-            other => ToolCallStatus::InvalidJson {
-                message: format!("{other:?}"),
-            },
-        };
-        ToolCall {
-            name: call.name,
-            arguments: call.arguments,
-            status,
-            raw: call.raw,
-        }
-    }
-}
-
 /// Samples `config.num_generations` completions for each prompt in one
 /// batch (`prompts.len() × G` rows sharing each prompt's prefill), with the
 /// sampler settings of the config and keys derived from `seed`. Samples come
@@ -167,7 +146,7 @@ pub fn generate<M: mlx_lm::LanguageModel>(
     config: &crate::config::GrpoConfig,
     seed: u64,
 ) -> Result<Vec<RolloutSample>> {
-    use mlx_lm::generate::{BatchOptions, FinishReason as LmFinish};
+    use mlx_lm::generate::BatchOptions;
     use mlx_lm::sample::{LogitsProcessorConfig, SamplerConfig};
 
     let sampler = SamplerConfig {
@@ -221,10 +200,7 @@ pub fn generate<M: mlx_lm::LanguageModel>(
             prompt_ids,
             completion_ids: c.tokens,
             sampling_logps: c.logprobs,
-            finish_reason: match c.finish_reason {
-                LmFinish::Stop => FinishReason::Stop,
-                LmFinish::Length => FinishReason::Length,
-            },
+            finish_reason: c.finish_reason,
         })
     })
     .collect()

@@ -15,7 +15,7 @@ use mlx_grpo::trainer::metrics_log::read_metrics;
 use mlx_grpo::trainer::{LogRecord, Trainer};
 use mlx_lm::loader::{random_model, tiny_qwen3_moe_config};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::Tokenizer;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;

@@ -8,8 +8,9 @@ pub const DEFAULT_PREFILL_STEP_SIZE: usize = 2048;
 /// Tokens generated unless told otherwise.
 pub const DEFAULT_MAX_TOKENS: usize = 256;
 
-/// Why generation of a sequence ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Why generation of a sequence ended (serialized as `"stop"` / `"length"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     /// An end-of-sequence token or a stop sequence was generated.
     Stop,

@@ -6,12 +6,12 @@ use super::options::{FinishReason, GenerateOptions};
 use super::stats::GenerationStats;
 use super::step::TokenGenerator;
 use super::stop::{StopMatcher, StopSequences, StopState};
-use crate::detokenizer::StreamingDetokenizer;
 use crate::error::Result;
 use crate::model::LanguageModel;
 use crate::sample::RandomState;
+use crate::text::detokenizer::StreamingDetokenizer;
+use crate::text::tokenizer::Tokenizer;
 use crate::token_ids::check_tokenizer_fits;
-use crate::tokenizer::Tokenizer;
 
 /// One step of [`stream_generate`]: a generated token and the text it
 /// completes.

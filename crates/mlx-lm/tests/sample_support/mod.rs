@@ -104,7 +104,7 @@ pub fn tiny_tokenizer() -> mlx_lm::Tokenizer {
         .map(|s| s.to_string())
         .chain((3..256).map(|i| format!("w{i}")))
         .collect();
-    mlx_lm::vocab::VocabTokenizerBuilder::word_level(words)
+    mlx_lm::text::vocab::VocabTokenizerBuilder::word_level(words)
         .pad("<pad>")
         .bos("<s>")
         .eos("</s>")

@@ -27,7 +27,7 @@
 //! ```
 
 use crate::error::Result;
-use crate::tokenizer::Tokenizer;
+use crate::text::tokenizer::Tokenizer;
 
 const REPLACEMENT: char = '\u{FFFD}';
 

@@ -6,7 +6,7 @@
 //! [`Tokenizer::from_dir`] (and with Hugging Face's `AutoTokenizer`).
 //!
 //! ```
-//! use mlx_lm::vocab::VocabTokenizerBuilder;
+//! use mlx_lm::text::vocab::VocabTokenizerBuilder;
 //!
 //! let tok = VocabTokenizerBuilder::char_level("0123456789+= ".chars())
 //!     .unk("<unk>")
@@ -23,8 +23,8 @@
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::{Error, Result};
-use crate::special_tokens::SpecialTokens;
-use crate::tokenizer::Tokenizer;
+use crate::text::special_tokens::SpecialTokens;
+use crate::text::tokenizer::Tokenizer;
 
 /// The token unit of a [`VocabTokenizerBuilder`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,12 +17,12 @@ use std::sync::Arc;
 
 use serde_json::{Value as Json, json};
 
-use crate::chat_template::{ChatTemplate, ChatTemplateOptions};
-use crate::detokenizer::StreamingDetokenizer;
 use crate::error::{Error, Result};
 use crate::files;
-use crate::special_tokens::{SpecialTokens, eos_ids_from_model_config};
-use crate::template_set::ChatTemplates;
+use crate::text::chat_template::{ChatTemplate, ChatTemplateOptions};
+use crate::text::detokenizer::StreamingDetokenizer;
+use crate::text::special_tokens::{SpecialTokens, eos_ids_from_model_config};
+use crate::text::template_set::ChatTemplates;
 
 /// A tokenizer: encoding, decoding, special tokens, the set of ids that end
 /// generation, and the chat templates.

@@ -24,8 +24,8 @@ use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Kwargs, Rest, Value, ValueKind, ValueOrKwargs, from_args};
 use minijinja::{AutoEscape, Environment, Error as TemplateError, ErrorKind};
 
-use crate::pyformat::{self, JsonOptions};
-use crate::strftime::strftime;
+use crate::text::pyformat::{self, JsonOptions};
+use crate::text::strftime::strftime;
 
 /// The message given to `raise_exception`, carried as the source of the
 /// engine's error so that it can be told apart from other failures.

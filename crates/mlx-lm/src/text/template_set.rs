@@ -15,10 +15,10 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::Value as Json;
 
-use crate::chat_template::{ChatTemplate, ChatTemplateOptions, DEFAULT_TEMPLATE_NAME};
 use crate::error::{Error, Result};
 use crate::files;
-use crate::special_tokens::SpecialTokens;
+use crate::text::chat_template::{ChatTemplate, ChatTemplateOptions, DEFAULT_TEMPLATE_NAME};
+use crate::text::special_tokens::SpecialTokens;
 
 /// The name of the template chosen when tools are given, if it exists.
 pub const TOOL_USE_TEMPLATE_NAME: &str = "tool_use";

@@ -16,7 +16,7 @@
 //! thinking are not calls.
 //!
 //! ```
-//! use mlx_lm::tools::parse_completion;
+//! use mlx_lm::text::tools::parse_completion;
 //!
 //! let parsed = parse_completion(
 //!     "<think>\nNeed the weather.\n</think>\n\nChecking.\n<tool_call>\n\
@@ -28,10 +28,13 @@
 //! assert_eq!(parsed.tool_calls[0].arguments["city"], "Paris");
 //! ```
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json, json};
 
-/// How a tool call was read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How a tool call was read (serialized as `{"kind": "ok"}`,
+/// `{"kind": "invalid_json", "message": …}`, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ToolCallStatus {
     /// A name and well-formed arguments.
     Ok,
@@ -48,7 +51,7 @@ pub enum ToolCallStatus {
 }
 
 /// One tool call found in a completion.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCall {
     /// The function name, when one could be read.
     pub name: Option<String>,
@@ -65,6 +68,11 @@ impl ToolCall {
     /// `true` when [`Self::status`] is [`ToolCallStatus::Ok`].
     pub fn is_ok(&self) -> bool {
         self.status == ToolCallStatus::Ok
+    }
+
+    /// Well formed with a non-empty name: a call a tool can be asked to run.
+    pub fn is_valid(&self) -> bool {
+        self.is_ok() && self.name.as_deref().is_some_and(|n| !n.is_empty())
     }
 
     /// The call in the form chat templates read from an assistant message's

@@ -32,7 +32,7 @@
 //! - `{% generation %}...{% endgeneration %}` renders its body.
 //!
 //! ```
-//! use mlx_lm::chat_template::{ChatTemplate, ChatTemplateOptions};
+//! use mlx_lm::text::chat_template::{ChatTemplate, ChatTemplateOptions};
 //! use serde_json::json;
 //!
 //! let template = ChatTemplate::new(
@@ -54,8 +54,8 @@ use minijinja::{Environment, Value};
 use serde_json::{Map, Value as Json};
 
 use crate::error::{Error, Result};
-use crate::special_tokens::SpecialTokens;
-use crate::template_env::{self, NowGuard, Raised};
+use crate::text::special_tokens::SpecialTokens;
+use crate::text::template_env::{self, NowGuard, Raised};
 
 /// The name a template gets when it has none of its own.
 pub const DEFAULT_TEMPLATE_NAME: &str = "default";
