@@ -218,7 +218,7 @@ impl Trainer {
             self.ref_model = Some(r);
         }
         self.optimizer
-            .load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
+            .load_for(checkpoint.join(checkpoint::OPTIMIZER_FILE), &self.model)?;
         self.sampler = GenerationSampler::resume(
             self.dataset.len(),
             SamplerSpec::from_config(&self.config),
