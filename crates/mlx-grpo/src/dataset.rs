@@ -93,14 +93,28 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Reads a JSONL file.
+    /// Reads a JSONL file. Bytes that are not UTF-8 are an
+    /// [`Error::DatasetRow`] naming the file and the line they are on.
     pub fn from_jsonl_path(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_jsonl_str(&text, &path.display().to_string())
+        let source_name = path.display().to_string();
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let valid = &bytes[..e.valid_up_to()];
+            let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            Error::DatasetRow {
+                source_name: source_name.clone(),
+                line: valid.iter().filter(|&&b| b == b'\n').count() + 1,
+                message: format!(
+                    "not valid UTF-8 (byte {} of the line)",
+                    e.valid_up_to() - line_start + 1
+                ),
+            }
+        })?;
+        Self::from_jsonl_str(text, &source_name)
     }
 
     /// Parses JSONL text; `source_name` stands for the file in error messages.

@@ -47,6 +47,30 @@ pub enum Error {
     /// Optimizer state does not match the parameters.
     #[error("optimizer state: {0}")]
     OptimizerState(String),
+    /// Saved optimizer state (a file, or tensors and metadata handed to
+    /// `load_state_dict`) that does not fit this optimizer or its
+    /// parameters: a wrong dtype or shape, an unknown or missing tensor, a
+    /// step count out of range.
+    #[error(
+        "invalid optimizer state{}: {}{message}",
+        source_name(path),
+        tensor_label(tensor)
+    )]
+    InvalidOptimizerState {
+        /// The file, when loading from disk.
+        path: Option<PathBuf>,
+        /// The tensor (`<param>.<slot>`) or metadata entry at fault, if one.
+        tensor: Option<String>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn tensor_label(tensor: &Option<String>) -> String {
+    match tensor {
+        Some(name) => format!("`{name}`: "),
+        None => String::new(),
+    }
 }
 
 fn source_name(path: &Option<PathBuf>) -> String {

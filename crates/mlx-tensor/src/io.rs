@@ -1,20 +1,26 @@
 //! Reading and writing arrays: safetensors (with metadata) and `.npy`.
 //!
 //! Loading checks the file's header before handing it to MLX, so a truncated
-//! file or a garbage header is a clear [`Error::File`] naming the file (and
-//! the tensor), not a failure at evaluation time. Saving writes a temporary
+//! file, a garbage header, overlapping or mis-sized byte ranges, unknown
+//! dtypes or repeated names are a clear [`Error::File`] naming the file (and
+//! the tensor), not a failure at evaluation time or silently wrong data. Saving writes a temporary
 //! file in the same directory and renames it over the target, so an
 //! interrupted save never destroys an existing file.
 
-use std::collections::{BTreeMap, HashMap};
+mod header;
+mod strict_json;
+
+use std::collections::HashMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mlx_ffi::ffi;
 
 use crate::ops::to_array_vec;
 use crate::{Array, Dtype, Error, HostArray, Result};
+
+pub use header::read_safetensors_header;
 
 /// The arrays and metadata of a safetensors file.
 #[derive(Debug, Default)]
@@ -41,107 +47,6 @@ fn file_error(path: &Path, message: impl Into<String>) -> Error {
         path: path.to_path_buf(),
         message: message.into(),
     }
-}
-
-/// Reads and validates the header of a safetensors file without loading any
-/// tensor data: tensor names, dtypes, shapes and offsets, and metadata.
-pub fn read_safetensors_header(
-    path: &Path,
-) -> Result<(BTreeMap<String, TensorInfo>, HashMap<String, String>)> {
-    let mut file =
-        fs::File::open(path).map_err(|e| file_error(path, format!("cannot open: {e}")))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| file_error(path, e.to_string()))?
-        .len();
-    let mut len_bytes = [0u8; 8];
-    file.read_exact(&mut len_bytes).map_err(|_| {
-        file_error(
-            path,
-            format!("not a safetensors file: only {file_len} bytes"),
-        )
-    })?;
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > 100_000_000 || header_len + 8 > file_len {
-        return Err(file_error(
-            path,
-            format!("garbage or truncated safetensors header: it claims {header_len} bytes, the file has {file_len}"),
-        ));
-    }
-    let mut header = vec![0u8; header_len as usize];
-    file.read_exact(&mut header)
-        .map_err(|e| file_error(path, format!("reading header: {e}")))?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| file_error(path, format!("garbage safetensors header (not JSON): {e}")))?;
-    let object = json
-        .as_object()
-        .ok_or_else(|| file_error(path, "garbage safetensors header: not a JSON object"))?;
-    let data_len = file_len - 8 - header_len;
-    let mut tensors = BTreeMap::new();
-    let mut metadata = HashMap::new();
-    for (name, value) in object {
-        if name == "__metadata__" {
-            if let Some(map) = value.as_object() {
-                for (k, v) in map {
-                    metadata.insert(
-                        k.clone(),
-                        v.as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| v.to_string()),
-                    );
-                }
-            }
-            continue;
-        }
-        let bad = |what: &str| file_error(path, format!("tensor `{name}`: {what}"));
-        let dtype = value
-            .get("dtype")
-            .and_then(|d| d.as_str())
-            .ok_or_else(|| bad("missing dtype"))?;
-        let shape: Vec<i64> = value
-            .get("shape")
-            .and_then(|s| s.as_array())
-            .ok_or_else(|| bad("missing shape"))?
-            .iter()
-            .map(|d| d.as_i64().ok_or_else(|| bad("non-integer dimension")))
-            .collect::<Result<_>>()?;
-        let offsets = value
-            .get("data_offsets")
-            .and_then(|o| o.as_array())
-            .filter(|o| o.len() == 2)
-            .ok_or_else(|| bad("missing data_offsets"))?;
-        let start = offsets[0].as_u64().ok_or_else(|| bad("bad data_offsets"))?;
-        let end = offsets[1].as_u64().ok_or_else(|| bad("bad data_offsets"))?;
-        if end < start || end > data_len {
-            return Err(bad(&format!(
-                "data {start}..{end} lies outside the file's {data_len} data bytes (truncated file?)"
-            )));
-        }
-        let element_size = match dtype {
-            "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" => 1,
-            "U16" | "I16" | "F16" | "BF16" => 2,
-            "U32" | "I32" | "F32" => 4,
-            "U64" | "I64" | "F64" | "C64" => 8,
-            other => return Err(bad(&format!("unknown dtype {other}"))),
-        };
-        let numel: i64 = shape.iter().product();
-        if numel < 0 || (numel as u64) * element_size != end - start {
-            return Err(bad(&format!(
-                "shape {shape:?} of {dtype} needs {} bytes, the header gives {}",
-                numel.max(0) as u64 * element_size,
-                end - start
-            )));
-        }
-        tensors.insert(
-            name.clone(),
-            TensorInfo {
-                dtype: dtype.to_string(),
-                shape,
-                data_offsets: (start, end),
-            },
-        );
-    }
-    Ok((tensors, metadata))
 }
 
 /// Loads every tensor and the metadata of a safetensors file. The arrays are

@@ -260,7 +260,7 @@ impl Trainer {
             self.ref_model = Some(r);
         }
         self.optimizer
-            .load(checkpoint.join(checkpoint::OPTIMIZER_FILE))?;
+            .load_for(checkpoint.join(checkpoint::OPTIMIZER_FILE), &self.model)?;
         if let Some(entropy) = EntropyControlState::read(checkpoint)? {
             self.entropy_control.restore(entropy);
         }

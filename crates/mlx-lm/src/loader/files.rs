@@ -73,6 +73,13 @@ pub(crate) fn weight_files(
                 field: format!("weight_map.{key}"),
                 message: "not a file name".into(),
             })?;
+            if !is_plain_file_name(file) {
+                return Err(Error::InvalidConfig {
+                    path: index_path.clone(),
+                    field: format!("weight_map.{key}"),
+                    message: format!("`{file}` is not a file name inside the checkpoint directory"),
+                });
+            }
             weight_map.insert(key.clone(), file.to_string());
         }
         let mut names: Vec<&String> = weight_map.values().collect();
@@ -103,6 +110,18 @@ pub(crate) fn weight_files(
         });
     }
     Ok((files, None))
+}
+
+/// Whether `name` is one plain file name: not empty, absolute, `..` or a
+/// path through other directories (a shard index may not point outside
+/// its checkpoint directory).
+fn is_plain_file_name(name: &str) -> bool {
+    let mut components = Path::new(name).components();
+    matches!(
+        (components.next(), components.next()),
+        (Some(std::path::Component::Normal(_)), None)
+    ) && !name.contains('/')
+        && !name.contains('\\')
 }
 
 /// Reads every file's header, recording unreadable files, duplicate keys

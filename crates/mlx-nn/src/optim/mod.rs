@@ -34,6 +34,7 @@ mod optimizer;
 mod rmsprop;
 mod sgd;
 mod state;
+mod state_check;
 
 pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
@@ -43,6 +44,7 @@ pub use optimizer::{Optimizer, EVAL_GROUP_BYTES};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 pub use state::ParamState;
+pub use state_check::MAX_STEP;
 
 use mlx_tensor::Array;
 

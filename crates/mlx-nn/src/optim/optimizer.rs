@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use mlx_tensor::{io, Array, Dtype, HostArray};
 
+use super::state_check::{check_against_params, group_by_param, parse_step};
 use super::{HostUpdateTimings, ParamState, UpdateRule};
 use crate::module::{Module, ModuleExt, ParamMap};
 use crate::schedule::Schedule;
@@ -529,35 +530,66 @@ impl<R: UpdateRule> Optimizer<R> {
     /// Restores state written by [`Optimizer::state_dict`]: every tensor
     /// `<param>.<slot>` (the slot is the part after the last dot). With the
     /// state on the host each tensor is copied there one at a time.
+    ///
+    /// The state is checked as far as it can be without the parameters:
+    /// the rule's name, a step count from 0 to [`MAX_STEP`](super::MAX_STEP),
+    /// only slots the rule keeps, all of them for each parameter, of one
+    /// shape and a floating-point dtype. [`Optimizer::load_state_dict_for`]
+    /// also checks it against the parameters. Nothing changes on an error.
     pub fn load_state_dict(
         &mut self,
         tensors: &HashMap<String, Array>,
         metadata: &HashMap<String, String>,
     ) -> Result<()> {
-        let rule = metadata.get(RULE_KEY).ok_or_else(|| {
-            Error::OptimizerState(format!("no `{RULE_KEY}` entry in the metadata"))
-        })?;
+        let (state, step) = self.checked_state(tensors, metadata)?;
+        self.install(state, step)
+    }
+
+    /// [`Optimizer::load_state_dict`] for the trainable parameters `params`
+    /// (name → value): every slot must also have the dtype and shape this
+    /// rule gives its parameter's state, no tensor may belong to a parameter
+    /// not in `params`, and after the first step every parameter must have
+    /// its state. Nothing changes on an error.
+    pub fn load_state_dict_for(
+        &mut self,
+        tensors: &HashMap<String, Array>,
+        metadata: &HashMap<String, String>,
+        params: &ParamMap,
+    ) -> Result<()> {
+        let (state, step) = self.checked_state(tensors, metadata)?;
+        check_against_params(&self.rule, &state, params, step)?;
+        self.install(state, step)
+    }
+
+    /// The rule name, the step and the tensors' names checked, the tensors
+    /// grouped by parameter.
+    fn checked_state(
+        &self,
+        tensors: &HashMap<String, Array>,
+        metadata: &HashMap<String, String>,
+    ) -> Result<(BTreeMap<String, ParamState>, u64)> {
+        let invalid = |message: String| Error::InvalidOptimizerState {
+            path: None,
+            tensor: Some(RULE_KEY.to_string()),
+            message,
+        };
+        let rule = metadata
+            .get(RULE_KEY)
+            .ok_or_else(|| invalid("no such metadata entry".into()))?;
         if rule != self.rule.name() {
-            return Err(Error::OptimizerState(format!(
+            return Err(invalid(format!(
                 "the state was saved by `{rule}`, this optimizer is `{}`",
                 self.rule.name()
             )));
         }
-        let step: u64 = metadata
-            .get(STEP_KEY)
-            .ok_or_else(|| Error::OptimizerState(format!("no `{STEP_KEY}` entry in the metadata")))?
-            .parse()
-            .map_err(|e| Error::OptimizerState(format!("bad step count: {e}")))?;
-        let mut state: BTreeMap<String, ParamState> = BTreeMap::new();
-        for (key, a) in tensors {
-            let (param, slot) = key.rsplit_once('.').ok_or_else(|| {
-                Error::OptimizerState(format!("tensor `{key}` is not named `<param>.<slot>`"))
-            })?;
-            state
-                .entry(param.to_string())
-                .or_default()
-                .set(slot, a.clone());
-        }
+        let step = parse_step(metadata, STEP_KEY)?;
+        let state = group_by_param(&self.rule, tensors)?;
+        Ok((state, step))
+    }
+
+    /// Makes `state` and `step` the live state (copied to the host when the
+    /// state lives there).
+    fn install(&mut self, state: BTreeMap<String, ParamState>, step: u64) -> Result<()> {
         if self.state_on_host {
             let mut host = BTreeMap::new();
             for (name, st) in &state {
@@ -595,17 +627,49 @@ impl<R: UpdateRule> Optimizer<R> {
         Ok(())
     }
 
-    /// Loads state saved by [`Optimizer::save`], replacing the current one.
+    /// Loads state saved by [`Optimizer::save`], replacing the current one,
+    /// with the checks of [`Optimizer::load_state_dict`]. To resume
+    /// training prefer [`Optimizer::load_for`], which also checks the state
+    /// against the model's parameters.
     pub fn load(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = io::load_safetensors(path)?;
         self.load_state_dict(&file.tensors, &file.metadata)
-            .map_err(|e| match e {
-                Error::OptimizerState(m) => {
-                    Error::OptimizerState(format!("{}: {m}", path.display()))
-                }
-                other => other,
-            })
+            .map_err(|e| in_file(e, path))
+    }
+
+    /// Loads state saved by [`Optimizer::save`] for the trainable
+    /// parameters of `model`, with the checks of
+    /// [`Optimizer::load_state_dict_for`]: a tensor of the wrong dtype or
+    /// shape, an unknown or missing tensor, or a step count out of range is
+    /// an [`Error::InvalidOptimizerState`] naming the file and the tensor,
+    /// and the current state is kept.
+    pub fn load_for<M: Module + ?Sized>(
+        &mut self,
+        path: impl AsRef<Path>,
+        model: &M,
+    ) -> Result<()> {
+        let path = path.as_ref();
+        let file = io::load_safetensors(path)?;
+        self.load_state_dict_for(&file.tensors, &file.metadata, &model.trainable_parameters())
+            .map_err(|e| in_file(e, path))
+    }
+}
+
+/// `e` with the file it came from filled in.
+fn in_file(e: Error, file: &Path) -> Error {
+    match e {
+        Error::InvalidOptimizerState {
+            path: None,
+            tensor,
+            message,
+        } => Error::InvalidOptimizerState {
+            path: Some(file.to_path_buf()),
+            tensor,
+            message,
+        },
+        Error::OptimizerState(m) => Error::OptimizerState(format!("{}: {m}", file.display())),
+        other => other,
     }
 }
 
