@@ -14,6 +14,8 @@
 //! [`Plan::from_hostfile`] reads the addresses of a several-machine job);
 //! [`run`] starts the ranks, hands every output line to a sink, and stops all
 //! of them as soon as one fails or the time limit passes.
+//! [`run_test_ranks`] runs ranks of a test binary (each one re-invoked to
+//! run one ignored test) for multi-process tests.
 //!
 //! Every other variable of the launcher's environment reaches the ranks
 //! unchanged (`NCCL_NVLS_ENABLE`, `CUDA_*`, `MLX_*` settings…); only the
@@ -25,8 +27,10 @@ mod error;
 mod plan;
 mod ports;
 mod runner;
+mod test_ranks;
 
 pub use error::{Error, Result};
 pub use plan::{Backend, Plan};
 pub use ports::free_loopback_ports;
 pub use runner::{run, Failure, OutputLine, RankExit, Report, RunOptions, StreamKind};
+pub use test_ranks::{run_test_ranks, TestRanks};

@@ -80,7 +80,9 @@ impl Plan {
         let addresses = read_hostfile(hostfile)?;
         let world_size = addresses.len();
         let end = rank_offset.checked_add(ranks).ok_or_else(|| {
-            Error::Invalid(format!("rank offset {rank_offset} + {ranks} ranks overflows"))
+            Error::Invalid(format!(
+                "rank offset {rank_offset} + {ranks} ranks overflows"
+            ))
         })?;
         if ranks == 0 || end > world_size {
             return Err(Error::Invalid(format!(
@@ -145,9 +147,10 @@ impl Plan {
                 env.push(("MLX_HOSTFILE".into(), self.hostfile().into()));
             }
             Backend::Nccl => {
-                let rendezvous = self.addresses.first().ok_or_else(|| {
-                    Error::Invalid("the hostfile lists no rank".into())
-                })?;
+                let rendezvous = self
+                    .addresses
+                    .first()
+                    .ok_or_else(|| Error::Invalid("the hostfile lists no rank".into()))?;
                 let (ip, port) = rendezvous.rsplit_once(':').ok_or_else(|| {
                     Error::Invalid(format!("rank 0 address `{rendezvous}` is not ip:port"))
                 })?;
@@ -208,14 +211,11 @@ fn unique_temp_path() -> PathBuf {
 
 /// Writes MLX's ring hostfile: one list of one address per rank.
 fn write_hostfile(path: &Path, addresses: &[String]) -> Result<()> {
-    let entries: Vec<Vec<&str>> = addresses.iter().map(|a| vec![a.as_str()]).collect();
-    let text = serde_json::Value::from(
-        entries
-            .into_iter()
-            .map(|e| serde_json::Value::from(e))
-            .collect::<Vec<_>>(),
-    )
-    .to_string();
+    let entries: Vec<serde_json::Value> = addresses
+        .iter()
+        .map(|a| serde_json::Value::from(vec![a.as_str()]))
+        .collect();
+    let text = serde_json::Value::from(entries).to_string();
     std::fs::write(path, text).map_err(|e| Error::File {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -270,7 +270,12 @@ mod tests {
         plan.rank_env(local)
             .expect("rank env")
             .into_iter()
-            .map(|(k, v)| (k.into_string().expect("utf8"), v.into_string().expect("utf8")))
+            .map(|(k, v)| {
+                (
+                    k.into_string().expect("utf8"),
+                    v.into_string().expect("utf8"),
+                )
+            })
             .collect()
     }
 
@@ -292,13 +297,13 @@ mod tests {
         assert_eq!(ports.len(), 3);
         let env = env_of(&plan, 2);
         assert!(env.contains(&("MLX_RANK".into(), "2".into())));
-        assert!(env.contains(&(
-            "MLX_HOSTFILE".into(),
-            plan.hostfile().display().to_string()
-        )));
+        assert!(env.contains(&("MLX_HOSTFILE".into(), plan.hostfile().display().to_string())));
         let path = plan.hostfile().to_path_buf();
         drop(plan);
-        assert!(!path.exists(), "the written hostfile is removed with the plan");
+        assert!(
+            !path.exists(),
+            "the written hostfile is removed with the plan"
+        );
     }
 
     #[test]
