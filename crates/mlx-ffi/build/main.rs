@@ -43,6 +43,7 @@ const CPP_SOURCES: &[&str] = &[
     "cpp/transforms.cc",
     "cpp/io.cc",
     "cpp/runtime.cc",
+    "cpp/distributed.cc",
 ];
 
 /// The CUDA build's kernels and direct copies (feature `cuda`).

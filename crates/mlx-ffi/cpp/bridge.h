@@ -33,6 +33,11 @@ struct ArrayVec {
   std::vector<array> v;
 };
 
+// A group of processes of MLX's distributed layer (a shared handle).
+struct DistGroup {
+  mlx::core::distributed::Group group;
+};
+
 // A function from arrays to arrays (a Rust closure, or one MLX derived from it).
 struct ArrayFn {
   std::function<std::vector<array>(const std::vector<array>&)> f;
@@ -195,5 +200,21 @@ std::uint32_t fast_paths_enabled();
 bool cuda_direct_copies_active();
 bool cuda_pin_host(std::size_t address, std::size_t bytes);
 void cuda_unpin_host(std::size_t address);
+
+// distributed.cc
+bool distributed_is_available(rust::Str backend);
+std::unique_ptr<DistGroup> distributed_init(bool strict, rust::Str backend);
+std::int32_t group_rank(const DistGroup& g);
+std::int32_t group_size(const DistGroup& g);
+std::unique_ptr<DistGroup> group_split(const DistGroup& g, std::int32_t color, std::int32_t key);
+std::unique_ptr<DistGroup> group_clone(const DistGroup& g);
+ArrayPtr dist_all_sum(const array& a, const DistGroup& g);
+ArrayPtr dist_all_max(const array& a, const DistGroup& g);
+ArrayPtr dist_all_min(const array& a, const DistGroup& g);
+ArrayPtr dist_all_gather(const array& a, const DistGroup& g);
+ArrayPtr dist_sum_scatter(const array& a, const DistGroup& g);
+ArrayPtr dist_send(const array& a, std::int32_t dst, const DistGroup& g);
+ArrayPtr dist_recv(rust::Slice<const std::int32_t> shape, DType dtype, std::int32_t src, const DistGroup& g);
+ArrayPtr dist_recv_like(const array& like, std::int32_t src, const DistGroup& g);
 
 }  // namespace mlx_bridge

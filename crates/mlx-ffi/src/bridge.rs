@@ -598,6 +598,32 @@ pub mod ffi {
         /// allocated until `cuda_unpin_host`); false when not possible.
         unsafe fn cuda_pin_host(address: usize, bytes: usize) -> bool;
         unsafe fn cuda_unpin_host(address: usize);
+
+        // ---- distributed.cc: MLX's distributed layer ----
+        /// A group of processes (`mlx::core::distributed::Group`).
+        type DistGroup;
+        /// Whether MLX can use `backend` (`any`, `ring`, `mpi`, `nccl`, `jaccl`).
+        fn distributed_is_available(backend: &str) -> bool;
+        /// `distributed::init(strict, backend)`: with `strict`, throws when
+        /// the backend cannot start; otherwise falls back to a size-1 group.
+        fn distributed_init(strict: bool, backend: &str) -> Result<UniquePtr<DistGroup>>;
+        fn group_rank(g: &DistGroup) -> i32;
+        fn group_size(g: &DistGroup) -> i32;
+        fn group_split(g: &DistGroup, color: i32, key: i32) -> Result<UniquePtr<DistGroup>>;
+        fn group_clone(g: &DistGroup) -> UniquePtr<DistGroup>;
+        fn dist_all_sum(a: &MlxArray, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_all_max(a: &MlxArray, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_all_min(a: &MlxArray, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_all_gather(a: &MlxArray, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_sum_scatter(a: &MlxArray, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_send(a: &MlxArray, dst: i32, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
+        fn dist_recv(
+            shape: &[i32],
+            dtype: DType,
+            src: i32,
+            g: &DistGroup,
+        ) -> Result<UniquePtr<MlxArray>>;
+        fn dist_recv_like(like: &MlxArray, src: i32, g: &DistGroup) -> Result<UniquePtr<MlxArray>>;
     }
 }
 

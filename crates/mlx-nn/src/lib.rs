@@ -12,6 +12,7 @@
 //!   a module's trainable parameters; [`autograd`] also has `vjp`, `jvp` and
 //!   `grad` over arrays, [`backward`] manual backward passes, [`transform`]
 //!   gradient checkpointing and compilation.
+//! * [`distributed`]: gradient averaging over the ranks of a data-parallel job.
 //! * [`optim`]: SGD, Adam, AdamW, RMSprop, Lion, gradient clipping;
 //!   [`schedule`]: learning-rate schedules.
 //!
@@ -47,6 +48,7 @@ extern crate self as mlx_nn;
 pub mod activations;
 pub mod autograd;
 pub mod backward;
+pub mod distributed;
 mod error;
 pub mod init;
 pub mod layers;

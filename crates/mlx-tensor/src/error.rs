@@ -78,6 +78,16 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// MLX's distributed layer could not start a group or run a collective.
+    #[error("{op} ({backend}): {message}")]
+    Distributed {
+        /// The request, e.g. `init`, `split`, `broadcast`.
+        op: &'static str,
+        /// The backend, e.g. `ring`.
+        backend: String,
+        /// What went wrong (MLX's message where it gave one).
+        message: String,
+    },
     /// An invalid argument, with an explanation.
     #[error("{op}: {message}")]
     Invalid {

@@ -57,6 +57,7 @@ mod ops;
 mod shape;
 
 pub mod device;
+pub mod distributed;
 pub mod fast;
 pub mod io;
 pub mod memory;
