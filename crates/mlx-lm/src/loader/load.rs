@@ -49,9 +49,13 @@ pub fn load_config(dir: impl AsRef<Path>) -> Result<ModelConfig> {
 /// Per-expert tensors of mixture-of-experts layers are stacked; a tied
 /// model's `lm_head.weight`, if present, is dropped. Weights are cast to
 /// `dtype`, by default the config's `dtype`/`torch_dtype`, else the
-/// checkpoint's own.
+/// checkpoint's own. An mlx-lm quantized checkpoint (`quantization` in
+/// `config.json`) is loaded by [`load_quantized_model`](super::load_quantized_model).
 pub fn load_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Result<Model> {
     let dir = dir.as_ref();
+    if super::quantization_config(dir)?.is_some() {
+        return super::load_quantized_model(dir, dtype);
+    }
     let config = load_config(dir)?;
     let mut problems = Vec::new();
     let (files, weight_map) = weight_files(dir, &mut problems)?;

@@ -11,16 +11,32 @@
 //! # Ok(()) }
 //! ```
 
+mod adapter_merge;
+mod adapters;
 mod files;
 mod load;
 pub(crate) mod problem;
+mod quantized;
 mod random;
 mod save;
 mod validate;
 
+pub use adapter_merge::{
+    adapter_targets, block_count, check_adapters, linear_candidates, merge_adapters, new_adapters,
+    unmerge_adapters,
+};
+pub use adapters::{
+    ADAPTER_CONFIG, AdapterFormat, Adapters, LoraFactors, MLX_LM_WEIGHTS, PEFT_WEIGHTS,
+    load_adapters, save_adapters,
+};
 pub(crate) use load::dtype_from_config;
 pub use load::{load_config, load_model};
 pub use problem::CheckpointProblem;
+pub use quantized::{
+    QuantizationConfig, QuantizationSpec, QuantizedTensors, SUPPORTED_BITS, SUPPORTED_GROUP_SIZES,
+    load_quantized_model, load_quantized_tensors, quantization_config, quantize_tensors,
+    save_quantized_model,
+};
 pub use random::{
     qwen3_0_6b_config, random_model, tiny_qwen3_config, tiny_qwen3_moe_config,
     write_random_checkpoint,

@@ -8,16 +8,24 @@ mod dropout;
 mod embedding;
 mod forward;
 mod linear;
+mod lora;
+mod lora_targets;
 mod mlp;
 mod norm;
 mod quantized;
+mod quantized_embedding;
 mod sequential;
 
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use forward::Forward;
 pub use linear::{Linear, LinearConfig};
+pub use lora::{LinearBase, LoraConfig, LoraLinear};
+pub use lora_targets::{
+    layer_index, select_targets, LayerSelection, TargetCandidate, TargetModules,
+};
 pub use mlp::{Mlp, SwiGlu};
 pub use norm::{LayerNorm, RmsNorm};
 pub use quantized::{QuantizedLinear, DEFAULT_BITS, DEFAULT_GROUP_SIZE};
+pub use quantized_embedding::QuantizedEmbedding;
 pub use sequential::Sequential;

@@ -1,0 +1,404 @@
+//! mlx-lm's quantized checkpoints: reading them and writing them.
+//!
+//! `config.json` carries `quantization: {group_size, bits, mode}` (and the
+//! same as `quantization_config`), optionally with per-module entries
+//! (`"model.layers.0.mlp.down_proj": {group_size, bits}` or `false`). Each
+//! quantized module `p` has `p.weight` (packed `u32`, `[out, in · bits /
+//! 32]`), `p.scales` and `p.biases` (`[out, in / group_size]`); modules
+//! whose input width is not a multiple of the group size stay dense, as
+//! mlx-lm leaves them.
+//!
+//! Loading dequantizes the weights into the dense model (the logits equal
+//! mlx-lm's quantized model's up to float rounding): running the packed
+//! weights needs the model's layers to hold
+//! [`QuantizedLinear`](mlx_nn::layers::QuantizedLinear) /
+//! [`QuantizedEmbedding`](mlx_nn::layers::QuantizedEmbedding), which
+//! [`load_quantized_tensors`] provides the packed parts for.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use mlx_nn::{ParamMap, VarBuilder};
+use mlx_tensor::{Array, Dtype, Quantized, io};
+use serde_json::{Map, Value, json};
+
+use super::files::{read_headers, weight_files};
+use super::load::{dtype_from_config, load_config};
+use super::problem::CheckpointProblem;
+use super::save::{SaveOptions, save_checkpoint};
+use crate::files::{read_json_optional, write_json};
+use crate::models::{Model, ModelConfig};
+use crate::{Error, LanguageModel, Result};
+
+/// Bit widths MLX's affine quantization supports.
+pub const SUPPORTED_BITS: [i32; 6] = [2, 3, 4, 5, 6, 8];
+/// Group sizes MLX's affine quantization supports.
+pub const SUPPORTED_GROUP_SIZES: [i32; 3] = [32, 64, 128];
+
+/// One quantization setting (affine mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantizationSpec {
+    /// Elements per group: 32, 64 or 128.
+    pub group_size: i32,
+    /// Bits per element: 2, 3, 4, 5, 6 or 8.
+    pub bits: i32,
+}
+
+impl QuantizationSpec {
+    /// Checks the setting is one MLX supports.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !SUPPORTED_BITS.contains(&self.bits) {
+            return Err(format!(
+                "bits must be one of {SUPPORTED_BITS:?}, got {}",
+                self.bits
+            ));
+        }
+        if !SUPPORTED_GROUP_SIZES.contains(&self.group_size) {
+            return Err(format!(
+                "group_size must be one of {SUPPORTED_GROUP_SIZES:?}, got {}",
+                self.group_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `quantization` section of a `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizationConfig {
+    /// The default setting.
+    pub default: QuantizationSpec,
+    /// Per-module settings (`None`: the module is not quantized).
+    pub per_module: HashMap<String, Option<QuantizationSpec>>,
+}
+
+impl QuantizationConfig {
+    /// The setting of module `path`.
+    pub fn spec_for(&self, path: &str) -> Option<QuantizationSpec> {
+        match self.per_module.get(path) {
+            Some(s) => *s,
+            None => Some(self.default),
+        }
+    }
+}
+
+fn spec_from(v: &Value, path: &Path, field: &str) -> Result<QuantizationSpec> {
+    let int = |name: &str| -> Result<i32> {
+        let x = v.get(name).ok_or_else(|| Error::InvalidConfig {
+            path: path.to_path_buf(),
+            field: format!("{field}.{name}"),
+            message: "missing".into(),
+        })?;
+        x.as_i64()
+            .and_then(|n| i32::try_from(n).ok())
+            .ok_or_else(|| Error::InvalidConfig {
+                path: path.to_path_buf(),
+                field: format!("{field}.{name}"),
+                message: format!("not an integer: {x}"),
+            })
+    };
+    match v.get("mode").and_then(Value::as_str) {
+        None | Some("affine") => {}
+        Some(other) => {
+            return Err(Error::InvalidConfig {
+                path: path.to_path_buf(),
+                field: format!("{field}.mode"),
+                message: format!("quantization mode `{other}` is not supported (only affine)"),
+            });
+        }
+    }
+    let spec = QuantizationSpec {
+        group_size: int("group_size")?,
+        bits: int("bits")?,
+    };
+    spec.validate().map_err(|message| Error::InvalidConfig {
+        path: path.to_path_buf(),
+        field: field.into(),
+        message,
+    })?;
+    Ok(spec)
+}
+
+/// The `quantization` section of `dir/config.json`, if any.
+pub fn quantization_config(dir: impl AsRef<Path>) -> Result<Option<QuantizationConfig>> {
+    let path = dir.as_ref().join("config.json");
+    let Some(config) = read_json_optional(&path)? else {
+        return Ok(None);
+    };
+    let Some(q) = config.get("quantization") else {
+        return Ok(None);
+    };
+    let default = spec_from(q, &path, "quantization")?;
+    let mut per_module = HashMap::new();
+    if let Some(map) = q.as_object() {
+        for (key, value) in map {
+            let field = format!("quantization.{key}");
+            match value {
+                Value::Object(_) => {
+                    per_module.insert(key.clone(), Some(spec_from(value, &path, &field)?));
+                }
+                Value::Bool(false) => {
+                    per_module.insert(key.clone(), None);
+                }
+                Value::Bool(true) => {}
+                _ if matches!(key.as_str(), "group_size" | "bits" | "mode") => {}
+                other => {
+                    return Err(Error::InvalidConfig {
+                        path: path.clone(),
+                        field,
+                        message: format!("expected settings or a boolean, got {other}"),
+                    });
+                }
+            }
+        }
+    }
+    Ok(Some(QuantizationConfig {
+        default,
+        per_module,
+    }))
+}
+
+/// A checkpoint's tensors with quantized modules kept packed: dense
+/// tensors by name, and each quantized module's parts by module path.
+#[derive(Debug, Default)]
+pub struct QuantizedTensors {
+    /// Unquantized tensors by checkpoint key.
+    pub dense: HashMap<String, Array>,
+    /// Quantized modules by path (`model.layers.0.self_attn.q_proj`).
+    pub quantized: HashMap<String, Quantized>,
+}
+
+/// Reads the weights of a quantized checkpoint directory, checking every
+/// quantized module's parts: the packed weight is `u32`, and `weight`,
+/// `scales` and `biases` agree with the module's bits and group size. All
+/// problems come back together, naming file and tensor.
+pub fn load_quantized_tensors(
+    dir: impl AsRef<Path>,
+    quantization: &QuantizationConfig,
+) -> Result<QuantizedTensors> {
+    let dir = dir.as_ref();
+    let mut problems = Vec::new();
+    let (files, weight_map) = weight_files(dir, &mut problems)?;
+    let headers = read_headers(&files, weight_map.as_ref(), &mut problems);
+    if !problems.is_empty() {
+        return Err(Error::InvalidCheckpoint {
+            dir: dir.to_path_buf(),
+            problems,
+        });
+    }
+    let mut tensors: HashMap<String, Array> = HashMap::new();
+    for file in &headers.files {
+        let loaded = io::load_safetensors(file).map_err(|e| Error::InvalidCheckpoint {
+            dir: dir.to_path_buf(),
+            problems: vec![CheckpointProblem::BadFile {
+                file: file.clone(),
+                message: e.to_string(),
+            }],
+        })?;
+        tensors.extend(loaded.tensors);
+    }
+    let file_of = |key: &str| {
+        headers
+            .tensors
+            .get(key)
+            .map(|(f, _)| f.clone())
+            .unwrap_or_else(|| dir.to_path_buf())
+    };
+    let modules: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".scales").map(str::to_string))
+        .collect();
+    let mut out = QuantizedTensors::default();
+    for module in modules {
+        let keys = ["weight", "scales", "biases"].map(|p| format!("{module}.{p}"));
+        let parts: Vec<Option<Array>> = keys.iter().map(|k| tensors.remove(k)).collect();
+        let [Some(weight), Some(scales), Some(biases)] =
+            <[Option<Array>; 3]>::try_from(parts).unwrap_or([None, None, None])
+        else {
+            for k in &keys {
+                problems.push(CheckpointProblem::MissingTensor {
+                    key: k.clone(),
+                    expected: Vec::new(),
+                });
+            }
+            continue;
+        };
+        let Some(spec) = quantization.spec_for(&module) else {
+            problems.push(CheckpointProblem::UnexpectedTensor {
+                file: file_of(&keys[1]),
+                key: keys[1].clone(),
+            });
+            continue;
+        };
+        if weight.dtype() != Dtype::U32 {
+            problems.push(CheckpointProblem::BadFile {
+                file: file_of(&keys[0]),
+                message: format!(
+                    "tensor `{}` of a quantized module has dtype {:?}, expected packed U32",
+                    keys[0],
+                    weight.dtype()
+                ),
+            });
+            continue;
+        }
+        let (ws, ss) = (weight.shape(), scales.shape());
+        let dims = |s: &mlx_tensor::Shape| s.iter().map(|&d| i64::from(d)).collect::<Vec<_>>();
+        let input = i64::from(ws.last().copied().unwrap_or(0)) * 32 / i64::from(spec.bits);
+        let expected_groups = input / i64::from(spec.group_size);
+        let mut expected_scales = dims(&ws);
+        if let Some(last) = expected_scales.last_mut() {
+            *last = expected_groups;
+        }
+        if input % i64::from(spec.group_size) != 0 || dims(&ss) != expected_scales {
+            problems.push(CheckpointProblem::WrongShape {
+                file: file_of(&keys[1]),
+                key: keys[1].clone(),
+                expected: expected_scales,
+                found: dims(&ss),
+            });
+            continue;
+        }
+        if biases.shape() != ss {
+            problems.push(CheckpointProblem::WrongShape {
+                file: file_of(&keys[2]),
+                key: keys[2].clone(),
+                expected: dims(&ss),
+                found: dims(&biases.shape()),
+            });
+            continue;
+        }
+        out.quantized.insert(
+            module,
+            Quantized {
+                weight,
+                scales,
+                biases,
+                group_size: spec.group_size,
+                bits: spec.bits,
+            },
+        );
+    }
+    if !problems.is_empty() {
+        return Err(Error::InvalidCheckpoint {
+            dir: dir.to_path_buf(),
+            problems,
+        });
+    }
+    out.dense = tensors;
+    Ok(out)
+}
+
+/// Loads an mlx-lm quantized checkpoint into the dense model: each
+/// quantized weight is dequantized (see the module documentation). Weights
+/// are cast to `dtype`, by default the config's dtype.
+pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Result<Model> {
+    let dir = dir.as_ref();
+    let config = load_config(dir)?;
+    let path = dir.join("config.json");
+    let quantization = quantization_config(dir)?.ok_or_else(|| Error::InvalidConfig {
+        path,
+        field: "quantization".into(),
+        message: "missing: not a quantized checkpoint".into(),
+    })?;
+    let parts = load_quantized_tensors(dir, &quantization)?;
+    let dtype = dtype
+        .or_else(|| config.base().declared_dtype().and_then(dtype_from_config))
+        .unwrap_or(Dtype::F32);
+    let mut tensors = parts.dense;
+    for (module, q) in parts.quantized {
+        tensors.insert(format!("{module}.weight"), q.dequantize()?);
+    }
+    if config.base().tie_word_embeddings {
+        tensors.remove("lm_head.weight");
+    }
+    let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
+    let mut model = Model::new(&config, &vb)?;
+    vb.finish(true)?;
+    model.pack_inference_weights()?;
+    Ok(model)
+}
+
+/// Quantizes checkpoint-named `tensors` as `mlx_lm.convert -q` does: every
+/// 2-D `*.weight` (linear layers and embeddings) whose last axis is a
+/// multiple of the group size becomes packed `weight`, `scales`, `biases`;
+/// everything else is kept.
+pub fn quantize_tensors(tensors: &ParamMap, spec: QuantizationSpec) -> Result<ParamMap> {
+    spec.validate().map_err(|message| Error::ModelConfig {
+        field: "quantization".into(),
+        message,
+    })?;
+    let mut out = ParamMap::new();
+    for (name, value) in tensors {
+        let module = name.strip_suffix(".weight");
+        let quantizable = module.is_some()
+            && value.ndim() == 2
+            && value.dtype().is_float()
+            && value
+                .shape()
+                .last()
+                .is_some_and(|&d| d % spec.group_size == 0);
+        match module {
+            Some(module) if quantizable => {
+                let q = value.quantize(spec.group_size, spec.bits)?;
+                out.insert(format!("{module}.weight"), q.weight);
+                out.insert(format!("{module}.scales"), q.scales);
+                out.insert(format!("{module}.biases"), q.biases);
+            }
+            _ => {
+                out.insert(name.clone(), value.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `model` quantized to `dir` in mlx-lm's layout: the weights of
+/// [`quantize_tensors`] and `config.json` with `quantization` and
+/// `quantization_config` `{group_size, bits, mode: "affine"}`. Dense
+/// models only (mlx-lm stores mixture-of-experts weights stacked under
+/// other names).
+pub fn save_quantized_model(
+    model: &Model,
+    dir: impl AsRef<Path>,
+    spec: QuantizationSpec,
+    options: &SaveOptions,
+) -> Result<()> {
+    let dir = dir.as_ref();
+    if let ModelConfig::Qwen3Moe(_) = model.config() {
+        return Err(Error::ModelConfig {
+            field: "model_type".into(),
+            message: "saving quantized mixture-of-experts models is not supported".into(),
+        });
+    }
+    let tensors = model.checkpoint_tensors()?;
+    let dense = match options.dtype {
+        Some(d) => {
+            let mut cast = ParamMap::new();
+            for (k, v) in tensors {
+                let v = if v.dtype().is_float() {
+                    v.as_type(d)?
+                } else {
+                    v
+                };
+                cast.insert(k, v);
+            }
+            cast
+        }
+        None => tensors,
+    };
+    let quantized = quantize_tensors(&dense, spec)?;
+    let options = SaveOptions {
+        dtype: None,
+        ..options.clone()
+    };
+    save_checkpoint(dir, &model.config(), &quantized, &options)?;
+    let path = dir.join("config.json");
+    let mut config = match read_json_optional(&path)? {
+        Some(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let q = json!({ "group_size": spec.group_size, "bits": spec.bits, "mode": "affine" });
+    config.insert("quantization".into(), q.clone());
+    config.insert("quantization_config".into(), q);
+    write_json(&path, &Value::Object(config))
+}

@@ -1,0 +1,183 @@
+//! mlx-lm's quantized checkpoints (`scripts/fixtures/gen_lora_quant_fixtures.py`):
+//! loading them gives mlx-lm's logits, our quantizer writes mlx-lm's
+//! tensors and config, QLoRA adapters over a quantized base give mlx-lm's
+//! logits, and bad quantized checkpoints are errors naming file and tensor.
+
+mod lm_support;
+
+use std::path::{Path, PathBuf};
+
+use lm_support::{copy_fixture, load, logits_of, max_abs, max_diff, temp_dir};
+use mlx_lm::SaveOptions;
+use mlx_lm::loader::{
+    QuantizationSpec, load_adapters, load_model, merge_adapters, quantization_config,
+    save_quantized_model,
+};
+use mlx_tensor::{Dtype, io};
+
+fn dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/lora_quant")
+        .join(name)
+}
+
+fn tokens() -> Vec<u32> {
+    let text = std::fs::read_to_string(dir("inputs.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["tokens"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn reference(name: &str) -> Vec<f32> {
+    io::load_npy(dir(name).join("logits.npy"))
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+const CASES: [(&str, i32, i32); 3] = [
+    ("quant_b4_g64", 4, 64),
+    ("quant_b8_g32", 8, 32),
+    ("quant_b4_g128", 4, 128),
+];
+
+#[test]
+fn mlx_lm_quantized_checkpoints_give_mlx_lm_logits() {
+    let dense = logits_of(&load("qwen3_untied", Dtype::F32), &tokens());
+    for (name, bits, group) in CASES {
+        let q = quantization_config(dir(name)).unwrap().unwrap();
+        assert_eq!(
+            q.default,
+            QuantizationSpec {
+                group_size: group,
+                bits
+            }
+        );
+        let model = load_model(dir(name), None).unwrap();
+        let got = logits_of(&model, &tokens());
+        let expected = reference(name);
+        let diff = max_diff(&got, &expected);
+        assert!(
+            diff < 1e-4 * max_abs(&expected).max(1.0),
+            "{name}: max diff {diff}"
+        );
+        // Quantization did change the model (4-bit more than 8-bit).
+        assert!(max_diff(&dense, &expected) > 1e-4, "{name}: same as dense");
+    }
+}
+
+#[test]
+fn our_quantizer_writes_mlx_lm_tensors_and_config() {
+    let model = load("qwen3_untied", Dtype::F32);
+    for (name, bits, group) in CASES {
+        let out = temp_dir(&format!("quantize-{name}"));
+        let spec = QuantizationSpec {
+            group_size: group,
+            bits,
+        };
+        save_quantized_model(&model, &out, spec, &SaveOptions::default()).unwrap();
+        let ours = io::load_safetensors(out.join("model.safetensors")).unwrap();
+        let theirs = io::load_safetensors(dir(name).join("model.safetensors")).unwrap();
+        let mut keys: Vec<&String> = ours.tensors.keys().collect();
+        let mut want: Vec<&String> = theirs.tensors.keys().collect();
+        keys.sort();
+        want.sort();
+        assert_eq!(keys, want, "{name}: keys");
+        for (k, v) in &theirs.tensors {
+            let o = &ours.tensors[k];
+            assert_eq!(o.dtype(), v.dtype(), "{name}: {k} dtype");
+            assert_eq!(o.shape(), v.shape(), "{name}: {k} shape");
+            let same = o.array_equal(v, false).unwrap().to_vec::<bool>().unwrap()[0];
+            assert!(same, "{name}: {k} differs from mlx-lm's");
+        }
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap())
+                .unwrap();
+        for field in ["quantization", "quantization_config"] {
+            assert_eq!(config[field]["bits"], bits, "{name}: {field}");
+            assert_eq!(config[field]["group_size"], group, "{name}: {field}");
+            assert_eq!(config[field]["mode"], "affine", "{name}: {field}");
+        }
+        // And it loads back to mlx-lm's logits.
+        let back = logits_of(&load_model(&out, None).unwrap(), &tokens());
+        let expected = reference(name);
+        assert!(
+            max_diff(&back, &expected) < 1e-4 * max_abs(&expected).max(1.0),
+            "{name}: reload"
+        );
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
+#[test]
+fn qlora_adapters_over_the_quantized_base_give_mlx_lm_logits() {
+    let (adapters, _) = load_adapters(dir("qlora_b4_g64")).unwrap();
+    let mut model = load_model(dir("quant_b4_g64"), None).unwrap();
+    merge_adapters(&mut model, &adapters).unwrap();
+    let got = logits_of(&model, &tokens());
+    let expected = reference("qlora_b4_g64");
+    let diff = max_diff(&got, &expected);
+    assert!(diff < 1e-4 * max_abs(&expected).max(1.0), "max diff {diff}");
+    assert!(max_diff(&expected, &reference("quant_b4_g64")) > 1e-3);
+}
+
+fn edit_config(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+fn copy_quantized(name: &str, tag: &str) -> PathBuf {
+    let out = temp_dir(tag);
+    std::fs::create_dir_all(&out).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "model.safetensors.index.json",
+    ] {
+        std::fs::copy(dir(name).join(f), out.join(f)).unwrap();
+    }
+    out
+}
+
+#[test]
+fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
+    let out = copy_quantized("quant_b4_g64", "quant-bad-mode");
+    edit_config(&out.join("config.json"), |v| {
+        v["quantization"]["mode"] = "mxfp4".into()
+    });
+    let err = load_model(&out, None).unwrap_err().to_string();
+    assert!(
+        err.contains("config.json") && err.contains("mxfp4"),
+        "{err}"
+    );
+    edit_config(&out.join("config.json"), |v| {
+        v["quantization"]["mode"] = "affine".into();
+        v["quantization"]["group_size"] = 48.into();
+    });
+    let err = load_model(&out, None).unwrap_err().to_string();
+    assert!(err.contains("group_size") && err.contains("48"), "{err}");
+    // The config says 8 bits, the packed weights hold 4.
+    edit_config(&out.join("config.json"), |v| {
+        v["quantization"]["group_size"] = 64.into();
+        v["quantization"]["bits"] = 8.into();
+    });
+    let err = load_model(&out, None).unwrap_err().to_string();
+    assert!(
+        err.contains("model.safetensors") && err.contains(".scales") && err.contains("shape"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&out).ok();
+
+    // A dense checkpoint is still loaded by the ordinary path.
+    let plain = temp_dir("quant-plain");
+    copy_fixture("qwen3_untied", &plain);
+    assert!(quantization_config(&plain).unwrap().is_none());
+    load_model(&plain, None).unwrap();
+    std::fs::remove_dir_all(&plain).ok();
+}
