@@ -16,7 +16,8 @@ use mlx_tensor::{Array, Dtype};
 
 use crate::init::Init;
 use crate::layers::{Dropout, Linear, QuantizedLinear};
-use crate::module::{Module, Param, Visitor, VisitorMut};
+use crate::module::{Param, Visitor, VisitorMut};
+use crate::Module;
 use crate::{Error, ModuleExt, Result};
 
 /// Hyper-parameters of an adapter (PEFT's names).
@@ -146,30 +147,22 @@ impl Module for LinearBase {
 
 /// A frozen base layer plus a trainable low-rank update (see the module
 /// documentation).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Module)]
 pub struct LoraLinear {
     /// The frozen layer.
+    #[module(flatten)]
     pub base: LinearBase,
     /// `A: [r, in]` (`lora_A.weight`).
+    #[module(rename = "lora_A.weight")]
     pub lora_a: Param,
     /// `B: [out, r]` (`lora_B.weight`).
+    #[module(rename = "lora_B.weight")]
     pub lora_b: Param,
+    #[module(skip)]
     config: LoraConfig,
+    #[module(skip)]
     dropout: Dropout,
     merged: bool,
-}
-
-impl Module for LoraLinear {
-    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
-        self.base.visit(v);
-        v.param("lora_A.weight", &self.lora_a);
-        v.param("lora_B.weight", &self.lora_b);
-    }
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        self.base.visit_mut(v);
-        v.param("lora_A.weight", &mut self.lora_a);
-        v.param("lora_B.weight", &mut self.lora_b);
-    }
 }
 
 impl LoraLinear {
