@@ -19,6 +19,13 @@ pub enum Error {
     /// A model, tokenizer or generation operation failed.
     #[error(transparent)]
     Lm(#[from] mlx_lm::Error),
+    /// A broken internal invariant: a bug in this crate, not a problem with
+    /// the input. Please report it with the message.
+    #[error("internal error (a bug, please report it): {message}")]
+    Internal {
+        /// What did not hold.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("cannot access {path}: {source}")]
     Io {
@@ -265,6 +272,13 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// [`Error::Internal`] with `message`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Error::Internal {
+            message: message.into(),
+        }
+    }
+
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

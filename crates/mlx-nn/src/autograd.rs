@@ -104,38 +104,72 @@ where
     M: Module + Clone,
     F: Fn(&M) -> Result<Vec<Array>>,
 {
+    value_and_grad_with(model, loss_fn)
+}
+
+/// [`value_and_grad`] for a loss closure with an error type of its own:
+/// an `Err` the closure returns comes back unchanged, of its own type (a
+/// caller's loss error stays that error, not a message); failures of the
+/// transformation itself and panics come back as `E::from` this crate's
+/// [`Error`].
+pub fn value_and_grad_with<M, F, E>(model: &M, loss_fn: F) -> std::result::Result<LossAndGrads, E>
+where
+    M: Module + Clone,
+    F: Fn(&M) -> std::result::Result<Vec<Array>, E>,
+    E: From<Error>,
+{
     let trainable = model.trainable_parameters();
     let names: Vec<String> = trainable.keys().cloned().collect();
     let inputs: Vec<Array> = trainable.into_values().collect();
     let argnums: Vec<i32> = (0..inputs.len() as i32).collect();
-    let slot: RefCell<Option<Error>> = RefCell::new(None);
+    let slot: RefCell<Option<E>> = RefCell::new(None);
 
-    let run = |xs: &[Array]| -> Result<Vec<Array>> {
-        let mut m = model.clone();
-        let map: ParamMap = names.iter().cloned().zip(xs.iter().cloned()).collect();
-        m.update(&map)?;
-        loss_fn(&m)
-    };
-    let result = if inputs.is_empty() {
+    let (mut values, grads) = if inputs.is_empty() {
         // Nothing to differentiate: still evaluate the loss, panics included.
         match catch_unwind(AssertUnwindSafe(|| loss_fn(model))) {
-            Ok(outs) => outs.map(|outs| (outs, Vec::new())),
-            Err(panic) => Err(Error::Closure(format!(
-                "the loss closure panicked: {}",
-                panic_message(&panic)
-            ))),
+            Ok(outs) => (outs?, Vec::new()),
+            Err(panic) => {
+                return Err(E::from(Error::Closure(format!(
+                    "the loss closure panicked: {}",
+                    panic_message(&panic)
+                ))))
+            }
         }
     } else {
-        transforms::value_and_grad(
-            bridge_closure(run, &slot, "value_and_grad"),
-            &inputs,
-            &argnums,
-        )
-        .map_err(|e| transform_error(&slot, e))
+        // The closure's own errors wait in `slot`; MLX only learns that
+        // the closure failed.
+        let run = |xs: &[Array]| -> mlx_tensor::Result<Vec<Array>> {
+            let mut m = model.clone();
+            let map: ParamMap = names.iter().cloned().zip(xs.iter().cloned()).collect();
+            let outcome = match m.update(&map) {
+                Ok(()) => loss_fn(&m),
+                Err(e) => Err(E::from(e)),
+            };
+            outcome.map_err(|e| {
+                *slot.borrow_mut() = Some(e);
+                mlx_tensor::Error::Closure {
+                    transform: "value_and_grad",
+                    message: "the loss closure failed".into(),
+                }
+            })
+        };
+        match transforms::value_and_grad(run, &inputs, &argnums) {
+            Ok(out) => out,
+            Err(e) => {
+                return Err(match slot.borrow_mut().take() {
+                    Some(original) => original,
+                    None => E::from(match e {
+                        mlx_tensor::Error::Closure { message, .. } => Error::Closure(message),
+                        other => Error::Tensor(other),
+                    }),
+                })
+            }
+        }
     };
-    let (mut values, grads) = result?;
     if values.is_empty() {
-        return Err(Error::Closure("the loss closure returned no arrays".into()));
+        return Err(E::from(Error::Closure(
+            "the loss closure returned no arrays".into(),
+        )));
     }
     let loss = values.remove(0);
     Ok(LossAndGrads {

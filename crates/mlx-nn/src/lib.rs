@@ -59,7 +59,7 @@ pub mod schedule;
 pub mod transform;
 mod var_builder;
 
-pub use autograd::{value_and_grad, LossAndGrads};
+pub use autograd::{value_and_grad, value_and_grad_with, LossAndGrads};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use mlx_nn_derive::Module;

@@ -50,8 +50,8 @@ impl MicroBatch {
         let mut adv = Vec::with_capacity(part.len());
         let mut truncated = Vec::with_capacity(part.len());
         for &i in part {
-            let s = samples.get(i).ok_or_else(|| Error::InvalidConfig {
-                message: format!("micro-batch slot {i} of {}", samples.len()),
+            let s = samples.get(i).ok_or_else(|| {
+                Error::internal(format!("micro-batch slot {i} of {}", samples.len()))
             })?;
             pairs.push((s.prompt_ids.as_slice(), s.completion_ids.as_slice()));
             adv.push(advantages.get(i).copied().unwrap_or(0.0));

@@ -390,9 +390,7 @@ impl Trainer {
                 self.buffer = Some(self.generate()?);
             }
             let Some(buffer) = self.buffer.as_mut() else {
-                return Err(Error::InvalidConfig {
-                    message: "no rollout buffer".into(),
-                });
+                return Err(Error::internal("no rollout buffer"));
             };
             let index = buffer.next % buffer.micro_batches.len().max(1);
             micro.push(buffer.micro_batches[index].clone());
@@ -452,9 +450,9 @@ impl Trainer {
         let slots = gen.sample_indices();
         let mut prompts = Vec::with_capacity(gen.prompt_indices.len());
         for &i in &gen.prompt_indices {
-            let row = rows.get(i).ok_or_else(|| Error::InvalidConfig {
-                message: format!("sampler produced row {i}"),
-            })?;
+            let row = rows
+                .get(i)
+                .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
             let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
             prompts.push(self.prompt_truncation.apply(ids));
         }

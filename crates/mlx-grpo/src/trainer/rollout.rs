@@ -188,13 +188,12 @@ pub fn generate<M: mlx_lm::LanguageModel>(
     .into_iter()
     .map(|c| {
         let prompt_ids = prompts.get(c.prompt_index).cloned().unwrap_or_default();
-        let row_index =
-            row_indices
-                .get(c.prompt_index)
-                .copied()
-                .ok_or_else(|| Error::InvalidConfig {
-                    message: format!("generation returned prompt index {}", c.prompt_index),
-                })?;
+        let row_index = row_indices.get(c.prompt_index).copied().ok_or_else(|| {
+            Error::internal(format!(
+                "generation returned prompt index {}",
+                c.prompt_index
+            ))
+        })?;
         Ok(RolloutSample {
             row_index,
             prompt_ids,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use mlx_lm::models::Model;
 use mlx_lm::score::{score_tokens_with, score_tokens_with_aux, ScoreGradients, ScoreOptions};
 use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad, LossAndGrads, ModuleExt, ParamMap};
+use mlx_nn::{value_and_grad_with, LossAndGrads, ModuleExt, ParamMap};
 use mlx_tensor::{concatenate, memory, Array, Dtype};
 
 use crate::config::GrpoConfig;
@@ -90,7 +90,7 @@ pub fn optimize_step(
             loss,
             mut aux,
             grads,
-        } = value_and_grad(&*model, |m| {
+        } = value_and_grad_with(&*model, |m| -> Result<Vec<Array>> {
             let (logps, entropies, router_aux) = match &aux_mask {
                 Some(mask) => score_tokens_with_aux(
                     m,
@@ -126,17 +126,14 @@ pub fn optimize_step(
             if let Some(h) = &entropies {
                 inputs = inputs.with_entropies(h);
             }
-            let loss = loss_fn
-                .compute(&inputs)
-                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
+            let loss = loss_fn.compute(&inputs)?;
             *layout_slot.borrow_mut() = Some(loss.layout());
             let mut outputs = loss.into_outputs();
             if let Some(coef) = aux_coef {
                 // TRL scales the aux term for gradient accumulation as the
                 // policy loss is scaled.
-                let router_aux = router_aux.ok_or_else(|| {
-                    mlx_nn::Error::Closure("the MoE model returned no router aux loss".into())
-                })?;
+                let router_aux = router_aux
+                    .ok_or_else(|| Error::internal("the MoE model returned no router aux loss"))?;
                 let term = router_aux.mul_scalar(coef / accumulation as f64)?;
                 if let Some(total) = outputs.first_mut() {
                     *total = total.add(&term)?;
@@ -145,17 +142,16 @@ pub fn optimize_step(
             }
             Ok(outputs)
         })?;
-        let router_aux = match aux_coef {
-            Some(_) => Some(aux.pop().ok_or_else(|| Error::InvalidConfig {
-                message: "the loss closure returned no router aux loss".into(),
-            })?),
-            None => None,
-        };
+        let router_aux =
+            match aux_coef {
+                Some(_) => Some(aux.pop().ok_or_else(|| {
+                    Error::internal("the loss closure returned no router aux loss")
+                })?),
+                None => None,
+            };
         let layout = layout_slot
             .into_inner()
-            .ok_or_else(|| Error::InvalidConfig {
-                message: "the loss closure did not run".into(),
-            })?;
+            .ok_or_else(|| Error::internal("the loss closure did not run"))?;
         let mut outputs = vec![loss];
         outputs.extend(aux);
         let loss = LossOutput::from_outputs(&layout, outputs)?;
@@ -196,9 +192,7 @@ pub fn optimize_step(
             entropy.record(window)?;
         }
     }
-    let grads = total.ok_or_else(|| Error::InvalidConfig {
-        message: "no micro-batches in the step".into(),
-    })?;
+    let grads = total.ok_or_else(|| Error::internal("no micro-batches in the step"))?;
     let lr = f64::from(optimizer.learning_rate()?.item::<f32>()?);
     let (grads, norm) = if config.max_grad_norm > 0.0 {
         let (clipped, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
