@@ -23,8 +23,9 @@ mod common;
 use common::{env, env_dtype, select_device};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use mlx_lm::generate::Decoder;
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
-use mlx_lm::{LanguageModel, Model};
+use mlx_lm::{CheckedTokens, LanguageModel, Model};
 use mlx_nn::ModuleExt;
 use mlx_tensor::{Array, Device, Dtype};
 
@@ -49,7 +50,8 @@ fn prompt(len: i32, vocab: i32) -> Array {
 
 fn prefill(model: &Model, tokens: &Array) -> mlx_lm::Result<()> {
     let mut cache = model.new_cache();
-    let hidden = model.forward_hidden(tokens, Some(&mut cache))?;
+    let tokens = CheckedTokens::new(tokens, model.vocab_size())?;
+    let hidden = Decoder::new(model)?.prefill(&tokens, &mut cache)?;
     let logits = model.logits_from_hidden(&hidden.slice_axis(1, -1, None, 1)?)?;
     let mut outputs = vec![&logits];
     outputs.extend(cache.iter().flat_map(|c| c.arrays()));

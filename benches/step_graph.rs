@@ -19,8 +19,9 @@ mod common;
 use common::{env, env_list};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use mlx_lm::generate::Decoder;
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
-use mlx_lm::LanguageModel;
+use mlx_lm::{CheckedTokens, LanguageModel};
 use mlx_tensor::{Array, Dtype};
 
 fn bench_step_graph(c: &mut Criterion) {
@@ -38,11 +39,13 @@ fn bench_step_graph(c: &mut Criterion) {
                 .expect("a batch cache")
         };
         let tokens = Array::from_slice(&vec![5u32; rows], &[rows as i32, 1]).expect("tokens");
+        let tokens = CheckedTokens::new(&tokens, model.vocab_size()).expect("ids in range");
+        let decoder = Decoder::new(&model).expect("a decoder");
         group.bench_function(format!("b{rows}"), |b| {
             b.iter(|| {
                 let mut step_cache = cache.clone();
-                model
-                    .forward(&tokens, Some(&mut step_cache))
+                decoder
+                    .step(&tokens, &mut step_cache)
                     .and_then(|logits| Ok(logits.argmax(Some(-1), false)?))
                     .expect("a step's graph")
             })

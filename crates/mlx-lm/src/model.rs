@@ -1,11 +1,13 @@
-//! What generation, scoring and training need from a language model.
+//! What a language model is: a forward pass (with or without a cache),
+//! hidden states, logits, parameters and shapes. What decoding adds on top
+//! (stacked weights, fused kernels) is [`crate::generate::Decoder`]'s.
 
 use mlx_nn::{Module, ParamMap};
 use mlx_tensor::{Array, Dtype};
 
-use crate::Result;
-use crate::cache::LayerCache;
-use crate::token_ids::CheckedTokens;
+use crate::cache::{BatchKVCache, KVCache, LayerCache};
+use crate::models::Transformer;
+use crate::{Error, Result};
 
 /// A causal language model over token ids.
 ///
@@ -17,33 +19,13 @@ pub trait LanguageModel: Module + Clone + Send {
     ///
     /// With `cache`, the tokens continue the cached sequence(s) and the keys
     /// and values are appended; the causal mask (and left padding of batch
-    /// caches) is derived from the caches.
+    /// caches) is derived from the caches. The same computation with or
+    /// without a cache, differentiable either way.
     ///
     /// The crate's models reject ids outside `0..vocab_size`
-    /// ([`crate::Error::TokenOutOfRange`]) with one reduction over `tokens`;
-    /// [`LanguageModel::forward_checked`] skips it.
-    fn forward(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array>;
-
-    /// [`LanguageModel::forward`] for ids already known to be in range
-    /// (generation uses it for its sampled tokens, so decoding never waits
-    /// for a range check). The default calls `forward`.
-    fn forward_checked(
-        &self,
-        tokens: &CheckedTokens,
-        cache: Option<&mut [LayerCache]>,
-    ) -> Result<Array> {
-        self.forward(tokens.array(), cache)
-    }
-
-    /// [`LanguageModel::forward_hidden`] for ids already known to be in
-    /// range (prefilling checked prompts). The default calls
-    /// `forward_hidden`.
-    fn forward_hidden_checked(
-        &self,
-        tokens: &CheckedTokens,
-        cache: Option<&mut [LayerCache]>,
-    ) -> Result<Array> {
-        self.forward_hidden(tokens.array(), cache)
+    /// ([`crate::Error::TokenOutOfRange`]) with one reduction over `tokens`.
+    fn forward(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
+        self.logits_from_hidden(&self.forward_hidden(tokens, cache)?)
     }
 
     /// The last hidden states `[B, L, hidden]` before the output projection
@@ -60,10 +42,23 @@ pub trait LanguageModel: Module + Clone + Send {
     fn logits_from_hidden(&self, hidden: &Array) -> Result<Array>;
 
     /// One empty single-sequence cache per layer.
-    fn new_cache(&self) -> Vec<LayerCache>;
+    fn new_cache(&self) -> Vec<LayerCache> {
+        (0..self.num_layers())
+            .map(|_| LayerCache::Kv(KVCache::new()))
+            .collect()
+    }
 
     /// One empty batch cache per layer for sequences left-padded by `left_padding[i]`.
-    fn new_batch_cache(&self, left_padding: &[i32]) -> Result<Vec<LayerCache>>;
+    fn new_batch_cache(&self, left_padding: &[i32]) -> Result<Vec<LayerCache>> {
+        if left_padding.iter().any(|&p| p < 0) {
+            return Err(Error::InvalidInput {
+                message: format!("negative left padding {left_padding:?}"),
+            });
+        }
+        Ok((0..self.num_layers())
+            .map(|_| LayerCache::Batch(BatchKVCache::new(left_padding)))
+            .collect())
+    }
 
     /// Vocabulary size (the logits' last dimension).
     fn vocab_size(&self) -> i32;
@@ -133,23 +128,15 @@ pub trait LanguageModel: Module + Clone + Send {
         false
     }
 
-    /// Drops the copies of weights a model keeps for fast decoding (stacked
-    /// projections, built on the first cached forward pass and rebuilt
-    /// whenever a parameter changes). Call it after generating when memory
-    /// matters until the next generation, e.g. before a training step.
-    /// Buffers that [`LanguageModel::pack_inference_weights`] made (whose
-    /// views are the parameters, so they cost nothing extra) are kept.
-    fn release_inference_weights(&self) {}
+    /// The Qwen3-style layers, for [`crate::generate::Decoder`]'s fast
+    /// decoding step (models without them decode through
+    /// [`LanguageModel::forward`]).
+    fn transformer(&self) -> Option<&Transformer> {
+        None
+    }
 
-    /// Stores the weights that decoding multiplies together (a layer's
-    /// query, key and value projections; its gate and up projections) in
-    /// one buffer each, with every parameter a view of its rows, so that
-    /// decoding needs no stacked copy of them. Values, names and shapes are
-    /// unchanged. The loaders call it; call it again after replacing
-    /// parameters (an optimiser step, a cast, a load) and before generating
-    /// when memory matters — otherwise the next generation builds the
-    /// stacked copies (as before, correct but holding those weights twice).
-    fn pack_inference_weights(&mut self) -> Result<()> {
-        Ok(())
+    /// Mutable access to the layers, for [`crate::generate::pack_weights`].
+    fn transformer_mut(&mut self) -> Option<&mut Transformer> {
+        None
     }
 }

@@ -6,7 +6,7 @@
 //! they enter, at no device cost; ids in arrays are checked by the models'
 //! public forward passes with one reduction. Ids the crate produces itself
 //! (sampled tokens, already checked prompts) go through
-//! [`LanguageModel::forward_checked`] as [`CheckedTokens`], which skips the
+//! [`crate::generate::Decoder`] as [`CheckedTokens`], which skips the
 //! reduction so that decoding never waits for it.
 
 use mlx_tensor::{Array, Axes, Dtype, eval};

@@ -1,13 +1,14 @@
-//! `LanguageModel::pack_inference_weights`: the packed model computes
+//! `generate::pack_weights`: the packed model decodes
 //! exactly what the unpacked one does, keeps its parameter names and
 //! values, and decoding no longer allocates a stacked copy of the weights.
 //!
 //! Its own test binary: it reads MLX's process-wide memory counters.
 
-use mlx_lm::LanguageModel;
 use mlx_lm::cache::LayerCache;
+use mlx_lm::generate::{Decoder, pack_weights};
 use mlx_lm::loader::{random_model, tiny_qwen3_config};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
+use mlx_lm::{CheckedTokens, LanguageModel};
 use mlx_nn::{ModuleExt, VarBuilder};
 use mlx_tensor::{Array, Dtype, memory};
 
@@ -43,29 +44,39 @@ fn unpacked_copy(config: &ModelConfig, packed: &Model) -> Res<Model> {
     Ok(plain)
 }
 
+/// Ids `[1, n]` for the decoder.
+fn ids(model: &Model, tokens: &[u32]) -> Res<CheckedTokens> {
+    let input = Array::from_slice(tokens, &[1, tokens.len() as i32])?;
+    Ok(CheckedTokens::new(&input, model.vocab_size())?)
+}
+
 /// Logits of a 5-token prompt and two single-token steps, with a cache.
 fn decode(model: &Model) -> Res<Vec<f32>> {
+    let decoder = Decoder::new(model)?;
     let mut cache: Vec<LayerCache> = model.new_cache();
     let mut out = Vec::new();
     for tokens in [&[3u32, 17, 250, 9, 41][..], &[77], &[5]] {
-        let input = Array::from_slice(tokens, &[1, tokens.len() as i32])?;
-        out.extend(model.forward(&input, Some(&mut cache))?.to_vec::<f32>()?);
+        out.extend(
+            decoder
+                .step(&ids(model, tokens)?, &mut cache)?
+                .to_vec::<f32>()?,
+        );
     }
     Ok(out)
 }
 
-/// Active memory the first decoding step adds (its results kept alive).
+/// Active memory the first decoding step adds (its results and the
+/// decoder's stacked copies, if any, kept alive).
 fn first_step_growth(model: &Model) -> Res<usize> {
-    // Stacked copies from earlier passes go; a packed buffer stays.
-    model.release_inference_weights();
+    let input = ids(model, &[7])?;
     memory::clear_cache();
     let before = memory::active_memory();
+    let decoder = Decoder::new(model)?;
     let mut cache = model.new_cache();
-    let logits = model.forward(&Array::from_slice(&[7u32], &[1, 1])?, Some(&mut cache))?;
+    let logits = decoder.step(&input, &mut cache)?;
     logits.eval()?;
     let grown = memory::active_memory().saturating_sub(before);
-    model.release_inference_weights();
-    drop((logits, cache));
+    drop((logits, cache, decoder));
     Ok(grown)
 }
 
@@ -125,7 +136,7 @@ fn packed_weights_compute_the_same_without_a_stacked_copy() -> Res {
     let mut plain = plain;
     plain.update(&changed)?;
     assert_eq!(decode(&packed)?, decode(&plain)?);
-    packed.pack_inference_weights()?;
+    pack_weights(&mut packed)?;
     assert_eq!(decode(&packed)?, decode(&plain)?);
     let (packed_growth, plain_growth) = (first_step_growth(&packed)?, first_step_growth(&plain)?);
     assert!(

@@ -52,11 +52,11 @@ use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
 use mlx_lm::cache::LayerCache;
-use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
+use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, Decoder, GenerateOptions};
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::models::Model;
 use mlx_lm::sample::{RandomState, SamplerConfig};
-use mlx_lm::LanguageModel;
+use mlx_lm::{CheckedTokens, LanguageModel};
 use mlx_nn::ModuleExt;
 use mlx_tensor::{memory, Array, Device, Dtype};
 use serde_json::{json, Value};
@@ -225,7 +225,8 @@ fn prefill_once(model: &Model, tokens: &[u32]) -> Res<Duration> {
     let start = Instant::now();
     let mut cache = model.new_cache();
     let input = Array::from_slice(tokens, &[1, tokens.len() as i32])?;
-    let logits = model.forward(&input, Some(&mut cache))?;
+    let input = CheckedTokens::new(&input, model.vocab_size())?;
+    let logits = Decoder::new(model)?.step(&input, &mut cache)?;
     let n = tokens.len() as i32;
     let last = logits.slice_axis(1, n - 1, Some(n), 1)?;
     last.eval()?;
@@ -295,7 +296,12 @@ fn decode_once(model: &Model, prompt: &[u32], new_tokens: usize) -> Res<(f64, f6
 /// latency the host did not hide). Returns the medians in seconds.
 /// A fresh cache holding `rows` copies of `prompt` and the greedy first
 /// tokens after it (`[rows, 1]`, not evaluated).
-fn greedy_start(model: &Model, prompt: &[u32], rows: usize) -> Res<(Vec<LayerCache>, Array)> {
+fn greedy_start<'m>(
+    decoder: &Decoder<'m, Model>,
+    prompt: &[u32],
+    rows: usize,
+) -> Res<(Vec<LayerCache>, CheckedTokens)> {
+    let model = decoder.model();
     let mut cache = if rows == 1 {
         model.new_cache()
     } else {
@@ -304,24 +310,21 @@ fn greedy_start(model: &Model, prompt: &[u32], rows: usize) -> Res<(Vec<LayerCac
     let tokens: Vec<u32> = (0..rows).flat_map(|_| prompt.iter().copied()).collect();
     let n = prompt.len() as i32;
     let input = Array::from_slice(&tokens, &[rows as i32, n])?;
-    let logits = model.forward(&input, Some(&mut cache))?;
-    let first = logits
-        .slice_axis(1, n - 1, Some(n), 1)?
-        .argmax(Some(-1), false)?
-        .reshape(&[rows as i32, 1])?;
+    let input = CheckedTokens::new(&input, model.vocab_size())?;
+    let first = decoder.greedy(&decoder.step(&input, &mut cache)?)?;
     Ok((cache, first))
 }
 
 fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<(f64, f64)> {
-    let (mut cache, mut token) = greedy_start(model, prompt, rows)?;
-    token.eval()?;
+    let decoder = Decoder::new(model)?;
+    let (mut cache, mut token) = greedy_start(&decoder, prompt, rows)?;
+    token.array().eval()?;
     let (mut host, mut device) = (Vec::new(), Vec::new());
     for i in 0..steps + 4 {
         let t0 = Instant::now();
-        let logits = model.forward(&token, Some(&mut cache))?;
-        let next = logits.argmax(Some(-1), false)?.reshape(&[rows as i32, 1])?;
+        let next = decoder.greedy(&decoder.step(&token, &mut cache)?)?;
         let t1 = Instant::now();
-        next.eval()?;
+        next.array().eval()?;
         let t2 = Instant::now();
         if i >= 4 {
             host.push(t1.duration_since(t0).as_secs_f64());
@@ -339,20 +342,18 @@ fn decode_split(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res
 /// inside `async_eval` (encoding and launching the kernels) and waiting for
 /// the previous step's tokens, and the steps per second over `steps` steps.
 fn decode_pipelined(model: &Model, prompt: &[u32], rows: usize, steps: usize) -> Res<Value> {
-    let (mut cache, mut current) = greedy_start(model, prompt, rows)?;
-    mlx_tensor::async_eval(&[&current])?;
+    let decoder = Decoder::new(model)?;
+    let (mut cache, mut current) = greedy_start(&decoder, prompt, rows)?;
+    mlx_tensor::async_eval(&[current.array()])?;
     let (mut build, mut queue, mut wait) = (Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
     for _ in 0..steps {
         let t0 = Instant::now();
-        let next = model
-            .forward(&current, Some(&mut cache))?
-            .argmax(Some(-1), false)?
-            .reshape(&[rows as i32, 1])?;
+        let next = decoder.greedy(&decoder.step(&current, &mut cache)?)?;
         let t1 = Instant::now();
-        mlx_tensor::async_eval(&[&next])?;
+        mlx_tensor::async_eval(&[next.array()])?;
         let t2 = Instant::now();
-        current.to_vec::<u32>()?;
+        current.array().to_vec::<u32>()?;
         let t3 = Instant::now();
         build.push(t1.duration_since(t0).as_secs_f64() * 1e3);
         queue.push(t2.duration_since(t1).as_secs_f64() * 1e3);
@@ -360,7 +361,7 @@ fn decode_pipelined(model: &Model, prompt: &[u32], rows: usize, steps: usize) ->
         first.get_or_insert(t3);
         current = next;
     }
-    current.to_vec::<u32>()?;
+    current.array().to_vec::<u32>()?;
     let elapsed = first.map_or(0.0, |f: Instant| f.elapsed().as_secs_f64());
     Ok(json!({
         "steps_per_s": steps.saturating_sub(1).max(1) as f64 / elapsed,
@@ -669,7 +670,7 @@ fn grpo_step(
     };
     // As the trainer does before each rollout: the update replaced the
     // weights, so store the decoding products' weights stacked again.
-    model.pack_inference_weights()?;
+    mlx_lm::generate::pack_weights(&mut *model)?;
     let completions = generate_in_chunks(
         &*model,
         prompts,

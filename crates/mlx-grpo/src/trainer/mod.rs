@@ -462,7 +462,7 @@ impl Trainer {
         self.state.generations = generation_index.wrapping_add(1);
         // The last update replaced the weights: keep decoding from holding
         // a stacked copy of them beside the parameters.
-        self.model.pack_inference_weights()?;
+        mlx_lm::generate::pack_weights(&mut self.model)?;
         let mut samples = rollout::generate(
             &self.model,
             &self.tokenizer,

@@ -210,10 +210,9 @@ pub fn generate<M: mlx_lm::LanguageModel>(
 /// `i` samples with keys from `seed + i·φ` (the first chunk from `seed`, so
 /// one chunk gives exactly the unchunked rollout); each completion's
 /// `prompt_index` refers to `prompts`. Each chunk's cache buffers are given
-/// back to the system as it ends, and the model's decoding weights are
-/// released at the end (they go stale at the next update anyway), so the
-/// training pass that follows starts with only the weights and optimizer
-/// state allocated.
+/// back to the system as it ends (and every batch's decoder, with any
+/// stacked weights it made, with it), so the training pass that follows
+/// starts with only the weights and optimizer state allocated.
 pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
@@ -225,21 +224,16 @@ pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
 
     let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
     let mut completions = Vec::with_capacity(prompts.len() * options.num_generations);
-    let mut run = || -> Result<()> {
-        for (i, part) in prompts.chunks(chunk).enumerate() {
-            let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-            let mut rng = RandomState::from_seed(key)?;
-            let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
-            completions.extend(output.completions.into_iter().map(|mut c| {
-                c.prompt_index += i * chunk;
-                c
-            }));
-            // Give the chunk's cache back before anything else allocates.
-            mlx_tensor::memory::clear_cache();
-        }
-        Ok(())
-    };
-    let outcome = run();
-    model.release_inference_weights();
-    outcome.map(|()| completions)
+    for (i, part) in prompts.chunks(chunk).enumerate() {
+        let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = RandomState::from_seed(key)?;
+        let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
+        completions.extend(output.completions.into_iter().map(|mut c| {
+            c.prompt_index += i * chunk;
+            c
+        }));
+        // Give the chunk's cache back before anything else allocates.
+        mlx_tensor::memory::clear_cache();
+    }
+    Ok(completions)
 }

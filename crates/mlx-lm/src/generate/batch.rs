@@ -5,6 +5,7 @@ use std::time::Instant;
 use mlx_tensor::{Array, Dtype, async_eval, concatenate, eval, memory};
 
 use super::batch_types::{BatchOptions, BatchOutput, Completion};
+use super::decoder::Decoder;
 use super::options::FinishReason;
 use super::stats::GenerationStats;
 use super::stop::{StopMatcher, StopSequences, StopState};
@@ -100,7 +101,8 @@ pub fn generate_batch<M: LanguageModel>(
             c.reserve(prefill_capacity);
         }
     }
-    prefill(model, prompts, options, max_len, &mut cache)?;
+    let decoder = Decoder::new(model)?;
+    prefill(&decoder, prompts, options, max_len, &mut cache)?;
     let expand: Vec<usize> = (0..prompts.len())
         .flat_map(|p| std::iter::repeat_n(p, g))
         .collect();
@@ -151,7 +153,7 @@ pub fn generate_batch<M: LanguageModel>(
         .memory_headroom_mb
         .map(|mb| decode_memory_limit(&cache, final_positions as usize, mb));
     let mut engine = Engine {
-        model,
+        decoder,
         cache,
         options,
         inv_temperature: 1.0 / options.scoring_temperature(),
@@ -337,7 +339,7 @@ fn validate<M: LanguageModel>(
 
 /// Runs every prompt but its last token through the model, left-padded.
 fn prefill<M: LanguageModel>(
-    model: &M,
+    decoder: &Decoder<'_, M>,
     prompts: &[Vec<u32>],
     options: &BatchOptions,
     max_len: usize,
@@ -361,7 +363,7 @@ fn prefill<M: LanguageModel>(
         let n = options.prefill_step_size.min(width - at);
         let chunk = all.slice_axis(1, dim(at, "prompt")?, Some(dim(at + n, "prompt")?), 1)?;
         // The prompts' ids and the padding id were checked by `validate`.
-        model.forward_hidden_checked(&CheckedTokens::known(chunk), Some(cache))?;
+        decoder.prefill(&CheckedTokens::known(chunk), cache)?;
         let state: Vec<&Array> = cache.iter().flat_map(LayerCache::arrays).collect();
         eval(&state)?;
         memory::clear_cache();
@@ -511,9 +513,9 @@ impl StepQueue {
     }
 }
 
-/// The model, its cache and what every step needs.
+/// The decoder, its cache and what every step needs.
 struct Engine<'a, M: LanguageModel> {
-    model: &'a M,
+    decoder: Decoder<'a, M>,
     cache: Vec<LayerCache>,
     options: &'a BatchOptions,
     inv_temperature: f64,
@@ -524,9 +526,9 @@ impl<M: LanguageModel> Engine<'_, M> {
     /// checked prompt tokens, then tokens sampled from the model's logits).
     fn step(&mut self, input: &Array, rows: &mut [Row], rng: &mut RandomState) -> Result<Pending> {
         let r = dim(rows.len(), "rows")?;
-        let logits = self.model.forward_checked(
+        let logits = self.decoder.step(
             &CheckedTokens::known(input.reshape(&[r, 1])?),
-            Some(&mut self.cache),
+            &mut self.cache,
         )?;
         let vocab = logits.dim(-1).unwrap_or(0);
         let logits = logits.reshape(&[r, vocab])?;

@@ -36,6 +36,7 @@
 
 mod batch;
 mod batch_types;
+mod decoder;
 mod options;
 mod stats;
 mod step;
@@ -44,6 +45,7 @@ mod stream;
 
 pub use batch::generate_batch;
 pub use batch_types::{BatchOptions, BatchOutput, Completion, SUGGESTED_DECODE_MEMORY_HEADROOM_MB};
+pub use decoder::{Decoder, PackedWeights, pack_weights};
 pub use options::{DEFAULT_MAX_TOKENS, DEFAULT_PREFILL_STEP_SIZE, FinishReason, GenerateOptions};
 pub use stats::GenerationStats;
 pub use step::{GeneratedToken, TokenGenerator, generate_step};

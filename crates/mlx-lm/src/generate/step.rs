@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use mlx_tensor::{Array, Dtype, async_eval, eval, memory};
 
+use super::decoder::Decoder;
 use super::options::GenerateOptions;
 use super::stats::GenerationStats;
 use crate::cache::LayerCache;
@@ -46,7 +47,7 @@ struct Pending {
 /// The iterator ends after `max_tokens` tokens; it does not look at
 /// end-of-sequence ids (see [`super::stream_generate`] for that).
 pub struct TokenGenerator<'m, M: LanguageModel> {
-    model: &'m M,
+    decoder: Decoder<'m, M>,
     cache: Vec<LayerCache>,
     sampler: SamplerConfig,
     processors: Option<(LogitsProcessorConfig, TokenHistory)>,
@@ -127,7 +128,7 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
             )
         });
         let mut generator = TokenGenerator {
-            model,
+            decoder: Decoder::new(model)?,
             cache,
             sampler: options.sampler.clone(),
             processors,
@@ -157,10 +158,8 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
             let n = step.min(rest.len() - 1);
             let chunk = Array::from_slice(&rest[..n], &[1, dim(n, "prefill_step_size")?])?;
             // The prompt's ids were checked when the generator was made.
-            self.model.forward_hidden_checked(
-                &CheckedTokens::known(chunk.clone()),
-                Some(&mut self.cache),
-            )?;
+            self.decoder
+                .prefill(&CheckedTokens::known(chunk.clone()), &mut self.cache)?;
             let state: Vec<&Array> = self.cache.iter().flat_map(LayerCache::arrays).collect();
             eval(&state)?;
             if let Some((_, history)) = &mut self.processors {
@@ -176,9 +175,9 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
     /// prompt token, checked, or a token sampled from the model's logits).
     fn step(&mut self, input: &Array) -> Result<Pending> {
         let n = dim(input.size(), "prompt")?;
-        let logits = self.model.forward_checked(
+        let logits = self.decoder.step(
             &CheckedTokens::known(input.reshape(&[1, n])?),
-            Some(&mut self.cache),
+            &mut self.cache,
         )?;
         let vocab = logits.dim(-1).unwrap_or(0);
         let mut logits = logits

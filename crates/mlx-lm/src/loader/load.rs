@@ -13,7 +13,7 @@ use super::validate::{ignorable, validate};
 use crate::files::read_text_optional;
 use crate::models::experts::stack_experts;
 use crate::models::{Model, ModelConfig};
-use crate::{Error, LanguageModel, Result};
+use crate::{Error, Result};
 
 /// Reads and checks `config.json` of a model directory; problems name the
 /// file and the field.
@@ -112,7 +112,7 @@ pub fn load_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Result<Model> 
     let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
     let mut model = Model::new(&config, &vb)?;
     vb.finish(true)?;
-    model.pack_inference_weights()?;
+    crate::generate::pack_weights(&mut model)?;
     Ok(model)
 }
 

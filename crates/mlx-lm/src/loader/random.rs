@@ -6,8 +6,8 @@ use mlx_nn::{ModuleExt, ParamMap, VarBuilder};
 use mlx_tensor::{Dtype, random};
 
 use super::save::{SaveOptions, save_model};
+use crate::Result;
 use crate::models::{Model, ModelConfig, Qwen3Config, Qwen3MoeConfig};
-use crate::{LanguageModel, Result};
 
 /// The model of `config` with lazily drawn parameters that are never
 /// evaluated: its parameter names and shapes, at no memory cost.
@@ -35,7 +35,7 @@ pub fn random_model(config: &ModelConfig, seed: u64, dtype: Dtype) -> Result<Mod
         norms.insert(name, random::uniform(0.5, 1.5, &shape, dtype, Some(&k))?);
     }
     model.update(&norms)?;
-    model.pack_inference_weights()?;
+    crate::generate::pack_weights(&mut model)?;
     Ok(model)
 }
 

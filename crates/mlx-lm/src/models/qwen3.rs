@@ -1,15 +1,26 @@
 //! Qwen3 (dense): grouped-query attention with per-head RMS-normalised
 //! queries and keys, rotary positions, SwiGLU feed-forward, pre-norm blocks.
+//!
+//! One forward path, with or without a cache, differentiable everywhere.
+//! Decoding's fast paths (stacked projections, fused kernels) live in
+//! [`crate::generate::Decoder`], which reads these layers.
 
-use mlx_nn::{Module, VarBuilder};
+use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
+use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
+use mlx_nn::{ModuleExt, sequential_checkpoint};
+use mlx_tensor::{Array, Dtype, fast};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::attention::AttentionDims;
-use super::config_checks;
-use super::rope::rope_settings;
-use super::transformer::{FeedForwardKind, Transformer, TransformerDims};
-use crate::loader::dtype_from_config;
+use super::config_checks::attention_dims;
+use super::fused::swiglu;
+use super::layout::{cache_layout, prompt_layout};
+use super::moe::{MoeDims, SparseMoe};
+use super::rope::RopeSettings;
+use crate::LanguageModel;
+use crate::cache::{AttentionMask, LayerCache, PositionOffset};
+use crate::generate::PackedWeights;
+use crate::token_ids::check_token_array;
 use crate::{Error, Result};
 
 /// The Hugging Face `config.json` of a Qwen3 model (field names as there;
@@ -120,115 +131,7 @@ impl Qwen3Config {
     pub fn declared_dtype(&self) -> Option<&str> {
         self.dtype.as_deref().or(self.torch_dtype.as_deref())
     }
-
-    /// Checks the settings shared by Qwen3 and Qwen3-MoE and derives the
-    /// attention shapes; `default_head_dim` applies when `head_dim` is absent.
-    pub(crate) fn attention_dims(&self, default_head_dim: i32) -> Result<AttentionDims> {
-        let bad = |field: &str, message: String| Error::ModelConfig {
-            field: field.into(),
-            message,
-        };
-        for (field, value) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.kv_heads()),
-        ] {
-            if value <= 0 {
-                return Err(bad(field, format!("must be positive, got {value}")));
-            }
-        }
-        if self.max_position_embeddings <= 0 {
-            return Err(bad(
-                "max_position_embeddings",
-                format!("must be positive, got {}", self.max_position_embeddings),
-            ));
-        }
-        config_checks::non_negative_finite("rms_norm_eps", self.rms_norm_eps)?;
-        for (field, value) in [("dtype", &self.dtype), ("torch_dtype", &self.torch_dtype)] {
-            if let Some(name) = value
-                && dtype_from_config(name).is_none()
-            {
-                return Err(bad(
-                    field,
-                    format!(
-                        "unknown dtype `{name}` (known: float32, fp32, bfloat16, bf16, float16, fp16, half)"
-                    ),
-                ));
-            }
-        }
-        let head_dim = self.head_dim.unwrap_or(default_head_dim);
-        if head_dim <= 0 || head_dim % 2 != 0 {
-            return Err(bad(
-                "head_dim",
-                format!("must be positive and even, got {head_dim}"),
-            ));
-        }
-        let (heads, kv_heads) = (self.num_attention_heads, self.kv_heads());
-        config_checks::width("num_attention_heads", &[heads, head_dim])?;
-        let all_heads = kv_heads
-            .checked_mul(2)
-            .and_then(|kv| kv.checked_add(heads))
-            .unwrap_or(i32::MAX);
-        config_checks::width("num_key_value_heads", &[all_heads, head_dim])?;
-        config_checks::width("intermediate_size", &[2, self.intermediate_size])?;
-        config_checks::weight("vocab_size", &[self.vocab_size, self.hidden_size])?;
-        config_checks::weight(
-            "intermediate_size",
-            &[self.intermediate_size, self.hidden_size],
-        )?;
-        config_checks::weight("num_attention_heads", &[heads, head_dim, self.hidden_size])?;
-        if self.num_attention_heads % self.kv_heads() != 0 {
-            return Err(bad(
-                "num_key_value_heads",
-                format!(
-                    "{} query heads are not a multiple of {} key/value heads",
-                    self.num_attention_heads,
-                    self.kv_heads()
-                ),
-            ));
-        }
-        if self.hidden_act != "silu" {
-            return Err(bad(
-                "hidden_act",
-                format!(
-                    "activation `{}` is not supported (only silu)",
-                    self.hidden_act
-                ),
-            ));
-        }
-        if self.use_sliding_window {
-            return Err(bad(
-                "use_sliding_window",
-                "sliding-window attention is not supported".into(),
-            ));
-        }
-        if let Some(kinds) = &self.layer_types
-            && let Some(other) = kinds.iter().find(|k| k.as_str() != "full_attention")
-        {
-            return Err(bad(
-                "layer_types",
-                format!("layer type `{other}` is not supported (only full_attention)"),
-            ));
-        }
-        let rope = rope_settings(
-            self.rope_theta,
-            self.rope_scaling.as_ref(),
-            self.rope_parameters.as_ref(),
-        )?;
-        Ok(AttentionDims {
-            hidden: self.hidden_size,
-            heads: self.num_attention_heads,
-            kv_heads: self.kv_heads(),
-            head_dim,
-            eps: self.rms_norm_eps as f32,
-            bias: self.attention_bias,
-            rope,
-        })
-    }
-
+    /// The layer layout, checked (unsupported settings fail with the field).
     pub(crate) fn transformer_dims(&self) -> Result<TransformerDims> {
         if self.model_type != "qwen3" {
             return Err(Error::ModelConfig {
@@ -236,15 +139,335 @@ impl Qwen3Config {
                 message: format!("expected `qwen3`, got `{}`", self.model_type),
             });
         }
-        let attention = self.attention_dims(QWEN3_DEFAULT_HEAD_DIM)?;
-        let dense = FeedForwardKind::Dense {
-            intermediate: self.intermediate_size,
-        };
+        let attention = attention_dims(self, QWEN3_DEFAULT_HEAD_DIM)?;
+        let dense = FeedForwardKind::Dense(self.intermediate_size);
         Ok(TransformerDims {
             vocab: self.vocab_size,
             attention,
             layers: vec![dense; self.num_hidden_layers as usize],
             tie_word_embeddings: self.tie_word_embeddings,
+        })
+    }
+}
+
+/// Shapes and settings of an attention block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AttentionDims {
+    pub hidden: i32,
+    pub heads: i32,
+    pub kv_heads: i32,
+    pub head_dim: i32,
+    pub eps: f32,
+    pub bias: bool,
+    pub rope: RopeSettings,
+}
+
+/// `o_proj(sdpa(rope(q_norm(q_proj x)), rope(k_norm(k_proj x)), v_proj x))`.
+#[derive(Debug, Clone, Module)]
+pub(crate) struct Attention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) o_proj: Linear,
+    pub(crate) q_norm: RmsNorm,
+    pub(crate) k_norm: RmsNorm,
+    #[module(skip)]
+    pub(crate) dims: AttentionDims,
+}
+
+impl Attention {
+    fn new(d: AttentionDims, vb: &VarBuilder) -> Result<Self> {
+        let linear = |i, o, name| LinearConfig::new(i, o, d.bias).init(&vb.pp(name));
+        Ok(Attention {
+            q_proj: linear(d.hidden, d.heads * d.head_dim, "q_proj")?,
+            k_proj: linear(d.hidden, d.kv_heads * d.head_dim, "k_proj")?,
+            v_proj: linear(d.hidden, d.kv_heads * d.head_dim, "v_proj")?,
+            o_proj: linear(d.heads * d.head_dim, d.hidden, "o_proj")?,
+            q_norm: RmsNorm::new(d.head_dim, d.eps, &vb.pp("q_norm"))?,
+            k_norm: RmsNorm::new(d.head_dim, d.eps, &vb.pp("k_norm"))?,
+            dims: d,
+        })
+    }
+
+    /// `x: [B, L, hidden]`; `positions` is where the `L` tokens start.
+    fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Array> {
+        let (b, l) = (x.shape()[0], x.shape()[1]);
+        let d = self.dims;
+        // [B, L, n·D] → [B, n, L, D]
+        let heads = |t: Array, n: i32| t.reshape(&[b, l, n, d.head_dim]);
+        let q = self
+            .q_norm
+            .forward(&heads(self.q_proj.forward(x)?, d.heads)?)?;
+        let k = self
+            .k_norm
+            .forward(&heads(self.k_proj.forward(x)?, d.kv_heads)?)?;
+        let v = heads(self.v_proj.forward(x)?, d.kv_heads)?.transpose(&[0, 2, 1, 3])?;
+        let rope = |t: Array| positions.rope(&t, d.head_dim, false, d.rope.base, d.rope.scale);
+        let q = rope(q.transpose(&[0, 2, 1, 3])?)?;
+        let k = rope(k.transpose(&[0, 2, 1, 3])?)?;
+        let (k, v) = match cache {
+            Some(c) => c.update_and_fetch(&k, &v)?,
+            None => (k, v),
+        };
+        let scale = (d.head_dim as f32).powf(-0.5);
+        let out = fast::scaled_dot_product_attention(&q, &k, &v, scale, mask.as_sdpa())?;
+        let out = out
+            .transpose(&[0, 2, 1, 3])?
+            .reshape(&[b, l, d.heads * d.head_dim])?;
+        Ok(self.o_proj.forward(&out)?)
+    }
+}
+
+/// The feed-forward half of a block: SwiGLU, or routed experts (Qwen3-MoE).
+#[derive(Debug, Clone)]
+pub(crate) enum FeedForward {
+    /// `down(silu(gate(x)) * up(x))`.
+    Dense(SwiGlu),
+    /// Routed experts (see [`super::Qwen3Moe`]).
+    Sparse(SparseMoe),
+}
+
+impl FeedForward {
+    /// The output, and the router logits of a sparse block.
+    pub(crate) fn forward(&self, x: &Array) -> Result<(Array, Option<Array>)> {
+        match self {
+            FeedForward::Dense(m) => {
+                let gated = swiglu(&m.gate_proj.forward(x)?, &m.up_proj.forward(x)?)?;
+                Ok((m.down_proj.forward(&gated)?, None))
+            }
+            FeedForward::Sparse(m) => m.forward(x).map(|(y, logits)| (y, Some(logits))),
+        }
+    }
+}
+
+impl Module for FeedForward {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        match self {
+            FeedForward::Dense(m) => m.visit(v),
+            FeedForward::Sparse(m) => m.visit(v),
+        }
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        match self {
+            FeedForward::Dense(m) => m.visit_mut(v),
+            FeedForward::Sparse(m) => m.visit_mut(v),
+        }
+    }
+}
+
+/// Which feed-forward block a layer has (and its width).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum FeedForwardKind {
+    Dense(i32),
+    Sparse(MoeDims),
+}
+
+/// One pre-norm block.
+#[derive(Debug, Clone, Module)]
+pub(crate) struct DecoderLayer {
+    pub(crate) self_attn: Attention,
+    pub(crate) mlp: FeedForward,
+    pub(crate) input_layernorm: RmsNorm,
+    pub(crate) post_attention_layernorm: RmsNorm,
+}
+
+impl DecoderLayer {
+    fn new(attn: AttentionDims, ff: FeedForwardKind, vb: &VarBuilder) -> Result<Self> {
+        let mlp = match ff {
+            FeedForwardKind::Dense(width) => {
+                FeedForward::Dense(SwiGlu::new(attn.hidden, width, &vb.pp("mlp"))?)
+            }
+            FeedForwardKind::Sparse(dims) => {
+                FeedForward::Sparse(SparseMoe::new(dims, &vb.pp("mlp"))?)
+            }
+        };
+        let norm = |name| RmsNorm::new(attn.hidden, attn.eps, &vb.pp(name));
+        Ok(DecoderLayer {
+            self_attn: Attention::new(attn, &vb.pp("self_attn"))?,
+            mlp,
+            input_layernorm: norm("input_layernorm")?,
+            post_attention_layernorm: norm("post_attention_layernorm")?,
+        })
+    }
+
+    /// The block's output and its router logits (sparse blocks).
+    fn forward(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<(Array, Option<Array>)> {
+        let attn =
+            self.self_attn
+                .forward(&self.input_layernorm.forward(x)?, mask, positions, cache)?;
+        let h = x.add(&attn)?;
+        let (r, router) = self
+            .mlp
+            .forward(&self.post_attention_layernorm.forward(&h)?)?;
+        Ok((h.add(&r)?, router))
+    }
+
+    /// [`DecoderLayer::forward`] without a cache, under gradient
+    /// checkpointing: the backward pass recomputes the activations.
+    fn forward_checkpointed(
+        &self,
+        x: &Array,
+        mask: &AttentionMask,
+        positions: &PositionOffset,
+    ) -> Result<(Array, Option<Array>)> {
+        let (mask, positions) = (mask.clone(), positions.clone());
+        let mut outs = grad_checkpoint(self, std::slice::from_ref(x), move |layer, xs| {
+            let (y, router) = layer.forward(&xs[0], &mask, &positions, None)?;
+            Ok(std::iter::once(y).chain(router).collect())
+        })?;
+        let router = (outs.len() > 1).then(|| outs.remove(1));
+        let y = outs.pop().ok_or_else(|| Error::InvalidInput {
+            message: "checkpointed layer returned no output".into(),
+        })?;
+        Ok((y, router))
+    }
+}
+
+/// Everything needed to build a [`Transformer`].
+#[derive(Debug, Clone)]
+pub(crate) struct TransformerDims {
+    pub vocab: i32,
+    pub attention: AttentionDims,
+    pub layers: Vec<FeedForwardKind>,
+    pub tie_word_embeddings: bool,
+}
+
+/// Embeddings, blocks, final norm and (untied) LM head, with Hugging Face
+/// parameter names (`model.embed_tokens.weight`, `model.layers.0.…`,
+/// `model.norm.weight`, `lm_head.weight`). Shared by Qwen3 and Qwen3-MoE.
+#[derive(Debug, Clone, Module)]
+pub struct Transformer {
+    #[module(rename = "model.embed_tokens")]
+    pub(crate) embed_tokens: Embedding,
+    #[module(rename = "model.layers")]
+    pub(crate) layers: Vec<DecoderLayer>,
+    #[module(rename = "model.norm")]
+    pub(crate) norm: RmsNorm,
+    pub(crate) lm_head: Option<Linear>,
+    #[module(skip)]
+    vocab: i32,
+    /// Checkpoint each layer in forward passes without a cache (training).
+    #[module(skip)]
+    pub(crate) gradient_checkpointing: bool,
+    /// Buffers [`crate::generate::pack_weights`] made (decoding reads them;
+    /// the forward pass never does).
+    #[module(skip)]
+    pub(crate) packed: PackedWeights,
+}
+
+impl Transformer {
+    pub(crate) fn new(dims: &TransformerDims, vb: &VarBuilder) -> Result<Self> {
+        let (hidden, model) = (dims.attention.hidden, vb.pp("model"));
+        let layers = (dims.layers.iter().enumerate())
+            .map(|(i, &ff)| DecoderLayer::new(dims.attention, ff, &model.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = match dims.tie_word_embeddings {
+            true => None,
+            false => Some(LinearConfig::new(hidden, dims.vocab, false).init(&vb.pp("lm_head"))?),
+        };
+        Ok(Transformer {
+            embed_tokens: Embedding::new(dims.vocab, hidden, &model.pp("embed_tokens"))?,
+            layers,
+            norm: RmsNorm::new(hidden, dims.attention.eps, &model.pp("norm"))?,
+            lm_head,
+            vocab: dims.vocab,
+            gradient_checkpointing: false,
+            packed: PackedWeights::default(),
+        })
+    }
+
+    pub(crate) fn vocab_size(&self) -> i32 {
+        self.vocab
+    }
+
+    pub(crate) fn dtype(&self) -> Dtype {
+        self.embed_tokens.weight.value.dtype()
+    }
+
+    /// The final hidden states `[B, L, hidden]` and the router logits of
+    /// the sparse blocks. With a cache, the cache decides masks and
+    /// positions; without one, `left_padding` masks each row's leading
+    /// padding and starts its positions after it.
+    pub(crate) fn forward(
+        &self,
+        tokens: &Array,
+        cache: Option<&mut [LayerCache]>,
+        left_padding: Option<&[i32]>,
+    ) -> Result<(Array, Vec<Array>)> {
+        check_token_array(tokens, self.vocab)?;
+        let (mask, positions) = match (&cache, left_padding) {
+            (Some(caches), None) => self.cache_layout(caches, tokens)?,
+            (None, p) => prompt_layout(p, tokens)?,
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidInput {
+                    message: "left padding with a cache: give the padding to a batch cache instead"
+                        .into(),
+                });
+            }
+        };
+        let mut h = self.embed_tokens.forward(tokens)?;
+        let mut router_logits = Vec::new();
+        let mut caches = cache.map(|c| c.iter_mut());
+        for layer in &self.layers {
+            let cache = caches.as_mut().and_then(Iterator::next);
+            let (out, router) = match cache {
+                None if self.gradient_checkpointing => {
+                    layer.forward_checkpointed(&h, &mask, &positions)?
+                }
+                cache => layer.forward(&h, &mask, &positions, cache)?,
+            };
+            h = out;
+            router_logits.extend(router);
+        }
+        Ok((self.norm.forward(&h)?, router_logits))
+    }
+
+    /// The mask and positions of `tokens` after the cached ones.
+    pub(crate) fn cache_layout(
+        &self,
+        caches: &[LayerCache],
+        tokens: &Array,
+    ) -> Result<(AttentionMask, PositionOffset)> {
+        cache_layout(caches, self.layers.len(), tokens)
+    }
+
+    /// Hidden states to logits: the tied embedding or the LM head.
+    pub(crate) fn logits(&self, hidden: &Array) -> Result<Array> {
+        match &self.lm_head {
+            Some(head) => Ok(head.forward(hidden)?),
+            None => Ok(self.embed_tokens.as_linear(hidden)?),
+        }
+    }
+
+    /// `f(i, logits)` per hidden-state chunk under gradient checkpointing
+    /// of the LM head (see [`LanguageModel::with_checkpointed_logit_chunks`]).
+    pub(crate) fn checkpointed_logit_chunks<F>(
+        &self,
+        chunks: &[Array],
+        f: F,
+    ) -> Result<Vec<Vec<Array>>>
+    where
+        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
+    {
+        Ok(match &self.lm_head {
+            Some(head) => {
+                sequential_checkpoint(head, chunks, move |head, i, h| Ok(f(i, &head.forward(h)?)?))?
+            }
+            None => sequential_checkpoint(&self.embed_tokens, chunks, move |embed, i, h| {
+                Ok(f(i, &embed.as_linear(h)?)?)
+            })?,
         })
     }
 }
@@ -273,5 +496,55 @@ impl Qwen3 {
     /// The configuration.
     pub fn config(&self) -> &Qwen3Config {
         &self.config
+    }
+}
+
+impl LanguageModel for Qwen3 {
+    fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
+        Ok(self.inner.forward(tokens, cache, None)?.0)
+    }
+    fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array> {
+        Ok(self.inner.forward(tokens, None, Some(left_padding))?.0)
+    }
+    fn forward_hidden_with_aux(
+        &self,
+        tokens: &Array,
+        left_padding: Option<&[i32]>,
+        _token_mask: Option<&Array>,
+    ) -> Result<(Array, Option<Array>)> {
+        Ok((self.inner.forward(tokens, None, left_padding)?.0, None))
+    }
+    fn logits_from_hidden(&self, hidden: &Array) -> Result<Array> {
+        self.inner.logits(hidden)
+    }
+    fn with_checkpointed_logit_chunks<F>(&self, chunks: &[Array], f: F) -> Result<Vec<Vec<Array>>>
+    where
+        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
+    {
+        self.inner.checkpointed_logit_chunks(chunks, f)
+    }
+    fn vocab_size(&self) -> i32 {
+        self.inner.vocab_size()
+    }
+    fn num_layers(&self) -> usize {
+        self.inner.layers.len()
+    }
+    fn dtype(&self) -> Dtype {
+        self.inner.dtype()
+    }
+    fn checkpoint_tensors(&self) -> Result<ParamMap> {
+        Ok(self.parameters())
+    }
+    fn set_gradient_checkpointing(&mut self, enabled: bool) {
+        self.inner.gradient_checkpointing = enabled;
+    }
+    fn gradient_checkpointing(&self) -> bool {
+        self.inner.gradient_checkpointing
+    }
+    fn transformer(&self) -> Option<&Transformer> {
+        Some(&self.inner)
+    }
+    fn transformer_mut(&mut self) -> Option<&mut Transformer> {
+        Some(&mut self.inner)
     }
 }

@@ -4,11 +4,15 @@
 use mlx_nn::{Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::config_checks;
-use super::moe::MoeDims;
-use super::qwen3::Qwen3Config;
-use super::transformer::{FeedForwardKind, Transformer, TransformerDims};
-use crate::{Error, Result};
+use mlx_nn::{ModuleExt, ParamMap};
+use mlx_tensor::{Array, Dtype};
+
+use super::config_checks::{self, attention_dims};
+use super::experts::unstack_experts;
+use super::moe::{MoeDims, load_balancing_loss};
+use super::qwen3::{FeedForwardKind, Qwen3Config, Transformer, TransformerDims};
+use crate::cache::LayerCache;
+use crate::{Error, LanguageModel, Result};
 
 /// The Hugging Face `config.json` of a Qwen3-MoE model: the dense fields
 /// plus the expert settings. `num_experts` is also read under the name
@@ -128,7 +132,7 @@ impl Qwen3MoeConfig {
         } else {
             0
         };
-        let attention = base.attention_dims(default_head_dim)?;
+        let attention = attention_dims(base, default_head_dim)?;
         let bad = |field: &str, message: String| Error::ModelConfig {
             field: field.into(),
             message,
@@ -190,9 +194,7 @@ impl Qwen3MoeConfig {
                 if self.is_sparse_layer(i) {
                     FeedForwardKind::Sparse(moe)
                 } else {
-                    FeedForwardKind::Dense {
-                        intermediate: base.intermediate_size,
-                    }
+                    FeedForwardKind::Dense(base.intermediate_size)
                 }
             })
             .collect();
@@ -231,4 +233,91 @@ impl Qwen3Moe {
     pub fn config(&self) -> &Qwen3MoeConfig {
         &self.config
     }
+}
+
+impl LanguageModel for Qwen3Moe {
+    fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
+        Ok(self.inner.forward(tokens, cache, None)?.0)
+    }
+    fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array> {
+        Ok(self.inner.forward(tokens, None, Some(left_padding))?.0)
+    }
+    /// With the router load-balancing loss over the sparse layers (tokens
+    /// where `token_mask`, by default everything after the left padding, is
+    /// set).
+    fn forward_hidden_with_aux(
+        &self,
+        tokens: &Array,
+        left_padding: Option<&[i32]>,
+        token_mask: Option<&Array>,
+    ) -> Result<(Array, Option<Array>)> {
+        let (hidden, router_logits) = self.inner.forward(tokens, None, left_padding)?;
+        if self.config.num_experts <= 0 {
+            return Ok((hidden, None));
+        }
+        let padding_mask;
+        let mask = match (token_mask, left_padding) {
+            (Some(m), _) => Some(m),
+            (None, Some(p)) => {
+                padding_mask = left_padding_mask(p, hidden.dim(1).unwrap_or(0))?;
+                Some(&padding_mask)
+            }
+            (None, None) => None,
+        };
+        let (experts, top_k) = (self.config.num_experts, self.config.num_experts_per_tok);
+        let aux = load_balancing_loss(&router_logits, experts, top_k, mask)?;
+        Ok((hidden, aux))
+    }
+    fn aux_loss_coef(&self) -> f32 {
+        match self.config.num_experts > 0 {
+            true => self.config.router_aux_loss_coef as f32,
+            false => 0.0,
+        }
+    }
+    fn logits_from_hidden(&self, hidden: &Array) -> Result<Array> {
+        self.inner.logits(hidden)
+    }
+    fn with_checkpointed_logit_chunks<F>(&self, chunks: &[Array], f: F) -> Result<Vec<Vec<Array>>>
+    where
+        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
+    {
+        self.inner.checkpointed_logit_chunks(chunks, f)
+    }
+    fn vocab_size(&self) -> i32 {
+        self.inner.vocab_size()
+    }
+    fn num_layers(&self) -> usize {
+        self.inner.layers.len()
+    }
+    fn dtype(&self) -> Dtype {
+        self.inner.dtype()
+    }
+    /// One tensor per expert, as Hugging Face stores them.
+    fn checkpoint_tensors(&self) -> Result<ParamMap> {
+        unstack_experts(self.parameters())
+    }
+    fn set_gradient_checkpointing(&mut self, enabled: bool) {
+        self.inner.gradient_checkpointing = enabled;
+    }
+    fn gradient_checkpointing(&self) -> bool {
+        self.inner.gradient_checkpointing
+    }
+    fn transformer(&self) -> Option<&Transformer> {
+        Some(&self.inner)
+    }
+    fn transformer_mut(&mut self) -> Option<&mut Transformer> {
+        Some(&mut self.inner)
+    }
+}
+
+/// `[B, L]` f32: 1 at real tokens, 0 at each row's leading padding.
+fn left_padding_mask(left_padding: &[i32], len: i32) -> Result<Array> {
+    let rows = i32::try_from(left_padding.len()).map_err(|_| Error::TooLarge {
+        setting: "left_padding".into(),
+        value: format!("{} rows", left_padding.len()),
+        message: "more rows than a 32-bit shape holds".into(),
+    })?;
+    let positions = Array::arange(0.0, f64::from(len), 1.0, Dtype::I32)?.reshape(&[1, len])?;
+    let padding = Array::from_slice(left_padding, &[rows, 1])?;
+    Ok(positions.ge(&padding)?.as_type(Dtype::F32)?)
 }
