@@ -314,7 +314,7 @@ pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Resu
     let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
     let mut model = Model::new(&config, &vb)?;
     vb.finish(true)?;
-    model.pack_inference_weights()?;
+    crate::generate::pack_weights(&mut model)?;
     Ok(model)
 }
 
