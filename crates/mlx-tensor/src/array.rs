@@ -136,6 +136,18 @@ impl Array {
         (0..n).contains(&axis).then(|| shape[axis as usize])
     }
 
+    /// The size of dimension `axis` (negative counts from the end), or an
+    /// error naming the axis and the shape when the array has no such axis:
+    /// for code that needs the size, where [`Array::dim`]'s `None` would
+    /// otherwise become a silent 0.
+    #[track_caller]
+    pub fn axis_size(&self, axis: i32) -> Result<i32> {
+        self.dim(axis).ok_or_else(|| crate::Error::Invalid {
+            op: "axis_size",
+            message: format!("no axis {axis} in an array of shape {}", self.shape()),
+        })
+    }
+
     /// Number of dimensions.
     pub fn ndim(&self) -> usize {
         ffi::array_ndim(self.raw())

@@ -118,7 +118,7 @@ impl LossMetrics {
 pub fn global_masked_mean(x: &Array, mask: &Array) -> Result<Array> {
     let x = x.stop_gradient()?;
     let (total, count) = if x.dim(1) == Some(1) {
-        let rows = x.dim(0).unwrap_or(0) as f64;
+        let rows = f64::from(x.axis_size(0)?);
         (x.sum(Axes::All, false)?, Array::scalar_as(rows, x.dtype())?)
     } else {
         (

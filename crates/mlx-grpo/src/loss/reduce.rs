@@ -58,7 +58,7 @@ pub fn reduce(
             masked.sum(Axes::All, false)?.divide(&tokens)?
         }
         LossType::DrGrpo => {
-            let rows = masked.dim(0).unwrap_or(0) as f64;
+            let rows = f64::from(masked.axis_size(0)?);
             let divisor = rows * settings.max_completion_length as f64;
             masked.sum(Axes::All, false)?.div_scalar(divisor)?
         }

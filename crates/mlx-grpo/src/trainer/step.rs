@@ -243,7 +243,7 @@ fn router_aux_coef(model: &Model, config: &GrpoConfig) -> Option<f64> {
 /// the whole completion of a truncated one when
 /// `mask_truncated_completions`).
 fn attention_mask(mb: &MicroBatch) -> Result<Array> {
-    let total = mb.layout.tokens.dim(1).unwrap_or(0);
+    let total = mb.layout.tokens.axis_size(1)?;
     let prompt_width = total - mb.layout.completion_width;
     let mut prompt = Vec::new();
     for &pad in &mb.layout.left_padding {

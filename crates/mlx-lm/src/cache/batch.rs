@@ -95,7 +95,7 @@ impl BatchKVCache {
     /// Appends `keys`/`values` (`[B, heads, S, head_dim]`) for every row and
     /// returns all cached positions (padding included).
     pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        let rows = keys.dim(0).unwrap_or(0);
+        let rows = keys.axis_size(0)?;
         if rows as usize != self.batch_size() {
             return Err(Error::InvalidCache {
                 message: format!(

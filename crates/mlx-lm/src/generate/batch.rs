@@ -443,7 +443,7 @@ fn grow_cache(cache: &mut [LayerCache], limit: i32) -> Result<()> {
         let Some(keys) = &c.keys else {
             continue;
         };
-        let capacity = keys.dim(2).unwrap_or(0);
+        let capacity = keys.axis_size(2)?;
         let needed = c.offset().saturating_add(1);
         if needed <= capacity {
             continue;
@@ -530,7 +530,7 @@ impl<M: LanguageModel> Engine<'_, M> {
             &CheckedTokens::known(input.reshape(&[r, 1])?),
             &mut self.cache,
         )?;
-        let vocab = logits.dim(-1).unwrap_or(0);
+        let vocab = logits.axis_size(-1)?;
         let logits = logits.reshape(&[r, vocab])?;
         let processed = if self.options.processors.is_active() {
             let mut out = Vec::with_capacity(rows.len());

@@ -179,7 +179,7 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
             &CheckedTokens::known(input.reshape(&[1, n])?),
             &mut self.cache,
         )?;
-        let vocab = logits.dim(-1).unwrap_or(0);
+        let vocab = logits.axis_size(-1)?;
         let mut logits = logits
             .slice_axis(1, n - 1, Some(n), 1)?
             .reshape(&[1, vocab])?;

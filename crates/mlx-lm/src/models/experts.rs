@@ -18,7 +18,7 @@ pub(crate) fn unstack_experts(params: ParamMap) -> Result<ParamMap> {
     for (name, value) in params {
         match split_switch_name(&name) {
             Some((prefix, proj)) => {
-                let experts = value.dim(0).unwrap_or(0);
+                let experts = value.axis_size(0)?;
                 for e in 0..experts {
                     let one = value.slice_axis(0, e, Some(e + 1), 1)?.squeeze(&[0])?;
                     out.insert(format!("{prefix}.experts.{e}.{proj}.weight"), one);

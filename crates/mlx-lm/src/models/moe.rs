@@ -84,7 +84,7 @@ impl SwitchGlu {
             let order = flat.argsort(0)?;
             let inverse = order.argsort(0)?;
             let rows = order.floor_divide(&Array::scalar(k as u32)?)?;
-            let hidden = x.dim(-1).unwrap_or(0);
+            let hidden = x.axis_size(-1)?;
             let xs = x.reshape(&[-1, 1, hidden])?.take(&rows, Some(0))?;
             (xs, flat.take(&order, Some(0))?, Some(inverse))
         } else {
@@ -95,7 +95,7 @@ impl SwitchGlu {
         let h = gate.silu()?.multiply(&up)?;
         let mut y = self.down_proj.forward(&h, &idx, sort)?;
         if let Some(inverse) = inverse {
-            let hidden = y.dim(-1).unwrap_or(0);
+            let hidden = y.axis_size(-1)?;
             let mut shape = index_shape.0.clone();
             shape.extend([1, hidden]);
             y = y.take(&inverse, Some(0))?.reshape(&shape)?;
@@ -203,7 +203,7 @@ pub(crate) fn load_balancing_loss(
                 m.sum(Axes::All, false)?,
             ),
             None => {
-                let n = logits.dim(0).unwrap_or(0);
+                let n = logits.axis_size(0)?;
                 (
                     one_hot.sum(0, false)?,
                     probs.sum(0, false)?,

@@ -259,7 +259,7 @@ impl LanguageModel for Qwen3Moe {
         let mask = match (token_mask, left_padding) {
             (Some(m), _) => Some(m),
             (None, Some(p)) => {
-                padding_mask = left_padding_mask(p, hidden.dim(1).unwrap_or(0))?;
+                padding_mask = left_padding_mask(p, hidden.axis_size(1)?)?;
                 Some(&padding_mask)
             }
             (None, None) => None,

@@ -201,7 +201,7 @@ pub fn sample_rows(
             message: "no sampler settings given".into(),
         });
     };
-    let rows = logprobs.dim(0).unwrap_or(0) as usize;
+    let rows = usize::try_from(logprobs.axis_size(0)?).unwrap_or(0);
     if configs.len() != rows {
         return Err(Error::InvalidSampling {
             parameter: "rows",
