@@ -65,10 +65,10 @@ fn wait_until<T>(what: &str, tmux: &Tmux, mut ready: impl FnMut() -> Option<T>) 
     }
 }
 
-fn status_when(
-    dir: &Path,
-    ready: impl Fn(&RunStatus) -> bool,
-) -> impl FnMut() -> Option<RunStatus> + '_ {
+fn status_when<'a>(
+    dir: &'a Path,
+    ready: impl Fn(&RunStatus) -> bool + 'a,
+) -> impl FnMut() -> Option<RunStatus> + 'a {
     move || RunStatus::read(dir).ok().flatten().filter(|s| ready(s))
 }
 
