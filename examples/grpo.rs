@@ -10,6 +10,9 @@
 //! Rewards: `accuracy` (the answer, numerically normalised), `format`
 //! (`<think>…</think>` then the answer), `tool_calls` (valid tool calls),
 //! `overlong` (soft penalty near `max_completion_length`).
+//! `--tui` shows the training UI (keys: p pause, s save, q save and quit);
+//! `cargo run -p mlx-grpo-tui -- watch OUTPUT_DIR` shows a run from another
+//! terminal.
 
 use std::path::PathBuf;
 
@@ -20,6 +23,7 @@ use mlx_grpo::rewards::{
     AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,
 };
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::loader::load_model;
 use mlx_lm::{LanguageModel, Tokenizer};
@@ -67,6 +71,9 @@ struct Args {
     /// Data type of the weights [default: the checkpoint's]
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
+    /// Shows the training UI (the plain progress bar when stdout is not a terminal)
+    #[arg(long)]
+    tui: bool,
 }
 
 fn run(args: Args) -> Result<(), BoxError> {
@@ -80,6 +87,25 @@ fn run(args: Args) -> Result<(), BoxError> {
         eprintln!("warning: {warning}");
     }
     let dataset = Dataset::from_jsonl_path(&args.dataset)?;
+    let summary = if args.tui {
+        // The model lives on the training thread; the UI runs on this one.
+        mlx_grpo_tui::run_in_terminal(move |hooks| {
+            train(&args, config, dataset, &hooks).map_err(|e| cli::one_line(e.as_ref()))
+        })??
+    } else {
+        train(&args, config, dataset, &Hooks::plain())?
+    };
+    println!("{summary}");
+    Ok(())
+}
+
+/// Loads the model and trains it; returns the closing line.
+fn train(
+    args: &Args,
+    config: GrpoConfig,
+    dataset: Dataset,
+    hooks: &Hooks,
+) -> Result<String, BoxError> {
     let tokenizer = Tokenizer::from_dir(&args.model)?;
     let model = load_model(&args.model, args.dtype.map(Into::into))?;
     cli::check_tokenizer_fits(tokenizer.vocab_size(), model.vocab_size(), &args.model)?;
@@ -95,25 +121,25 @@ fn run(args: Args) -> Result<(), BoxError> {
             )?)?,
         };
     }
-    println!(
+    hooks.say(format!(
         "GRPO: {} prompts from {}, {} completions per prompt, loss {}, output {}",
         dataset.len(),
         args.dataset.display(),
         config.num_generations,
         config.loss_type.as_str(),
         config.output_dir.display()
-    );
-    let mut trainer =
+    ));
+    let trainer =
         Trainer::new(config, model, tokenizer, dataset, rewards)?.with_source_dir(&args.model);
+    let mut trainer = hooks.attach(trainer);
     let out = trainer.train()?;
-    println!(
+    Ok(format!(
         "done: {} steps; last checkpoint {}",
         out.global_step,
         out.last_checkpoint
             .map(|p| p.display().to_string())
             .unwrap_or_default()
-    );
-    Ok(())
+    ))
 }
 
 fn main() {

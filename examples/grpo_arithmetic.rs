@@ -17,6 +17,9 @@
 //!
 //! The flags keep their older names as aliases (`--steps`, `--lr`,
 //! `--output`); `--set` changes any other `GRPOConfig` field (TRL's names).
+//! `--tui` shows the training UI (keys: p pause, s save, q save and quit);
+//! `cargo run -p mlx-grpo-tui -- watch runs/grpo_arithmetic` shows the run
+//! from another terminal.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,6 +30,7 @@ use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{AccuracyReward, RewardSet};
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError};
 use mlx_lm::generate::{generate_batch, BatchOptions};
 use mlx_lm::loader::{random_model, save_model, SaveOptions};
@@ -69,6 +73,9 @@ struct Args {
     /// Sets any other GRPOConfig field, e.g. --set num_generations=4 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     overrides: Vec<String>,
+    /// Shows the training UI (the plain progress bar when stdout is not a terminal)
+    #[arg(long)]
+    tui: bool,
 }
 
 /// All problems `a+b=` with their answers, shuffled with `seed`.
@@ -238,22 +245,39 @@ fn run(args: Args) -> Result<(), BoxError> {
         "creating the output directory",
         &cfg.output_dir,
     ))?;
+    let summary = if args.tui {
+        // The model lives on the training thread; the UI runs on this one.
+        mlx_grpo_tui::run_in_terminal(move |hooks| {
+            train(&args, cfg, &hooks).map_err(|e| cli::one_line(e.as_ref()))
+        })??
+    } else {
+        train(&args, cfg, &Hooks::plain())?
+    };
+    for line in summary {
+        println!("{line}");
+    }
+    println!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Warm-up, GRPO and evaluation; returns the summary lines.
+fn train(args: &Args, cfg: GrpoConfig, hooks: &Hooks) -> Result<Vec<String>, BoxError> {
     let tok = tokenizer()?;
     let all = problems(args.seed);
     let (held_out, train) = all.split_at(HELD_OUT);
     let config = model_config(tok.vocab_size())?;
     let mut model = random_model(&config, args.seed, Dtype::F32)?;
-    println!(
+    hooks.say(format!(
         "model: tiny Qwen3, {} parameters; task: a+b with a, b in 0..={MAX_OPERAND}",
         mlx_nn::ModuleExt::num_parameters(&model)
-    );
+    ));
 
     let sft_loss = warm_up(&mut model, &tok, train, args.sft_steps, args.seed)?;
     let before = accuracy(&model, &tok, held_out)?;
-    println!(
+    hooks.say(format!(
         "after {} warm-up steps: loss {sft_loss:.3}, held-out accuracy {before:.1}%",
         args.sft_steps
-    );
+    ));
 
     let tokenizer_dir = cfg.output_dir.join("tokenizer");
     tok.save_dir(&tokenizer_dir)?;
@@ -269,8 +293,9 @@ fn run(args: Args) -> Result<(), BoxError> {
     let mut rewards = RewardSet::new();
     rewards.add(AccuracyReward::default())?;
 
-    let mut trainer =
+    let trainer =
         Trainer::new(cfg, model, tok.clone(), dataset, rewards)?.with_source_dir(&tokenizer_dir);
+    let mut trainer = hooks.attach(trainer);
     let output = trainer.train()?;
     let after = accuracy(trainer.model(), &tok, held_out)?;
 
@@ -288,23 +313,23 @@ fn run(args: Args) -> Result<(), BoxError> {
         .log_history
         .last()
         .map(|r| r.metrics.get("reward").copied().unwrap_or(f64::NAN));
-    println!(
-        "GRPO: {} steps, last logged reward {:.3}",
-        output.global_step,
-        last.unwrap_or(f64::NAN)
-    );
-    println!(
-        "held-out accuracy: before GRPO {before:.1}%, after GRPO {after:.1}% ({:+.1} points)",
-        after - before
-    );
-    println!(
-        "wrote {}/metrics.jsonl, {}/curves.png and {} in {:.0} s",
-        output_dir.display(),
-        output_dir.display(),
-        final_dir.display(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok(vec![
+        format!(
+            "GRPO: {} steps, last logged reward {:.3}",
+            output.global_step,
+            last.unwrap_or(f64::NAN)
+        ),
+        format!(
+            "held-out accuracy: before GRPO {before:.1}%, after GRPO {after:.1}% ({:+.1} points)",
+            after - before
+        ),
+        format!(
+            "wrote {}/metrics.jsonl, {}/curves.png and {}",
+            output_dir.display(),
+            output_dir.display(),
+            final_dir.display()
+        ),
+    ])
 }
 
 fn main() {

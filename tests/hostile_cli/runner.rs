@@ -44,7 +44,7 @@ fn profile_dir() -> PathBuf {
 
 /// Builds the examples once (a no-op when `cargo test` has built them, as
 /// it does for a whole-package run) and returns `target/<profile>/examples`.
-fn examples_dir() -> &'static Path {
+pub fn examples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let profile = profile_dir();

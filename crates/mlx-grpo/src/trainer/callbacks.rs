@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::rewards::RewardInput;
+use crate::trainer::control::{RunStatus, SampleRecord};
 use crate::trainer::metrics_log::LogRecord;
 use crate::trainer::rollout::RolloutSample;
 
@@ -28,4 +29,11 @@ pub trait TrainerCallback {
 
     /// After a checkpoint is written.
     fn on_save(&mut self, _checkpoint: &Path) {}
+
+    /// After a generation batch is scored, with the completions that
+    /// `samples.jsonl` gets (when the trainer writes samples).
+    fn on_samples(&mut self, _samples: &[SampleRecord]) {}
+
+    /// When the run's state changes or a step ends (what `status.json` holds).
+    fn on_status(&mut self, _status: &RunStatus) {}
 }

@@ -15,6 +15,7 @@
 pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
+pub mod control;
 pub mod metric_serde;
 pub mod metrics_log;
 pub mod optimizer;
@@ -42,6 +43,7 @@ use crate::{Error, Result};
 pub use batch::MicroBatch;
 pub use callbacks::TrainerCallback;
 pub use checkpoint::{CheckpointManager, TrainerState};
+pub use control::{ControlRequest, RunState, RunStatus, SampleRecord, TrainerControl};
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
 pub use resume_check::{check_trainer_state, RunShape};
@@ -83,6 +85,9 @@ pub struct Trainer {
     /// The step of the checkpoint this trainer resumed from, until
     /// [`Trainer::train`] has settled the metrics file with it.
     resumed_at: Option<usize>,
+    control: Option<TrainerControl>,
+    write_samples: bool,
+    status: Option<RunStatus>,
 }
 
 impl Trainer {
@@ -152,6 +157,9 @@ impl Trainer {
             show_progress: true,
             buffer: None,
             resumed_at: None,
+            control: None,
+            write_samples: false,
+            status: None,
         })
     }
 
@@ -168,9 +176,26 @@ impl Trainer {
         self
     }
 
-    /// Shows (default) or hides the progress bar.
+    /// Shows (default) or hides the progress bar. Hidden, the completions
+    /// of `log_completions` are not printed either (they still go to
+    /// `samples.jsonl`).
     pub fn with_progress(mut self, show: bool) -> Self {
         self.show_progress = show;
+        self
+    }
+
+    /// Steers the run with `control` (pause, save now, stop) besides the
+    /// control file in the output directory (see [`control`]).
+    pub fn with_control(mut self, control: TrainerControl) -> Self {
+        self.control = Some(control);
+        self
+    }
+
+    /// Writes the scored completions of every generation batch to
+    /// `samples.jsonl` (as `log_completions` does) and hands them to the
+    /// callbacks' [`TrainerCallback::on_samples`].
+    pub fn with_samples(mut self, write: bool) -> Self {
+        self.write_samples = write;
         self
     }
 
@@ -303,7 +328,25 @@ impl Trainer {
         } else {
             Progress::hidden()
         };
+        let output_dir = self.config.output_dir.clone();
+        let config_path = output_dir.join(control::CONFIG_FILE);
+        checkpoint::write_durably(&config_path, self.config.to_json_pretty()?.as_bytes())?;
+        let mut control = control::ControlPoller::start(self.control.clone(), &output_dir)?;
+        self.start_status();
+        self.set_status(RunState::Running)?;
+        let mut last_checkpoint = None;
         while self.state.global_step < self.total_steps {
+            if self.between_steps(&mut control, &mut last_checkpoint)? {
+                progress.finish();
+                let path = self.save_now(&mut last_checkpoint)?;
+                metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+                self.set_status(RunState::Stopped)?;
+                return Ok(TrainOutput {
+                    global_step: self.state.global_step,
+                    log_history: self.state.log_history.clone(),
+                    last_checkpoint: Some(path),
+                });
+            }
             let metrics = self.train_step()?;
             progress.step(&metrics);
             self.state.pending_logs.push(metrics);
@@ -321,23 +364,117 @@ impl Trainer {
                 log.append(record.clone())?;
                 self.state.log_history.push(record);
             }
+            self.set_status(RunState::Running)?;
             let save_every = self.config.save_steps;
             if save_every > 0 && step.is_multiple_of(save_every) && step != self.total_steps {
-                self.save_checkpoint()?;
-                metrics_log::plot_curves(
-                    log.history(),
-                    &self.config.output_dir.join("curves.png"),
-                )?;
+                self.save_now(&mut last_checkpoint)?;
+                self.set_status(RunState::Running)?;
+                metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
             }
         }
         progress.finish();
-        let last_checkpoint = Some(self.save_checkpoint()?);
-        metrics_log::plot_curves(log.history(), &self.config.output_dir.join("curves.png"))?;
+        let path = self.save_now(&mut last_checkpoint)?;
+        metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+        self.set_status(RunState::Finished)?;
         Ok(TrainOutput {
             global_step: self.state.global_step,
             log_history: self.state.log_history.clone(),
-            last_checkpoint,
+            last_checkpoint: Some(path),
         })
+    }
+
+    /// Serves the control requests before a step: saves when asked, waits
+    /// while paused. Returns whether the run is asked to stop.
+    fn between_steps(
+        &mut self,
+        control: &mut control::ControlPoller,
+        last_checkpoint: &mut Option<PathBuf>,
+    ) -> Result<bool> {
+        let mut paused = false;
+        loop {
+            let commands = control.poll()?;
+            if commands.stop {
+                return Ok(true);
+            }
+            if commands.save {
+                self.save_now(last_checkpoint)?;
+                self.set_status(if paused {
+                    RunState::Paused
+                } else {
+                    RunState::Running
+                })?;
+            }
+            if !commands.paused {
+                if paused {
+                    self.set_status(RunState::Running)?;
+                }
+                return Ok(false);
+            }
+            if !paused {
+                paused = true;
+                self.set_status(RunState::Paused)?;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Saves a checkpoint with the status showing it.
+    fn save_now(&mut self, last_checkpoint: &mut Option<PathBuf>) -> Result<PathBuf> {
+        self.set_status(RunState::Saving)?;
+        let path = self.save_checkpoint()?;
+        *last_checkpoint = Some(path.clone());
+        if let Some(status) = self.status.as_mut() {
+            status.last_checkpoint = Some(path.clone());
+        }
+        Ok(path)
+    }
+
+    /// The status a run starts with.
+    fn start_status(&mut self) {
+        let model = match &self.source_dir {
+            Some(dir) => dir.display().to_string(),
+            None => {
+                let base = self.model.config().base().clone();
+                format!(
+                    "{} layers x {} hidden",
+                    base.num_hidden_layers, base.hidden_size
+                )
+            }
+        };
+        let now = control::unix_now();
+        self.status = Some(RunStatus {
+            state: RunState::Running,
+            step: self.state.global_step,
+            total_steps: self.total_steps,
+            start_step: self.state.global_step,
+            start_num_tokens: self.state.num_tokens,
+            model,
+            num_parameters: self.model.num_parameters(),
+            num_tokens: self.state.num_tokens,
+            active_memory: mlx_tensor::memory::active_memory(),
+            peak_memory: mlx_tensor::memory::peak_memory(),
+            started_unix: now,
+            updated_unix: now,
+            last_checkpoint: None,
+        });
+    }
+
+    /// Writes `status.json` with `state` and tells the callbacks.
+    fn set_status(&mut self, state: RunState) -> Result<()> {
+        let Some(status) = self.status.as_mut() else {
+            return Ok(());
+        };
+        status.state = state;
+        status.step = self.state.global_step;
+        status.num_tokens = self.state.num_tokens;
+        status.active_memory = mlx_tensor::memory::active_memory();
+        status.peak_memory = mlx_tensor::memory::peak_memory();
+        status.updated_unix = control::unix_now();
+        status.write(&self.config.output_dir)?;
+        for cb in &mut self.callbacks {
+            cb.on_status(status);
+        }
+        Ok(())
     }
 
     /// Writes `output_dir/checkpoint-<step>` atomically: weights in the
@@ -494,7 +631,10 @@ impl Trainer {
         }
         let mut metrics = advantages.metrics.to_map();
         metrics.extend(batch::completion_metrics(&samples));
-        if self.config.log_completions {
+        if self.config.log_completions || self.write_samples {
+            self.record_samples(&inputs, &matrix, &advantages)?;
+        }
+        if self.config.log_completions && self.show_progress {
             let n = self
                 .config
                 .num_completions_to_print
@@ -549,6 +689,65 @@ impl Trainer {
             remaining: count,
             metrics,
         })
+    }
+}
+
+impl Trainer {
+    /// Writes the scored completions of a generation batch (the first
+    /// `num_completions_to_print`, all when unset) to `samples.jsonl` and
+    /// hands them to the callbacks.
+    fn record_samples(
+        &mut self,
+        inputs: &[crate::rewards::RewardInput],
+        matrix: &crate::rewards::RewardMatrix,
+        advantages: &crate::advantages::Advantages,
+    ) -> Result<()> {
+        let n = self
+            .config
+            .num_completions_to_print
+            .unwrap_or(inputs.len())
+            .min(inputs.len());
+        let step = self.state.global_step + 1;
+        let records: Vec<SampleRecord> = inputs
+            .iter()
+            .take(n)
+            .enumerate()
+            .map(|(i, input)| SampleRecord {
+                step,
+                prompt: input.prompt.last_user_text().to_string(),
+                text: input.completion.text.clone(),
+                thinking: input.completion.thinking.clone(),
+                tool_calls: input
+                    .completion
+                    .tool_calls
+                    .iter()
+                    .map(|c| c.raw.clone())
+                    .collect(),
+                answer: input.answer.clone(),
+                rewards: matrix
+                    .names()
+                    .iter()
+                    .enumerate()
+                    .map(|(f, name)| {
+                        let v = matrix.get(i, f).map_or(f64::NAN, f64::from);
+                        (name.clone(), v)
+                    })
+                    .collect(),
+                reward: advantages
+                    .rewards
+                    .get(i)
+                    .map(|&r| f64::from(r))
+                    .filter(|r| r.is_finite()),
+                advantage: advantages.advantages.get(i).copied().unwrap_or(0.0),
+                num_tokens: input.completion.num_tokens,
+                truncated: input.completion.is_truncated(),
+            })
+            .collect();
+        control::append_samples(&self.config.output_dir, &records)?;
+        for cb in &mut self.callbacks {
+            cb.on_samples(&records);
+        }
+        Ok(())
     }
 }
 
