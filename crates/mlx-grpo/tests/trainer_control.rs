@@ -18,7 +18,7 @@ use mlx_grpo::trainer::{
 };
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
-use mlx_lm::vocab::VocabTokenizerBuilder;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_tensor::Dtype;
 
 /// Far more steps than a test waits for: every run here ends by `stop`.
