@@ -8,11 +8,12 @@ mod lm_support;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use lm_support::{argmax_rows, load, logits_of, max_abs, max_diff, row};
+use lm_support::{argmax_rows, load, logits_of, max_abs, max_diff, row, temp_dir};
 use mlx_lm::generate::Decoder;
 use mlx_lm::loader::{
-    attach_adapters, attach_lora, fuse_attached_adapters, is_adapter_parameter, load_adapters,
-    load_and_attach_adapters, load_model, merge_adapters,
+    AdapterFormat, attach_adapters, attach_lora, attached_adapters, fuse_attached_adapters,
+    is_adapter_parameter, load_adapters, load_and_attach_adapters, load_model, merge_adapters,
+    save_adapters, set_adapters_training,
 };
 use mlx_lm::{CheckedTokens, LanguageModel, Model};
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
@@ -291,4 +292,39 @@ fn adapters_for_missing_modules_or_of_the_wrong_shape_are_errors_and_change_noth
     attach_adapters(&mut m, &adapters).unwrap();
     let err = attach_adapters(&mut m, &adapters).unwrap_err().to_string();
     assert!(err.contains("already has an adapter"), "{err}");
+}
+
+#[test]
+fn attached_adapters_save_and_attach_back_in_both_layouts() {
+    let mut model = load(BASE, Dtype::F32);
+    assert!(attached_adapters(&model).unwrap().is_none());
+    load_and_attach_adapters(&mut model, dir("mlx_lora_qv_all")).unwrap();
+    let adapters = attached_adapters(&model).unwrap().unwrap();
+    assert_eq!(adapters.modules.len(), adapter_names(&model).len() / 2);
+    for format in [AdapterFormat::Peft, AdapterFormat::MlxLm] {
+        let out = temp_dir(&format!("attached-{format:?}"));
+        save_adapters(&adapters, &out, format, 2).unwrap();
+        let mut back = load(BASE, Dtype::F32);
+        load_and_attach_adapters(&mut back, &out).unwrap();
+        assert_close(
+            &logits_of(&back, &tokens()),
+            &reference("mlx_lora_qv_all"),
+            &format!("{format:?}"),
+        );
+        std::fs::remove_dir_all(&out).ok();
+    }
+}
+
+#[test]
+fn adapter_dropout_acts_in_training_mode_only() {
+    let mut model = load(BASE, Dtype::F32);
+    let (mut adapters, _) = load_adapters(dir("mlx_lora_qv_all")).unwrap();
+    adapters.config.lora_dropout = 0.5;
+    attach_adapters(&mut model, &adapters).unwrap();
+    let expected = reference("mlx_lora_qv_all");
+    // Training mode: half of each adapter's input is dropped (and the rest
+    // scaled), so the logits are not mlx-lm's evaluation-mode ones.
+    assert!(max_diff(&logits_of(&model, &tokens()), &expected) > 1e-3);
+    set_adapters_training(&mut model, false);
+    assert_close(&logits_of(&model, &tokens()), &expected, "evaluation mode");
 }

@@ -78,7 +78,11 @@ impl GrpoConfig {
 /// QLoRA). Returns the adapted module paths; without `use_peft` the model
 /// is unchanged and the list is empty. Call it before building the
 /// trainer. Adapter dropout (`lora_dropout > 0`) is active in every
-/// forward pass, as in a PEFT model in training mode.
+/// forward pass, rollouts and scoring included, as in a PEFT model in
+/// training mode ([`mlx_lm::loader::set_adapters_training`] switches it
+/// off). Save the trained adapters with
+/// [`mlx_lm::loader::attached_adapters`] and
+/// [`mlx_lm::loader::save_adapters`].
 pub fn attach_peft_adapters<M: LanguageModel>(
     model: &mut M,
     config: &GrpoConfig,

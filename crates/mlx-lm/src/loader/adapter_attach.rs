@@ -13,7 +13,7 @@ use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 use mlx_tensor::{Array, random};
 
 use super::adapter_merge::adapter_targets;
-use super::adapters::{Adapters, load_adapters};
+use super::adapters::{Adapters, LoraFactors, load_adapters};
 use crate::models::Transformer;
 use crate::{Error, LanguageModel, Result};
 
@@ -132,6 +132,52 @@ pub fn load_and_attach_adapters<M: LanguageModel>(
     let (adapters, _) = load_adapters(dir)?;
     attach_adapters(model, &adapters)?;
     Ok(adapters)
+}
+
+/// The attached adapters, ready for
+/// [`save_adapters`](super::save_adapters): each adapted module's factors,
+/// the targets as the adapted modules' full paths, every block. `None`
+/// when nothing is attached; adapters of different settings (rank, alpha,
+/// dropout, rsLoRA) are an error, since one file holds one setting.
+pub fn attached_adapters<M: LanguageModel>(model: &M) -> Result<Option<Adapters>> {
+    let Some(t) = model.transformer() else {
+        return Ok(None);
+    };
+    let mut config = None;
+    let mut modules = std::collections::BTreeMap::new();
+    for (path, p) in t.projections() {
+        let Some(l) = p.as_lora() else { continue };
+        if *config.get_or_insert(l.config()) != l.config() {
+            return Err(Error::InvalidInput {
+                message: format!(
+                    "adapter of `{path}` has settings {:?} unlike the others' {config:?}",
+                    l.config()
+                ),
+            });
+        }
+        let factors = LoraFactors {
+            a: l.lora_a.value.clone(),
+            b: l.lora_b.value.clone(),
+        };
+        modules.insert(path, factors);
+    }
+    Ok(config.map(|config| Adapters {
+        config,
+        target_modules: TargetModules::Names(modules.keys().cloned().collect()),
+        layers: LayerSelection::All,
+        modules,
+        source: None,
+    }))
+}
+
+/// Switches the dropout of every attached adapter between training and
+/// evaluation mode (adapters start in training mode).
+pub fn set_adapters_training<M: LanguageModel>(model: &mut M, training: bool) {
+    if let Some(t) = model.transformer_mut() {
+        for (_, p) in t.projections_mut() {
+            p.set_training(training);
+        }
+    }
 }
 
 /// Folds every attached adapter into a dense layer, `W + s · B A` (a

@@ -101,6 +101,14 @@ impl Projection {
         Ok(())
     }
 
+    /// Switches an adapter's dropout between training and evaluation mode
+    /// (other layers have none).
+    pub fn set_training(&mut self, training: bool) {
+        if let Projection::Lora(l) = self {
+            l.set_training(training);
+        }
+    }
+
     /// `(out_features, in_features)`.
     pub fn dims(&self) -> (i32, i32) {
         match self {
