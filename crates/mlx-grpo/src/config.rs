@@ -22,6 +22,7 @@
 //! # Ok::<(), mlx_grpo::Error>(())
 //! ```
 
+mod adapters;
 mod enums;
 mod overrides;
 mod validate;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use adapters::{attach_peft_adapters, QWEN_DEFAULT_LORA_TARGETS};
 pub use enums::{
     ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation, Optim,
     ScaleRewards,
@@ -43,7 +45,8 @@ use crate::error::{Error, Result};
 /// Field names and defaults follow TRL 1.16's `GRPOConfig`; fields inherited
 /// from transformers' `TrainingArguments` follow transformers 5 (with TRL's
 /// overrides: `learning_rate = 1e-6`, `logging_steps = 10`). Fields of TRL that
-/// concern vLLM, DeepSpeed, PEFT, multimodal inputs or the Hub are left out.
+/// concern vLLM, DeepSpeed, multimodal inputs or the Hub are left out; the
+/// adapter fields are those of TRL's `ModelConfig` (`use_peft`, `lora_r`, …).
 /// Unknown fields are rejected when loading, so a misspelt key is an error
 /// rather than a silently ignored setting.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,6 +248,22 @@ pub struct GrpoConfig {
     pub log_completions: bool,
     /// How many completions to print when logging them; `None` prints all.
     pub num_completions_to_print: Option<usize>,
+
+    // ---- adapters (TRL's `ModelConfig`, applied by `attach_peft_adapters`) ----
+    /// Train LoRA adapters instead of the whole model (TRL's `use_peft`).
+    pub use_peft: bool,
+    /// Adapter rank (TRL's `lora_r`, default 16).
+    pub lora_r: i32,
+    /// Adapter scale numerator (TRL's `lora_alpha`, default 32).
+    pub lora_alpha: f32,
+    /// Dropout on the adapters' input (TRL's `lora_dropout`, default 0.05).
+    pub lora_dropout: f32,
+    /// Module names to adapt (TRL's `lora_target_modules`): names such as
+    /// `q_proj`, or `["all-linear"]`. `None` takes PEFT's default for Qwen
+    /// models, `q_proj` and `v_proj`.
+    pub lora_target_modules: Option<Vec<String>>,
+    /// rsLoRA scaling `lora_alpha / sqrt(r)` (TRL's `use_rslora`).
+    pub use_rslora: bool,
 }
 
 impl Default for GrpoConfig {
@@ -319,6 +338,12 @@ impl Default for GrpoConfig {
             resume_from_checkpoint: None,
             log_completions: false,
             num_completions_to_print: None,
+            use_peft: false,
+            lora_r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.05,
+            lora_target_modules: None,
+            use_rslora: false,
         }
     }
 }

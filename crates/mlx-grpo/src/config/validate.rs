@@ -52,6 +52,7 @@ impl GrpoConfig {
         self.check_sequence_bound(&mut problems);
         self.check_ranges(&mut problems);
         self.check_schedule(&mut problems);
+        self.check_adapters(&mut problems);
         if problems.is_empty() {
             Ok(self.warnings())
         } else {

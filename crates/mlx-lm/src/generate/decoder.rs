@@ -19,12 +19,12 @@
 //! None of it is differentiated: training and scoring use the model's own
 //! forward pass. The parameters' names, values and gradients are untouched.
 
-use mlx_nn::layers::{Linear, SwiGlu};
+use mlx_nn::layers::Linear;
 use mlx_tensor::{Array, concatenate, eval, fast};
 
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
 use crate::models::fused::swiglu;
-use crate::models::{Attention, FeedForward, Transformer};
+use crate::models::{Attention, DenseMlp, FeedForward, Projection, Transformer};
 use crate::token_ids::CheckedTokens;
 use crate::{Error, LanguageModel, Result};
 
@@ -58,8 +58,9 @@ struct Stacked {
 /// Several projections of one input as one product.
 enum Product<'m> {
     Stacked(Stacked),
-    /// Layers that disagree on having a bias: one product each.
-    Separate(Vec<&'m Linear>),
+    /// Layers that disagree on having a bias, or that are not all dense
+    /// (quantized, adapted): one product each.
+    Separate(Vec<&'m Projection>),
 }
 
 impl Product<'_> {
@@ -70,7 +71,7 @@ impl Product<'_> {
                 let outs = layers
                     .iter()
                     .map(|l| l.forward(x))
-                    .collect::<mlx_nn::Result<Vec<_>>>()?;
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(concatenate(&outs.iter().collect::<Vec<_>>(), -1)?)
             }
             Product::Stacked(s) => Ok(match &s.bias {
@@ -81,8 +82,12 @@ impl Product<'_> {
     }
 }
 
-/// One projection on a decoding step's few rows.
-fn project(layer: &Linear, x: &Array) -> Result<Array> {
+/// One projection on a decoding step's few rows (layers that are not
+/// dense run their own forward pass).
+fn project(layer: &Projection, x: &Array) -> Result<Array> {
+    let Some(layer) = layer.as_dense() else {
+        return layer.forward(x);
+    };
     let weight = &layer.weight.value;
     Ok(match &layer.bias {
         Some(b) => b.value.addmm(x, &weight.t()?, 1.0, 1.0)?,
@@ -137,10 +142,13 @@ impl<'m, M: LanguageModel> Decoder<'m, M> {
             return self.model.forward(tokens.array(), Some(cache));
         };
         let hidden = hidden(t, layers, tokens.array(), cache)?;
-        let weight = match &t.lm_head {
-            Some(head) if head.bias.is_some() => return t.logits(&hidden),
-            Some(head) => &head.weight.value,
-            None => &t.embed_tokens.weight.value,
+        let weight = match (&t.lm_head, t.embed_tokens.as_dense()) {
+            (Some(head), _) => match head.as_dense() {
+                Some(l) if l.bias.is_none() => &l.weight.value,
+                _ => return t.logits(&hidden),
+            },
+            (None, Some(embed)) => &embed.weight.value,
+            (None, None) => return t.logits(&hidden),
         };
         Ok(fast::few_rows_linear(&hidden, weight)?)
     }
@@ -192,10 +200,13 @@ fn fast_layers(t: &Transformer) -> Result<Vec<FastLayer<'_>>> {
         .collect()
 }
 
-fn product<'m>(layers: &[&'m Linear], packed: Option<&Stacked>) -> Result<Product<'m>> {
-    if mixed_bias(layers) {
-        return Ok(Product::Separate(layers.to_vec()));
-    }
+fn product<'m>(projections: &[&'m Projection], packed: Option<&Stacked>) -> Result<Product<'m>> {
+    let dense: Option<Vec<&Linear>> = projections.iter().map(|p| p.as_dense()).collect();
+    let layers = match dense {
+        Some(layers) if !mixed_bias(&layers) => layers,
+        _ => return Ok(Product::Separate(projections.to_vec())),
+    };
+    let layers = layers.as_slice();
     if let Some(p) = packed
         && same_arrays(&p.sources, &sources_of(layers))
     {
@@ -240,9 +251,9 @@ fn hidden(
 }
 
 /// `down(silu(gate(x)) * up(x))` with the gate and up products as one.
-fn feed_forward(m: &SwiGlu, gate_up: &Product<'_>, x: &Array) -> Result<Array> {
+fn feed_forward(m: &DenseMlp, gate_up: &Product<'_>, x: &Array) -> Result<Array> {
     let both = gate_up.forward(x)?;
-    let width = rows(&m.gate_proj)?;
+    let (width, _) = m.gate_proj.dims();
     let gated = swiglu(
         &both.slice_axis(-1, 0, Some(width), 1)?,
         &both.slice_axis(-1, width, None, 1)?,
@@ -348,12 +359,21 @@ pub fn pack_weights<M: LanguageModel>(model: &mut M) -> Result<()> {
     packed.resize_with(t.layers.len(), PackedLayer::default);
     for (layer, p) in t.layers.iter_mut().zip(&mut packed) {
         let a = &mut layer.self_attn;
-        pack(
-            &mut [&mut a.q_proj, &mut a.k_proj, &mut a.v_proj],
-            &mut p.qkv,
-        )?;
-        if let FeedForward::Dense(m) = &mut layer.mlp {
-            pack(&mut [&mut m.gate_proj, &mut m.up_proj], &mut p.gate_up)?;
+        if let (Some(q), Some(k), Some(v)) = (
+            a.q_proj.as_dense_mut(),
+            a.k_proj.as_dense_mut(),
+            a.v_proj.as_dense_mut(),
+        ) {
+            pack(&mut [q, k, v], &mut p.qkv)?;
+        } else {
+            p.qkv = None;
+        }
+        if let FeedForward::Dense(m) = &mut layer.mlp
+            && let (Some(gate), Some(up)) = (m.gate_proj.as_dense_mut(), m.up_proj.as_dense_mut())
+        {
+            pack(&mut [gate, up], &mut p.gate_up)?;
+        } else {
+            p.gate_up = None;
         }
     }
     t.packed.layers = packed;

@@ -15,7 +15,8 @@ use mlx_tensor::{Array, random};
 
 use super::adapters::{Adapters, LoraFactors};
 use super::problem::CheckpointProblem;
-use crate::{Error, Result};
+use crate::models::Projection;
+use crate::{Error, LanguageModel, Result};
 
 /// The modules of `model` that an adapter target could name.
 pub fn linear_candidates(model: &impl Module) -> Vec<TargetCandidate> {
@@ -124,7 +125,24 @@ pub fn check_adapters(model: &impl Module, adapters: &Adapters) -> Result<()> {
     }
 }
 
-fn apply(model: &mut impl Module, adapters: &Adapters, sign: f64) -> Result<()> {
+/// Replaces the quantized projections `adapters` target with dense ones
+/// holding the dequantized weight: a sum with the update is dense.
+fn dequantize_targets<M: LanguageModel>(model: &mut M, adapters: &Adapters) -> Result<()> {
+    let Some(t) = model.transformer_mut() else {
+        return Ok(());
+    };
+    for (path, p) in t.projections_mut() {
+        if let Projection::Quantized(q) = p
+            && adapters.modules.contains_key(&path)
+        {
+            *p = Projection::Dense(q.to_linear()?);
+        }
+    }
+    Ok(())
+}
+
+fn apply<M: LanguageModel>(model: &mut M, adapters: &Adapters, sign: f64) -> Result<()> {
+    dequantize_targets(model, adapters)?;
     check_adapters(model, adapters)?;
     let params = model.parameters();
     let scale = f64::from(adapters.config.scaling()) * sign;
@@ -141,12 +159,14 @@ fn apply(model: &mut impl Module, adapters: &Adapters, sign: f64) -> Result<()> 
 
 /// Folds every adapter into its base weight: `W ← W + s · B A` (in the
 /// weight's dtype). The model then computes what the adapted model does.
-pub fn merge_adapters(model: &mut impl Module, adapters: &Adapters) -> Result<()> {
+/// A quantized target is dequantized first (mlx-lm's `fuse` with
+/// `dequantize`), so it becomes a dense layer.
+pub fn merge_adapters<M: LanguageModel>(model: &mut M, adapters: &Adapters) -> Result<()> {
     apply(model, adapters, 1.0)
 }
 
 /// Takes merged adapters back out: `W ← W − s · B A`.
-pub fn unmerge_adapters(model: &mut impl Module, adapters: &Adapters) -> Result<()> {
+pub fn unmerge_adapters<M: LanguageModel>(model: &mut M, adapters: &Adapters) -> Result<()> {
     apply(model, adapters, -1.0)
 }
 

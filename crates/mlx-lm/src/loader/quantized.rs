@@ -8,17 +8,17 @@
 //! whose input width is not a multiple of the group size stay dense, as
 //! mlx-lm leaves them.
 //!
-//! Loading dequantizes the weights into the dense model (the logits equal
-//! mlx-lm's quantized model's up to float rounding): running the packed
-//! weights needs the model's layers to hold
-//! [`QuantizedLinear`](mlx_nn::layers::QuantizedLinear) /
-//! [`QuantizedEmbedding`](mlx_nn::layers::QuantizedEmbedding), which
-//! [`load_quantized_tensors`] provides the packed parts for.
+//! Loading keeps the packed weights: each quantized projection becomes a
+//! [`QuantizedLinear`] and a quantized embedding table a
+//! [`QuantizedEmbedding`], so the model computes what mlx-lm's quantized
+//! model does. Quantized modules that are neither (routed experts, routers)
+//! are dequantized into their dense layers.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use mlx_nn::{ParamMap, VarBuilder};
+use mlx_nn::layers::{QuantizedEmbedding, QuantizedLinear};
+use mlx_nn::{Param, ParamMap, VarBuilder};
 use mlx_tensor::{Array, Dtype, Quantized, io};
 use serde_json::{Map, Value, json};
 
@@ -27,7 +27,7 @@ use super::load::{dtype_from_config, load_config};
 use super::problem::CheckpointProblem;
 use super::save::{SaveOptions, save_checkpoint};
 use crate::files::{read_json_optional, write_json};
-use crate::models::{Model, ModelConfig};
+use crate::models::{Model, ModelConfig, Projection, TokenEmbedding};
 use crate::{Error, LanguageModel, Result};
 
 /// Bit widths MLX's affine quantization supports.
@@ -288,9 +288,10 @@ pub fn load_quantized_tensors(
     Ok(out)
 }
 
-/// Loads an mlx-lm quantized checkpoint into the dense model: each
-/// quantized weight is dequantized (see the module documentation). Weights
-/// are cast to `dtype`, by default the config's dtype.
+/// Loads an mlx-lm quantized checkpoint: quantized projections and
+/// embeddings keep their packed weights (see the module documentation).
+/// Float weights (and quantization scales and biases) are cast to `dtype`,
+/// by default the config's dtype.
 pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Result<Model> {
     let dir = dir.as_ref();
     let config = load_config(dir)?;
@@ -305,7 +306,9 @@ pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Resu
         .or_else(|| config.base().declared_dtype().and_then(dtype_from_config))
         .unwrap_or(Dtype::F32);
     let mut tensors = parts.dense;
-    for (module, q) in parts.quantized {
+    // Every module gets a dense weight to build the model from; for the
+    // layers that are replaced by packed ones below it is never computed.
+    for (module, q) in &parts.quantized {
         tensors.insert(format!("{module}.weight"), q.dequantize()?);
     }
     if config.base().tie_word_embeddings {
@@ -314,8 +317,52 @@ pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Resu
     let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
     let mut model = Model::new(&config, &vb)?;
     vb.finish(true)?;
+    use_packed_layers(&mut model, parts.quantized, dtype)?;
     crate::generate::pack_weights(&mut model)?;
     Ok(model)
+}
+
+/// Replaces the projections and the embedding table that `quantized` has
+/// packed parts for with quantized layers (scales and biases cast to
+/// `dtype`; the parts stay frozen).
+fn use_packed_layers(
+    model: &mut Model,
+    mut quantized: HashMap<String, Quantized>,
+    dtype: Dtype,
+) -> Result<()> {
+    let Some(t) = model.transformer_mut() else {
+        return Ok(());
+    };
+    let frozen = |value: Array| Param {
+        value,
+        frozen: true,
+    };
+    for (path, projection) in t.projections_mut() {
+        let Some(q) = quantized.remove(&path) else {
+            continue;
+        };
+        let bias = projection
+            .as_dense()
+            .and_then(|l| l.bias.as_ref())
+            .map(|b| frozen(b.value.clone()));
+        *projection = Projection::Quantized(QuantizedLinear {
+            weight: frozen(q.weight),
+            scales: frozen(q.scales.as_type(dtype)?),
+            biases: frozen(q.biases.as_type(dtype)?),
+            bias,
+            group_size: q.group_size,
+            bits: q.bits,
+        });
+    }
+    if let Some(q) = quantized.remove("model.embed_tokens") {
+        let q = Quantized {
+            scales: q.scales.as_type(dtype)?,
+            biases: q.biases.as_type(dtype)?,
+            ..q
+        };
+        t.embed_tokens = TokenEmbedding::Quantized(QuantizedEmbedding::from_quantized(q));
+    }
+    Ok(())
 }
 
 /// Quantizes checkpoint-named `tensors` as `mlx_lm.convert -q` does: every

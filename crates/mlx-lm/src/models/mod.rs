@@ -6,10 +6,13 @@
 //! one variant of [`ModelConfig`] and [`Model`].
 
 mod config_checks;
+mod dense_mlp;
 pub(crate) mod experts;
 pub(crate) mod fused;
+mod layer_paths;
 mod layout;
 mod moe;
+mod projection;
 mod qwen3;
 mod qwen3_moe;
 mod rope;
@@ -18,6 +21,8 @@ use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, Dtype};
 use serde_json::Value;
 
+pub(crate) use dense_mlp::DenseMlp;
+pub use projection::{Projection, TokenEmbedding};
 pub(crate) use qwen3::{Attention, FeedForward};
 pub use qwen3::{Qwen3, Qwen3Config, Transformer};
 pub use qwen3_moe::{Qwen3Moe, Qwen3MoeConfig};

@@ -5,7 +5,7 @@
 //! Decoding's fast paths (stacked projections, fused kernels) live in
 //! [`crate::generate::Decoder`], which reads these layers.
 
-use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
+use mlx_nn::layers::{Embedding, LinearConfig, RmsNorm};
 use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
 use mlx_nn::{ModuleExt, sequential_checkpoint};
 use mlx_tensor::{Array, Dtype, fast};
@@ -13,9 +13,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::config_checks::attention_dims;
-use super::fused::swiglu;
+use super::dense_mlp::DenseMlp;
 use super::layout::{cache_layout, prompt_layout};
 use super::moe::{MoeDims, SparseMoe};
+use super::projection::{Projection, TokenEmbedding};
 use super::rope::RopeSettings;
 use crate::LanguageModel;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
@@ -165,10 +166,10 @@ pub(crate) struct AttentionDims {
 /// `o_proj(sdpa(rope(q_norm(q_proj x)), rope(k_norm(k_proj x)), v_proj x))`.
 #[derive(Debug, Clone, Module)]
 pub(crate) struct Attention {
-    pub(crate) q_proj: Linear,
-    pub(crate) k_proj: Linear,
-    pub(crate) v_proj: Linear,
-    pub(crate) o_proj: Linear,
+    pub(crate) q_proj: Projection,
+    pub(crate) k_proj: Projection,
+    pub(crate) v_proj: Projection,
+    pub(crate) o_proj: Projection,
     pub(crate) q_norm: RmsNorm,
     pub(crate) k_norm: RmsNorm,
     #[module(skip)]
@@ -177,7 +178,7 @@ pub(crate) struct Attention {
 
 impl Attention {
     fn new(d: AttentionDims, vb: &VarBuilder) -> Result<Self> {
-        let linear = |i, o, name| LinearConfig::new(i, o, d.bias).init(&vb.pp(name));
+        let linear = |i, o, name| Projection::dense(LinearConfig::new(i, o, d.bias), &vb.pp(name));
         Ok(Attention {
             q_proj: linear(d.hidden, d.heads * d.head_dim, "q_proj")?,
             k_proj: linear(d.hidden, d.kv_heads * d.head_dim, "k_proj")?,
@@ -220,7 +221,7 @@ impl Attention {
         let out = out
             .transpose(&[0, 2, 1, 3])?
             .reshape(&[b, l, d.heads * d.head_dim])?;
-        Ok(self.o_proj.forward(&out)?)
+        self.o_proj.forward(&out)
     }
 }
 
@@ -228,7 +229,7 @@ impl Attention {
 #[derive(Debug, Clone)]
 pub(crate) enum FeedForward {
     /// `down(silu(gate(x)) * up(x))`.
-    Dense(SwiGlu),
+    Dense(DenseMlp),
     /// Routed experts (see [`super::Qwen3Moe`]).
     Sparse(SparseMoe),
 }
@@ -237,10 +238,7 @@ impl FeedForward {
     /// The output, and the router logits of a sparse block.
     pub(crate) fn forward(&self, x: &Array) -> Result<(Array, Option<Array>)> {
         match self {
-            FeedForward::Dense(m) => {
-                let gated = swiglu(&m.gate_proj.forward(x)?, &m.up_proj.forward(x)?)?;
-                Ok((m.down_proj.forward(&gated)?, None))
-            }
+            FeedForward::Dense(m) => Ok((m.forward(x)?, None)),
             FeedForward::Sparse(m) => m.forward(x).map(|(y, logits)| (y, Some(logits))),
         }
     }
@@ -281,7 +279,7 @@ impl DecoderLayer {
     fn new(attn: AttentionDims, ff: FeedForwardKind, vb: &VarBuilder) -> Result<Self> {
         let mlp = match ff {
             FeedForwardKind::Dense(width) => {
-                FeedForward::Dense(SwiGlu::new(attn.hidden, width, &vb.pp("mlp"))?)
+                FeedForward::Dense(DenseMlp::new(attn.hidden, width, &vb.pp("mlp"))?)
             }
             FeedForwardKind::Sparse(dims) => {
                 FeedForward::Sparse(SparseMoe::new(dims, &vb.pp("mlp"))?)
@@ -350,12 +348,12 @@ pub(crate) struct TransformerDims {
 #[derive(Debug, Clone, Module)]
 pub struct Transformer {
     #[module(rename = "model.embed_tokens")]
-    pub(crate) embed_tokens: Embedding,
+    pub(crate) embed_tokens: TokenEmbedding,
     #[module(rename = "model.layers")]
     pub(crate) layers: Vec<DecoderLayer>,
     #[module(rename = "model.norm")]
     pub(crate) norm: RmsNorm,
-    pub(crate) lm_head: Option<Linear>,
+    pub(crate) lm_head: Option<Projection>,
     #[module(skip)]
     vocab: i32,
     /// Checkpoint each layer in forward passes without a cache (training).
@@ -375,10 +373,17 @@ impl Transformer {
             .collect::<Result<Vec<_>>>()?;
         let lm_head = match dims.tie_word_embeddings {
             true => None,
-            false => Some(LinearConfig::new(hidden, dims.vocab, false).init(&vb.pp("lm_head"))?),
+            false => Some(Projection::dense(
+                LinearConfig::new(hidden, dims.vocab, false),
+                &vb.pp("lm_head"),
+            )?),
         };
         Ok(Transformer {
-            embed_tokens: Embedding::new(dims.vocab, hidden, &model.pp("embed_tokens"))?,
+            embed_tokens: TokenEmbedding::Dense(Embedding::new(
+                dims.vocab,
+                hidden,
+                &model.pp("embed_tokens"),
+            )?),
             layers,
             norm: RmsNorm::new(hidden, dims.attention.eps, &model.pp("norm"))?,
             lm_head,
@@ -393,7 +398,7 @@ impl Transformer {
     }
 
     pub(crate) fn dtype(&self) -> Dtype {
-        self.embed_tokens.weight.value.dtype()
+        self.embed_tokens.float_dtype()
     }
 
     /// The final hidden states `[B, L, hidden]` and the router logits of
@@ -446,8 +451,8 @@ impl Transformer {
     /// Hidden states to logits: the tied embedding or the LM head.
     pub(crate) fn logits(&self, hidden: &Array) -> Result<Array> {
         match &self.lm_head {
-            Some(head) => Ok(head.forward(hidden)?),
-            None => Ok(self.embed_tokens.as_linear(hidden)?),
+            Some(head) => head.forward(hidden),
+            None => self.embed_tokens.as_linear(hidden),
         }
     }
 
