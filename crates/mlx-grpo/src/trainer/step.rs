@@ -11,7 +11,7 @@ use mlx_tensor::{concatenate, memory, Array, Dtype};
 
 use crate::config::GrpoConfig;
 use crate::loss::{EntropyControl, GrpoLoss, LossInputs, LossOutput, OutputLayout};
-use crate::trainer::{MicroBatch, TrainerOptimizer};
+use crate::trainer::{MicroBatch, Parallel, TrainerOptimizer};
 use crate::{Error, Result};
 
 /// Token positions (per row) whose full-vocabulary logits are alive at a
@@ -55,6 +55,22 @@ pub fn optimize_step(
     entropy: &mut EntropyControl,
     config: &GrpoConfig,
     micro: &[MicroBatch],
+) -> Result<BTreeMap<String, f64>> {
+    optimize_step_in(model, optimizer, loss_fn, entropy, config, micro, None)
+}
+
+/// [`optimize_step`] as one rank of a data-parallel group: the summed
+/// gradients are averaged over the ranks ([`Parallel::average_gradients`])
+/// before clipping and the update, so every rank applies the same update.
+/// The returned metrics are this rank's (see [`Parallel::average_metrics`]).
+pub fn optimize_step_in(
+    model: &mut Model,
+    optimizer: &mut TrainerOptimizer,
+    loss_fn: &GrpoLoss,
+    entropy: &mut EntropyControl,
+    config: &GrpoConfig,
+    micro: &[MicroBatch],
+    parallel: Option<&Parallel>,
 ) -> Result<BTreeMap<String, f64>> {
     let options = ScoreOptions {
         temperature: config.temperature as f32,
@@ -193,6 +209,14 @@ pub fn optimize_step(
         }
     }
     let grads = total.ok_or_else(|| Error::internal("no micro-batches in the step"))?;
+    let grads = match parallel.filter(|p| p.size() > 1) {
+        Some(p) => {
+            let averaged = p.average_gradients(&grads)?;
+            drop(grads);
+            averaged
+        }
+        None => grads,
+    };
     let lr = f64::from(optimizer.learning_rate()?.item::<f32>()?);
     let (grads, norm) = if config.max_grad_norm > 0.0 {
         let (clipped, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
