@@ -354,9 +354,10 @@ impl Trainer {
         if let Some(entropy) = EntropyControlState::read(checkpoint)? {
             self.entropy_control.restore(entropy);
         }
+        // This run's spec (the global batch when data-parallel).
         self.sampler = GenerationSampler::resume(
             self.dataset.len(),
-            SamplerSpec::from_config(&self.config),
+            self.sampler.spec(),
             state.sampler_position,
         )?;
         self.resumed_at = Some(state.global_step);
