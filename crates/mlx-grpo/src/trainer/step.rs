@@ -205,7 +205,20 @@ pub fn optimize_step_in(
             accumulate(&mut sums, "aux_loss", f64::from(value.item::<f32>()?));
         }
         if let Some(window) = &loss.entropy_window {
-            entropy.record(window)?;
+            match parallel.filter(|p| p.size() > 1) {
+                // Every rank adapts the coefficient from all ranks' tokens,
+                // as one process would from the whole batch.
+                Some(p) => {
+                    let local = [
+                        window.entropy_sum.item::<f32>()?,
+                        window.tokens.item::<f32>()?,
+                    ];
+                    let total = p.sum(&local)?;
+                    let at = |i: usize| f64::from(total.get(i).copied().unwrap_or(0.0));
+                    entropy.record_totals(at(0), at(1));
+                }
+                None => entropy.record(window)?,
+            }
         }
     }
     let grads = total.ok_or_else(|| Error::internal("no micro-batches in the step"))?;
