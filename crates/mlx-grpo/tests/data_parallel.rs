@@ -75,8 +75,15 @@ fn rewards() -> RewardSet {
 
 /// Two optimizer steps of two accumulated micro-steps, each micro-step
 /// its own generation of `per_device` completions per process.
+///
+/// Generation chunks differ by loss to cover both ways a rank generates
+/// (4 prompts per generation batch, 2 per rank): `dapo` in chunks of 3
+/// prompts, which straddle the ranks (rank 0 generates chunk 0, rank 1
+/// chunks 0 and 1, and each keeps its rows), `grpo` one prompt per chunk
+/// (each rank generates only its own prompts).
 fn config(dir: &Path, loss: LossType, per_device: usize) -> GrpoConfig {
     GrpoConfig {
+        generation_chunk_prompts: Some(if loss == LossType::Dapo { 3 } else { 1 }),
         output_dir: dir.to_path_buf(),
         num_generations: 2,
         per_device_train_batch_size: per_device,
