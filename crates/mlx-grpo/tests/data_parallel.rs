@@ -22,8 +22,60 @@ use mlx_tensor::Dtype;
 
 /// Optimizer steps of every run.
 const STEPS: i64 = 2;
-/// Completions per rank per micro-step in the two-rank runs.
-const PER_RANK: usize = 4;
+/// One comparison of two ranks against one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    /// `dapo`, 4 completions per rank, generation chunks of 3 prompts that
+    /// straddle the ranks (rank 0 generates chunk 0, rank 1 chunks 0 and 1,
+    /// and each keeps its rows).
+    Dapo,
+    /// `grpo`, 4 completions per rank, one prompt per chunk (each rank
+    /// generates only its own prompts).
+    Grpo,
+    /// `dapo` with one prompt of 4 generations per micro-step, 2 of its
+    /// completions on each rank: the group straddles the ranks and its
+    /// advantages need both halves.
+    Straddle,
+}
+
+impl Case {
+    fn name(self) -> &'static str {
+        match self {
+            Case::Dapo => "dapo",
+            Case::Grpo => "grpo",
+            Case::Straddle => "straddle",
+        }
+    }
+
+    fn loss(self) -> LossType {
+        match self {
+            Case::Grpo => LossType::Grpo,
+            Case::Dapo | Case::Straddle => LossType::Dapo,
+        }
+    }
+
+    /// Completions per rank per micro-step in the two-rank runs.
+    fn per_rank(self) -> usize {
+        match self {
+            Case::Straddle => 2,
+            Case::Dapo | Case::Grpo => 4,
+        }
+    }
+
+    fn num_generations(self) -> usize {
+        match self {
+            Case::Straddle => 4,
+            Case::Dapo | Case::Grpo => 2,
+        }
+    }
+
+    fn chunk_prompts(self) -> usize {
+        match self {
+            Case::Dapo => 3,
+            Case::Grpo | Case::Straddle => 1,
+        }
+    }
+}
 /// Largest relative difference allowed between a parameter of the
 /// two-rank run and of the one-process run (the ranks average two halves
 /// of each gradient where one process sums them in one reduction).
@@ -75,17 +127,11 @@ fn rewards() -> RewardSet {
 
 /// Two optimizer steps of two accumulated micro-steps, each micro-step
 /// its own generation of `per_device` completions per process.
-///
-/// Generation chunks differ by loss to cover both ways a rank generates
-/// (4 prompts per generation batch, 2 per rank): `dapo` in chunks of 3
-/// prompts, which straddle the ranks (rank 0 generates chunk 0, rank 1
-/// chunks 0 and 1, and each keeps its rows), `grpo` one prompt per chunk
-/// (each rank generates only its own prompts).
-fn config(dir: &Path, loss: LossType, per_device: usize) -> GrpoConfig {
+fn config(dir: &Path, case: Case, per_device: usize) -> GrpoConfig {
     GrpoConfig {
-        generation_chunk_prompts: Some(if loss == LossType::Dapo { 3 } else { 1 }),
+        generation_chunk_prompts: Some(case.chunk_prompts()),
         output_dir: dir.to_path_buf(),
-        num_generations: 2,
+        num_generations: case.num_generations(),
         per_device_train_batch_size: per_device,
         gradient_accumulation_steps: 2,
         steps_per_generation: Some(1),
@@ -95,7 +141,7 @@ fn config(dir: &Path, loss: LossType, per_device: usize) -> GrpoConfig {
         optim: Optim::Sgd,
         max_grad_norm: 0.0,
         learning_rate: 1.0,
-        loss_type: loss,
+        loss_type: case.loss(),
         max_steps: STEPS,
         logging_steps: 1,
         save_steps: 100,
@@ -104,16 +150,9 @@ fn config(dir: &Path, loss: LossType, per_device: usize) -> GrpoConfig {
     }
 }
 
-fn loss_name(loss: LossType) -> &'static str {
-    match loss {
-        LossType::Dapo => "dapo",
-        _ => "grpo",
-    }
-}
-
 /// Where the parent test's ranks write (the ranks are its children).
-fn shared_dir(parent: u32, loss: LossType) -> PathBuf {
-    std::env::temp_dir().join(format!("mlx-grpo-dp-{parent}-{}", loss_name(loss)))
+fn shared_dir(parent: u32, case: Case) -> PathBuf {
+    std::env::temp_dir().join(format!("mlx-grpo-dp-{parent}-{}", case.name()))
 }
 
 type Params = BTreeMap<String, Vec<f32>>;
@@ -122,12 +161,19 @@ type Params = BTreeMap<String, Vec<f32>>;
 /// parameters and the logged losses.
 fn train(config: GrpoConfig, group: Option<Group>) -> (Params, Vec<f64>) {
     let tok = tokenizer();
-    let mut trainer = Trainer::new(config, model(&tok), tok.clone(), dataset(), rewards())
-        .expect("trainer")
-        .with_progress(false);
-    if let Some(group) = group {
-        trainer = trainer.with_group(group).expect("group");
+    let mut trainer = match group {
+        Some(group) => Trainer::new_in_group(
+            config,
+            model(&tok),
+            tok.clone(),
+            dataset(),
+            rewards(),
+            group,
+        ),
+        None => Trainer::new(config, model(&tok), tok.clone(), dataset(), rewards()),
     }
+    .expect("trainer")
+    .with_progress(false);
     let out = trainer.train().expect("train");
     let params = trainer
         .model()
@@ -141,12 +187,12 @@ fn train(config: GrpoConfig, group: Option<Group>) -> (Params, Vec<f64>) {
 
 /// One rank's body: trains its half of the batch and writes the
 /// parameters' bits to a file the parent reads.
-fn rank_body(loss: LossType) {
+fn rank_body(case: Case) {
     let group = Group::init(Backend::Ring).expect("ring group");
     assert_eq!(group.size(), 2);
     let rank = group.rank();
-    let dir = shared_dir(std::os::unix::process::parent_id(), loss);
-    let (params, losses) = train(config(&dir, loss, PER_RANK), Some(group));
+    let dir = shared_dir(std::os::unix::process::parent_id(), case);
+    let (params, losses) = train(config(&dir, case, case.per_rank()), Some(group));
     let bits: BTreeMap<String, Vec<u32>> = params
         .into_iter()
         .map(|(k, v)| (k, v.into_iter().map(f32::to_bits).collect()))
@@ -188,10 +234,10 @@ fn max_relative_difference(a: &Params, b: &Params) -> f64 {
     worst
 }
 
-/// Two ranks of `PER_RANK` completions per micro-step against one process
-/// of `2 × PER_RANK`.
-fn two_ranks_match_one_process(loss: LossType, rank_test: &str) {
-    let dir = shared_dir(std::process::id(), loss);
+/// Two ranks of `case.per_rank()` completions per micro-step against one
+/// process of twice as many.
+fn two_ranks_match_one_process(case: Case, rank_test: &str) {
+    let dir = shared_dir(std::process::id(), case);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let run = run_test_ranks(LaunchBackend::Ring, 2, rank_test, Duration::from_secs(60))
@@ -214,7 +260,7 @@ fn two_ranks_match_one_process(loss: LossType, rank_test: &str) {
     assert!(dir.join(format!("checkpoint-{STEPS}")).is_dir());
 
     let single_dir = dir.join("single");
-    let (single, single_losses) = train(config(&single_dir, loss, 2 * PER_RANK), None);
+    let (single, single_losses) = train(config(&single_dir, case, 2 * case.per_rank()), None);
     let initial: Params = model(&tokenizer())
         .parameters()
         .into_iter()
@@ -226,7 +272,7 @@ fn two_ranks_match_one_process(loss: LossType, rank_test: &str) {
     println!(
         "{}: two ranks vs one process: max relative parameter difference {diff:.3e} \
          (training moved them by {moved:.3e}); losses {losses0:?} vs {single_losses:?}",
-        loss_name(loss)
+        case.name()
     );
     assert!(diff <= TOLERANCE, "{diff} > {TOLERANCE}");
     for (a, b) in losses0.iter().zip(&single_losses) {
@@ -237,26 +283,38 @@ fn two_ranks_match_one_process(loss: LossType, rank_test: &str) {
 
 #[test]
 fn two_ring_ranks_train_like_one_process_dapo() {
-    two_ranks_match_one_process(LossType::Dapo, "rank_train_dapo");
+    two_ranks_match_one_process(Case::Dapo, "rank_train_dapo");
 }
 
 #[test]
 fn two_ring_ranks_train_like_one_process_grpo() {
-    two_ranks_match_one_process(LossType::Grpo, "rank_train_grpo");
+    two_ranks_match_one_process(Case::Grpo, "rank_train_grpo");
 }
 
 /// One rank of [`two_ring_ranks_train_like_one_process_dapo`].
 #[test]
 #[ignore = "a rank body, started by two_ring_ranks_train_like_one_process_dapo"]
 fn rank_train_dapo() {
-    rank_body(LossType::Dapo);
+    rank_body(Case::Dapo);
 }
 
 /// One rank of [`two_ring_ranks_train_like_one_process_grpo`].
 #[test]
 #[ignore = "a rank body, started by two_ring_ranks_train_like_one_process_grpo"]
 fn rank_train_grpo() {
-    rank_body(LossType::Grpo);
+    rank_body(Case::Grpo);
+}
+
+#[test]
+fn two_ring_ranks_train_like_one_process_with_a_group_across_ranks() {
+    two_ranks_match_one_process(Case::Straddle, "rank_train_straddle");
+}
+
+/// One rank of [`two_ring_ranks_train_like_one_process_with_a_group_across_ranks`].
+#[test]
+#[ignore = "a rank body, started by two_ring_ranks_train_like_one_process_with_a_group_across_ranks"]
+fn rank_train_straddle() {
+    rank_body(Case::Straddle);
 }
 
 #[test]
@@ -290,7 +348,7 @@ fn rank_mismatched_config() {
         "mlx-grpo-dp-{}-mismatch-{rank}",
         std::os::unix::process::parent_id()
     ));
-    let mut cfg = config(&dir, LossType::Dapo, PER_RANK);
+    let mut cfg = config(&dir, Case::Dapo, Case::Dapo.per_rank());
     cfg.learning_rate *= 1.0 + rank as f64;
     let tok = tokenizer();
     let trainer =
@@ -338,7 +396,7 @@ fn rank_resume_mid_generation() {
         std::os::unix::process::parent_id()
     ));
     let settings = |dir: &Path| {
-        let mut cfg = config(dir, LossType::Dapo, PER_RANK);
+        let mut cfg = config(dir, Case::Dapo, Case::Dapo.per_rank());
         cfg.gradient_accumulation_steps = 1;
         cfg.steps_per_generation = Some(2);
         // The third step draws a new generation batch after the resume.

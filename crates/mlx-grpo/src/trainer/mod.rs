@@ -103,7 +103,35 @@ impl Trainer {
         dataset: Dataset,
         rewards: RewardSet,
     ) -> Result<Self> {
-        config.validate()?;
+        Self::build(config, model, tokenizer, dataset, rewards, 1)
+    }
+
+    /// [`Trainer::new`] followed by [`Trainer::with_group`], with the config
+    /// validated for `group.size()` processes
+    /// ([`GrpoConfig::validate_for_processes`]): only the global generation
+    /// batch must hold whole prompt groups, so a group may straddle ranks
+    /// (e.g. `num_generations = 4` with 2 completions per rank).
+    pub fn new_in_group(
+        config: GrpoConfig,
+        model: Model,
+        tokenizer: Tokenizer,
+        dataset: Dataset,
+        rewards: RewardSet,
+        group: mlx_tensor::distributed::Group,
+    ) -> Result<Self> {
+        let processes = group.size();
+        Self::build(config, model, tokenizer, dataset, rewards, processes)?.with_group(group)
+    }
+
+    fn build(
+        config: GrpoConfig,
+        model: Model,
+        tokenizer: Tokenizer,
+        dataset: Dataset,
+        rewards: RewardSet,
+        processes: usize,
+    ) -> Result<Self> {
+        config.validate_for_processes(processes)?;
         let positions = model.config().base().max_position_embeddings;
         config.check_fits_model(usize::try_from(positions).unwrap_or(0))?;
         mlx_lm::check_tokenizer_fits(&model, &tokenizer)?;
@@ -123,7 +151,8 @@ impl Trainer {
                 });
             }
         }
-        let spec = SamplerSpec::from_config(&config);
+        let mut spec = SamplerSpec::from_config(&config);
+        spec.prompts_per_generation = global_prompts_per_generation(&config, processes)?;
         let sampler = GenerationSampler::new(dataset.len(), spec)?;
         let total_steps = if config.max_steps > 0 {
             config.max_steps as usize
@@ -184,15 +213,16 @@ impl Trainer {
         let rows = self.dataset.len().to_le_bytes();
         let print = parallel::fingerprint(&[config_json.as_bytes(), &rows]);
         parallel.check_same("the config and the dataset length", print)?;
+        if let Some(gbs) = self.config.generation_batch_size {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "generation_batch_size = {gbs} with {ranks} ranks: set steps_per_generation instead (each \
+                     rank keeps per_device_train_batch_size x steps_per_generation completions)"
+                ),
+            });
+        }
         let mut spec = SamplerSpec::from_config(&self.config);
-        spec.prompts_per_generation = self
-            .config
-            .generation_batch_size()
-            .checked_mul(ranks)
-            .ok_or_else(|| Error::InvalidConfig {
-                message: format!("generation_batch_size times {ranks} ranks overflows"),
-            })?
-            / self.config.num_generations.max(1);
+        spec.prompts_per_generation = global_prompts_per_generation(&self.config, ranks)?;
         self.sampler = GenerationSampler::new(self.dataset.len(), spec)?;
         if self.config.max_steps <= 0 {
             let batches = self.dataset.len() / spec.prompts_per_generation.max(1);
@@ -1019,11 +1049,22 @@ impl Trainer {
 /// completions cut into parts as [`crate::dataset::GenerationBatch::micro_batches`]
 /// cuts them) times `num_iterations`.
 fn micro_steps_per_generation(config: &GrpoConfig) -> usize {
-    let completions = config
-        .prompts_per_generation()
-        .saturating_mul(config.num_generations);
+    // One process's rows of the generation batch.
+    let completions = config.generation_batch_size();
     let size = (completions / config.steps_per_generation().max(1)).max(1);
     (completions / size).saturating_mul(config.num_iterations.max(1))
+}
+
+/// Prompts in a generation batch of `processes` data-parallel processes:
+/// `processes × generation_batch_size() / num_generations`.
+fn global_prompts_per_generation(config: &GrpoConfig, processes: usize) -> Result<usize> {
+    let completions = config
+        .generation_batch_size()
+        .checked_mul(processes.max(1))
+        .ok_or_else(|| Error::InvalidConfig {
+            message: format!("generation_batch_size times {processes} processes overflows"),
+        })?;
+    Ok(completions / config.num_generations.max(1))
 }
 
 /// The mean of each metric over a list of records (NaN values skipped).
