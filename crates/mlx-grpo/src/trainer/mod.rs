@@ -830,7 +830,8 @@ impl Trainer {
             Some(w) => w.clone(),
             None => self.rewards.weights(),
         };
-        let (global_matrix, outcomes, tokens) = self.gather_rollout(&matrix, &samples)?;
+        let (global_matrix, outcomes, tokens) =
+            parallel::gather_rollout(self.parallel.as_ref(), &matrix, &samples)?;
         let mut advantages = compute_advantages(
             &global_matrix,
             &weights,
@@ -920,69 +921,6 @@ impl Trainer {
             remaining: count,
             metrics,
         })
-    }
-
-    /// The reward matrix, the completions' `(length, finish reason)` and
-    /// the token count (prompts and completions) of the whole generation
-    /// batch, from this rank's rows (all-gathered in rank order when
-    /// data-parallel).
-    #[allow(clippy::type_complexity)]
-    fn gather_rollout(
-        &self,
-        matrix: &crate::rewards::RewardMatrix,
-        samples: &[RolloutSample],
-    ) -> Result<(
-        crate::rewards::RewardMatrix,
-        Vec<(usize, crate::rewards::FinishReason)>,
-        f64,
-    )> {
-        use crate::rewards::FinishReason;
-        let local_tokens: f64 = samples
-            .iter()
-            .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
-            .sum();
-        let local_outcomes: Vec<(usize, FinishReason)> = samples
-            .iter()
-            .map(|s| (s.completion_ids.len(), s.finish_reason))
-            .collect();
-        let Some(p) = self.parallel.as_ref() else {
-            return Ok((matrix.clone(), local_outcomes, local_tokens));
-        };
-        let width = matrix.num_functions();
-        let values = p.gather_rows(matrix.values(), samples.len(), width)?;
-        let total_rows = samples.len() * p.size();
-        let global =
-            crate::rewards::RewardMatrix::new(matrix.names().to_vec(), total_rows, values)?;
-        // Lengths, finish reasons (1 = stopped) and token counts, exact in
-        // f32 below 2^24.
-        let local: Vec<f32> = samples
-            .iter()
-            .flat_map(|s| {
-                let stopped = if s.finish_reason == FinishReason::Stop {
-                    1.0
-                } else {
-                    0.0
-                };
-                [
-                    s.completion_ids.len() as f32,
-                    stopped,
-                    (s.prompt_ids.len() + s.completion_ids.len()) as f32,
-                ]
-            })
-            .collect();
-        let all = p.gather_rows(&local, samples.len(), 3)?;
-        let mut outcomes = Vec::with_capacity(total_rows);
-        let mut tokens = 0.0;
-        for row in all.chunks_exact(3) {
-            let reason = if row[1] > 0.5 {
-                FinishReason::Stop
-            } else {
-                FinishReason::Length
-            };
-            outcomes.push((row[0] as usize, reason));
-            tokens += f64::from(row[2]);
-        }
-        Ok((global, outcomes, tokens))
     }
 }
 

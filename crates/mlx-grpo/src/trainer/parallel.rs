@@ -23,6 +23,7 @@ use mlx_nn::ParamMap;
 use mlx_tensor::distributed::{all_gather, all_max, all_min, all_sum, Group};
 use mlx_tensor::Array;
 
+use crate::trainer::RolloutSample;
 use crate::{Error, Result};
 
 /// Metrics that every rank computes identically (after the averaged
@@ -145,6 +146,68 @@ impl Parallel {
         }
         Ok(())
     }
+}
+
+/// The reward matrix, the completions' `(length, finish reason)` and
+/// the token count (prompts and completions) of the whole generation
+/// batch, from this rank's rows (all-gathered in rank order when
+/// `parallel` is given).
+#[allow(clippy::type_complexity)]
+pub fn gather_rollout(
+    parallel: Option<&Parallel>,
+    matrix: &crate::rewards::RewardMatrix,
+    samples: &[RolloutSample],
+) -> Result<(
+    crate::rewards::RewardMatrix,
+    Vec<(usize, crate::rewards::FinishReason)>,
+    f64,
+)> {
+    use crate::rewards::FinishReason;
+    let local_tokens: f64 = samples
+        .iter()
+        .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
+        .sum();
+    let local_outcomes: Vec<(usize, FinishReason)> = samples
+        .iter()
+        .map(|s| (s.completion_ids.len(), s.finish_reason))
+        .collect();
+    let Some(p) = parallel else {
+        return Ok((matrix.clone(), local_outcomes, local_tokens));
+    };
+    let width = matrix.num_functions();
+    let values = p.gather_rows(matrix.values(), samples.len(), width)?;
+    let total_rows = samples.len() * p.size();
+    let global = crate::rewards::RewardMatrix::new(matrix.names().to_vec(), total_rows, values)?;
+    // Lengths, finish reasons (1 = stopped) and token counts, exact in
+    // f32 below 2^24.
+    let local: Vec<f32> = samples
+        .iter()
+        .flat_map(|s| {
+            let stopped = if s.finish_reason == FinishReason::Stop {
+                1.0
+            } else {
+                0.0
+            };
+            [
+                s.completion_ids.len() as f32,
+                stopped,
+                (s.prompt_ids.len() + s.completion_ids.len()) as f32,
+            ]
+        })
+        .collect();
+    let all = p.gather_rows(&local, samples.len(), 3)?;
+    let mut outcomes = Vec::with_capacity(total_rows);
+    let mut tokens = 0.0;
+    for row in all.chunks_exact(3) {
+        let reason = if row[1] > 0.5 {
+            FinishReason::Stop
+        } else {
+            FinishReason::Length
+        };
+        outcomes.push((row[0] as usize, reason));
+        tokens += f64::from(row[2]);
+    }
+    Ok((global, outcomes, tokens))
 }
 
 /// This rank's rows of a generation batch of `total` completions:
