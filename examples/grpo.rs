@@ -129,8 +129,14 @@ fn train(
         config.loss_type.as_str(),
         config.output_dir.display()
     ));
-    let trainer =
-        Trainer::new(config, model, tokenizer, dataset, rewards)?.with_source_dir(&args.model);
+    // Started by `launch` (docs/DISTRIBUTED.md): train as one rank of the job.
+    let trainer = if std::env::var_os("MLX_RANK").is_some() {
+        let group = mlx_tensor::distributed::Group::init(mlx_tensor::distributed::Backend::Any)?;
+        Trainer::new_in_group(config, model, tokenizer, dataset, rewards, group)?
+    } else {
+        Trainer::new(config, model, tokenizer, dataset, rewards)?
+    }
+    .with_source_dir(&args.model);
     let mut trainer = hooks.attach(trainer);
     let out = trainer.train()?;
     Ok(format!(

@@ -47,8 +47,16 @@ impl GrpoConfig {
     /// token-summing loss (`bnpo`, `dr_grpo`, `dapo`, `cispo`); also a `delta`
     /// that does not exceed `1 + epsilon_high`.
     pub fn validate(&self) -> Result<Vec<ConfigWarning>> {
+        self.validate_for_processes(1)
+    }
+
+    /// [`GrpoConfig::validate`] for a data-parallel run of `processes`
+    /// processes: as in TRL, only the global generation batch
+    /// (`processes × generation_batch_size()`) must be a multiple of
+    /// `num_generations`, so a prompt's group may straddle processes.
+    pub fn validate_for_processes(&self, processes: usize) -> Result<Vec<ConfigWarning>> {
         let mut problems = Vec::new();
-        self.check_batching(&mut problems);
+        self.check_batching(processes.max(1), &mut problems);
         self.check_sequence_bound(&mut problems);
         self.check_ranges(&mut problems);
         self.check_schedule(&mut problems);
@@ -101,7 +109,7 @@ impl GrpoConfig {
         out
     }
 
-    fn check_batching(&self, problems: &mut Vec<String>) {
+    fn check_batching(&self, processes: usize, problems: &mut Vec<String>) {
         let mut fail = |m: String| problems.push(m);
         if self.num_generations < 2 {
             fail(format!(
@@ -154,16 +162,21 @@ impl GrpoConfig {
             )),
             _ => {}
         }
-        let gbs = self.generation_batch_size();
+        let gbs = self.generation_batch_size().saturating_mul(processes);
         if self.num_generations > 0 && !gbs.is_multiple_of(self.num_generations) {
             fail(format!(
                 "generation_batch_size ({gbs}{}) must be divisible by num_generations ({}) so that every prompt \
                  group is complete",
                 if self.generation_batch_size.is_none() {
                     format!(
-                        " = per_device_train_batch_size {} * steps_per_generation {}",
+                        " = per_device_train_batch_size {} * steps_per_generation {}{}",
                         self.per_device_train_batch_size,
-                        self.steps_per_generation()
+                        self.steps_per_generation(),
+                        if processes > 1 {
+                            format!(" * {processes} processes")
+                        } else {
+                            String::new()
+                        }
                     )
                 } else {
                     String::new()
@@ -431,6 +444,26 @@ mod tests {
     fn defaults_are_valid() -> std::result::Result<(), Box<dyn std::error::Error>> {
         assert_eq!(GrpoConfig::default().validate()?, vec![]);
         Ok(())
+    }
+
+    #[test]
+    fn processes_share_prompt_groups() {
+        // 2 completions per process, 4 per prompt: whole groups only across
+        // two processes (TRL checks the global batch).
+        let cfg = GrpoConfig {
+            num_generations: 4,
+            per_device_train_batch_size: 2,
+            steps_per_generation: Some(1),
+            ..GrpoConfig::default()
+        };
+        assert!(cfg.validate().is_err());
+        assert!(cfg.validate_for_processes(2).is_ok());
+        let err = cfg
+            .validate_for_processes(3)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("* 3 processes"), "{err}");
     }
 
     #[test]

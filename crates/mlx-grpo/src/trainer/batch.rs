@@ -105,14 +105,21 @@ impl MicroBatch {
 /// `completions/mean_length|min_length|max_length|clipped_ratio` and the
 /// lengths of the completions that terminated.
 pub fn completion_metrics(samples: &[RolloutSample]) -> BTreeMap<String, f64> {
+    let outcomes: Vec<(usize, FinishReason)> = samples
+        .iter()
+        .map(|s| (s.completion_ids.len(), s.finish_reason))
+        .collect();
+    completion_metrics_of(&outcomes)
+}
+
+/// [`completion_metrics`] of completions given as `(length, finish
+/// reason)` (e.g. gathered from every data-parallel rank).
+pub fn completion_metrics_of(outcomes: &[(usize, FinishReason)]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    if samples.is_empty() {
+    if outcomes.is_empty() {
         return out;
     }
-    let lengths: Vec<f64> = samples
-        .iter()
-        .map(|s| s.completion_ids.len() as f64)
-        .collect();
+    let lengths: Vec<f64> = outcomes.iter().map(|&(n, _)| n as f64).collect();
     let n = lengths.len() as f64;
     out.insert(
         "completions/mean_length".into(),
@@ -126,15 +133,15 @@ pub fn completion_metrics(samples: &[RolloutSample]) -> BTreeMap<String, f64> {
         "completions/max_length".into(),
         lengths.iter().copied().fold(0.0, f64::max),
     );
-    let clipped = samples
+    let clipped = outcomes
         .iter()
-        .filter(|s| s.finish_reason == FinishReason::Length)
+        .filter(|&&(_, r)| r == FinishReason::Length)
         .count() as f64;
     out.insert("completions/clipped_ratio".into(), clipped / n);
-    let terminated: Vec<f64> = samples
+    let terminated: Vec<f64> = outcomes
         .iter()
-        .filter(|s| s.finish_reason == FinishReason::Stop)
-        .map(|s| s.completion_ids.len() as f64)
+        .filter(|&&(_, r)| r == FinishReason::Stop)
+        .map(|&(n, _)| n as f64)
         .collect();
     let (mean, min, max) = if terminated.is_empty() {
         (0.0, 0.0, 0.0)

@@ -19,6 +19,7 @@ pub mod control;
 pub mod metric_serde;
 pub mod metrics_log;
 pub mod optimizer;
+pub mod parallel;
 pub mod resume_check;
 pub mod rollout;
 pub mod rollout_buffer;
@@ -46,10 +47,11 @@ pub use checkpoint::{CheckpointManager, TrainerState};
 pub use control::{ControlRequest, RunState, RunStatus, SampleRecord, TrainerControl};
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
+pub use parallel::Parallel;
 pub use resume_check::{check_trainer_state, RunShape};
 pub use rollout::RolloutSample;
 pub use rollout_buffer::RolloutBuffer;
-pub use step::optimize_step;
+pub use step::{optimize_step, optimize_step_in};
 
 /// What [`Trainer::train`] returns.
 #[derive(Debug, Clone)]
@@ -88,6 +90,7 @@ pub struct Trainer {
     control: Option<TrainerControl>,
     write_samples: bool,
     status: Option<RunStatus>,
+    parallel: Option<Parallel>,
 }
 
 impl Trainer {
@@ -100,7 +103,35 @@ impl Trainer {
         dataset: Dataset,
         rewards: RewardSet,
     ) -> Result<Self> {
-        config.validate()?;
+        Self::build(config, model, tokenizer, dataset, rewards, 1)
+    }
+
+    /// [`Trainer::new`] followed by [`Trainer::with_group`], with the config
+    /// validated for `group.size()` processes
+    /// ([`GrpoConfig::validate_for_processes`]): only the global generation
+    /// batch must hold whole prompt groups, so a group may straddle ranks
+    /// (e.g. `num_generations = 4` with 2 completions per rank).
+    pub fn new_in_group(
+        config: GrpoConfig,
+        model: Model,
+        tokenizer: Tokenizer,
+        dataset: Dataset,
+        rewards: RewardSet,
+        group: mlx_tensor::distributed::Group,
+    ) -> Result<Self> {
+        let processes = group.size();
+        Self::build(config, model, tokenizer, dataset, rewards, processes)?.with_group(group)
+    }
+
+    fn build(
+        config: GrpoConfig,
+        model: Model,
+        tokenizer: Tokenizer,
+        dataset: Dataset,
+        rewards: RewardSet,
+        processes: usize,
+    ) -> Result<Self> {
+        config.validate_for_processes(processes)?;
         let positions = model.config().base().max_position_embeddings;
         config.check_fits_model(usize::try_from(positions).unwrap_or(0))?;
         mlx_lm::check_tokenizer_fits(&model, &tokenizer)?;
@@ -120,7 +151,8 @@ impl Trainer {
                 });
             }
         }
-        let spec = SamplerSpec::from_config(&config);
+        let mut spec = SamplerSpec::from_config(&config);
+        spec.prompts_per_generation = global_prompts_per_generation(&config, processes)?;
         let sampler = GenerationSampler::new(dataset.len(), spec)?;
         let total_steps = if config.max_steps > 0 {
             config.max_steps as usize
@@ -160,7 +192,70 @@ impl Trainer {
             control: None,
             write_samples: false,
             status: None,
+            parallel: None,
         })
+    }
+
+    /// Trains as one rank of `group` (data parallelism with TRL's semantics
+    /// for `N` processes, see [`parallel`]): the sampler then draws global
+    /// generation batches of `N × per_device_train_batch_size ×
+    /// steps_per_generation` completions, of which this rank keeps its
+    /// rows. Every rank must call this with the same config and dataset;
+    /// a mismatch is an error on every rank (checked here with one
+    /// collective). A group of one process changes nothing.
+    pub fn with_group(mut self, group: mlx_tensor::distributed::Group) -> Result<Self> {
+        let parallel = Parallel::new(group);
+        let ranks = parallel.size();
+        if ranks <= 1 {
+            return Ok(self);
+        }
+        let config_json = self.config.to_json_pretty()?;
+        let rows = self.dataset.len().to_le_bytes();
+        let print = parallel::fingerprint(&[config_json.as_bytes(), &rows]);
+        parallel.check_same("the config and the dataset length", print)?;
+        if let Some(gbs) = self.config.generation_batch_size {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "generation_batch_size = {gbs} with {ranks} ranks: set steps_per_generation instead (each \
+                     rank keeps per_device_train_batch_size x steps_per_generation completions)"
+                ),
+            });
+        }
+        let mut spec = SamplerSpec::from_config(&self.config);
+        spec.prompts_per_generation = global_prompts_per_generation(&self.config, ranks)?;
+        self.sampler = GenerationSampler::new(self.dataset.len(), spec)?;
+        if self.config.max_steps <= 0 {
+            let batches = self.dataset.len() / spec.prompts_per_generation.max(1);
+            let micro = batches.saturating_mul(self.config.generate_every());
+            let per_epoch = micro
+                .div_ceil(self.config.gradient_accumulation_steps.max(1))
+                .max(1);
+            self.total_steps =
+                (self.config.num_train_epochs.max(0.0) * per_epoch as f64).ceil() as usize;
+            self.optimizer = build_optimizer(&self.config, self.total_steps)?;
+        }
+        self.state = TrainerState::start(self.config.seed, self.sampler.position());
+        if parallel.rank() > 0 {
+            self.show_progress = false;
+        }
+        self.parallel = Some(parallel);
+        Ok(self)
+    }
+
+    /// Whether this process writes the run's files (rank 0, or the only
+    /// process).
+    pub fn is_main_process(&self) -> bool {
+        self.parallel.as_ref().is_none_or(|p| p.rank() == 0)
+    }
+
+    /// The rollout buffer file of this rank in a checkpoint.
+    fn rollout_buffer_file(&self, checkpoint: &Path) -> PathBuf {
+        match &self.parallel {
+            Some(p) if p.rank() > 0 => {
+                checkpoint.join(format!("rollout_buffer.rank-{}.safetensors", p.rank()))
+            }
+            _ => checkpoint.join(checkpoint::ROLLOUT_BUFFER_FILE),
+        }
     }
 
     /// The directory the model was loaded from: its tokenizer and config
@@ -268,7 +363,7 @@ impl Trainer {
         }
         let buffer = if state.buffered_micro_steps > 0 {
             Some(RolloutBuffer::load(
-                &checkpoint.join(checkpoint::ROLLOUT_BUFFER_FILE),
+                &self.rollout_buffer_file(checkpoint),
                 state.buffered_micro_steps,
             )?)
         } else {
@@ -289,9 +384,10 @@ impl Trainer {
         if let Some(entropy) = EntropyControlState::read(checkpoint)? {
             self.entropy_control.restore(entropy);
         }
+        // This run's spec (the global batch when data-parallel).
         self.sampler = GenerationSampler::resume(
             self.dataset.len(),
-            SamplerSpec::from_config(&self.config),
+            self.sampler.spec(),
             state.sampler_position,
         )?;
         self.resumed_at = Some(state.global_step);
@@ -319,9 +415,12 @@ impl Trainer {
             self.resume_from(&path)?;
         }
         let history = self.state.log_history.clone();
-        let mut log = match self.resumed_at.take() {
-            Some(step) => MetricsLog::resume(&self.config.output_dir, history, step)?,
-            None => MetricsLog::open(&self.config.output_dir, history)?,
+        let main = self.is_main_process();
+        let resumed_at = self.resumed_at.take();
+        let mut log = match resumed_at {
+            _ if !main => None,
+            Some(step) => Some(MetricsLog::resume(&self.config.output_dir, history, step)?),
+            None => Some(MetricsLog::open(&self.config.output_dir, history)?),
         };
         let progress = if self.show_progress {
             Progress::new(self.total_steps, self.state.global_step)
@@ -330,16 +429,27 @@ impl Trainer {
         };
         let output_dir = self.config.output_dir.clone();
         let config_path = output_dir.join(control::CONFIG_FILE);
-        checkpoint::write_durably(&config_path, self.config.to_json_pretty()?.as_bytes())?;
-        let mut control = control::ControlPoller::start(self.control.clone(), &output_dir)?;
-        self.start_status();
+        let mut control = if main {
+            checkpoint::write_durably(&config_path, self.config.to_json_pretty()?.as_bytes())?;
+            Some(control::ControlPoller::start(
+                self.control.clone(),
+                &output_dir,
+            )?)
+        } else {
+            None
+        };
+        if main {
+            self.start_status();
+        }
         self.set_status(RunState::Running)?;
         let mut last_checkpoint = None;
         while self.state.global_step < self.total_steps {
             if self.between_steps(&mut control, &mut last_checkpoint)? {
                 progress.finish();
                 let path = self.save_now(&mut last_checkpoint)?;
-                metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+                if let Some(log) = &log {
+                    metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+                }
                 self.set_status(RunState::Stopped)?;
                 return Ok(TrainOutput {
                     global_step: self.state.global_step,
@@ -361,7 +471,9 @@ impl Trainer {
                 for cb in &mut self.callbacks {
                     cb.on_log(&record);
                 }
-                log.append(record.clone())?;
+                if let Some(log) = log.as_mut() {
+                    log.append(record.clone())?;
+                }
                 self.state.log_history.push(record);
             }
             self.set_status(RunState::Running)?;
@@ -369,12 +481,16 @@ impl Trainer {
             if save_every > 0 && step.is_multiple_of(save_every) && step != self.total_steps {
                 self.save_now(&mut last_checkpoint)?;
                 self.set_status(RunState::Running)?;
-                metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+                if let Some(log) = &log {
+                    metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+                }
             }
         }
         progress.finish();
         let path = self.save_now(&mut last_checkpoint)?;
-        metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+        if let Some(log) = &log {
+            metrics_log::plot_curves(log.history(), &output_dir.join("curves.png"))?;
+        }
         self.set_status(RunState::Finished)?;
         Ok(TrainOutput {
             global_step: self.state.global_step,
@@ -387,12 +503,12 @@ impl Trainer {
     /// while paused. Returns whether the run is asked to stop.
     fn between_steps(
         &mut self,
-        control: &mut control::ControlPoller,
+        control: &mut Option<control::ControlPoller>,
         last_checkpoint: &mut Option<PathBuf>,
     ) -> Result<bool> {
         let mut paused = false;
         loop {
-            let commands = control.poll()?;
+            let commands = self.poll_control(control)?;
             if commands.stop {
                 return Ok(true);
             }
@@ -416,6 +532,32 @@ impl Trainer {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
+    }
+
+    /// Rank 0's control commands, on every rank (one collective per poll
+    /// when data-parallel, so that all ranks stop, save and pause
+    /// together).
+    fn poll_control(
+        &self,
+        control: &mut Option<control::ControlPoller>,
+    ) -> Result<control::Commands> {
+        let mut commands = match control.as_mut() {
+            Some(c) => c.poll()?,
+            None => control::Commands::default(),
+        };
+        if let Some(p) = self.parallel.as_ref() {
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            let shared = p.broadcast(&[
+                flag(commands.stop),
+                flag(commands.save),
+                flag(commands.paused),
+            ])?;
+            let on = |i: usize| shared.get(i).is_some_and(|&v| v > 0.5);
+            commands.stop = on(0);
+            commands.save = on(1);
+            commands.paused = on(2);
+        }
+        Ok(commands)
     }
 
     /// Saves a checkpoint with the status showing it.
@@ -464,6 +606,9 @@ impl Trainer {
         let Some(status) = self.status.as_mut() else {
             return Ok(());
         };
+        if self.parallel.as_ref().is_some_and(|p| p.rank() > 0) {
+            return Ok(());
+        }
         status.state = state;
         status.step = self.state.global_step;
         status.num_tokens = self.state.num_tokens;
@@ -486,6 +631,9 @@ impl Trainer {
         let buffer = self.buffer.as_ref().filter(|b| b.remaining > 0);
         self.state.buffered_micro_steps = buffer.map_or(0, |b| b.remaining);
         let step = self.state.global_step;
+        if !self.is_main_process() {
+            return self.save_rank_buffer(step);
+        }
         let options = SaveOptions {
             source_dir: self.source_dir.clone(),
             ..Default::default()
@@ -509,6 +657,32 @@ impl Trainer {
             }
             Ok(())
         })?;
+        if let Some(p) = &self.parallel {
+            // The other ranks add their rollout buffers once it exists.
+            p.barrier()?;
+            p.barrier()?;
+        }
+        for cb in &mut self.callbacks {
+            cb.on_save(&path);
+        }
+        Ok(path)
+    }
+
+    /// A data-parallel rank other than 0 saving: waits for rank 0's
+    /// checkpoint, then adds this rank's unfinished generation batch to it.
+    fn save_rank_buffer(&mut self, step: usize) -> Result<PathBuf> {
+        let path = self.checkpoints.path_for(step);
+        let Some(p) = self.parallel.clone() else {
+            return Err(Error::internal("a rank without a group"));
+        };
+        p.barrier()?;
+        let file = self.rollout_buffer_file(&path);
+        let written = match self.buffer.as_ref().filter(|b| b.remaining > 0) {
+            Some(b) => b.save(&file),
+            None => Ok(()),
+        };
+        p.barrier()?;
+        written?;
         for cb in &mut self.callbacks {
             cb.on_save(&path);
         }
@@ -535,14 +709,18 @@ impl Trainer {
             buffer.remaining -= 1;
             rollout_metrics = buffer.metrics.clone();
         }
-        let mut metrics = step::optimize_step(
+        let mut metrics = step::optimize_step_in(
             &mut self.model,
             &mut self.optimizer,
             &self.loss,
             &mut self.entropy_control,
             &self.config,
             &micro,
+            self.parallel.as_ref(),
         )?;
+        if let Some(p) = &self.parallel {
+            p.average_metrics(&mut metrics)?;
+        }
         self.state.global_step += 1;
         self.sync_reference()?;
         metrics.extend(rollout_metrics);
@@ -580,18 +758,38 @@ impl Trainer {
         Ok(())
     }
 
-    /// Samples a generation batch and prepares its micro-batches.
+    /// Samples a generation batch and prepares its micro-batches (this
+    /// rank's rows of it when data-parallel).
     fn generate(&mut self) -> Result<RolloutBuffer> {
         let gen = self.sampler.next_batch();
         let rows = self.dataset.rows();
-        let slots = gen.sample_indices();
-        let mut prompts = Vec::with_capacity(gen.prompt_indices.len());
-        for &i in &gen.prompt_indices {
+        let (rank, ranks) = self
+            .parallel
+            .as_ref()
+            .map_or((0, 1), |p| (p.rank(), p.size()));
+        let total = gen.num_completions();
+        let mine = parallel::local_rows(total, rank, ranks)?;
+        let g = self.config.num_generations.max(1);
+        let chunk_prompts = self
+            .config
+            .generation_chunk_prompts
+            .unwrap_or(gen.prompt_indices.len())
+            .max(1);
+        let chunks = parallel::chunks_for_rows(&mine, g, chunk_prompts);
+        // Render only the prompts of the chunks this rank samples; the
+        // others stay empty and are never generated.
+        let first_prompt = chunks.start * chunk_prompts;
+        let end_prompt = (chunks.end * chunk_prompts).min(gen.prompt_indices.len());
+        let mut prompts = vec![Vec::new(); gen.prompt_indices.len()];
+        for (slot, &i) in gen.prompt_indices.iter().enumerate() {
+            if !(first_prompt..end_prompt).contains(&slot) {
+                continue;
+            }
             let row = rows
                 .get(i)
                 .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
             let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
-            prompts.push(self.prompt_truncation.apply(ids));
+            prompts[slot] = self.prompt_truncation.apply(ids);
         }
         // Every generation has its own keys, also when one optimizer step
         // samples several (gradient_accumulation_steps > steps_per_generation).
@@ -600,7 +798,7 @@ impl Trainer {
         // The last update replaced the weights: keep decoding from holding
         // a stacked copy of them beside the parameters.
         mlx_lm::generate::pack_weights(&mut self.model)?;
-        let mut samples = rollout::generate(
+        let generated = rollout::generate_chunks(
             &self.model,
             &self.tokenizer,
             &gen.prompt_indices,
@@ -610,28 +808,52 @@ impl Trainer {
                 .seed
                 .wrapping_mul(0x9e37_79b9)
                 .wrapping_add(generation_index),
+            chunks,
         )?;
+        // The generated chunks start at row `first_prompt · G`; keep ours.
+        let skip = mine.start - first_prompt * g;
+        let mut samples: Vec<RolloutSample> =
+            generated.into_iter().skip(skip).take(mine.len()).collect();
+        if samples.len() != mine.len() {
+            return Err(Error::internal(format!(
+                "generation gave {} of this rank's {} completions",
+                samples.len(),
+                mine.len()
+            )));
+        }
         for cb in &mut self.callbacks {
             cb.on_rollout(&mut samples);
         }
-        debug_assert_eq!(samples.len(), slots.len());
         let inputs = rollout::reward_inputs(&self.tokenizer, rows, &samples)?;
         let matrix = self.rewards.score(&inputs)?;
         let weights = match &self.config.reward_weights {
             Some(w) => w.clone(),
             None => self.rewards.weights(),
         };
+        let (global_matrix, outcomes, tokens) =
+            parallel::gather_rollout(self.parallel.as_ref(), &matrix, &samples)?;
         let mut advantages = compute_advantages(
-            &matrix,
+            &global_matrix,
             &weights,
             &AdvantageSettings::from_config(&self.config),
         )?;
+        let mut metrics = advantages.metrics.to_map();
+        // Advantages and rewards of this rank's rows.
+        advantages.advantages = advantages
+            .advantages
+            .get(mine.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| Error::internal("advantages of fewer rows than the batch"))?;
+        advantages.rewards = advantages
+            .rewards
+            .get(mine.clone())
+            .map(<[f32]>::to_vec)
+            .ok_or_else(|| Error::internal("rewards of fewer rows than the batch"))?;
         for cb in &mut self.callbacks {
             cb.on_advantages(&inputs, &mut advantages.advantages);
         }
-        let mut metrics = advantages.metrics.to_map();
-        metrics.extend(batch::completion_metrics(&samples));
-        if self.config.log_completions || self.write_samples {
+        metrics.extend(batch::completion_metrics_of(&outcomes));
+        if self.is_main_process() && (self.config.log_completions || self.write_samples) {
             self.record_samples(&inputs, &matrix, &advantages)?;
         }
         if self.config.log_completions && self.show_progress {
@@ -648,14 +870,15 @@ impl Trainer {
                 );
             }
         }
-        self.state.num_tokens += samples
-            .iter()
-            .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
-            .sum::<f64>();
+        self.state.num_tokens += tokens;
 
+        // TRL shuffles each process's rows with the same seed on every
+        // process, then cuts them into `steps_per_generation` parts.
         let mut rng = SplitMix64::for_stream(self.config.seed, generation_index);
-        let parts = gen.micro_batches(&mut rng);
-        let num_items: f64 = samples
+        let order = rng.permutation(samples.len());
+        let size = (samples.len() / gen.steps_per_generation.max(1)).max(1);
+        let parts: Vec<Vec<usize>> = order.chunks_exact(size).map(<[usize]>::to_vec).collect();
+        let local_items: f64 = samples
             .iter()
             .filter(|s| {
                 !(self.config.mask_truncated_completions
@@ -663,6 +886,15 @@ impl Trainer {
             })
             .map(|s| s.completion_ids.len() as f64)
             .sum();
+        // All ranks' loss tokens, divided by the ranks as TRL does: the
+        // gradients are averaged over them afterwards.
+        let num_items = match &self.parallel {
+            Some(p) => {
+                let total = p.sum(&[local_items as f32])?;
+                f64::from(total.first().copied().unwrap_or(0.0)) / p.size() as f64
+            }
+            None => local_items,
+        };
         let pad_id = self
             .tokenizer
             .pad_token_id()
@@ -755,11 +987,22 @@ impl Trainer {
 /// completions cut into parts as [`crate::dataset::GenerationBatch::micro_batches`]
 /// cuts them) times `num_iterations`.
 fn micro_steps_per_generation(config: &GrpoConfig) -> usize {
-    let completions = config
-        .prompts_per_generation()
-        .saturating_mul(config.num_generations);
+    // One process's rows of the generation batch.
+    let completions = config.generation_batch_size();
     let size = (completions / config.steps_per_generation().max(1)).max(1);
     (completions / size).saturating_mul(config.num_iterations.max(1))
+}
+
+/// Prompts in a generation batch of `processes` data-parallel processes:
+/// `processes × generation_batch_size() / num_generations`.
+fn global_prompts_per_generation(config: &GrpoConfig, processes: usize) -> Result<usize> {
+    let completions = config
+        .generation_batch_size()
+        .checked_mul(processes.max(1))
+        .ok_or_else(|| Error::InvalidConfig {
+            message: format!("generation_batch_size times {processes} processes overflows"),
+        })?;
+    Ok(completions / config.num_generations.max(1))
 }
 
 /// The mean of each metric over a list of records (NaN values skipped).

@@ -146,6 +146,36 @@ pub fn generate<M: mlx_lm::LanguageModel>(
     config: &crate::config::GrpoConfig,
     seed: u64,
 ) -> Result<Vec<RolloutSample>> {
+    let chunk = config
+        .generation_chunk_prompts
+        .unwrap_or(prompts.len())
+        .max(1);
+    let chunks = prompts.len().div_ceil(chunk);
+    generate_chunks(
+        model,
+        tokenizer,
+        row_indices,
+        prompts,
+        config,
+        seed,
+        0..chunks,
+    )
+}
+
+/// [`generate`] restricted to the generation chunks `chunks` (of
+/// `generation_chunk_prompts` prompts each, all prompts when unset), each
+/// sampled with the key of its index, so that the chunks of a data-parallel
+/// rank draw what they draw in a whole-batch rollout. Samples come in
+/// prompt order, those of chunk `chunks.start` first.
+pub fn generate_chunks<M: mlx_lm::LanguageModel>(
+    model: &M,
+    tokenizer: &Tokenizer,
+    row_indices: &[usize],
+    prompts: &[Vec<u32>],
+    config: &crate::config::GrpoConfig,
+    seed: u64,
+    chunks: std::ops::Range<usize>,
+) -> Result<Vec<RolloutSample>> {
     use mlx_lm::generate::BatchOptions;
     use mlx_lm::sample::{LogitsProcessorConfig, SamplerConfig};
 
@@ -178,12 +208,13 @@ pub fn generate<M: mlx_lm::LanguageModel>(
         memory_headroom_mb: config.generation_memory_headroom_mb,
         ..Default::default()
     };
-    generate_in_chunks(
+    generate_chunk_range(
         model,
         prompts,
         &options,
         config.generation_chunk_prompts,
         seed,
+        chunks,
     )?
     .into_iter()
     .map(|c| {
@@ -220,11 +251,29 @@ pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
     chunk_prompts: Option<usize>,
     seed: u64,
 ) -> Result<Vec<mlx_lm::generate::Completion>> {
+    let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
+    let chunks = prompts.len().div_ceil(chunk);
+    generate_chunk_range(model, prompts, options, chunk_prompts, seed, 0..chunks)
+}
+
+/// [`generate_in_chunks`] for the chunks `range` only (chunk `i` still
+/// keyed by `i`); `prompt_index` still refers to `prompts`.
+pub fn generate_chunk_range<M: mlx_lm::LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    options: &mlx_lm::generate::BatchOptions,
+    chunk_prompts: Option<usize>,
+    seed: u64,
+    range: std::ops::Range<usize>,
+) -> Result<Vec<mlx_lm::generate::Completion>> {
     use mlx_lm::sample::RandomState;
 
     let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
     let mut completions = Vec::with_capacity(prompts.len() * options.num_generations);
     for (i, part) in prompts.chunks(chunk).enumerate() {
+        if !range.contains(&i) {
+            continue;
+        }
         let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let mut rng = RandomState::from_seed(key)?;
         let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;

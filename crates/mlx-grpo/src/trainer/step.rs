@@ -11,7 +11,7 @@ use mlx_tensor::{concatenate, memory, Array, Dtype};
 
 use crate::config::GrpoConfig;
 use crate::loss::{EntropyControl, GrpoLoss, LossInputs, LossOutput, OutputLayout};
-use crate::trainer::{MicroBatch, TrainerOptimizer};
+use crate::trainer::{MicroBatch, Parallel, TrainerOptimizer};
 use crate::{Error, Result};
 
 /// Token positions (per row) whose full-vocabulary logits are alive at a
@@ -55,6 +55,22 @@ pub fn optimize_step(
     entropy: &mut EntropyControl,
     config: &GrpoConfig,
     micro: &[MicroBatch],
+) -> Result<BTreeMap<String, f64>> {
+    optimize_step_in(model, optimizer, loss_fn, entropy, config, micro, None)
+}
+
+/// [`optimize_step`] as one rank of a data-parallel group: the summed
+/// gradients are averaged over the ranks ([`Parallel::average_gradients`])
+/// before clipping and the update, so every rank applies the same update.
+/// The returned metrics are this rank's (see [`Parallel::average_metrics`]).
+pub fn optimize_step_in(
+    model: &mut Model,
+    optimizer: &mut TrainerOptimizer,
+    loss_fn: &GrpoLoss,
+    entropy: &mut EntropyControl,
+    config: &GrpoConfig,
+    micro: &[MicroBatch],
+    parallel: Option<&Parallel>,
 ) -> Result<BTreeMap<String, f64>> {
     let options = ScoreOptions {
         temperature: config.temperature as f32,
@@ -189,10 +205,31 @@ pub fn optimize_step(
             accumulate(&mut sums, "aux_loss", f64::from(value.item::<f32>()?));
         }
         if let Some(window) = &loss.entropy_window {
-            entropy.record(window)?;
+            match parallel.filter(|p| p.size() > 1) {
+                // Every rank adapts the coefficient from all ranks' tokens,
+                // as one process would from the whole batch.
+                Some(p) => {
+                    let local = [
+                        window.entropy_sum.item::<f32>()?,
+                        window.tokens.item::<f32>()?,
+                    ];
+                    let total = p.sum(&local)?;
+                    let at = |i: usize| f64::from(total.get(i).copied().unwrap_or(0.0));
+                    entropy.record_totals(at(0), at(1));
+                }
+                None => entropy.record(window)?,
+            }
         }
     }
     let grads = total.ok_or_else(|| Error::internal("no micro-batches in the step"))?;
+    let grads = match parallel.filter(|p| p.size() > 1) {
+        Some(p) => {
+            let averaged = p.average_gradients(&grads)?;
+            drop(grads);
+            averaged
+        }
+        None => grads,
+    };
     let lr = f64::from(optimizer.learning_rate()?.item::<f32>()?);
     let (grads, norm) = if config.max_grad_norm > 0.0 {
         let (clipped, norm) = clip_grad_norm(&grads, config.max_grad_norm)?;
