@@ -4,7 +4,10 @@
 
 mod lm_support;
 
-use std::path::{Path, PathBuf};
+mod lora_quant_support;
+
+use lora_quant_support::{dir as lora_dir, reference, tokens};
+use std::path::Path;
 
 use lm_support::{load, logits_of, max_abs, max_diff, temp_dir};
 use mlx_lm::loader::{
@@ -16,30 +19,6 @@ use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 use mlx_tensor::{Array, Dtype, io};
 
 const BASE: &str = "qwen3_untied";
-
-fn lora_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lora_quant")
-        .join(name)
-}
-
-fn tokens() -> Vec<u32> {
-    let text = std::fs::read_to_string(lora_dir("inputs.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["tokens"][0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn reference(name: &str) -> Vec<f32> {
-    io::load_npy(lora_dir(name).join("logits.npy"))
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap()
-}
 
 /// The base model with `adapters` merged, against mlx-lm's logits with the
 /// adapters unfused.

@@ -5,8 +5,10 @@
 
 mod lm_support;
 
+mod lora_quant_support;
+
+use lora_quant_support::{dir, reference, tokens};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 use lm_support::{argmax_rows, load, logits_of, max_abs, max_diff, row, temp_dir};
 use mlx_lm::generate::Decoder;
@@ -18,33 +20,9 @@ use mlx_lm::loader::{
 use mlx_lm::{CheckedTokens, LanguageModel, Model};
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 use mlx_nn::{ModuleExt, value_and_grad};
-use mlx_tensor::{Axes, Dtype, io};
+use mlx_tensor::{Axes, Dtype};
 
 const BASE: &str = "qwen3_untied";
-
-fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lora_quant")
-        .join(name)
-}
-
-fn tokens() -> Vec<u32> {
-    let text = std::fs::read_to_string(dir("inputs.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["tokens"][0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn reference(name: &str) -> Vec<f32> {
-    io::load_npy(dir(name).join("logits.npy"))
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap()
-}
 
 fn assert_close(got: &[f32], expected: &[f32], what: &str) {
     let diff = max_diff(got, expected);

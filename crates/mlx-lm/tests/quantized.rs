@@ -5,6 +5,9 @@
 
 mod lm_support;
 
+mod lora_quant_support;
+
+use lora_quant_support::{dir, reference, tokens};
 use std::path::{Path, PathBuf};
 
 use lm_support::{copy_fixture, load, logits_of, max_abs, max_diff, temp_dir};
@@ -14,30 +17,6 @@ use mlx_lm::loader::{
     save_quantized_model,
 };
 use mlx_tensor::{Dtype, io};
-
-fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/lora_quant")
-        .join(name)
-}
-
-fn tokens() -> Vec<u32> {
-    let text = std::fs::read_to_string(dir("inputs.json")).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    v["tokens"][0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_u64().unwrap() as u32)
-        .collect()
-}
-
-fn reference(name: &str) -> Vec<f32> {
-    io::load_npy(dir(name).join("logits.npy"))
-        .unwrap()
-        .to_vec::<f32>()
-        .unwrap()
-}
 
 const CASES: [(&str, i32, i32); 3] = [
     ("quant_b4_g64", 4, 64),
