@@ -1,55 +1,16 @@
 //! GRPO on LoRA adapters: TRL's `ModelConfig` adapter fields in the config,
 //! and a training step that moves the adapters and nothing else.
 
-use std::path::PathBuf;
+mod tiny_task;
+
+use tiny_task::{dataset, dense_model as model, scratch, tokenizer};
 
 use mlx_grpo::config::{attach_peft_adapters, GrpoConfig, LossType};
-use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
 use mlx_grpo::trainer::Trainer;
-use mlx_lm::loader::{is_adapter_parameter, random_model};
-use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::text::vocab::VocabTokenizerBuilder;
-use mlx_lm::Tokenizer;
+use mlx_lm::loader::is_adapter_parameter;
 use mlx_nn::layers::TargetModules;
 use mlx_nn::ModuleExt;
-use mlx_tensor::Dtype;
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-peft-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn tokenizer() -> Tokenizer {
-    VocabTokenizerBuilder::char_level("0123456789+=".chars())
-        .pad("<pad>")
-        .eos("<|endoftext|>")
-        .build()
-        .unwrap()
-}
-
-fn model(tok: &Tokenizer) -> Model {
-    let config: Qwen3Config = serde_json::from_value(serde_json::json!({
-        "vocab_size": tok.vocab_size(), "hidden_size": 32, "intermediate_size": 64,
-        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
-        "rope_theta": 10000.0, "max_position_embeddings": 32, "tie_word_embeddings": true
-    }))
-    .unwrap();
-    random_model(&ModelConfig::Qwen3(config), 7, Dtype::F32).unwrap()
-}
-
-fn dataset() -> Dataset {
-    let rows = (0..12u32)
-        .map(|i| Row {
-            prompt: Prompt::Text(format!("{}+{}=", i % 5, i / 5)),
-            answer: Some((i % 5 + i / 5).to_string()),
-            extra: Default::default(),
-        })
-        .collect();
-    Dataset::from_rows(rows, "sums").unwrap()
-}
 
 fn rewards() -> RewardSet {
     // Completion lengths differ within a group: non-zero advantages.

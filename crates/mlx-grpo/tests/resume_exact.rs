@@ -5,6 +5,7 @@
 //! entries, NaN metrics, a mixture-of-experts model.
 
 mod resume_support;
+mod tiny_task;
 
 use mlx_grpo::config::GrpoConfig;
 use resume_support::{

@@ -2,6 +2,7 @@
 //! generation batch with keys of its own.
 
 mod resume_support;
+mod tiny_task;
 
 use std::sync::{Arc, Mutex};
 

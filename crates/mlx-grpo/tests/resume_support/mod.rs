@@ -8,45 +8,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mlx_grpo::config::{GrpoConfig, LossType};
-use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::metrics_log::read_metrics;
 use mlx_grpo::trainer::{LogRecord, Trainer};
 use mlx_lm::loader::{random_model, tiny_qwen3_moe_config};
-use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::text::vocab::VocabTokenizerBuilder;
+use mlx_lm::models::{Model, ModelConfig};
 use mlx_lm::Tokenizer;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;
 
-/// A fresh directory for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-resume-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// A character-level tokenizer for sums.
-pub fn tokenizer() -> Tokenizer {
-    VocabTokenizerBuilder::char_level("0123456789+=".chars())
-        .pad("<pad>")
-        .eos("<|endoftext|>")
-        .build()
-        .unwrap()
-}
-
-/// A one-layer dense Qwen3 with random weights.
-pub fn dense_model(tok: &Tokenizer) -> Model {
-    let config: Qwen3Config = serde_json::from_value(serde_json::json!({
-        "vocab_size": tok.vocab_size(), "hidden_size": 32, "intermediate_size": 64,
-        "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16,
-        "rope_theta": 10000.0, "max_position_embeddings": 32, "tie_word_embeddings": true
-    }))
-    .unwrap();
-    random_model(&ModelConfig::Qwen3(config), 7, Dtype::F32).unwrap()
-}
+pub use crate::tiny_task::{dataset, dense_model, scratch, tokenizer};
 
 /// mlx-lm's tiny Qwen3-MoE (a dense and a sparse layer, 8 experts, top 2)
 /// with this tokenizer's vocabulary.
@@ -57,18 +29,6 @@ pub fn moe_model(tok: &Tokenizer) -> Model {
     config.base.vocab_size = tok.vocab_size() as i32;
     config.base.max_position_embeddings = 32;
     random_model(&ModelConfig::Qwen3Moe(config), 7, Dtype::F32).unwrap()
-}
-
-/// Twelve prompts `a+b=`; rows 0–4 are `a+0=`.
-pub fn dataset() -> Dataset {
-    let rows = (0..12u32)
-        .map(|i| Row {
-            prompt: Prompt::Text(format!("{}+{}=", i % 5, i / 5)),
-            answer: Some((i % 5 + i / 5).to_string()),
-            extra: Default::default(),
-        })
-        .collect();
-    Dataset::from_rows(rows, "sums").unwrap()
 }
 
 /// Accuracy, completion length, and the sum of the completion's digits (so
