@@ -66,7 +66,7 @@ def qwen3_config(*, vocab, hidden, intermediate, layers, heads, kv_heads,
 
 def time_grpo_steps(model, tokenizer, *, vocab, prompts, prompt_len, group,
                     tokens, micro, steps=2, bf16=False, use_cpu=False,
-                    prompt_texts=None, **config):
+                    prompt_texts=None, peft_config=None, **config):
     """Runs ``steps`` GRPO steps of TRL on ``model``; returns a dict with
     ``step_seconds`` (one per step), ``peak_gib`` (per step, CUDA only),
     ``steps_with_nonfinite_grads`` and ``train_wall_seconds``.
@@ -75,7 +75,8 @@ def time_grpo_steps(model, tokenizer, *, vocab, prompts, prompt_len, group,
     completions of ``tokens`` tokens, micro-batches of ``micro`` completions,
     loss dapo, beta 0, one iteration, a random reward. ``prompt_texts``
     replaces the random prompts (``prompts * steps`` of them are used).
-    Further keyword arguments go to ``GRPOConfig`` (e.g.
+    ``peft_config`` (a PEFT ``LoraConfig``) trains adapters instead of the
+    whole model. Further keyword arguments go to ``GRPOConfig`` (e.g.
     ``gradient_checkpointing=False``; TRL turns it on by default).
     """
     import torch
@@ -135,7 +136,7 @@ def time_grpo_steps(model, tokenizer, *, vocab, prompts, prompt_len, group,
         timer = Timer()
         trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                               train_dataset=dataset, processing_class=tokenizer,
-                              callbacks=[timer])
+                              callbacks=[timer], peft_config=peft_config)
         start = time.perf_counter()
         trainer.train()
         wall = time.perf_counter() - start

@@ -166,9 +166,11 @@ def mlx_lm_bench(layers, vocab, quick, parts=("prefill", "decode", "batch")):
 # ------------------------------------------------------------------------ TRL
 
 
-def trl_worker(layers, vocab, quick, out_path):
+def trl_worker(layers, vocab, quick, out_path, lora=False):
     """One GRPO run with TRL (a warm-up step, then three; the median of the
-    three is reported, with their highest peak, as for ours); writes JSON."""
+    three is reported, with their highest peak, as for ours); writes JSON.
+    With ``lora``, TRL trains PEFT adapters (r = 16, alpha = 32, every
+    linear layer, no dropout: ``gpu_bench --grpo-settings lora``'s)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -182,14 +184,20 @@ def trl_worker(layers, vocab, quick, out_path):
     model.to("cuda")
 
     completions = s["grpo_prompts"] * s["grpo_group"]
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+        peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")
     run = time_grpo_steps(model, tokenizer, vocab=vocab, prompts=s["grpo_prompts"],
                           prompt_len=s["prompt"], group=s["grpo_group"],
                           tokens=s["grpo_tokens"], micro=s["grpo_micro"], bf16=True,
-                          steps=4)
+                          steps=4, peft_config=peft_config)
     step = median(run["step_seconds"][1:])
     result = {
         "device": torch.cuda.get_device_name(0),
         "torch_version": torch.__version__,
+        "lora": lora,
         "grpo": {
             "completions": completions, "completion_tokens": s["grpo_tokens"],
             "group": s["grpo_group"], "micro_batch": s["grpo_micro"],
@@ -203,13 +211,15 @@ def trl_worker(layers, vocab, quick, out_path):
         json.dump(result, f, indent=2)
 
 
-def run_trl(layers, vocab, quick):
+def run_trl(layers, vocab, quick, lora=False):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [sys.executable, os.path.abspath(__file__), "--trl-worker", path,
            "--layers", str(layers), "--vocab", str(vocab)]
     if quick:
         cmd.append("--quick")
+    if lora:
+        cmd.append("--trl-lora")
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         return {"error": f"TRL worker exited with {proc.returncode}"}
@@ -229,7 +239,7 @@ def dig(d, *keys):
     return d
 
 
-def ratio_rows(ours, mlx_lm, trl):
+def ratio_rows(ours, mlx_lm, trl, trl_lora=None):
     rows = []
 
     def add(name, a, b, unit, kind="rate"):
@@ -277,6 +287,15 @@ def ratio_rows(ours, mlx_lm, trl):
         add(f"GRPO step peak, {label} (TRL)",
             dig(ours, "grpo", "settings", setting, "peak_gib"),
             dig(trl, "grpo", "peak_gib"), "GiB", "memory")
+    for setting, label in (("lora", "LoRA r=16 all-linear"), ("qlora", "QLoRA 4-bit r=16")):
+        if dig(ours, "grpo", "settings", setting) is None:
+            continue
+        add(f"GRPO step, {label} (TRL+PEFT LoRA)",
+            dig(ours, "grpo", "settings", setting, "completions_per_s"),
+            dig(trl_lora, "grpo", "completions_per_s"), "compl/s")
+        add(f"GRPO step peak, {label} (TRL+PEFT LoRA)",
+            dig(ours, "grpo", "settings", setting, "peak_gib"),
+            dig(trl_lora, "grpo", "peak_gib"), "GiB", "memory")
     return rows
 
 
@@ -356,6 +375,8 @@ def main():
                    help="write the mlx-lm results alone here and stop")
     p.add_argument("--rounds", metavar="DIR",
                    help="summarise alternating rounds (ours_<i>.json, mlx_<i>.json) and stop")
+    p.add_argument("--trl-lora", action="store_true",
+                   help="also run TRL with PEFT LoRA adapters (r=16, all-linear)")
     p.add_argument("--trl-worker", metavar="OUT", help=argparse.SUPPRESS)
     a = p.parse_args()
 
@@ -375,7 +396,7 @@ def main():
     quick = a.quick or ours.get("quick", False)
 
     if a.trl_worker:
-        trl_worker(layers, vocab, quick, a.trl_worker)
+        trl_worker(layers, vocab, quick, a.trl_worker, lora=a.trl_lora)
         return
 
     mlx_lm = {}
@@ -394,10 +415,16 @@ def main():
         trl = run_trl(layers, vocab, quick)
         if "error" in trl:
             print(f"TRL: {trl['error']}", file=sys.stderr)
-    rows = ratio_rows(ours, mlx_lm, trl)
+    trl_lora = {}
+    if a.trl_lora:
+        trl_lora = run_trl(layers, vocab, quick, lora=True)
+        if "error" in trl_lora:
+            print(f"TRL+PEFT: {trl_lora['error']}", file=sys.stderr)
+    rows = ratio_rows(ours, mlx_lm, trl, trl_lora)
     if a.out:
         with open(a.out, "w") as f:
-            json.dump({"ours": ours, "mlx_lm": mlx_lm, "trl": trl, "ratios": rows}, f, indent=2)
+            json.dump({"ours": ours, "mlx_lm": mlx_lm, "trl": trl, "trl_lora": trl_lora,
+                       "ratios": rows}, f, indent=2)
     print_table(rows, ours, mlx_lm, trl)
 
 

@@ -17,7 +17,8 @@
 # runs batch generation N times each with whole decoding steps queued
 # (`--whole-steps`) and in halves (the default), alternating; ENV_AB (below)
 # compares MLX environment settings; SKIP_TRL=1 leaves TRL
-# out; ONLY_AB=1 runs only the extra A/B measurements; ONLY=parts also runs
+# out; SKIP_MLX=1 leaves mlx-lm out; TRL_LORA=1 also runs TRL with PEFT LoRA
+# adapters (against `--grpo-settings lora,qlora`; carry the peft wheel); ONLY_AB=1 runs only the extra A/B measurements; ONLY=parts also runs
 # `--only parts` (e.g. ONLY_AB=1 ONLY=grpo); ROUNDS=N also runs N
 # alternating rounds of ours and mlx-lm (decode and batch generation) and
 # prints each round's ratios and their median; SIZE_ARGS="--layers 2 --vocab
@@ -107,5 +108,7 @@ fi
 [ -n "${ONLY_AB:-}" ] && exit 0
 extra=()
 [ -n "${SKIP_TRL:-}" ] && extra+=(--skip-trl)
+[ -n "${SKIP_MLX:-}" ] && extra+=(--skip-mlx)
+[ -n "${TRL_LORA:-}" ] && extra+=(--trl-lora)
 timeout 420 python3 tools/gpu_bench/gpu_compare.py --ours "$OUT/ours.json" --out "$OUT/compare.json" \
   "${extra[@]}" 2>&1 | tee "$OUT/compare.log"

@@ -41,6 +41,7 @@
 
 mod layer_ops;
 mod offload;
+mod shapes;
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -53,7 +54,7 @@ use mlx_grpo::trainer::rollout::generate_in_chunks;
 use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
 use mlx_lm::cache::LayerCache;
 use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, Decoder, GenerateOptions};
-use mlx_lm::loader::{qwen3_0_6b_config, random_model};
+use mlx_lm::loader::random_model;
 use mlx_lm::models::Model;
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::{CheckedTokens, LanguageModel};
@@ -78,9 +79,11 @@ struct Args {
     /// `BatchOptions::in_place_cache_writes` for batch generation and the
     /// rollout measurement (`--whole-steps` turns it off).
     in_place_cache_writes: bool,
-    /// GRPO settings to run (`--grpo-settings default,offload`); all when
-    /// not given.
+    /// GRPO settings to run (`--grpo-settings default,offload`); all but
+    /// the adapter settings (`lora`, `qlora`) when not given.
     grpo_settings: Option<Vec<String>>,
+    /// The model shape (`--shape 0.6b|4b|8b`).
+    shape: String,
 }
 
 fn parse_args() -> Res<Args> {
@@ -95,12 +98,14 @@ fn parse_args() -> Res<Args> {
         decode_headroom_mb: BatchOptions::default().memory_headroom_mb,
         in_place_cache_writes: BatchOptions::default().in_place_cache_writes,
         grpo_settings: None,
+        shape: "0.6b".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--layers" => args.layers = value()?.parse()?,
+            "--shape" => args.shape = value()?,
             "--vocab" => args.vocab = value()?.parse()?,
             "--quick" => args.quick = true,
             "--only" => args.only = Some(value()?.split(',').map(str::to_string).collect()),
@@ -120,7 +125,7 @@ fn parse_args() -> Res<Args> {
             "-h" | "--help" => {
                 println!(
                     "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo] \
-                     [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps] [--grpo-settings NAME,…]"
+                     [--shape 0.6b|4b|8b] [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps] [--grpo-settings NAME,…]"
                 );
                 std::process::exit(0);
             }
@@ -741,7 +746,84 @@ fn grpo_step(
     Ok((times, metrics.get("loss").copied().unwrap_or(f64::NAN)))
 }
 
-fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32, only: Option<&[String]>) -> Res<Value> {
+impl MemorySettings {
+    /// `config` with these settings.
+    fn apply(&self, config: &GrpoConfig) -> GrpoConfig {
+        GrpoConfig {
+            gradient_checkpointing: self.gradient_checkpointing,
+            generation_chunk_prompts: self.chunk_prompts,
+            training_memory_headroom_mb: self.headroom_mb,
+            offload_optimizer_state: self.offload,
+            generation_memory_headroom_mb: self.decode_headroom_mb,
+            ..config.clone()
+        }
+    }
+}
+
+/// One warm-up step, then `TIMED_GRPO_STEPS` timed ones: the median step's
+/// figures with the highest peaks of all of them.
+fn time_grpo_setting(
+    model: &mut Model,
+    config: &GrpoConfig,
+    prompts: &[Vec<u32>],
+    sizes: &Sizes,
+    memory_settings: MemorySettings,
+) -> Res<Value> {
+    let mut optimizer = build_optimizer(config, 2)?;
+    model.set_gradient_checkpointing(memory_settings.gradient_checkpointing);
+    grpo_step(model, &mut optimizer, config, prompts, memory_settings, 1)?;
+    let mut steps = Vec::with_capacity(TIMED_GRPO_STEPS);
+    let (mut rollout_peak, mut optimize_peak) = (0, 0);
+    for seed in 2..2 + TIMED_GRPO_STEPS as u64 {
+        fresh_peak();
+        let start = Instant::now();
+        let (times, loss) = grpo_step(
+            model,
+            &mut optimizer,
+            config,
+            prompts,
+            memory_settings,
+            seed,
+        )?;
+        rollout_peak = rollout_peak.max(times.rollout_peak);
+        optimize_peak = optimize_peak.max(times.optimize_peak);
+        steps.push((start.elapsed().as_secs_f64(), times, loss));
+    }
+    steps.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let all_seconds: Vec<f64> = steps.iter().map(|s| s.0).collect();
+    let (seconds, times, loss) = steps.swap_remove(steps.len() / 2);
+    let completions = sizes.grpo_prompts * sizes.grpo_group;
+    Ok(json!({
+        "completions": completions,
+        "completion_tokens": sizes.grpo_tokens,
+        "group": sizes.grpo_group,
+        "micro_batch": sizes.grpo_micro,
+        "gradient_checkpointing": memory_settings.gradient_checkpointing,
+        "generation_chunk_prompts": memory_settings.chunk_prompts,
+        "training_memory_headroom_mb": memory_settings.headroom_mb,
+        "offload_optimizer_state": memory_settings.offload,
+        "generation_memory_headroom_mb": memory_settings.decode_headroom_mb,
+        "in_place_cache_writes": memory_settings.in_place_cache_writes,
+        "seconds": seconds,
+        "completions_per_s": completions as f64 / seconds,
+        "rollout_seconds": times.rollout,
+        "prepare_seconds": times.prepare,
+        "optimize_seconds": times.optimize,
+        "loss": loss,
+        "step_seconds": all_seconds,
+        "rollout_peak_gib": gib(rollout_peak),
+        "optimize_peak_gib": gib(optimize_peak),
+        "peak_gib": gib(rollout_peak.max(optimize_peak)),
+    }))
+}
+
+fn bench_grpo(
+    model: &mut Model,
+    model_config: &mlx_lm::models::ModelConfig,
+    sizes: &Sizes,
+    vocab: i32,
+    only: Option<&[String]>,
+) -> Res<Value> {
     let config = grpo_config(sizes);
     let prompts: Vec<Vec<u32>> = (0..sizes.grpo_prompts)
         .map(|i| random_tokens(sizes.prompt, vocab, 1000 + i as u64))
@@ -820,69 +902,32 @@ fn bench_grpo(model: &mut Model, sizes: &Sizes, vocab: i32, only: Option<&[Strin
         if only.is_some_and(|names| !names.iter().any(|n| n == name)) {
             continue;
         }
-        let config = GrpoConfig {
-            gradient_checkpointing: memory_settings.gradient_checkpointing,
-            generation_chunk_prompts: memory_settings.chunk_prompts,
-            training_memory_headroom_mb: memory_settings.headroom_mb,
-            offload_optimizer_state: memory_settings.offload,
-            generation_memory_headroom_mb: memory_settings.decode_headroom_mb,
-            ..config.clone()
-        };
-        let config = &config;
-        let mut optimizer = build_optimizer(config, 2)?;
-        model.set_gradient_checkpointing(memory_settings.gradient_checkpointing);
-        // The first step warms up (kernels, optimizer state); of the next
-        // `TIMED_GRPO_STEPS` the median one is reported, with the highest
-        // peaks of all of them.
-        grpo_step(model, &mut optimizer, config, &prompts, memory_settings, 1)?;
-        let mut steps = Vec::with_capacity(TIMED_GRPO_STEPS);
-        let (mut rollout_peak, mut optimize_peak) = (0, 0);
-        for seed in 2..2 + TIMED_GRPO_STEPS as u64 {
-            fresh_peak();
-            let start = Instant::now();
-            let (times, loss) = grpo_step(
-                model,
-                &mut optimizer,
-                config,
-                &prompts,
-                memory_settings,
-                seed,
-            )?;
-            rollout_peak = rollout_peak.max(times.rollout_peak);
-            optimize_peak = optimize_peak.max(times.optimize_peak);
-            steps.push((start.elapsed().as_secs_f64(), times, loss));
-        }
-        steps.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let all_seconds: Vec<f64> = steps.iter().map(|s| s.0).collect();
-        let (seconds, times, loss) = steps.swap_remove(steps.len() / 2);
-        let completions = sizes.grpo_prompts * sizes.grpo_group;
-        out.insert(
-            name.to_string(),
-            json!({
-                "completions": completions,
-                "completion_tokens": sizes.grpo_tokens,
-                "group": sizes.grpo_group,
-                "micro_batch": sizes.grpo_micro,
-                "gradient_checkpointing": memory_settings.gradient_checkpointing,
-                "generation_chunk_prompts": memory_settings.chunk_prompts,
-                "training_memory_headroom_mb": memory_settings.headroom_mb,
-                "offload_optimizer_state": memory_settings.offload,
-                "generation_memory_headroom_mb": memory_settings.decode_headroom_mb,
-                "in_place_cache_writes": memory_settings.in_place_cache_writes,
-                "seconds": seconds,
-                "completions_per_s": completions as f64 / seconds,
-                "rollout_seconds": times.rollout,
-                "prepare_seconds": times.prepare,
-                "optimize_seconds": times.optimize,
-                "loss": loss,
-                "step_seconds": all_seconds,
-                "rollout_peak_gib": gib(rollout_peak),
-                "optimize_peak_gib": gib(optimize_peak),
-                "peak_gib": gib(rollout_peak.max(optimize_peak)),
-            }),
-        );
+        let config = memory_settings.apply(&config);
+        let figures = time_grpo_setting(model, &config, &prompts, sizes, memory_settings)?;
+        out.insert(name.to_string(), figures);
     }
     model.set_gradient_checkpointing(false);
+    // The adapter settings run only when named: each builds its own model
+    // (LoRA r = 16 on every linear layer, over the bf16 weights or their
+    // 4-bit quantization) with the default memory settings.
+    for (name, quantized) in [("lora", false), ("qlora", true)] {
+        if !only.is_some_and(|names| names.iter().any(|n| n == name)) {
+            continue;
+        }
+        eprintln!("GRPO step, {name} ...");
+        let scratch = std::env::temp_dir().join(format!("gpu_bench_{name}_{}", std::process::id()));
+        let mut adapted = shapes::adapted_model(model_config, &config, quantized, &scratch)?;
+        adapted.eval_params()?;
+        let config = shapes::lora_settings(&default.apply(&config));
+        let trainable: usize = adapted
+            .trainable_parameters()
+            .values()
+            .map(Array::size)
+            .sum();
+        let mut figures = time_grpo_setting(&mut adapted, &config, &prompts, sizes, default)?;
+        figures["trainable_parameters"] = json!(trainable);
+        out.insert(name.to_string(), figures);
+    }
     // The default configuration's figures stay at the top level (what the
     // comparison script reads); a run without it still lists the others.
     let mut top = match out.get("default") {
@@ -902,7 +947,7 @@ fn main() -> Res<()> {
     mlx_tensor::fast::FastPaths::from_env().apply();
     let sizes = Sizes::new(args.quick);
     let device = Device::default_device();
-    let config = qwen3_0_6b_config(args.layers, args.vocab);
+    let config = shapes::model_config(&args.shape, args.layers, args.vocab)?;
     let build = Instant::now();
     let mut model = random_model(&config, 0, Dtype::BF16)?;
     model.eval_params()?;
@@ -921,6 +966,7 @@ fn main() -> Res<()> {
     results.insert("device", json!(format!("{device:?}")));
     results.insert("mlx_version", json!(mlx_tensor::device::mlx_version()));
     results.insert("parameters", json!(params));
+    results.insert("shape", json!(args.shape));
     results.insert("layers", json!(args.layers));
     results.insert("vocab", json!(args.vocab));
     results.insert("quick", json!(args.quick));
@@ -974,6 +1020,7 @@ fn main() -> Res<()> {
             "grpo",
             bench_grpo(
                 &mut model,
+                &config,
                 &sizes,
                 args.vocab,
                 args.grpo_settings.as_deref(),

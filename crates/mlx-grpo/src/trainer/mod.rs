@@ -16,6 +16,7 @@ pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod control;
+pub mod memory_plan;
 pub mod metric_serde;
 pub mod metrics_log;
 pub mod optimizer;
@@ -45,6 +46,7 @@ pub use batch::MicroBatch;
 pub use callbacks::TrainerCallback;
 pub use checkpoint::{CheckpointManager, TrainerState};
 pub use control::{ControlRequest, RunState, RunStatus, SampleRecord, TrainerControl};
+pub use memory_plan::MemoryPlan;
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
 pub use parallel::Parallel;
@@ -161,7 +163,7 @@ impl Trainer {
         };
         let optimizer = build_optimizer(&config, total_steps)?;
         let mut model = model;
-        model.set_gradient_checkpointing(config.gradient_checkpointing);
+        MemoryPlan::from_config(&config).prepare_model(&mut model);
         let ref_model = (config.beta != 0.0).then(|| {
             let mut r = model.clone();
             r.freeze();
@@ -371,8 +373,7 @@ impl Trainer {
         };
         let dtype = self.model.dtype();
         self.model = load_model(checkpoint.join(checkpoint::MODEL_DIR), Some(dtype))?;
-        self.model
-            .set_gradient_checkpointing(self.config.gradient_checkpointing);
+        MemoryPlan::from_config(&self.config).prepare_model(&mut self.model);
         let ref_dir = checkpoint.join(checkpoint::REF_MODEL_DIR);
         if self.ref_model.is_some() && ref_dir.is_dir() {
             let mut r = load_model(ref_dir, Some(dtype))?;
@@ -795,9 +796,7 @@ impl Trainer {
         // samples several (gradient_accumulation_steps > steps_per_generation).
         let generation_index = self.state.generations;
         self.state.generations = generation_index.wrapping_add(1);
-        // The last update replaced the weights: keep decoding from holding
-        // a stacked copy of them beside the parameters.
-        mlx_lm::generate::pack_weights(&mut self.model)?;
+        MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
         let generated = rollout::generate_chunks(
             &self.model,
             &self.tokenizer,

@@ -76,7 +76,7 @@ pub fn build_optimizer(config: &GrpoConfig, total_steps: usize) -> Result<Traine
         }
     };
     let mut optimizer = Optimizer::new(rule, build_schedule(config, total_steps)?);
-    optimizer.set_state_on_host(config.offload_optimizer_state)?;
+    super::MemoryPlan::from_config(config).prepare_optimizer(&mut optimizer)?;
     Ok(optimizer)
 }
 

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use mlx_lm::models::Model;
 use mlx_lm::score::{score_tokens_with, score_tokens_with_aux, ScoreGradients, ScoreOptions};
 use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad_with, LossAndGrads, ModuleExt, ParamMap};
-use mlx_tensor::{concatenate, memory, Array, Dtype};
+use mlx_nn::{value_and_grad_with, LossAndGrads, ParamMap};
+use mlx_tensor::{concatenate, Array, Dtype};
 
 use crate::config::GrpoConfig;
 use crate::loss::{EntropyControl, GrpoLoss, LossInputs, LossOutput, OutputLayout};
-use crate::trainer::{MicroBatch, Parallel, TrainerOptimizer};
+use crate::trainer::{MemoryPlan, MicroBatch, Parallel, TrainerOptimizer};
 use crate::{Error, Result};
 
 /// Token positions (per row) whose full-vocabulary logits are alive at a
@@ -84,16 +84,9 @@ pub fn optimize_step_in(
     let accumulation = micro.len();
     let aux_coef = router_aux_coef(model, config);
     let entropy_coef = entropy.applied_coef();
-    // Bound how far evaluation runs ahead of the device (see
-    // `training_memory_headroom_mb`); the guard restores the limit.
-    let _limit = config.training_memory_headroom_mb.map(|mb| {
-        let gradient_bytes: usize = model
-            .trainable_parameters()
-            .values()
-            .map(Array::nbytes)
-            .sum();
-        memory::MemoryLimitGuard::new(memory::active_memory() + gradient_bytes + (mb << 20))
-    });
+    let plan = MemoryPlan::from_config(config);
+    // The guard restores MLX's memory limit at the end of the step.
+    let _limit = plan.bound_training(model);
     let mut total: Option<ParamMap> = None;
     let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
     for mb in micro {
@@ -193,9 +186,7 @@ pub fn optimize_step_in(
         }
         mlx_tensor::eval(&forward)?;
         if let Some(total) = &total {
-            for group in backward_order(total) {
-                mlx_tensor::eval(&group)?;
-            }
+            plan.eval_gradient_sums(total)?;
         }
         accumulate(&mut sums, "loss", f64::from(loss.loss.item::<f32>()?));
         for (name, value) in loss.metrics.names().into_iter().zip(&metric_arrays) {
@@ -243,7 +234,7 @@ pub fn optimize_step_in(
     drop(grads);
     let extra: Vec<&Array> = norm.iter().collect();
     optimizer.eval_with(&*model, &extra)?;
-    memory::clear_cache();
+    plan.after_update();
 
     let mut metrics: BTreeMap<String, f64> = sums
         .into_iter()
@@ -292,41 +283,6 @@ fn attention_mask(mb: &MicroBatch) -> Result<Array> {
     let prompt = Array::from_slice(&prompt, &[rows, prompt_width])?;
     let completion = mb.mask.as_type(Dtype::F32)?;
     Ok(concatenate(&[&prompt, &completion], 1)?)
-}
-
-/// The parameters' arrays grouped in the order a backward pass produces
-/// their gradients: the final norm and an untied head first, then the layers
-/// from the last to the first, then the embedding (which, when tied, also
-/// collects the head's gradient and is complete only at the end).
-fn backward_order(params: &ParamMap) -> Vec<Vec<&Array>> {
-    let mut head = Vec::new();
-    let mut layers: BTreeMap<usize, Vec<&Array>> = BTreeMap::new();
-    let mut embedding = Vec::new();
-    for (name, value) in params {
-        if let Some(index) = layer_index(name) {
-            layers.entry(index).or_default().push(value);
-        } else if name.contains("embed") {
-            embedding.push(value);
-        } else {
-            head.push(value);
-        }
-    }
-    let mut groups = vec![head];
-    groups.extend(layers.into_values().rev());
-    groups.push(embedding);
-    groups.retain(|g| !g.is_empty());
-    groups
-}
-
-/// `N` of a `….layers.N.…` parameter name.
-fn layer_index(name: &str) -> Option<usize> {
-    let mut parts = name.split('.');
-    while let Some(part) = parts.next() {
-        if part == "layers" {
-            return parts.next()?.parse().ok();
-        }
-    }
-    None
 }
 
 fn accumulate(sums: &mut BTreeMap<String, (f64, usize)>, name: &str, value: f64) {
