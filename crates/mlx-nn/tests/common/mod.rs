@@ -49,11 +49,18 @@ pub fn f32s(a: &Array) -> Vec<f32> {
     a.to_vec::<f32>().expect("to_vec")
 }
 
-/// The elements as `f64`.
+/// The elements as `f64` (other dtypes read through `f32`, so no `float64`
+/// operation runs where the device has none).
 pub fn f64s(a: &Array) -> Vec<f64> {
-    a.as_type(Dtype::F64)
-        .and_then(|x| x.to_vec::<f64>())
-        .expect("to_vec f64")
+    if a.dtype() == Dtype::F64 {
+        return a.to_vec::<f64>().expect("to_vec f64");
+    }
+    a.as_type(Dtype::F32)
+        .and_then(|x| x.to_vec::<f32>())
+        .expect("to_vec f32")
+        .into_iter()
+        .map(f64::from)
+        .collect()
 }
 
 /// A scalar as `f64`.

@@ -118,11 +118,16 @@ impl Nd {
         self.to_array_as(Dtype::F32)
     }
 
-    /// The MLX array of `dtype` with the same shape and values.
+    /// The MLX array of `dtype` with the same shape and values. Other
+    /// dtypes than `f64` are built from `f32` host values, so no `float64`
+    /// operation runs (MLX's GPU backends have none).
     pub fn to_array_as(&self, dtype: Dtype) -> Array {
-        let data: Vec<f64> = self.data.clone();
-        let a = Array::from_slice(&data, &dims(&self.shape)).unwrap();
         if dtype == Dtype::F64 {
+            return Array::from_slice(&self.data, &dims(&self.shape)).unwrap();
+        }
+        let data: Vec<f32> = self.data.iter().map(|&x| x as f32).collect();
+        let a = Array::from_slice(&data, &dims(&self.shape)).unwrap();
+        if dtype == Dtype::F32 {
             a
         } else {
             a.as_type(dtype).unwrap()
