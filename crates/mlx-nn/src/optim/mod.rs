@@ -28,6 +28,7 @@
 
 mod adam;
 mod clip;
+mod host_offload;
 mod host_timings;
 mod lion;
 mod optimizer;
@@ -35,6 +36,7 @@ mod rmsprop;
 mod sgd;
 mod state;
 mod state_check;
+mod state_store;
 
 pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
