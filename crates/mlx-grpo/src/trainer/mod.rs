@@ -23,6 +23,7 @@ pub mod parallel;
 pub mod resume_check;
 pub mod rollout;
 pub mod rollout_buffer;
+pub mod rollout_correction;
 pub mod step;
 
 use std::collections::BTreeMap;
@@ -914,6 +915,11 @@ impl Trainer {
             )?;
             micro_batches.push(mb);
         }
+        metrics.extend(rollout_correction::sampling_metrics(
+            &micro_batches,
+            &self.config,
+            self.parallel.as_ref(),
+        )?);
         let count = micro_batches.len() * self.config.num_iterations.max(1);
         Ok(RolloutBuffer {
             micro_batches,
