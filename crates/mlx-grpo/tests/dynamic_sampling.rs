@@ -329,3 +329,31 @@ fn dynamic_sampling_resumes_exactly() {
         .iter()
         .all(|r| r.metrics[names::FRAC_BATCH_FILLED] == 1.0));
 }
+
+#[test]
+fn resume_checks_count_the_extra_batches() {
+    use mlx_grpo::dataset::SamplerPosition;
+    use mlx_grpo::trainer::{check_trainer_state, RunShape, TrainerState};
+    let shape = RunShape {
+        seed: 3,
+        total_steps: 10,
+        batches_per_epoch: 6,
+        micro_steps_per_generation: 2,
+        micro_steps_per_step: 1,
+    };
+    // Two steps use one generation batch; two extra rounds drew two more.
+    let state = |index: usize, generations: u64, extra: u64| TrainerState {
+        global_step: 2,
+        sampler_position: SamplerPosition { epoch: 0, index },
+        generations,
+        extra_generation_batches: extra,
+        ..TrainerState::start(3, SamplerPosition::default())
+    };
+    let path = std::path::Path::new("trainer_state.json");
+    assert!(check_trainer_state(&state(3, 3, 2), path, &shape).is_ok());
+    assert!(check_trainer_state(&state(1, 1, 0), path, &shape).is_ok());
+    let err = check_trainer_state(&state(3, 3, 0), path, &shape).unwrap_err();
+    assert!(err.to_string().contains("sampler_position"), "{err}");
+    let err = check_trainer_state(&state(3, 1, 2), path, &shape).unwrap_err();
+    assert!(err.to_string().contains("generations"), "{err}");
+}
