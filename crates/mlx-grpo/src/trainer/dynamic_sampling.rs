@@ -16,8 +16,8 @@
 //! on the kept groups alone, `pad_with_dropped` fills the batch up with the
 //! dropped groups in the order drawn. Either way a batch gets at least as
 //! many completions as it has micro-batches (topped up with dropped groups
-//! if need be). Advantages, reward and completion metrics are then those of
-//! the final batch.
+//! if need be). Advantages, reward and completion metrics (and the
+//! `num_tokens` count) are then those of the final batch.
 //!
 //! Metrics: `dynamic_sampling/frac_groups_dropped` (dropped groups over all
 //! groups generated for the batch), `dynamic_sampling/generation_rounds`
