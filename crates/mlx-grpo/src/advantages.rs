@@ -279,7 +279,7 @@ fn normalize_per_function(x: &[f64], f: usize, g: usize) -> Vec<f64> {
 }
 
 /// Row sums of `w_f * x_f` over non-NaN terms (0 for an all-NaN row).
-fn weighted_nansum(x: &[f64], w: &[f64], f: usize) -> Vec<f64> {
+pub(crate) fn weighted_nansum(x: &[f64], w: &[f64], f: usize) -> Vec<f64> {
     x.chunks_exact(f)
         .map(|row| {
             row.iter()

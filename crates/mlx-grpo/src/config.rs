@@ -25,6 +25,7 @@
 mod adapters;
 mod enums;
 mod overrides;
+mod sampling_checks;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -33,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 pub use adapters::{attach_peft_adapters, QWEN_DEFAULT_LORA_TARGETS};
 pub use enums::{
-    ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation, Optim,
-    ScaleRewards,
+    DynamicSamplingOnCap, ImportanceSamplingLevel, ImportanceSamplingMode, LossType,
+    LrSchedulerType, MultiObjectiveAggregation, Optim, ScaleRewards,
 };
 pub use validate::{ConfigWarning, MAX_SEQUENCE_TOKENS};
 
@@ -160,6 +161,50 @@ pub struct GrpoConfig {
     /// effect on dense models, 0 disables it). Used instead of the model
     /// config's value, as in TRL.
     pub router_aux_loss_coef: f64,
+
+    // ---- rollout-versus-training correction (TRL's vLLM importance sampling) ----
+    /// Correct for the mismatch between the sampler's log-probabilities
+    /// (recorded while decoding: packed weights, decoding kernels, the KV
+    /// cache's dtype) and the training forward's (TRL
+    /// `vllm_importance_sampling_correction`). When on, the old
+    /// log-probabilities are always computed, the importance ratio
+    /// `exp(old_logp - sampling_logp)` is shaped by
+    /// `vllm_importance_sampling_mode` and multiplies the per-token policy
+    /// loss (before the KL term; VESPO takes it into its gamma weights), the
+    /// sampler's log-probabilities replace the old ones in the off-policy
+    /// mask, and the `sampling/*` metrics are logged, all as TRL does with
+    /// vLLM. **Off by default**: TRL's default `True` only acts with vLLM,
+    /// and its own-generation path (the analogue of this trainer's sampler)
+    /// never corrects; turning it on costs one more forward pass per
+    /// generation batch.
+    pub vllm_importance_sampling_correction: bool,
+    /// How the correction's ratios are computed and bounded (TRL
+    /// `vllm_importance_sampling_mode`, default `sequence_mask`).
+    pub vllm_importance_sampling_mode: ImportanceSamplingMode,
+    /// Upper bound C_max of the correction's ratios (TRL
+    /// `vllm_importance_sampling_clip_max`, default 3; `None`: no upper
+    /// bound). The deprecated TRL name `vllm_importance_sampling_cap` is
+    /// accepted in config files.
+    #[serde(alias = "vllm_importance_sampling_cap")]
+    pub vllm_importance_sampling_clip_max: Option<f64>,
+    /// Lower bound C_min of the correction's ratios (TRL
+    /// `vllm_importance_sampling_clip_min`, default `None`: no lower bound).
+    pub vllm_importance_sampling_clip_min: Option<f64>,
+
+    // ---- dynamic sampling (DAPO) ----
+    /// Drop the prompt groups whose completions all got the same reward (no
+    /// advantage, so no policy gradient) and generate more prompts until the
+    /// generation batch holds only informative groups (DAPO's dynamic
+    /// sampling). Extra prompts continue the sampler's order, so with
+    /// `max_steps = -1` a run goes through more than `num_train_epochs` of
+    /// the data. Single-process runs only. Not a TRL field.
+    pub dynamic_sampling: bool,
+    /// Most generation rounds dynamic sampling adds to the first one for
+    /// one generation batch (0: only drop uniform groups of the first).
+    pub dynamic_sampling_max_extra_rounds: usize,
+    /// What to do when the extra rounds are used up with the batch not yet
+    /// full: `train_on_kept` (default) or `pad_with_dropped`.
+    pub dynamic_sampling_on_cap: DynamicSamplingOnCap,
 
     // ---- rewards ----
     /// One weight per reward function; `None` weighs each by 1.
@@ -309,6 +354,13 @@ impl Default for GrpoConfig {
             ref_model_sync_steps: 512,
             max_tool_calling_iterations: None,
             router_aux_loss_coef: 0.001,
+            vllm_importance_sampling_correction: false,
+            vllm_importance_sampling_mode: ImportanceSamplingMode::SequenceMask,
+            vllm_importance_sampling_clip_max: Some(3.0),
+            vllm_importance_sampling_clip_min: None,
+            dynamic_sampling: false,
+            dynamic_sampling_max_extra_rounds: 4,
+            dynamic_sampling_on_cap: DynamicSamplingOnCap::TrainOnKept,
             reward_weights: None,
             scale_rewards: ScaleRewards::Group,
             multi_objective_aggregation: MultiObjectiveAggregation::SumThenNormalize,
@@ -444,10 +496,13 @@ impl GrpoConfig {
     /// Whether old log-probabilities must be recorded at generation time. TRL
     /// skips them (using the current, detached log-probabilities) when every
     /// generation batch is consumed within one optimiser step, i.e. when
-    /// `gradient_accumulation_steps` is a multiple of `generate_every()`.
+    /// `gradient_accumulation_steps` is a multiple of `generate_every()`,
+    /// unless the rollout-versus-training correction is on
+    /// (`vllm_importance_sampling_correction`), which always needs them.
     pub fn needs_old_logps(&self) -> bool {
         let every = self.generate_every().max(1);
         !self.gradient_accumulation_steps.is_multiple_of(every)
+            || self.vllm_importance_sampling_correction
     }
 
     /// Optimiser steps in one epoch over `num_prompts` prompts, as the

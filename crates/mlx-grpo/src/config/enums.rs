@@ -84,6 +84,51 @@ string_enum! {
 }
 
 string_enum! {
+    /// How the rollout-versus-training correction treats its importance
+    /// ratios `exp(old_logp - sampling_logp)` (TRL
+    /// `vllm_importance_sampling_mode`): per token or one per sequence (the
+    /// exponent summed over the sequence's tokens), and ratios outside
+    /// `[clip_min, clip_max]` either clipped to the bounds or set to 0.
+    pub enum ImportanceSamplingMode {
+        /// Per-token ratios clipped to `[clip_min, clip_max]`.
+        TokenTruncate = "token_truncate",
+        /// Per-token ratios outside `[clip_min, clip_max]` set to 0.
+        TokenMask = "token_mask",
+        /// One ratio per sequence, clipped to `[clip_min, clip_max]`.
+        SequenceTruncate = "sequence_truncate",
+        /// One ratio per sequence, set to 0 outside `[clip_min, clip_max]`.
+        SequenceMask = "sequence_mask",
+    }
+}
+
+impl ImportanceSamplingMode {
+    /// Whether one ratio covers a whole sequence (`sequence_*`).
+    pub fn is_sequence_level(self) -> bool {
+        matches!(self, Self::SequenceTruncate | Self::SequenceMask)
+    }
+
+    /// Whether out-of-range ratios are set to 0 (`*_mask`) rather than
+    /// clipped (`*_truncate`).
+    pub fn masks(self) -> bool {
+        matches!(self, Self::TokenMask | Self::SequenceMask)
+    }
+}
+
+string_enum! {
+    /// What dynamic sampling does when its extra generation rounds are used
+    /// up before the batch is full of informative groups.
+    pub enum DynamicSamplingOnCap {
+        /// Train on the informative groups found (a smaller batch), topped up
+        /// with dropped groups only as far as every micro-batch needs one
+        /// completion.
+        TrainOnKept = "train_on_kept",
+        /// Fill the batch to its full size with dropped (uniform-reward)
+        /// groups, in the order they were drawn.
+        PadWithDropped = "pad_with_dropped",
+    }
+}
+
+string_enum! {
     /// The policy-loss formulation (TRL `loss_type`). See `LOSS_NOTES.md` for
     /// each one's formula and reduction.
     pub enum LossType {

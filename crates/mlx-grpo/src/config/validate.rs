@@ -37,7 +37,10 @@ impl GrpoConfig {
     /// sizes or step counts, non-finite or out-of-range numbers (temperature
     /// <= 0, `top_p` outside (0, 1], quantiles and probabilities outside
     /// [0, 1], negative `beta`, SAPO temperatures <= 0, ...), `max_steps = 0`,
-    /// no training length at all, and a `max_completion_length` (plus
+    /// no training length at all, the `vllm_importance_sampling_*` settings
+    /// TRL rejects (`clip_min >= clip_max`, a `*_truncate` mode without
+    /// bounds, `vespo` with a `sequence_*` mode), dynamic sampling with
+    /// several processes, and a `max_completion_length` (plus
     /// `max_prompt_length`) beyond [`MAX_SEQUENCE_TOKENS`]. Every problem
     /// found is listed in the one error. The bound of the model's positions
     /// is checked by [`GrpoConfig::check_fits_model`] once the model is known.
@@ -61,6 +64,8 @@ impl GrpoConfig {
         self.check_ranges(&mut problems);
         self.check_schedule(&mut problems);
         self.check_adapters(&mut problems);
+        self.check_rollout_correction(&mut problems);
+        self.check_dynamic_sampling(processes, &mut problems);
         if problems.is_empty() {
             Ok(self.warnings())
         } else {

@@ -44,9 +44,11 @@ pub struct LossInputs<'a> {
     /// mask instead of the old log-probabilities when given (TRL's
     /// `sampling_per_token_logps`).
     pub sampling_per_token_logps: Option<&'a Array>,
-    /// Per-token importance-sampling correction between the sampler and the
-    /// old policy `[B, T]` (TRL's `importance_sampling_ratio`): multiplies the
-    /// policy loss (all types but `vespo`), and enters VESPO's gamma weights.
+    /// Importance-sampling correction between the sampler and the old
+    /// policy, `[B, T]` per token or `[B, 1]` per sequence (TRL's
+    /// `importance_sampling_ratio`, see [`super::RolloutCorrection`]):
+    /// multiplies the policy loss (all types but `vespo`), and enters
+    /// VESPO's gamma weights.
     pub importance_sampling_ratio: Option<&'a Array>,
     /// Per-token entropies `[B, T]` of `softmax(logits / temperature)`. Needed
     /// for the entropy mask and the entropy bonus (through which they carry
@@ -190,12 +192,23 @@ impl<'a> LossInputs<'a> {
             ("old_per_token_logps", self.old_per_token_logps),
             ("ref_per_token_logps", self.ref_per_token_logps),
             ("sampling_per_token_logps", self.sampling_per_token_logps),
-            ("importance_sampling_ratio", self.importance_sampling_ratio),
             ("entropies", self.entropies),
         ];
         for (name, array) in optional {
             if let Some(array) = array {
                 same(name, array)?;
+            }
+        }
+        if let Some(ratio) = self.importance_sampling_ratio {
+            let got = ratio.shape().0;
+            if got != shape && got != [b, 1] {
+                return Err(Error::LossInputShape {
+                    input: "importance_sampling_ratio",
+                    shape: got,
+                    expected: format!(
+                        "{shape:?} or [{b}, 1] for per_token_logps of shape {shape:?}"
+                    ),
+                });
             }
         }
         let adv = self.advantages.shape().0;

@@ -58,6 +58,7 @@ mod output;
 mod policy;
 mod ratio;
 mod reduce;
+mod rollout_correction;
 mod settings;
 
 pub use adaptive::{EntropyControl, EntropyControlState, ENTROPY_STATE_FILE};
@@ -69,6 +70,7 @@ pub use output::{EntropyWindow, LossOutput, OutputLayout};
 pub use policy::{policy_term, PolicyInputs, PolicyTerm};
 pub use ratio::{importance_weights, log_importance_weights, per_token_kl};
 pub use reduce::{entropy_term, reduce, Divisors, Reduced};
+pub use rollout_correction::{sampling_names, RolloutCorrection, SamplingStats};
 pub use settings::LossSettings;
 
 use mlx_tensor::{Array, Axes};

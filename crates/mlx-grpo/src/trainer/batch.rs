@@ -7,6 +7,7 @@ use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
 use mlx_tensor::Array;
 
 use crate::config::GrpoConfig;
+use crate::loss::RolloutCorrection;
 use crate::rewards::FinishReason;
 use crate::trainer::rollout::RolloutSample;
 use crate::{Error, Result};
@@ -28,13 +29,22 @@ pub struct MicroBatch {
     pub old_logps: Option<Array>,
     /// `[B, T]` reference-model log-probabilities (when `beta != 0`).
     pub ref_logps: Option<Array>,
+    /// `[B, T]` log-probabilities the sampler recorded while decoding (0 at
+    /// padding), kept when the rollout-versus-training correction is on
+    /// (`vllm_importance_sampling_correction`).
+    pub sampling_logps: Option<Array>,
+    /// The correction's importance-sampling ratio
+    /// ([`RolloutCorrection::importance_sampling_ratio`]: `[B, T]` or
+    /// `[B, 1]`), when it is on.
+    pub importance_sampling_ratio: Option<Array>,
     /// Loss tokens in the whole generation batch (TRL's `num_items_in_batch`).
     pub num_items_in_batch: f64,
 }
 
 impl MicroBatch {
     /// Builds the micro-batch of completion slots `part`, computing old and
-    /// reference log-probabilities as the config requires.
+    /// reference log-probabilities as the config requires, and the
+    /// rollout-versus-training correction when it is on.
     #[allow(clippy::too_many_arguments)]
     pub fn build(
         part: &[usize],
@@ -90,15 +100,56 @@ impl MicroBatch {
             }
             _ => None,
         };
+        let (sampling_logps, importance_sampling_ratio) =
+            match (RolloutCorrection::from_config(config), &old_logps) {
+                (Some(correction), Some(old)) => {
+                    let rows: Vec<&RolloutSample> =
+                        part.iter().filter_map(|&i| samples.get(i)).collect();
+                    let sampling = sampling_logps_layout(&rows, layout.completion_width)?;
+                    let ratio = correction.importance_sampling_ratio(old, &sampling, &mask)?;
+                    ratio.eval()?;
+                    (Some(sampling), Some(ratio))
+                }
+                (Some(_), None) => {
+                    return Err(Error::internal(
+                        "the rollout correction is on but no old log-probabilities were computed",
+                    ))
+                }
+                (None, _) => (None, None),
+            };
         Ok(MicroBatch {
             layout,
             mask,
             advantages,
             old_logps,
             ref_logps,
+            sampling_logps,
+            importance_sampling_ratio,
             num_items_in_batch,
         })
     }
+}
+
+/// The sampler's log-probabilities of `rows` as a `[B, width]` array,
+/// right-padded with 0 as the completions are in a [`ScoreBatch`].
+fn sampling_logps_layout(rows: &[&RolloutSample], width: i32) -> Result<Array> {
+    let w =
+        usize::try_from(width).map_err(|_| Error::internal(format!("completion width {width}")))?;
+    let mut flat = Vec::with_capacity(rows.len().saturating_mul(w));
+    for (i, s) in rows.iter().enumerate() {
+        if s.sampling_logps.len() != s.completion_ids.len() || s.completion_ids.len() > w {
+            return Err(Error::internal(format!(
+                "completion {i} has {} tokens but {} sampling log-probabilities (width {w})",
+                s.completion_ids.len(),
+                s.sampling_logps.len()
+            )));
+        }
+        flat.extend_from_slice(&s.sampling_logps);
+        flat.resize(flat.len() + (w - s.sampling_logps.len()), 0.0);
+    }
+    let b = i32::try_from(rows.len())
+        .map_err(|_| Error::internal(format!("{} rows in a micro-batch", rows.len())))?;
+    Ok(Array::from_slice(&flat, &[b, width])?)
 }
 
 /// TRL's completion metrics of a generation batch:

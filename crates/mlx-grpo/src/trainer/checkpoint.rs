@@ -67,6 +67,12 @@ pub struct TrainerState {
     /// replaced.
     #[serde(default)]
     pub buffered_micro_steps: usize,
+    /// Generation batches that dynamic sampling drew beyond one per
+    /// generation (its extra rounds): the sampler position and
+    /// [`TrainerState::generations`] are ahead of what the steps imply by
+    /// this many.
+    #[serde(default)]
+    pub extra_generation_batches: u64,
 }
 
 impl TrainerState {
@@ -82,6 +88,7 @@ impl TrainerState {
             num_tokens: 0.0,
             pending_logs: Vec::new(),
             buffered_micro_steps: 0,
+            extra_generation_batches: 0,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
 pub mod control;
+pub mod dynamic_sampling;
 pub mod memory_plan;
 pub mod metric_serde;
 pub mod metrics_log;
@@ -24,6 +25,7 @@ pub mod parallel;
 pub mod resume_check;
 pub mod rollout;
 pub mod rollout_buffer;
+pub mod rollout_correction;
 pub mod step;
 
 use std::collections::BTreeMap;
@@ -46,6 +48,7 @@ pub use batch::MicroBatch;
 pub use callbacks::TrainerCallback;
 pub use checkpoint::{CheckpointManager, TrainerState};
 pub use control::{ControlRequest, RunState, RunStatus, SampleRecord, TrainerControl};
+pub use dynamic_sampling::ScoredRound;
 pub use memory_plan::MemoryPlan;
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
 pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
@@ -361,7 +364,7 @@ impl Trainer {
         check_trainer_state(&state, &state_path, &shape)?;
         if let Some((generations, _)) = shape.generations_after(state.global_step) {
             // Files written before the counter was kept.
-            state.generations = generations;
+            state.generations = generations.saturating_add(state.extra_generation_batches);
         }
         let buffer = if state.buffered_micro_steps > 0 {
             Some(RolloutBuffer::load(
@@ -759,9 +762,9 @@ impl Trainer {
         Ok(())
     }
 
-    /// Samples a generation batch and prepares its micro-batches (this
-    /// rank's rows of it when data-parallel).
-    fn generate(&mut self) -> Result<RolloutBuffer> {
+    /// Draws the sampler's next generation batch, generates this rank's
+    /// completions of it and scores them.
+    fn sample_round(&mut self) -> Result<ScoredRound> {
         let gen = self.sampler.next_batch();
         let rows = self.dataset.rows();
         let (rank, ranks) = self
@@ -825,6 +828,30 @@ impl Trainer {
         }
         let inputs = rollout::reward_inputs(&self.tokenizer, rows, &samples)?;
         let matrix = self.rewards.score(&inputs)?;
+        Ok(ScoredRound {
+            generation_index,
+            steps_per_generation: gen.steps_per_generation,
+            mine,
+            samples,
+            inputs,
+            matrix,
+            metrics: BTreeMap::new(),
+        })
+    }
+
+    /// Samples a generation batch and prepares its micro-batches (this
+    /// rank's rows of it when data-parallel).
+    fn generate(&mut self) -> Result<RolloutBuffer> {
+        let first = self.sample_round()?;
+        let ScoredRound {
+            generation_index,
+            steps_per_generation,
+            mine,
+            samples,
+            inputs,
+            matrix,
+            metrics: round_metrics,
+        } = self.fill_informative_groups(first)?;
         let weights = match &self.config.reward_weights {
             Some(w) => w.clone(),
             None => self.rewards.weights(),
@@ -837,6 +864,7 @@ impl Trainer {
             &AdvantageSettings::from_config(&self.config),
         )?;
         let mut metrics = advantages.metrics.to_map();
+        metrics.extend(round_metrics);
         // Advantages and rewards of this rank's rows.
         advantages.advantages = advantages
             .advantages
@@ -875,8 +903,7 @@ impl Trainer {
         // process, then cuts them into `steps_per_generation` parts.
         let mut rng = SplitMix64::for_stream(self.config.seed, generation_index);
         let order = rng.permutation(samples.len());
-        let size = (samples.len() / gen.steps_per_generation.max(1)).max(1);
-        let parts: Vec<Vec<usize>> = order.chunks_exact(size).map(<[usize]>::to_vec).collect();
+        let parts = dynamic_sampling::split_parts(&order, steps_per_generation);
         let local_items: f64 = samples
             .iter()
             .filter(|s| {
@@ -913,6 +940,11 @@ impl Trainer {
             )?;
             micro_batches.push(mb);
         }
+        metrics.extend(rollout_correction::sampling_metrics(
+            &micro_batches,
+            &self.config,
+            self.parallel.as_ref(),
+        )?);
         let count = micro_batches.len() * self.config.num_iterations.max(1);
         Ok(RolloutBuffer {
             micro_batches,

@@ -89,18 +89,27 @@ pub fn check_trainer_state(state: &TrainerState, path: &Path, run: &RunShape) ->
             format!("{} is out of range", state.global_step),
         );
     };
+    // Dynamic sampling's extra rounds drew more batches than the steps imply.
+    let Some(generations) = generations.checked_add(state.extra_generation_batches) else {
+        return bad(
+            "extra_generation_batches",
+            format!("{} is out of range", state.extra_generation_batches),
+        );
+    };
     if sampled != generations {
         return bad(
             "sampler_position",
             format!(
                 "epoch {} batch {} ({sampled} generation batches sampled), but {} steps of {} \
-                 micro-batches with {} micro-steps per generation batch sample {generations}: \
-                 the checkpoint belongs to a run with other batch settings",
+                 micro-batches with {} micro-steps per generation batch and {} extra batches of \
+                 dynamic sampling sample {generations}: the checkpoint belongs to a run with other \
+                 batch settings",
                 position.epoch,
                 position.index,
                 state.global_step,
                 run.micro_steps_per_step,
-                run.micro_steps_per_generation
+                run.micro_steps_per_generation,
+                state.extra_generation_batches
             ),
         );
     }

@@ -5,9 +5,11 @@
 //! 1` or `steps_per_generation > gradient_accumulation_steps`. Its
 //! completions, advantages and old / reference log-probabilities were made
 //! by the weights of the step that sampled it, which later updates replaced,
-//! so a checkpoint saved in the middle of it keeps the batch itself: every
-//! array bit for bit in a safetensors file, and the rest (padding, reuse
-//! counters, rollout metrics) as JSON in its metadata.
+//! so a checkpoint saved in the middle of it keeps the batch itself (with
+//! the sampler's log-probabilities and the rollout correction's ratios when
+//! that correction is on): every array bit for bit in a safetensors file,
+//! and the rest (padding, reuse counters, rollout metrics) as JSON in its
+//! metadata.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -47,6 +49,10 @@ struct MicroBatchMeta {
     num_items_in_batch: f64,
     old_logps: bool,
     ref_logps: bool,
+    #[serde(default)]
+    sampling_logps: bool,
+    #[serde(default)]
+    importance_sampling_ratio: bool,
 }
 
 /// What the safetensors metadata says of the buffer.
@@ -79,12 +85,20 @@ impl RolloutBuffer {
             if let Some(reference) = &mb.ref_logps {
                 named.push((tensor_name(i, "ref_logps"), reference));
             }
+            if let Some(sampling) = &mb.sampling_logps {
+                named.push((tensor_name(i, "sampling_logps"), sampling));
+            }
+            if let Some(ratio) = &mb.importance_sampling_ratio {
+                named.push((tensor_name(i, "importance_sampling_ratio"), ratio));
+            }
             metas.push(MicroBatchMeta {
                 left_padding: mb.layout.left_padding.clone(),
                 completion_width: mb.layout.completion_width,
                 num_items_in_batch: mb.num_items_in_batch,
                 old_logps: mb.old_logps.is_some(),
                 ref_logps: mb.ref_logps.is_some(),
+                sampling_logps: mb.sampling_logps.is_some(),
+                importance_sampling_ratio: mb.importance_sampling_ratio.is_some(),
             });
         }
         let meta = BufferMeta {
@@ -164,11 +178,23 @@ impl RolloutBuffer {
                 } else {
                     None
                 },
+                sampling_logps: if m.sampling_logps {
+                    Some(take(tensor_name(i, "sampling_logps"))?)
+                } else {
+                    None
+                },
+                importance_sampling_ratio: if m.importance_sampling_ratio {
+                    Some(take(tensor_name(i, "importance_sampling_ratio"))?)
+                } else {
+                    None
+                },
                 num_items_in_batch: m.num_items_in_batch,
             };
             let mut arrays = vec![&mb.layout.tokens, &mb.layout.mask, &mb.mask, &mb.advantages];
             arrays.extend(mb.old_logps.iter());
             arrays.extend(mb.ref_logps.iter());
+            arrays.extend(mb.sampling_logps.iter());
+            arrays.extend(mb.importance_sampling_ratio.iter());
             mlx_tensor::eval(&arrays)?;
             micro_batches.push(mb);
         }

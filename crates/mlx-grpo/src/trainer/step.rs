@@ -132,6 +132,12 @@ pub fn optimize_step_in(
             if let Some(reference) = &mb.ref_logps {
                 inputs = inputs.with_ref_logps(reference);
             }
+            if let Some(sampling) = &mb.sampling_logps {
+                inputs = inputs.with_sampling_logps(sampling);
+            }
+            if let Some(ratio) = &mb.importance_sampling_ratio {
+                inputs = inputs.with_importance_sampling_ratio(ratio);
+            }
             if let Some(h) = &entropies {
                 inputs = inputs.with_entropies(h);
             }

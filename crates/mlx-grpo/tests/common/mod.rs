@@ -8,7 +8,14 @@ use serde_json::Value;
 
 /// The parsed `tests/fixtures/trl_grpo.json` (see `scripts/fixtures/gen_grpo_fixtures.py`).
 pub fn fixture() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/trl_grpo.json");
+    fixture_file("trl_grpo.json")
+}
+
+/// The parsed `tests/fixtures/<name>`.
+pub fn fixture_file(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("cannot parse {}: {e}", path.display()))
