@@ -44,6 +44,13 @@ KV_HEADS = 8
 HEAD_DIM = 128
 ROPE_THETA = 1_000_000.0
 
+# gpu_bench --shape: (hidden, intermediate, layers or None for --layers,
+# heads, kv heads); 8b unties the output layer, as Qwen3-8B does.
+SHAPES = {
+    "0.6b": (HIDDEN, INTERMEDIATE, None, HEADS, KV_HEADS),
+    "4b": (2560, 9728, 36, 32, 8),
+}
+
 
 def sizes(quick):
     """Token counts; the same as gpu_bench's (``--quick`` too)."""
@@ -166,7 +173,7 @@ def mlx_lm_bench(layers, vocab, quick, parts=("prefill", "decode", "batch")):
 # ------------------------------------------------------------------------ TRL
 
 
-def trl_worker(layers, vocab, quick, out_path, lora=False):
+def trl_worker(layers, vocab, quick, out_path, lora=False, shape="0.6b"):
     """One GRPO run with TRL (a warm-up step, then three; the median of the
     three is reported, with their highest peak, as for ours); writes JSON.
     With ``lora``, TRL trains PEFT adapters (r = 16, alpha = 32, every
@@ -177,8 +184,9 @@ def trl_worker(layers, vocab, quick, out_path, lora=False):
     s = sizes(quick)
     torch.manual_seed(0)
     tokenizer = word_tokenizer(vocab)
-    config = qwen3_config(vocab=vocab, hidden=HIDDEN, intermediate=INTERMEDIATE,
-                          layers=layers, heads=HEADS, kv_heads=KV_HEADS,
+    hidden, intermediate, shape_layers, heads, kv_heads = SHAPES[shape]
+    config = qwen3_config(vocab=vocab, hidden=hidden, intermediate=intermediate,
+                          layers=shape_layers or layers, heads=heads, kv_heads=kv_heads,
                           head_dim=HEAD_DIM, rope_theta=ROPE_THETA)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     model.to("cuda")
@@ -198,6 +206,7 @@ def trl_worker(layers, vocab, quick, out_path, lora=False):
         "device": torch.cuda.get_device_name(0),
         "torch_version": torch.__version__,
         "lora": lora,
+        "shape": shape,
         "grpo": {
             "completions": completions, "completion_tokens": s["grpo_tokens"],
             "group": s["grpo_group"], "micro_batch": s["grpo_micro"],
@@ -211,7 +220,7 @@ def trl_worker(layers, vocab, quick, out_path, lora=False):
         json.dump(result, f, indent=2)
 
 
-def run_trl(layers, vocab, quick, lora=False):
+def run_trl(layers, vocab, quick, lora=False, shape="0.6b"):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
     cmd = [sys.executable, os.path.abspath(__file__), "--trl-worker", path,
@@ -220,6 +229,7 @@ def run_trl(layers, vocab, quick, lora=False):
         cmd.append("--quick")
     if lora:
         cmd.append("--trl-lora")
+    cmd += ["--shape", shape]
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         return {"error": f"TRL worker exited with {proc.returncode}"}
@@ -377,6 +387,8 @@ def main():
                    help="summarise alternating rounds (ours_<i>.json, mlx_<i>.json) and stop")
     p.add_argument("--trl-lora", action="store_true",
                    help="also run TRL with PEFT LoRA adapters (r=16, all-linear)")
+    p.add_argument("--shape", choices=sorted(SHAPES),
+                   help="the model shape of TRL's run (default: gpu_bench's, else 0.6b)")
     p.add_argument("--trl-worker", metavar="OUT", help=argparse.SUPPRESS)
     a = p.parse_args()
 
@@ -394,9 +406,10 @@ def main():
     layers = a.layers or ours.get("layers", 28)
     vocab = a.vocab or ours.get("vocab", 151936)
     quick = a.quick or ours.get("quick", False)
+    shape = a.shape or ours.get("shape", "0.6b")
 
     if a.trl_worker:
-        trl_worker(layers, vocab, quick, a.trl_worker, lora=a.trl_lora)
+        trl_worker(layers, vocab, quick, a.trl_worker, lora=a.trl_lora, shape=shape)
         return
 
     mlx_lm = {}
@@ -412,12 +425,12 @@ def main():
             return
     trl = {}
     if not a.skip_trl:
-        trl = run_trl(layers, vocab, quick)
+        trl = run_trl(layers, vocab, quick, shape=shape)
         if "error" in trl:
             print(f"TRL: {trl['error']}", file=sys.stderr)
     trl_lora = {}
     if a.trl_lora:
-        trl_lora = run_trl(layers, vocab, quick, lora=True)
+        trl_lora = run_trl(layers, vocab, quick, lora=True, shape=shape)
         if "error" in trl_lora:
             print(f"TRL+PEFT: {trl_lora['error']}", file=sys.stderr)
     rows = ratio_rows(ours, mlx_lm, trl, trl_lora)
