@@ -65,6 +65,14 @@ impl Projection {
         }
     }
 
+    /// The adapter, mutably, when this layer has one.
+    pub fn as_lora_mut(&mut self) -> Option<&mut LoraLinear> {
+        match self {
+            Projection::Lora(l) => Some(l),
+            _ => None,
+        }
+    }
+
     /// Wraps the layer (dense or quantized) with adapter factors `a: [r, in]`
     /// and `b: [out, r]`; its base is frozen. `path` names the module in
     /// errors. An adapted layer cannot take a second adapter.

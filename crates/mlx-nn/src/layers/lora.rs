@@ -163,6 +163,8 @@ pub struct LoraLinear {
     #[module(skip)]
     dropout: Dropout,
     merged: bool,
+    /// Off: the layer is its base alone (PEFT's `disable_adapter`).
+    disabled: bool,
 }
 
 impl LoraLinear {
@@ -203,6 +205,7 @@ impl LoraLinear {
             dropout: Dropout::new(config.lora_dropout)?,
             config,
             merged: false,
+            disabled: false,
         })
     }
 
@@ -226,6 +229,28 @@ impl LoraLinear {
         self.dropout.set_training(training);
     }
 
+    /// Whether adapter dropout is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.dropout.is_training()
+    }
+
+    /// Switches the adapter on (the default) or off. Off, the layer is its
+    /// base alone, exactly: the frozen base's output, the factors kept
+    /// aside (PEFT's `disable_adapter`). A merged update is taken out of the
+    /// base weight first, as PEFT does.
+    pub fn set_enabled(&mut self, enabled: bool) -> Result<()> {
+        if !enabled {
+            self.unmerge()?;
+        }
+        self.disabled = !enabled;
+        Ok(())
+    }
+
+    /// Whether the adapter takes part in the forward pass.
+    pub fn is_enabled(&self) -> bool {
+        !self.disabled
+    }
+
     /// `s · B A`, the update to the dense weight `[out, in]`, in the base's
     /// float dtype.
     pub fn delta_weight(&self) -> Result<Array> {
@@ -239,7 +264,7 @@ impl LoraLinear {
     /// from `key` (`None`: the global key sequence).
     pub fn forward_with_key(&self, x: &Array, key: Option<&Array>) -> Result<Array> {
         let y = self.base.forward(x)?;
-        if self.merged {
+        if self.merged || self.disabled {
             return Ok(y);
         }
         let dropped = self.dropout.forward_with_key(x, key)?;
@@ -264,6 +289,11 @@ impl LoraLinear {
     pub fn merge(&mut self) -> Result<()> {
         if self.merged {
             return Ok(());
+        }
+        if self.disabled {
+            return Err(Error::Config(
+                "cannot merge a disabled LoRA adapter; enable it first".into(),
+            ));
         }
         let delta = self.delta_weight()?;
         let LinearBase::Dense(l) = &mut self.base else {
@@ -290,7 +320,8 @@ impl LoraLinear {
 
     /// A dense [`Linear`] equal to the adapted layer: the (dequantized)
     /// base weight plus `s · B A` (what mlx-lm's `fuse(dequantize=True)` and
-    /// PEFT's `merge_and_unload` give).
+    /// PEFT's `merge_and_unload` give), whether the adapter is enabled or
+    /// not.
     pub fn fused(&self) -> Result<Linear> {
         let (weight, bias) = match &self.base {
             LinearBase::Dense(l) => (
