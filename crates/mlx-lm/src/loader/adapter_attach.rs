@@ -115,7 +115,10 @@ pub fn attach_adapters<M: LanguageModel>(model: &mut M, adapters: &Adapters) -> 
             adapters.config,
         )
         .map_err(|e| Error::InvalidInput {
-            message: format!("{file}: {e}"),
+            message: match e {
+                Error::InvalidInput { message } => format!("{file}: {message}"),
+                other => format!("{file}: {other}"),
+            },
         })?;
     }
     train_adapters_only(&mut adapted);
