@@ -145,8 +145,14 @@ pub fn reference_without_adapters(model: &Model) -> Result<Model> {
 /// Switches adapter dropout off for rolling out (`false`) or on for the
 /// training forward (`true`); when switching it on, seeds the random key
 /// sequence the dropout masks are drawn from with `seed`, `step` and `rank`
-/// (so the masks of a step are the same in a resumed run).
+/// (so the masks of a step are the same in a resumed run). A model without
+/// adapters is left alone (and the key sequence unseeded). Each block
+/// draws its masks from a key of its own, so gradient checkpointing
+/// recomputes a block with the masks of its first pass.
 pub fn set_adapter_mode(model: &mut Model, training: bool, seed: u64, step: usize, rank: usize) {
+    if !has_adapters(model) {
+        return;
+    }
     set_adapters_training(model, training);
     if training {
         let stream = (step as u64)
