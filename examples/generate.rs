@@ -9,8 +9,12 @@
 //!     [--frequency-penalty P] [--frequency-context-size 20] \
 //!     [--logit-bias '{"100": 17.0}'] [--seed S] [--prompt-tokens 1,2,3] \
 //!     [--system-prompt TEXT] [--ignore-chat-template] [--prefill-step-size 2048] \
-//!     [--dtype f32|bf16|f16] [--ignore-eos] [--json]
+//!     [--dtype f32|bf16|f16] [--adapter DIR] [--ignore-eos] [--json]
 //! ```
+//!
+//! `--adapter DIR` applies LoRA adapters (PEFT's or mlx-lm's layout, e.g. a
+//! GRPO checkpoint of an adapter run) to the model, as
+//! `mlx_lm.generate --adapter-path` does.
 //!
 //! The prompt goes through the tokenizer's chat template (as mlx-lm does)
 //! unless `--ignore-chat-template`; `--prompt-tokens` gives the ids
@@ -29,6 +33,7 @@ use mlx_lm::generate::{
     generate_step, stream_generate, FinishReason, GenerateOptions, GenerationStats,
     DEFAULT_PREFILL_STEP_SIZE,
 };
+use mlx_lm::loader::{load_and_attach_adapters, set_adapters_training};
 use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 use serde_json::{json, Value};
@@ -109,6 +114,9 @@ struct Cli {
     /// Data type of the weights [default: the checkpoint's]
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
+    /// LoRA adapter directory (PEFT's or mlx-lm's layout) applied to the model
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
     /// Keep generating past end-of-sequence tokens
     #[arg(long)]
     ignore_eos: bool,
@@ -225,7 +233,11 @@ struct Outcome {
 
 fn run(args: Cli) -> Result<(), BoxError> {
     let dir = args.model.clone().unwrap_or_else(default_model);
-    let model = mlx_lm::load_model(&dir, args.dtype.map(Into::into))?;
+    let mut model = mlx_lm::load_model(&dir, args.dtype.map(Into::into))?;
+    if let Some(adapter) = &args.adapter {
+        load_and_attach_adapters(&mut model, adapter)?;
+        set_adapters_training(&mut model, false);
+    }
     let vocab = model.vocab_size();
     let tokenizer = if dir.join("tokenizer.json").is_file() {
         let tok = Tokenizer::from_dir(&dir)?;

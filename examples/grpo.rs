@@ -3,13 +3,23 @@
 //!
 //! ```sh
 //! cargo run --release --example grpo -- --model DIR --dataset data.jsonl \
-//!     [--config grpo.toml] [--set key=value ...] [--reward accuracy,format] [--dtype bf16]
+//!     [--config grpo.toml] [--set key=value ...] [--reward accuracy,format] [--dtype bf16] \
+//!     [--adapter DIR] [--merged-output DIR]
 //! ```
 //!
 //! Dataset rows: `{"prompt": "..." | [{"role": "user", "content": "..."}], "answer": "...", ...}`.
 //! Rewards: `accuracy` (the answer, numerically normalised), `format`
 //! (`<think>…</think>` then the answer), `tool_calls` (valid tool calls),
 //! `overlong` (soft penalty near `max_completion_length`).
+//!
+//! LoRA (TRL's `ModelConfig` names): `--set use_peft=true --set lora_r=16
+//! --set lora_alpha=32 --set 'lora_target_modules=["all-linear"]'` trains
+//! fresh adapters; `--adapter DIR` continues from saved ones (PEFT's or
+//! mlx-lm's layout, e.g. a checkpoint of an earlier adapter run), with
+//! their own rank and targets. Over an mlx-lm quantized checkpoint this is
+//! QLoRA. Checkpoints then hold the adapters (PEFT's layout), and
+//! `--merged-output DIR` also writes the model with them merged in, in
+//! Hugging Face's layout.
 //! `--tui` shows the training UI (keys: p pause, s save, q save and quit);
 //! `cargo run -p mlx-grpo-tui -- watch OUTPUT_DIR` shows a run from another
 //! terminal.
@@ -17,7 +27,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use mlx_grpo::config::GrpoConfig;
+use mlx_grpo::config::{attach_peft_adapters, GrpoConfig};
 use mlx_grpo::dataset::Dataset;
 use mlx_grpo::rewards::{
     AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,
@@ -25,7 +35,7 @@ use mlx_grpo::rewards::{
 use mlx_grpo::trainer::Trainer;
 use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
-use mlx_lm::loader::load_model;
+use mlx_lm::loader::{has_adapters, load_and_attach_adapters, load_model, quantization_config};
 use mlx_lm::{LanguageModel, Tokenizer};
 
 /// A reward function by name.
@@ -71,6 +81,12 @@ struct Args {
     /// Data type of the weights [default: the checkpoint's]
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
+    /// Adapter directory (PEFT's or mlx-lm's layout) to continue training from
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
+    /// After training, write the model with its adapters merged in (Hugging Face layout) here
+    #[arg(long, value_name = "DIR")]
+    merged_output: Option<PathBuf>,
     /// Shows the training UI (the plain progress bar when stdout is not a terminal)
     #[arg(long)]
     tui: bool,
@@ -85,6 +101,14 @@ fn run(args: Args) -> Result<(), BoxError> {
     // Fail on a bad config before loading anything heavy.
     for warning in config.validate()? {
         eprintln!("warning: {warning}");
+    }
+    if let Some(dir) = &args.merged_output {
+        cli::check_output_parent(dir).map_err(|e| format!("--merged-output: {e}"))?;
+    }
+    if args.adapter.is_some() && config.use_peft {
+        eprintln!(
+            "warning: --adapter given: its own rank, alpha and targets are used, not the lora_* fields"
+        );
     }
     let dataset = Dataset::from_jsonl_path(&args.dataset)?;
     let summary = if args.tui {
@@ -107,8 +131,23 @@ fn train(
     hooks: &Hooks,
 ) -> Result<String, BoxError> {
     let tokenizer = Tokenizer::from_dir(&args.model)?;
-    let model = load_model(&args.model, args.dtype.map(Into::into))?;
+    let mut model = load_model(&args.model, args.dtype.map(Into::into))?;
     cli::check_tokenizer_fits(tokenizer.vocab_size(), model.vocab_size(), &args.model)?;
+    match &args.adapter {
+        Some(dir) => {
+            load_and_attach_adapters(&mut model, dir)?;
+        }
+        None => {
+            attach_peft_adapters(&mut model, &config)?;
+        }
+    }
+    if !has_adapters(&model) && quantization_config(&args.model)?.is_some() {
+        return Err(format!(
+            "{} is quantized: train it through adapters (--set use_peft=true or --adapter DIR)",
+            args.model.display()
+        )
+        .into());
+    }
     let mut rewards = RewardSet::new();
     for name in &args.rewards {
         match name {
@@ -139,13 +178,18 @@ fn train(
     .with_source_dir(&args.model);
     let mut trainer = hooks.attach(trainer);
     let out = trainer.train()?;
-    Ok(format!(
+    let mut summary = format!(
         "done: {} steps; last checkpoint {}",
         out.global_step,
         out.last_checkpoint
             .map(|p| p.display().to_string())
             .unwrap_or_default()
-    ))
+    );
+    if let Some(dir) = &args.merged_output {
+        trainer.save_merged_model(dir)?;
+        summary.push_str(&format!("; merged model {}", dir.display()));
+    }
+    Ok(summary)
 }
 
 fn main() {

@@ -14,14 +14,19 @@
 //! T` (default 1), `--entropies`, `--dtype f32|bf16|f16` (default: the
 //! checkpoint's), `--logits PATH` (writes the float32 logits of every
 //! position, `[tokens, vocab]`, as `.npy`), `--json`. `--text` needs the
-//! model directory's `tokenizer.json`. Without `--model`, a tiny random
+//! model directory's `tokenizer.json`. `--adapter DIR` applies LoRA
+//! adapters (PEFT's or mlx-lm's layout, e.g. a GRPO checkpoint of an
+//! adapter run) to the model. Without `--model`, a tiny random
 //! Qwen3 is written to a temporary directory and scored.
 
 use std::path::PathBuf;
 
 use clap::Parser;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
-use mlx_lm::loader::{load_model, tiny_qwen3_config, write_random_checkpoint};
+use mlx_lm::loader::{
+    load_and_attach_adapters, load_model, set_adapters_training, tiny_qwen3_config,
+    write_random_checkpoint,
+};
 use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_tensor::{io, Array, Dtype};
@@ -51,6 +56,9 @@ struct Args {
     /// Data type of the weights [default: the checkpoint's]
     #[arg(long, value_enum)]
     dtype: Option<DtypeArg>,
+    /// LoRA adapter directory (PEFT's or mlx-lm's layout) applied to the model
+    #[arg(long, value_name = "DIR")]
+    adapter: Option<PathBuf>,
     /// Write the float32 logits of every position ([tokens, vocab]) to this .npy file
     #[arg(long)]
     logits: Option<PathBuf>,
@@ -75,7 +83,11 @@ fn run(args: Args) -> Result<(), BoxError> {
             dir
         }
     };
-    let model = load_model(&dir, args.dtype.map(Dtype::from))?;
+    let mut model = load_model(&dir, args.dtype.map(Dtype::from))?;
+    if let Some(adapter) = &args.adapter {
+        load_and_attach_adapters(&mut model, adapter)?;
+        set_adapters_training(&mut model, false);
+    }
     let tokenizer = if args.text.is_some() || dir.join("tokenizer.json").exists() {
         let tok = Tokenizer::from_dir(&dir)?;
         cli::check_tokenizer_fits(tok.vocab_size(), model.vocab_size(), &dir)?;

@@ -294,6 +294,61 @@ fn quantized_base_fuses_to_dequantized_weight_plus_update_and_refuses_in_place_m
 }
 
 #[test]
+fn disabled_adapter_is_exactly_its_base_dense_quantized_or_merged() {
+    let dense_base = dense(14);
+    let q = QuantizedLinear::from_linear(&dense(15), 32, 8).unwrap();
+    let x = randn(&[4, IN], 16, Dtype::F32);
+    let config = LoraConfig {
+        lora_dropout: 0.5,
+        ..LoraConfig::new(R, 16.0)
+    };
+    let cases = [
+        (LinearBase::Dense(dense_base.clone()), "dense"),
+        (LinearBase::Quantized(q.clone()), "quantized"),
+    ];
+    for (base, what) in cases {
+        let mut lora = adapted(base.clone(), config);
+        lora.set_enabled(false).unwrap();
+        assert!(!lora.is_enabled());
+        // Dropout in training mode does not matter either: the adapter
+        // path is skipped.
+        assert_close(
+            &lora.forward(&x).unwrap(),
+            &base.forward(&x).unwrap(),
+            0.0,
+            0.0,
+            what,
+        );
+        lora.set_enabled(true).unwrap();
+        lora.set_training(false);
+        let back = lora.forward(&x).unwrap();
+        let diff: f64 = f64s(&back.subtract(&base.forward(&x).unwrap()).unwrap())
+            .iter()
+            .map(|v| v.abs())
+            .sum();
+        assert!(diff > 1e-3, "{what}: re-enabled adapter changes nothing");
+    }
+    // A merged adapter is taken out of the weight when disabled; a
+    // disabled one cannot be merged.
+    let mut lora = adapted(
+        LinearBase::Dense(dense_base.clone()),
+        LoraConfig::new(R, 16.0),
+    );
+    lora.merge().unwrap();
+    lora.set_enabled(false).unwrap();
+    assert!(!lora.is_merged());
+    assert_close(
+        &lora.forward(&x).unwrap(),
+        &dense_base.forward(&x).unwrap(),
+        1e-5,
+        1e-5,
+        "disabled after merge",
+    );
+    let err = lora.merge().unwrap_err().to_string();
+    assert!(err.contains("disabled"), "{err}");
+}
+
+#[test]
 fn dropout_in_training_mode_touches_only_the_adapter_path() {
     let config = LoraConfig {
         lora_dropout: 0.5,

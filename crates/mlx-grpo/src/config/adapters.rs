@@ -77,10 +77,10 @@ impl GrpoConfig {
 /// else, so training updates the adapters only (over a quantized model:
 /// QLoRA). Returns the adapted module paths; without `use_peft` the model
 /// is unchanged and the list is empty. Call it before building the
-/// trainer. Adapter dropout (`lora_dropout > 0`) is active in every
-/// forward pass, rollouts and scoring included, as in a PEFT model in
-/// training mode ([`mlx_lm::loader::set_adapters_training`] switches it
-/// off). Save the trained adapters with
+/// trainer. The trainer then switches adapter dropout (`lora_dropout > 0`)
+/// off for rollouts and on for the training forward, checkpoints the
+/// adapters alone and uses the base with the adapters off as the reference
+/// model (see [`crate::trainer::adapters`]). Save the trained adapters with
 /// [`mlx_lm::loader::attached_adapters`] and
 /// [`mlx_lm::loader::save_adapters`].
 pub fn attach_peft_adapters<M: LanguageModel>(

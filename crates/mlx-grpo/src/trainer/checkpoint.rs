@@ -5,6 +5,12 @@
 //! is complete, so a crash or kill during a save leaves the previous
 //! checkpoint untouched and loadable. `trainer_state.json` is written last
 //! and marks a checkpoint as complete.
+//!
+//! The weights are the model in Hugging Face's layout under [`MODEL_DIR`];
+//! for a model with LoRA adapters attached, the adapters alone in PEFT's
+//! layout at the top of the checkpoint (`adapter_config.json`,
+//! `adapter_model.safetensors`, as TRL's checkpoints of PEFT models), so
+//! that the directory loads as an adapter directory too.
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -12,6 +12,7 @@
 //! their own from the public pieces: [`rollout`], [`batch`],
 //! [`crate::loss`], [`step`], [`optimizer`], [`checkpoint`], [`metrics_log`].
 
+pub mod adapters;
 pub mod batch;
 pub mod callbacks;
 pub mod checkpoint;
@@ -167,7 +168,9 @@ impl Trainer {
         let optimizer = build_optimizer(&config, total_steps)?;
         let mut model = model;
         MemoryPlan::from_config(&config).prepare_model(&mut model);
-        let ref_model = (config.beta != 0.0).then(|| {
+        adapters::check_reference(&config, &model)?;
+        // With adapters the reference is the base with them switched off.
+        let ref_model = (config.beta != 0.0 && !adapters::has_adapters(&model)).then(|| {
             let mut r = model.clone();
             r.freeze();
             r
@@ -329,9 +332,24 @@ impl Trainer {
         &self.optimizer
     }
 
-    /// The reference model (when `beta != 0`).
+    /// The reference model (when `beta != 0` and the model has no
+    /// adapters; with adapters the reference is the base with them
+    /// switched off, see [`adapters`]).
     pub fn ref_model(&self) -> Option<&Model> {
         self.ref_model.as_ref()
+    }
+
+    /// Writes the trained model with its adapters folded in (PEFT's
+    /// `merge_and_unload`) to `dir` in Hugging Face's layout, with the
+    /// source directory's tokenizer files (see
+    /// [`adapters::save_merged_model`]); a model without adapters is written
+    /// as it is.
+    pub fn save_merged_model(&self, dir: &Path) -> Result<()> {
+        let options = SaveOptions {
+            source_dir: self.source_dir.clone(),
+            ..Default::default()
+        };
+        adapters::save_merged_model(&self.model, dir, &options)
     }
 
     /// Everything besides weights, optimizer state and the rollout buffer
@@ -352,7 +370,8 @@ impl Trainer {
     }
 
     /// Loads a checkpoint written by [`Trainer::save_checkpoint`]: weights
-    /// (and the reference model's), optimizer state, sampler position,
+    /// (and the reference model's; the adapter factors when the model has
+    /// adapters attached), optimizer state, sampler position,
     /// counters, logs and the unfinished generation batch. Training then
     /// continues bit for bit the trajectory of an uninterrupted run. The
     /// trainer state is checked against this run first
@@ -375,8 +394,12 @@ impl Trainer {
             None
         };
         let dtype = self.model.dtype();
-        self.model = load_model(checkpoint.join(checkpoint::MODEL_DIR), Some(dtype))?;
-        MemoryPlan::from_config(&self.config).prepare_model(&mut self.model);
+        if adapters::has_adapters(&self.model) {
+            adapters::restore_adapters(&mut self.model, checkpoint)?;
+        } else {
+            self.model = load_model(checkpoint.join(checkpoint::MODEL_DIR), Some(dtype))?;
+            MemoryPlan::from_config(&self.config).prepare_model(&mut self.model);
+        }
         let ref_dir = checkpoint.join(checkpoint::REF_MODEL_DIR);
         if self.ref_model.is_some() && ref_dir.is_dir() {
             let mut r = load_model(ref_dir, Some(dtype))?;
@@ -627,7 +650,8 @@ impl Trainer {
     }
 
     /// Writes `output_dir/checkpoint-<step>` atomically: weights in the
-    /// Hugging Face layout (the reference model's too), optimizer state,
+    /// Hugging Face layout (the reference model's too) or, when the model
+    /// has adapters attached, the adapters alone in PEFT's layout, optimizer state,
     /// trainer state, and the current generation batch when steps remain
     /// in it.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
@@ -648,7 +672,11 @@ impl Trainer {
         let entropy = self.entropy_control.state();
         let adaptive = self.entropy_control.is_adaptive();
         let path = self.checkpoints.save(step, &self.state, |dir| {
-            save_model(model, dir.join(checkpoint::MODEL_DIR), &options)?;
+            if adapters::has_adapters(model) {
+                adapters::save_adapter_checkpoint(model, dir)?;
+            } else {
+                save_model(model, dir.join(checkpoint::MODEL_DIR), &options)?;
+            }
             if let Some(r) = ref_model {
                 save_model(r, dir.join(checkpoint::REF_MODEL_DIR), &options)?;
             }
@@ -713,6 +741,9 @@ impl Trainer {
             buffer.remaining -= 1;
             rollout_metrics = buffer.metrics.clone();
         }
+        let rank = self.parallel.as_ref().map_or(0, Parallel::rank);
+        let (seed, step) = (self.config.seed, self.state.global_step);
+        adapters::set_adapter_mode(&mut self.model, true, seed, step, rank);
         let mut metrics = step::optimize_step_in(
             &mut self.model,
             &mut self.optimizer,
@@ -800,6 +831,7 @@ impl Trainer {
         let generation_index = self.state.generations;
         self.state.generations = generation_index.wrapping_add(1);
         MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
+        adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
         let generated = rollout::generate_chunks(
             &self.model,
             &self.tokenizer,
@@ -926,6 +958,13 @@ impl Trainer {
             .pad_token_id()
             .or(self.tokenizer.eos_token_id())
             .unwrap_or(0);
+        let adapter_reference = match &self.ref_model {
+            None if self.config.beta != 0.0 && adapters::has_adapters(&self.model) => {
+                Some(adapters::reference_without_adapters(&self.model)?)
+            }
+            _ => None,
+        };
+        let reference = self.ref_model.as_ref().or(adapter_reference.as_ref());
         let mut micro_batches = Vec::with_capacity(parts.len());
         for part in parts {
             let mb = MicroBatch::build(
@@ -936,7 +975,7 @@ impl Trainer {
                 num_items,
                 &self.config,
                 &self.model,
-                self.ref_model.as_ref(),
+                reference,
             )?;
             micro_batches.push(mb);
         }

@@ -115,7 +115,10 @@ pub fn attach_adapters<M: LanguageModel>(model: &mut M, adapters: &Adapters) -> 
             adapters.config,
         )
         .map_err(|e| Error::InvalidInput {
-            message: format!("{file}: {e}"),
+            message: match e {
+                Error::InvalidInput { message } => format!("{file}: {message}"),
+                other => format!("{file}: {other}"),
+            },
         })?;
     }
     train_adapters_only(&mut adapted);
@@ -178,6 +181,30 @@ pub fn set_adapters_training<M: LanguageModel>(model: &mut M, training: bool) {
             p.set_training(training);
         }
     }
+}
+
+/// Whether any projection of the model has an adapter attached.
+pub fn has_adapters<M: LanguageModel>(model: &M) -> bool {
+    model
+        .transformer()
+        .is_some_and(|t| t.projections().iter().any(|(_, p)| p.as_lora().is_some()))
+}
+
+/// Switches every attached adapter on (the default) or off. Off, the model
+/// is its base exactly (PEFT's `disable_adapter`): the reference model of
+/// GRPO with β > 0, without a second copy of the weights. Merged adapters
+/// are unmerged first.
+pub fn set_adapters_enabled<M: LanguageModel>(model: &mut M, enabled: bool) -> Result<()> {
+    if let Some(t) = model.transformer_mut() {
+        for (path, p) in t.projections_mut() {
+            if let Some(l) = p.as_lora_mut() {
+                l.set_enabled(enabled).map_err(|e| Error::InvalidInput {
+                    message: format!("adapter of module `{path}`: {e}"),
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Folds every attached adapter into a dense layer, `W + s · B A` (a

@@ -23,8 +23,8 @@ mod save;
 mod validate;
 
 pub use adapter_attach::{
-    attach_adapters, attach_lora, attached_adapters, fuse_attached_adapters, is_adapter_parameter,
-    load_and_attach_adapters, set_adapters_training,
+    attach_adapters, attach_lora, attached_adapters, fuse_attached_adapters, has_adapters,
+    is_adapter_parameter, load_and_attach_adapters, set_adapters_enabled, set_adapters_training,
 };
 pub use adapter_merge::{
     adapter_targets, block_count, check_adapters, linear_candidates, merge_adapters, new_adapters,

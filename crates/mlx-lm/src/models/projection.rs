@@ -11,7 +11,7 @@ use mlx_nn::layers::{
     QuantizedLinear,
 };
 use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut};
-use mlx_tensor::{Array, Dtype};
+use mlx_tensor::{Array, Dtype, random};
 
 use crate::{Error, Result};
 
@@ -59,6 +59,14 @@ impl Projection {
 
     /// The adapter, when this layer has one.
     pub fn as_lora(&self) -> Option<&LoraLinear> {
+        match self {
+            Projection::Lora(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// The adapter, mutably, when this layer has one.
+    pub fn as_lora_mut(&mut self) -> Option<&mut LoraLinear> {
         match self {
             Projection::Lora(l) => Some(l),
             _ => None,
@@ -143,6 +151,33 @@ impl Module for Projection {
             Projection::Lora(l) => l.visit_mut(v),
         }
     }
+}
+
+/// A fresh key from the global key sequence when one of `projections` is
+/// an adapter whose dropout draws masks (else `None`, and nothing is
+/// drawn): the start of the chain of per-block keys of one forward pass
+/// (see [`next_block_key`]).
+pub(crate) fn adapter_dropout_key<'a>(
+    mut projections: impl Iterator<Item = &'a Projection>,
+) -> Result<Option<Array>> {
+    if !projections.any(|p| p.as_lora().is_some_and(LoraLinear::dropout_active)) {
+        return Ok(None);
+    }
+    let high = i64::from(u32::MAX);
+    Ok(Some(random::randint(0, high, &[2], Dtype::U32, None)?))
+}
+
+/// The key of the next block, split off the chain (which moves on): the
+/// block's adapters draw their dropout masks from it (a
+/// [`DropoutKeyScope`](mlx_nn::layers::DropoutKeyScope)), also when
+/// gradient checkpointing recomputes the block.
+pub(crate) fn next_block_key(chain: &mut Option<Array>) -> Result<Option<Array>> {
+    let Some(key) = chain.as_ref() else {
+        return Ok(None);
+    };
+    let (next, sub) = random::split2(key)?;
+    *chain = Some(next);
+    Ok(Some(sub))
 }
 
 /// The token embedding table: dense or quantized.

@@ -5,7 +5,7 @@
 //! Decoding's fast paths (stacked projections, fused kernels) live in
 //! [`crate::generate::Decoder`], which reads these layers.
 
-use mlx_nn::layers::{Embedding, LinearConfig, RmsNorm};
+use mlx_nn::layers::{DropoutKeyScope, Embedding, LinearConfig, RmsNorm};
 use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
 use mlx_nn::{ModuleExt, sequential_checkpoint};
 use mlx_tensor::{Array, Dtype, fast};
@@ -16,7 +16,7 @@ use super::config_checks::attention_dims;
 use super::dense_mlp::DenseMlp;
 use super::layout::{cache_layout, prompt_layout};
 use super::moe::{MoeDims, SparseMoe};
-use super::projection::{Projection, TokenEmbedding};
+use super::projection::{Projection, TokenEmbedding, adapter_dropout_key, next_block_key};
 use super::rope::RopeSettings;
 use crate::LanguageModel;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
@@ -313,15 +313,18 @@ impl DecoderLayer {
     }
 
     /// [`DecoderLayer::forward`] without a cache, under gradient
-    /// checkpointing: the backward pass recomputes the activations.
+    /// checkpointing: the backward pass recomputes the activations (with
+    /// the same adapter dropout masks, drawn from `dropout_key`).
     fn forward_checkpointed(
         &self,
         x: &Array,
         mask: &AttentionMask,
         positions: &PositionOffset,
+        dropout_key: Option<Array>,
     ) -> Result<(Array, Option<Array>)> {
         let (mask, positions) = (mask.clone(), positions.clone());
         let mut outs = grad_checkpoint(self, std::slice::from_ref(x), move |layer, xs| {
+            let _scope = dropout_key.clone().map(DropoutKeyScope::enter);
             let (y, router) = layer.forward(&xs[0], &mask, &positions, None)?;
             Ok(std::iter::once(y).chain(router).collect())
         })?;
@@ -422,16 +425,25 @@ impl Transformer {
                 });
             }
         };
+        // Adapter dropout (training): one key per block, drawn before it runs.
+        let mut dropout_keys = match cache {
+            None => adapter_dropout_key(self.projections().into_iter().map(|(_, p)| p))?,
+            Some(_) => None,
+        };
         let mut h = self.embed_tokens.forward(tokens)?;
         let mut router_logits = Vec::new();
         let mut caches = cache.map(|c| c.iter_mut());
         for layer in &self.layers {
             let cache = caches.as_mut().and_then(Iterator::next);
+            let key = next_block_key(&mut dropout_keys)?;
             let (out, router) = match cache {
                 None if self.gradient_checkpointing => {
-                    layer.forward_checkpointed(&h, &mask, &positions)?
+                    layer.forward_checkpointed(&h, &mask, &positions, key)?
                 }
-                cache => layer.forward(&h, &mask, &positions, cache)?,
+                cache => {
+                    let _scope = key.map(DropoutKeyScope::enter);
+                    layer.forward(&h, &mask, &positions, cache)?
+                }
             };
             h = out;
             router_logits.extend(router);

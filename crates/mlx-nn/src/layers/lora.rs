@@ -12,13 +12,59 @@
 //! `lora_B.weight`, so a model's base checkpoint keys are unchanged and the
 //! adapter keys are PEFT's without its `base_model.model.` prefix.
 
-use mlx_tensor::{Array, Dtype};
+use std::cell::RefCell;
+
+use mlx_tensor::{random, Array, Dtype};
 
 use crate::init::Init;
 use crate::layers::{Dropout, Linear, QuantizedLinear};
 use crate::module::{Param, Visitor, VisitorMut};
 use crate::Module;
 use crate::{Error, ModuleExt, Result};
+
+thread_local! {
+    /// The key of the innermost [`DropoutKeyScope`] of this thread.
+    static SCOPED_KEY: RefCell<Option<Array>> = const { RefCell::new(None) };
+}
+
+/// While alive, adapters in training mode that are given no key draw their
+/// dropout masks from this scope's key, split once per call in call order,
+/// instead of from the thread's global key sequence. A model block run in
+/// such a scope, and run again in one with the same key (the backward pass
+/// of gradient checkpointing recomputes it), draws the same masks both
+/// times. Scopes nest; dropping one restores the enclosing one.
+#[derive(Debug)]
+pub struct DropoutKeyScope {
+    previous: Option<Array>,
+}
+
+impl DropoutKeyScope {
+    /// Enters a scope whose masks derive from `key`.
+    pub fn enter(key: Array) -> Self {
+        let previous = SCOPED_KEY.with(|slot| slot.replace(Some(key)));
+        DropoutKeyScope { previous }
+    }
+}
+
+impl Drop for DropoutKeyScope {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        SCOPED_KEY.with(|slot| *slot.borrow_mut() = previous);
+    }
+}
+
+/// The next key of the innermost scope, if any (the scope moves on).
+fn scoped_subkey() -> Result<Option<Array>> {
+    SCOPED_KEY.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let Some(key) = slot.as_ref() else {
+            return Ok(None);
+        };
+        let (next, sub) = random::split2(key)?;
+        *slot = Some(next);
+        Ok(Some(sub))
+    })
+}
 
 /// Hyper-parameters of an adapter (PEFT's names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -163,6 +209,8 @@ pub struct LoraLinear {
     #[module(skip)]
     dropout: Dropout,
     merged: bool,
+    /// Off: the layer is its base alone (PEFT's `disable_adapter`).
+    disabled: bool,
 }
 
 impl LoraLinear {
@@ -203,6 +251,7 @@ impl LoraLinear {
             dropout: Dropout::new(config.lora_dropout)?,
             config,
             merged: false,
+            disabled: false,
         })
     }
 
@@ -226,6 +275,34 @@ impl LoraLinear {
         self.dropout.set_training(training);
     }
 
+    /// Whether adapter dropout is in training mode.
+    pub fn is_training(&self) -> bool {
+        self.dropout.is_training()
+    }
+
+    /// Whether a forward pass draws a dropout mask: training mode, a
+    /// non-zero probability, and the adapter enabled and not merged.
+    pub fn dropout_active(&self) -> bool {
+        self.dropout.is_training() && self.dropout.p() > 0.0 && !self.disabled && !self.merged
+    }
+
+    /// Switches the adapter on (the default) or off. Off, the layer is its
+    /// base alone, exactly: the frozen base's output, the factors kept
+    /// aside (PEFT's `disable_adapter`). A merged update is taken out of the
+    /// base weight first, as PEFT does.
+    pub fn set_enabled(&mut self, enabled: bool) -> Result<()> {
+        if !enabled {
+            self.unmerge()?;
+        }
+        self.disabled = !enabled;
+        Ok(())
+    }
+
+    /// Whether the adapter takes part in the forward pass.
+    pub fn is_enabled(&self) -> bool {
+        !self.disabled
+    }
+
     /// `s · B A`, the update to the dense weight `[out, in]`, in the base's
     /// float dtype.
     pub fn delta_weight(&self) -> Result<Array> {
@@ -236,13 +313,18 @@ impl LoraLinear {
     }
 
     /// Applies the layer; adapter dropout (in training mode) draws its mask
-    /// from `key` (`None`: the global key sequence).
+    /// from `key` (`None`: the innermost [`DropoutKeyScope`], else the
+    /// global key sequence).
     pub fn forward_with_key(&self, x: &Array, key: Option<&Array>) -> Result<Array> {
         let y = self.base.forward(x)?;
-        if self.merged {
+        if self.merged || self.disabled {
             return Ok(y);
         }
-        let dropped = self.dropout.forward_with_key(x, key)?;
+        let scoped = match key {
+            None if self.dropout_active() => scoped_subkey()?,
+            _ => None,
+        };
+        let dropped = self.dropout.forward_with_key(x, key.or(scoped.as_ref()))?;
         let z = dropped
             .matmul(&self.lora_a.value.t()?)?
             .matmul(&self.lora_b.value.t()?)?;
@@ -253,7 +335,7 @@ impl LoraLinear {
     }
 
     /// Applies the layer (dropout, if any and in training mode, from the
-    /// global key sequence).
+    /// innermost [`DropoutKeyScope`] or the global key sequence).
     pub fn forward(&self, x: &Array) -> Result<Array> {
         self.forward_with_key(x, None)
     }
@@ -264,6 +346,11 @@ impl LoraLinear {
     pub fn merge(&mut self) -> Result<()> {
         if self.merged {
             return Ok(());
+        }
+        if self.disabled {
+            return Err(Error::Config(
+                "cannot merge a disabled LoRA adapter; enable it first".into(),
+            ));
         }
         let delta = self.delta_weight()?;
         let LinearBase::Dense(l) = &mut self.base else {
@@ -290,7 +377,8 @@ impl LoraLinear {
 
     /// A dense [`Linear`] equal to the adapted layer: the (dequantized)
     /// base weight plus `s · B A` (what mlx-lm's `fuse(dequantize=True)` and
-    /// PEFT's `merge_and_unload` give).
+    /// PEFT's `merge_and_unload` give), whether the adapter is enabled or
+    /// not.
     pub fn fused(&self) -> Result<Linear> {
         let (weight, bias) = match &self.base {
             LinearBase::Dense(l) => (

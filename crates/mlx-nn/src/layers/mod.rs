@@ -20,7 +20,7 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use forward::Forward;
 pub use linear::{Linear, LinearConfig};
-pub use lora::{LinearBase, LoraConfig, LoraLinear};
+pub use lora::{DropoutKeyScope, LinearBase, LoraConfig, LoraLinear};
 pub use lora_targets::{
     layer_index, select_targets, LayerSelection, TargetCandidate, TargetModules,
 };
