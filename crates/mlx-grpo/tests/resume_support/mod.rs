@@ -200,7 +200,8 @@ fn records_bits(records: &[LogRecord]) -> Vec<(usize, BTreeMap<String, u64>)> {
     records.iter().map(metric_bits).collect()
 }
 
-fn assert_same_params(a: &ParamMap, b: &ParamMap, what: &str) {
+/// Two parameter maps alike bit for bit: names, dtypes, shapes and bytes.
+pub fn assert_same_params(a: &ParamMap, b: &ParamMap, what: &str) {
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),
