@@ -12,16 +12,6 @@ use mlx_grpo::trainer::metrics_log::{read_metrics, MetricsLog};
 use mlx_grpo::trainer::{check_trainer_state, LogRecord, RunShape};
 use mlx_grpo::Error;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-grpo-resume-files-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn record(step: usize, values: &[(&str, f64)]) -> LogRecord {
     LogRecord {
         step,
@@ -124,7 +114,8 @@ fn write_lines(path: &Path, records: &[LogRecord], tail: &str) {
 
 #[test]
 fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
-    let dir = scratch("metrics-cut");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("metrics.jsonl");
     let all: Vec<LogRecord> = (1..=5)
         .map(|s| record(s, &[("loss", s as f64 / 3.0)]))
@@ -155,7 +146,8 @@ fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
 
 #[test]
 fn resuming_restores_metrics_the_file_lost() {
-    let dir = scratch("metrics-lost");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("metrics.jsonl");
     let all: Vec<LogRecord> = (1..=4)
         .map(|s| record(s, &[("reward", f64::NAN)]))
@@ -181,7 +173,8 @@ fn fake_checkpoint(dir: &Path, marker: &str) {
 
 #[test]
 fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
-    let dir = scratch("stale");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     fake_checkpoint(&dir.join("checkpoint-2"), "two");
     // A save of step 4 killed before its rename.
     std::fs::create_dir_all(dir.join(".tmp-checkpoint-4-999999")).unwrap();
@@ -214,7 +207,8 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
 
 #[test]
 fn saving_leaves_no_temporary_directory() {
-    let dir = scratch("save");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let manager = CheckpointManager::open(&dir, Some(1)).unwrap();
     for step in [1, 2, 2] {
         manager

@@ -51,7 +51,8 @@ fn losses(history: &[mlx_grpo::trainer::LogRecord]) -> Vec<f64> {
 
 /// A 4-step run's log and final parameters, trained straight through.
 fn straight_run(name: &str, tok: &Tokenizer) -> (TrainOutput, ParamMap) {
-    let dir = scratch(name);
+    let tmp = scratch(name);
+    let dir = tmp.path();
     let mut trainer = Trainer::new(
         config(&dir, 4),
         model(tok),
@@ -74,7 +75,8 @@ fn stopped_and_resumed(
     first: impl Fn(&mut GrpoConfig),
     then: impl Fn(&mut GrpoConfig),
 ) -> (TrainOutput, ParamMap) {
-    let dir = scratch(name);
+    let tmp = scratch(name);
+    let dir = tmp.path();
     let mut cfg = config(&dir, 4);
     first(&mut cfg);
     let mut trainer = Trainer::new(cfg, model(tok), tok.clone(), dataset(), rewards())
@@ -140,7 +142,8 @@ fn offloaded_optimizer_state_trains_and_resumes_the_same() {
 
 #[test]
 fn interrupted_save_keeps_the_previous_checkpoint() {
-    let dir = scratch("atomic");
+    let tmp = scratch("atomic");
+    let dir = tmp.path();
     let tok = tokenizer();
     let mut trainer = Trainer::new(
         config(&dir, 2),
@@ -190,7 +193,8 @@ fn interrupted_save_keeps_the_previous_checkpoint() {
 
 #[test]
 fn frozen_parameters_do_not_move() {
-    let dir = scratch("frozen");
+    let tmp = scratch("frozen");
+    let dir = tmp.path();
     let tok = tokenizer();
     let mut m = model(&tok);
     m.freeze_path("model.embed_tokens");
@@ -214,7 +218,8 @@ fn frozen_parameters_do_not_move() {
 
 #[test]
 fn nan_rewards_empty_dataset_and_bad_counts_are_clear_errors() {
-    let dir = scratch("errors");
+    let tmp = scratch("errors");
+    let dir = tmp.path();
     let tok = tokenizer();
 
     let mut nan = RewardSet::new();

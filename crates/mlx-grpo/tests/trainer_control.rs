@@ -26,16 +26,6 @@ const TOTAL_STEPS: i64 = 1000;
 /// The longest a test waits for the trainer to reach a state.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-grpo-trainer-control-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Trains a tiny random model into `dir` on its own thread (MLX arrays stay
 /// there), with `control` attached when given and samples written.
 fn spawn_run(dir: &Path, control: Option<TrainerControl>) -> Option<Run> {
@@ -132,7 +122,8 @@ fn checkpoint_step(dir: &Path, step: usize) -> PathBuf {
 
 #[test]
 fn pause_save_and_stop_through_the_handle() {
-    let dir = scratch("handle");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let control = TrainerControl::new();
     let mut run = spawn_run(&dir, Some(control.clone()));
     let running = wait_for(&dir, &mut run, "to step 2", |s| s.step >= 2);
@@ -174,7 +165,8 @@ fn pause_save_and_stop_through_the_handle() {
 
 #[test]
 fn the_control_file_steers_a_run_from_outside() {
-    let dir = scratch("file");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut run = spawn_run(&dir, None);
     wait_for(&dir, &mut run, "to step 1", |s| s.step >= 1);
     let file = dir.join(CONTROL_FILE);
@@ -207,7 +199,8 @@ fn the_control_file_steers_a_run_from_outside() {
 
 #[test]
 fn samples_carry_each_reward_and_their_weighted_sum() {
-    let dir = scratch("samples");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let control = TrainerControl::new();
     let mut run = spawn_run(&dir, Some(control.clone()));
     wait_for(&dir, &mut run, "to step 2", |s| s.step >= 2);
