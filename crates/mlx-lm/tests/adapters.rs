@@ -100,7 +100,8 @@ fn merge_then_unmerge_restores_the_base_weights() {
 
 fn round_trip(from: &str, format: AdapterFormat) {
     let (adapters, _) = load_adapters(lora_dir(from)).unwrap();
-    let out = temp_dir(&format!("adapters-{from}-{format:?}"));
+    let out_tmp = temp_dir(&format!("adapters-{from}-{format:?}"));
+    let out = out_tmp.path();
     let model = load(BASE, Dtype::F32);
     save_adapters(&adapters, &out, format, block_count(&model)).unwrap();
     let (back, read_format) = load_adapters(&out).unwrap();
@@ -116,7 +117,6 @@ fn round_trip(from: &str, format: AdapterFormat) {
     selected.sort();
     assert_eq!(selected, back.modules.keys().cloned().collect::<Vec<_>>());
     assert_merged_logits(&back, &reference(from), &format!("{from} via {format:?}"));
-    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
@@ -130,7 +130,8 @@ fn adapters_round_trip_through_both_layouts() {
 #[test]
 fn saved_mlx_lm_files_have_mlx_lm_keys_shapes_and_config() {
     let (adapters, _) = load_adapters(lora_dir("peft_lora_last1")).unwrap();
-    let out = temp_dir("adapters-mlx-layout");
+    let out_tmp = temp_dir("adapters-mlx-layout");
+    let out = out_tmp.path();
     save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2).unwrap();
     let ours = io::load_safetensors(out.join("adapters.safetensors")).unwrap();
     let theirs =
@@ -149,7 +150,6 @@ fn saved_mlx_lm_files_have_mlx_lm_keys_shapes_and_config() {
     assert_eq!(config["num_layers"], 1);
     assert_eq!(config["lora_parameters"]["rank"], 4);
     assert_eq!(config["lora_parameters"]["scale"], 2.0);
-    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
@@ -191,7 +191,8 @@ fn peft_config(r: i32) -> serde_json::Value {
 
 #[test]
 fn bad_adapters_are_errors_naming_file_and_tensor() {
-    let dir = temp_dir("adapters-bad");
+    let tmp = temp_dir("adapters-bad");
+    let dir = tmp.path();
     let zeros = |s: &[i32]| Array::zeros(s, Dtype::F32).unwrap();
     let model = load(BASE, Dtype::F32);
     let q = "base_model.model.model.layers.0.self_attn.q_proj";
@@ -293,7 +294,6 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     );
     let err = load_adapters(&dir).unwrap_err().to_string();
     assert!(err.contains("peft_type"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 
     // mlx-lm adapters that do not cover the last blocks cannot be written.
     let (mut adapters, _) = load_adapters(lora_dir("mlx_lora_last1")).unwrap();
@@ -302,10 +302,10 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
         "model.layers.0.self_attn.q_proj".into(),
         LoraFactors { a: f.a, b: f.b },
     );
-    let out = temp_dir("adapters-bad-mlx");
+    let out_tmp = temp_dir("adapters-bad-mlx");
+    let out = out_tmp.path();
     let err = save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2)
         .unwrap_err()
         .to_string();
     assert!(err.contains("num_layers"), "{err}");
-    std::fs::remove_dir_all(&out).ok();
 }

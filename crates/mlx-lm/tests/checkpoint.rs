@@ -41,7 +41,8 @@ fn assert_same_parameters(a: &Model, b: &Model) {
 fn save_then_load_is_bit_exact() {
     for name in FIXTURES {
         let model = load(name, Dtype::F32);
-        let dir = temp_dir(&format!("roundtrip-{name}"));
+        let tmp = temp_dir(&format!("roundtrip-{name}"));
+        let dir = tmp.path();
         save_model(
             &model,
             &dir,
@@ -60,14 +61,14 @@ fn save_then_load_is_bit_exact() {
         assert_eq!(back.dtype(), Dtype::F32);
         assert_eq!(back.config(), saved_config(&model));
         assert_same_parameters(&model, &back);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
 
 #[test]
 fn sharded_saves_write_an_index_and_load_back() {
     let model = load("qwen3_moe", Dtype::F32);
-    let dir = temp_dir("sharded");
+    let tmp = temp_dir("sharded");
+    let dir = tmp.path();
     save_model(
         &model,
         &dir,
@@ -108,7 +109,6 @@ fn sharded_saves_write_an_index_and_load_back() {
     save_model(&model, &dir, &SaveOptions::default()).unwrap();
     assert!(!dir.join("model.safetensors.index.json").exists());
     assert_same_parameters(&model, &load_model(&dir, None).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -165,14 +165,14 @@ fn saved_checkpoints_for_transformers() {
 
 #[test]
 fn random_checkpoints_load_back() {
-    let dir = temp_dir("random");
+    let tmp = temp_dir("random");
+    let dir = tmp.path();
     let written = write_random_checkpoint(&dir, &tiny_qwen3_config(), 3, Dtype::BF16).unwrap();
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     assert!(text.contains("\"dtype\": \"bfloat16\""), "{text}");
     let back = load_model(&dir, None).unwrap();
     assert_eq!(back.dtype(), Dtype::BF16);
     assert_same_parameters(&written, &back);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // --- damaged checkpoints ------------------------------------------------------
@@ -206,7 +206,8 @@ fn problems(dir: &Path) -> Vec<CheckpointProblem> {
 
 #[test]
 fn all_problems_are_reported_together_naming_file_and_key() {
-    let dir = temp_dir("two-problems");
+    let tmp = temp_dir("two-problems");
+    let dir = tmp.path();
     copy_fixture("qwen3_tied", &dir);
     rewrite(&dir, |t| {
         t.remove("model.layers.1.self_attn.k_norm.weight");
@@ -250,12 +251,12 @@ fn all_problems_are_reported_together_naming_file_and_key() {
         message.contains("4 problem(s)") && message.contains("model.safetensors"),
         "{message}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn truncated_and_garbage_files_are_named() {
-    let dir = temp_dir("truncated");
+    let tmp = temp_dir("truncated");
+    let dir = tmp.path();
     copy_fixture("qwen3_tied", &dir);
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
@@ -276,12 +277,12 @@ fn truncated_and_garbage_files_are_named() {
         panic!("{found:?}")
     };
     assert!(message.contains("garbage"), "{message}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_missing_shard_is_named() {
-    let dir = temp_dir("missing-shard");
+    let tmp = temp_dir("missing-shard");
+    let dir = tmp.path();
     copy_fixture("qwen3_untied", &dir);
     let shard = dir.join("model-00002-of-00003.safetensors");
     std::fs::remove_file(&shard).unwrap();
@@ -293,12 +294,12 @@ fn a_missing_shard_is_named() {
             message: "named by the shard index but not present".into()
         }]
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn config_and_weights_that_disagree_are_reported() {
-    let dir = temp_dir("mismatch");
+    let tmp = temp_dir("mismatch");
+    let dir = tmp.path();
     copy_fixture("qwen3_tied", &dir);
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -309,12 +310,12 @@ fn config_and_weights_that_disagree_are_reported() {
     assert!(found.iter().any(|p| matches!(p, CheckpointProblem::MissingTensor { key, .. } if key == "model.layers.2.self_attn.q_proj.weight")));
     assert!(found.iter().any(|p| matches!(p, CheckpointProblem::WrongShape { key, expected, found, .. }
         if key == "model.embed_tokens.weight" && expected == &vec![1200, 64] && found == &vec![1000, 64])));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_missing_expert_is_named() {
-    let dir = temp_dir("missing-expert");
+    let tmp = temp_dir("missing-expert");
+    let dir = tmp.path();
     copy_fixture("qwen3_moe", &dir);
     rewrite(&dir, |t| {
         t.remove("model.layers.1.mlp.experts.5.up_proj.weight");
@@ -327,12 +328,12 @@ fn a_missing_expert_is_named() {
         }),
         "{found:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn config_problems_name_the_field() {
-    let dir = temp_dir("bad-config");
+    let tmp = temp_dir("bad-config");
+    let dir = tmp.path();
     copy_fixture("qwen3_tied", &dir);
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -369,5 +370,4 @@ fn config_problems_name_the_field() {
         load_model(&dir, None),
         Err(Error::MissingFile { .. })
     ));
-    std::fs::remove_dir_all(&dir).ok();
 }
