@@ -84,7 +84,7 @@ fn downstream_crate_runs_without_ld_library_path() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(&cargo)
         .args(["run", "--quiet"])
-        .current_dir(&package)
+        .current_dir(package)
         .env_remove("LD_LIBRARY_PATH")
         .env("CARGO_TARGET_DIR", &target)
         .output()

@@ -153,7 +153,7 @@ fn high_entropy_gates_the_bonus_off_and_lowers_the_coefficient() {
 fn trainer_adapts_the_coefficient_and_checkpoints_it() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut trainer = adaptive_trainer(&dir, 2);
+    let mut trainer = adaptive_trainer(dir, 2);
     let out = trainer.train().unwrap();
     let coefs: Vec<f64> = out
         .log_history
@@ -169,7 +169,7 @@ fn trainer_adapts_the_coefficient_and_checkpoints_it() {
     assert!(state.last_world_entropy.is_finite() && state.last_world_entropy > 0.0);
     // A resumed run continues from the checkpointed controller, not from
     // the config's initial coefficient.
-    let mut resumed = adaptive_trainer(&dir, 3);
+    let mut resumed = adaptive_trainer(dir, 3);
     resumed.resume_from(&checkpoint).unwrap();
     let metrics = resumed.train_step().unwrap();
     assert_close(metrics["entropy_coef"], 0.03, "coef after the resumed step");

@@ -266,8 +266,8 @@ fn two_ranks_match_one_process(case: Case, rank_test: &str) {
         );
     }
     assert!(run.report.success(), "{}", run.report.summary());
-    let (rank0, losses0) = read_rank(&dir, 0);
-    let (rank1, losses1) = read_rank(&dir, 1);
+    let (rank0, losses0) = read_rank(dir, 0);
+    let (rank1, losses1) = read_rank(dir, 1);
     assert_eq!(rank0, rank1, "the ranks' parameters differ");
     assert_eq!(losses0, losses1, "the ranks' logged losses differ");
     // Only rank 0 writes the run's files.

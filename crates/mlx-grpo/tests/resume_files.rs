@@ -123,7 +123,7 @@ fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
     // The interrupted run logged steps 1–5 and died writing step 6.
     write_lines(&path, &all, r#"{"step":6,"metr"#);
     let before = std::fs::read_to_string(&path).unwrap();
-    let mut log = MetricsLog::resume(&dir, all[..3].to_vec(), 3).unwrap();
+    let mut log = MetricsLog::resume(dir, all[..3].to_vec(), 3).unwrap();
     let after = std::fs::read_to_string(&path).unwrap();
     let cut = before
         .lines()
@@ -154,7 +154,7 @@ fn resuming_restores_metrics_the_file_lost() {
         .collect();
     // Only the first line reached the disk.
     write_lines(&path, &all[..1], "");
-    MetricsLog::resume(&dir, all.clone(), 4).unwrap();
+    MetricsLog::resume(dir, all.clone(), 4).unwrap();
     let back = read_metrics(&path).unwrap();
     assert_eq!(
         back.iter().map(|r| r.step).collect::<Vec<_>>(),
@@ -162,7 +162,7 @@ fn resuming_restores_metrics_the_file_lost() {
     );
     // No file at all: written from the history.
     std::fs::remove_file(&path).unwrap();
-    MetricsLog::resume(&dir, all, 4).unwrap();
+    MetricsLog::resume(dir, all, 4).unwrap();
     assert_eq!(read_metrics(&path).unwrap().len(), 4);
 }
 
@@ -190,8 +190,8 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
     fake_checkpoint(&dir.join(".old-checkpoint-6-999997"), "six");
     fake_checkpoint(&dir.join(".tmp-checkpoint-6-999997"), "six, new, unsynced");
 
-    let manager = CheckpointManager::open(&dir, None).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let manager = CheckpointManager::open(dir, None).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -209,7 +209,7 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
 fn saving_leaves_no_temporary_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let manager = CheckpointManager::open(&dir, Some(1)).unwrap();
+    let manager = CheckpointManager::open(dir, Some(1)).unwrap();
     for step in [1, 2, 2] {
         manager
             .save(step, &state(step), |tmp| {
@@ -219,7 +219,7 @@ fn saving_leaves_no_temporary_directory() {
             })
             .unwrap();
     }
-    let names: Vec<String> = std::fs::read_dir(&dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

@@ -20,7 +20,7 @@ fn mid_batch_checkpoint(name: &str) -> (TempDir, PathBuf) {
     let tmp = scratch(name);
     let dir = tmp.path();
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, 4);
+    let mut cfg = base_config(dir, 4);
     cfg.num_iterations = 2;
     cfg.save_steps = 3;
     let mut trainer = Trainer::new(cfg, dense_model(&tok), tok, dataset(), rewards())
@@ -96,7 +96,7 @@ fn every_generation_batch_of_a_step_has_its_own_keys() {
         Ok(xs.iter().map(|x| x.completion.num_tokens as f32).collect())
     }))
     .unwrap();
-    let mut cfg = base_config(&dir, 2);
+    let mut cfg = base_config(dir, 2);
     cfg.gradient_accumulation_steps = 2;
     cfg.steps_per_generation = Some(1);
     let mut trainer = Trainer::new(cfg, dense_model(&tok), tok, same_prompt, set)

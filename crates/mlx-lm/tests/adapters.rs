@@ -103,8 +103,8 @@ fn round_trip(from: &str, format: AdapterFormat) {
     let out_tmp = temp_dir(&format!("adapters-{from}-{format:?}"));
     let out = out_tmp.path();
     let model = load(BASE, Dtype::F32);
-    save_adapters(&adapters, &out, format, block_count(&model)).unwrap();
-    let (back, read_format) = load_adapters(&out).unwrap();
+    save_adapters(&adapters, out, format, block_count(&model)).unwrap();
+    let (back, read_format) = load_adapters(out).unwrap();
     assert_eq!(read_format, format);
     assert_eq!(back.config.r, adapters.config.r);
     assert!((back.config.scaling() - adapters.config.scaling()).abs() < 1e-6);
@@ -132,7 +132,7 @@ fn saved_mlx_lm_files_have_mlx_lm_keys_shapes_and_config() {
     let (adapters, _) = load_adapters(lora_dir("peft_lora_last1")).unwrap();
     let out_tmp = temp_dir("adapters-mlx-layout");
     let out = out_tmp.path();
-    save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2).unwrap();
+    save_adapters(&adapters, out, AdapterFormat::MlxLm, 2).unwrap();
     let ours = io::load_safetensors(out.join("adapters.safetensors")).unwrap();
     let theirs =
         io::load_safetensors(lora_dir("mlx_lora_last1").join("adapters.safetensors")).unwrap();
@@ -201,11 +201,11 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     let a_key = format!("{q}.lora_A.weight");
     let b_key = format!("{q}.lora_B.weight");
     write_peft(
-        &dir,
+        dir,
         peft_config(4),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains("adapter_model.safetensors") && err.contains(&a_key),
         "{err}"
@@ -213,11 +213,11 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // Factors that do not fit the module's weight.
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[(&a_key, zeros(&[2, 48])), (&b_key, zeros(&[64, 2]))],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let mut m = model.clone();
     let err = merge_adapters(&mut m, &adapters).unwrap_err().to_string();
     assert!(
@@ -231,7 +231,7 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     let ghost = "base_model.model.model.layers.0.self_attn.qkv_proj";
     let norm = "base_model.model.model.layers.0.input_layernorm";
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[
             (&format!("{ghost}.lora_A.weight"), zeros(&[2, 64])),
@@ -240,7 +240,7 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
             (&format!("{norm}.lora_B.weight"), zeros(&[64, 2])),
         ],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let err = merge_adapters(&mut model.clone(), &adapters)
         .unwrap_err()
         .to_string();
@@ -255,14 +255,14 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // A missing half, and a tensor that is no LoRA factor.
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[
             (&a_key, zeros(&[2, 64])),
             ("base_model.model.lm_head.weight", zeros(&[2, 2])),
         ],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains(&b_key) && err.contains("lm_head.weight"),
         "{err}"
@@ -270,29 +270,29 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // Unknown target names and unsupported settings in the config.
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "LORA", "r": 2, "lora_alpha": 8, "target_modules": ["qkv_proj"]}),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let err = adapter_targets(&model, &adapters).unwrap_err().to_string();
     assert!(err.contains("qkv_proj"), "{err}");
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "LORA", "r": 2, "use_dora": true, "target_modules": ["q_proj"]}),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains("adapter_config.json") && err.contains("use_dora"),
         "{err}"
     );
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "IA3", "target_modules": ["q_proj"]}),
         &[],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(err.contains("peft_type"), "{err}");
 
     // mlx-lm adapters that do not cover the last blocks cannot be written.
@@ -304,7 +304,7 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     );
     let out_tmp = temp_dir("adapters-bad-mlx");
     let out = out_tmp.path();
-    let err = save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2)
+    let err = save_adapters(&adapters, out, AdapterFormat::MlxLm, 2)
         .unwrap_err()
         .to_string();
     assert!(err.contains("num_layers"), "{err}");

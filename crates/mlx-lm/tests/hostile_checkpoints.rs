@@ -120,13 +120,13 @@ fn assert_index_field_refused(dir: &Path, key: &str, words: &[&str]) {
 fn a_tensor_of_the_wrong_shape_is_named_with_its_file() {
     let tmp = single_file_checkpoint("shape");
     let dir = tmp.path();
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.0.self_attn.q_norm.weight".into(),
             Array::ones(&[17], Dtype::F32).unwrap(),
         );
     });
-    let problem = only_problem(&dir);
+    let problem = only_problem(dir);
     assert_eq!(
         problem,
         CheckpointProblem::WrongShape {
@@ -147,7 +147,7 @@ fn a_transposed_matrix_is_a_wrong_shape() {
     let original = io::load_safetensors(dir.join(SINGLE)).unwrap().tensors[key]
         .shape()
         .0;
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         let flipped = t[key].transpose(&[1, 0]).unwrap();
         t.insert(key.into(), flipped);
     });
@@ -156,7 +156,7 @@ fn a_transposed_matrix_is_a_wrong_shape() {
         key: k,
         expected,
         found,
-    } = only_problem(&dir)
+    } = only_problem(dir)
     else {
         panic!("expected WrongShape")
     };
@@ -170,14 +170,14 @@ fn a_transposed_matrix_is_a_wrong_shape() {
 fn an_integer_tensor_is_a_wrong_dtype() {
     let tmp = single_file_checkpoint("dtype-i32");
     let dir = tmp.path();
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.norm.weight".into(),
             Array::ones(&[64], Dtype::I32).unwrap(),
         );
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::WrongDtype {
             file: dir.join(SINGLE),
             key: "model.norm.weight".into(),
@@ -190,13 +190,13 @@ fn an_integer_tensor_is_a_wrong_dtype() {
 fn a_boolean_tensor_is_a_wrong_dtype() {
     let tmp = single_file_checkpoint("dtype-bool");
     let dir = tmp.path();
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.1.post_attention_layernorm.weight".into(),
             Array::ones(&[64], Dtype::Bool).unwrap(),
         );
     });
-    let problem = only_problem(&dir);
+    let problem = only_problem(dir);
     assert_eq!(
         problem,
         CheckpointProblem::WrongDtype {
@@ -212,11 +212,11 @@ fn a_boolean_tensor_is_a_wrong_dtype() {
 fn a_missing_tensor_is_named_with_its_shape() {
     let tmp = single_file_checkpoint("missing");
     let dir = tmp.path();
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         t.remove("model.layers.0.input_layernorm.weight");
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::MissingTensor {
             key: "model.layers.0.input_layernorm.weight".into(),
             expected: vec![64],
@@ -228,14 +228,14 @@ fn a_missing_tensor_is_named_with_its_shape() {
 fn an_unknown_tensor_is_named_with_its_file() {
     let tmp = single_file_checkpoint("unknown");
     let dir = tmp.path();
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.7.self_attn.q_proj.weight".into(),
             Array::ones(&[4, 4], Dtype::F32).unwrap(),
         );
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::UnexpectedTensor {
             file: dir.join(SINGLE),
             key: "model.layers.7.self_attn.q_proj.weight".into(),
@@ -249,10 +249,10 @@ fn a_tensor_in_two_shards_is_named_with_both_files() {
     let dir = tmp.path();
     let key = "model.embed_tokens.weight";
     let copy = io::load_safetensors(dir.join(SHARD_1)).unwrap().tensors[key].clone();
-    rewrite(&dir, SHARD_2, |t| {
+    rewrite(dir, SHARD_2, |t| {
         t.insert(key.into(), copy);
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     assert!(
         found.contains(&CheckpointProblem::DuplicateTensor {
             key: key.into(),
@@ -292,7 +292,7 @@ fn a_weight_file_with_overlapping_tensors_is_named() {
     out.extend_from_slice(&bytes[8 + header_len..]);
     fs::write(&path, out).unwrap();
     assert_bad_file(
-        &only_problem(&dir),
+        &only_problem(dir),
         &path,
         &[
             "overlaps",
@@ -308,7 +308,7 @@ fn an_empty_weight_file_is_named() {
     let dir = tmp.path();
     let path = dir.join(SINGLE);
     fs::write(&path, []).unwrap();
-    assert_bad_file(&only_problem(&dir), &path, &["0 bytes"]);
+    assert_bad_file(&only_problem(dir), &path, &["0 bytes"]);
 }
 
 #[test]
@@ -318,7 +318,7 @@ fn a_directory_in_place_of_the_weight_file_is_named() {
     let path = dir.join(SINGLE);
     fs::remove_file(&path).unwrap();
     fs::create_dir(&path).unwrap();
-    assert_bad_file(&only_problem(&dir), &path, &["not a regular file"]);
+    assert_bad_file(&only_problem(dir), &path, &["not a regular file"]);
 }
 
 // Shard indexes that lie.
@@ -327,13 +327,13 @@ fn a_directory_in_place_of_the_weight_file_is_named() {
 fn an_index_naming_an_absent_file_is_named() {
     let tmp = sharded_checkpoint("absent-shard");
     let dir = tmp.path();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert(
             "model.norm.weight".into(),
             "model-00009-of-00009.safetensors".into(),
         );
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let absent = dir.join("model-00009-of-00009.safetensors");
     assert!(
         found.contains(&CheckpointProblem::BadFile {
@@ -349,10 +349,10 @@ fn an_index_naming_the_wrong_shard_for_a_tensor_is_named() {
     let tmp = sharded_checkpoint("wrong-shard");
     let dir = tmp.path();
     let key = "model.embed_tokens.weight"; // lives in shard 1
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert(key.into(), SHARD_2.into());
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let hit = found.iter().find(|p| {
         matches!(p, CheckpointProblem::IndexMismatch { key: k, message }
             if k == key && message.contains(SHARD_2) && message.contains(SHARD_1))
@@ -364,10 +364,10 @@ fn an_index_naming_the_wrong_shard_for_a_tensor_is_named() {
 fn an_index_naming_a_tensor_no_shard_holds_is_named() {
     let tmp = sharded_checkpoint("phantom");
     let dir = tmp.path();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.layers.9.mlp.up_proj.weight".into(), SHARD_2.into());
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let hit = found.iter().find(|p| {
         matches!(p, CheckpointProblem::IndexMismatch { key, message }
             if key == "model.layers.9.mlp.up_proj.weight" && message.contains("no such tensor"))
@@ -386,10 +386,10 @@ fn an_index_path_with_dot_dot_is_refused() {
         .join(format!("outside-{}.safetensors", std::process::id()));
     fs::copy(dir.join(SHARD_1), &outside).unwrap();
     let name = format!("../{}", outside.file_name().unwrap().to_string_lossy());
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.embed_tokens.weight".into(), name.clone().into());
     });
-    assert_index_field_refused(&dir, "model.embed_tokens.weight", &[&name, "inside"]);
+    assert_index_field_refused(dir, "model.embed_tokens.weight", &[&name, "inside"]);
     fs::remove_file(&outside).ok();
 }
 
@@ -398,43 +398,43 @@ fn an_absolute_index_path_is_refused() {
     let tmp = sharded_checkpoint("absolute");
     let dir = tmp.path();
     let absolute = dir.join(SHARD_1).display().to_string();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.embed_tokens.weight".into(), absolute.clone().into());
     });
-    assert_index_field_refused(&dir, "model.embed_tokens.weight", &[&absolute]);
+    assert_index_field_refused(dir, "model.embed_tokens.weight", &[&absolute]);
 }
 
 #[test]
 fn an_index_path_into_a_subdirectory_is_refused() {
     let tmp = sharded_checkpoint("subdir");
     let dir = tmp.path();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert(
             "model.norm.weight".into(),
             format!("shards/{SHARD_2}").into(),
         );
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["shards/"]);
+    assert_index_field_refused(dir, "model.norm.weight", &["shards/"]);
 }
 
 #[test]
 fn an_empty_index_file_name_is_refused() {
     let tmp = sharded_checkpoint("empty-name");
     let dir = tmp.path();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.norm.weight".into(), "".into());
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["not a file name"]);
+    assert_index_field_refused(dir, "model.norm.weight", &["not a file name"]);
 }
 
 #[test]
 fn an_index_file_name_that_is_not_a_string_is_refused() {
     let tmp = sharded_checkpoint("number-name");
     let dir = tmp.path();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.norm.weight".into(), 3.into());
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["not a file name"]);
+    assert_index_field_refused(dir, "model.norm.weight", &["not a file name"]);
 }
 
 #[test]
@@ -442,7 +442,7 @@ fn an_index_that_is_not_json_names_the_file() {
     let tmp = sharded_checkpoint("index-json");
     let dir = tmp.path();
     fs::write(dir.join(INDEX), "{\"weight_map\": {\"a\": ").unwrap();
-    match load_model(&dir, None) {
+    match load_model(dir, None) {
         Err(e @ Error::Json { .. }) => {
             let Error::Json { path, .. } = &e else {
                 unreachable!()
@@ -459,7 +459,7 @@ fn an_index_without_a_weight_map_object_is_refused() {
     let tmp = sharded_checkpoint("no-map");
     let dir = tmp.path();
     fs::write(dir.join(INDEX), r#"{"weight_map": ["a"]}"#).unwrap();
-    match load_model(&dir, None) {
+    match load_model(dir, None) {
         Err(Error::InvalidConfig { path, field, .. }) => {
             assert_eq!((path, field.as_str()), (dir.join(INDEX), "weight_map"));
         }

@@ -724,7 +724,7 @@ fn a_config_file_error_names_the_file_and_the_field() {
     let mut value = config_with(VOCAB).to_value().unwrap();
     value["rope_theta"] = serde_json::json!(0.0);
     std::fs::write(dir.join("config.json"), value.to_string()).unwrap();
-    let result = load_config(&dir);
+    let result = load_config(dir);
     match result {
         Err(Error::InvalidConfig {
             path,

@@ -451,7 +451,7 @@ fn inconsistent_prompt_cache_files_are_refused_with_what_is_wrong() {
         ),
     ];
     for (name, expected, change) in cases {
-        let err = load_error_of_changed(name, &dir, change);
+        let err = load_error_of_changed(name, dir, change);
         assert!(
             err.contains(expected),
             "{name}: {err:?} does not say {expected:?}"

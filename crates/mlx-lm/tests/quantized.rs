@@ -60,7 +60,7 @@ fn our_quantizer_writes_mlx_lm_tensors_and_config() {
             group_size: group,
             bits,
         };
-        save_quantized_model(&model, &out, spec, &SaveOptions::default()).unwrap();
+        save_quantized_model(&model, out, spec, &SaveOptions::default()).unwrap();
         let ours = io::load_safetensors(out.join("model.safetensors")).unwrap();
         let theirs = io::load_safetensors(dir(name).join("model.safetensors")).unwrap();
         let mut keys: Vec<&String> = ours.tensors.keys().collect();
@@ -84,7 +84,7 @@ fn our_quantizer_writes_mlx_lm_tensors_and_config() {
             assert_eq!(config[field]["mode"], "affine", "{name}: {field}");
         }
         // And it loads back to mlx-lm's logits.
-        let back = logits_of(&load_model(&out, None).unwrap(), &tokens());
+        let back = logits_of(&load_model(out, None).unwrap(), &tokens());
         let expected = reference(name);
         assert!(
             max_diff(&back, &expected) < 1e-4 * max_abs(&expected).max(1.0),
@@ -132,7 +132,7 @@ fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
     edit_config(&out.join("config.json"), |v| {
         v["quantization"]["mode"] = "mxfp4".into()
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(
         err.contains("config.json") && err.contains("mxfp4"),
         "{err}"
@@ -141,14 +141,14 @@ fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
         v["quantization"]["mode"] = "affine".into();
         v["quantization"]["group_size"] = 48.into();
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(err.contains("group_size") && err.contains("48"), "{err}");
     // The config says 8 bits, the packed weights hold 4.
     edit_config(&out.join("config.json"), |v| {
         v["quantization"]["group_size"] = 64.into();
         v["quantization"]["bits"] = 8.into();
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(
         err.contains("model.safetensors") && err.contains(".scales") && err.contains("shape"),
         "{err}"
@@ -157,7 +157,7 @@ fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
     // A dense checkpoint is still loaded by the ordinary path.
     let plain_tmp = temp_dir("quant-plain");
     let plain = plain_tmp.path();
-    copy_fixture("qwen3_untied", &plain);
-    assert!(quantization_config(&plain).unwrap().is_none());
-    load_model(&plain, None).unwrap();
+    copy_fixture("qwen3_untied", plain);
+    assert!(quantization_config(plain).unwrap().is_none());
+    load_model(plain, None).unwrap();
 }

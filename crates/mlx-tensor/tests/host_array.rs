@@ -114,7 +114,7 @@ fn host_safetensors_load_back_with_their_metadata() -> Res {
     }
     // No temporary file is left behind; a repeated name is refused and the
     // existing file is kept.
-    assert_eq!(std::fs::read_dir(&dir)?.count(), 1);
+    assert_eq!(std::fs::read_dir(dir)?.count(), 1);
     let twice = [("x", &hosts[0].1), ("x", &hosts[1].1)];
     assert!(io::save_host_safetensors(&path, twice, &meta).is_err());
     assert_eq!(io::load_safetensors(&path)?.tensors.len(), arrays.len());

@@ -87,7 +87,7 @@ proptest! {
             .collect();
         save_safetensors(&path, arrays.iter().map(|(n, a)| (n.as_str(), a)), &meta).unwrap();
         // Nothing but the file is left in the directory.
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         prop_assert_eq!(names.len(), 1);
         let loaded = load_safetensors(&path).unwrap();
         prop_assert_eq!(&loaded.metadata, &meta);
@@ -323,7 +323,7 @@ fn npy_round_trip() {
         assert_eq!(b.shape(), a.shape(), "{name}");
         assert_eq!(b.to_bytes().unwrap(), a.to_bytes().unwrap(), "{name}");
     }
-    let names: Vec<_> = fs::read_dir(&dir)
+    let names: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();

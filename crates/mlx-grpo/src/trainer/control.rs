@@ -352,7 +352,7 @@ mod tests {
         let tmp = scratch("once")?;
         let dir = tmp.path();
         let handle = TrainerControl::new();
-        let mut poller = ControlPoller::start(Some(handle.clone()), &dir)?;
+        let mut poller = ControlPoller::start(Some(handle.clone()), dir)?;
         assert_eq!(poller.poll()?, Commands::default());
         handle.request_save();
         assert!(poller.poll()?.save);
@@ -395,7 +395,7 @@ mod tests {
             stop: true,
         }
         .write(&file)?;
-        let mut poller = ControlPoller::start(None, &dir)?;
+        let mut poller = ControlPoller::start(None, dir)?;
         assert_eq!(poller.poll()?, Commands::default());
         std::fs::write(&file, "{\"pause\": true}").map_err(|e| Error::io(&file, e))?;
         let err = poller

@@ -152,11 +152,11 @@ pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, TempDir) {
     let straight_tmp = scratch(&format!("{}-straight", s.name));
     let straight_dir = straight_tmp.path();
     let no_save = usize::try_from(s.steps).unwrap() + 1;
-    let straight = run(&mut trainer(s, &straight_dir, no_save, None), &straight_dir);
+    let straight = run(&mut trainer(s, straight_dir, no_save, None), straight_dir);
 
     let tmp = scratch(&format!("{}-stopped", s.name));
     let dir = tmp.path();
-    let saving = run(&mut trainer(s, &dir, s.stop, None), &dir);
+    let saving = run(&mut trainer(s, dir, s.stop, None), dir);
     assert_same(
         &straight,
         &saving,
@@ -179,7 +179,7 @@ pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, TempDir) {
         "{}",
         s.name
     );
-    let resumed = run(&mut trainer(s, &dir, s.stop, Some(checkpoint)), &dir);
+    let resumed = run(&mut trainer(s, dir, s.stop, Some(checkpoint)), dir);
     assert_same(
         &straight,
         &resumed,
