@@ -59,8 +59,11 @@ fn check_output(stdout: &str, full: &str) {
 fn downstream_crate_runs_without_ld_library_path() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tensor = fs::canonicalize(workspace.join("crates").join("mlx-tensor")).unwrap();
-    let package = std::env::temp_dir().join(format!("mlx-downstream-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&package);
+    let package_dir = tempfile::Builder::new()
+        .prefix("mlx-downstream-")
+        .tempdir()
+        .unwrap();
+    let package = package_dir.path();
     fs::create_dir_all(package.join("src")).unwrap();
     fs::write(
         package.join("Cargo.toml"),
@@ -81,7 +84,7 @@ fn downstream_crate_runs_without_ld_library_path() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let output = Command::new(&cargo)
         .args(["run", "--quiet"])
-        .current_dir(&package)
+        .current_dir(package)
         .env_remove("LD_LIBRARY_PATH")
         .env("CARGO_TARGET_DIR", &target)
         .output()
@@ -103,6 +106,4 @@ fn downstream_crate_runs_without_ld_library_path() {
         binary.display()
     );
     check_output(&String::from_utf8_lossy(&direct.stdout), &full);
-
-    fs::remove_dir_all(&package).unwrap();
 }

@@ -79,9 +79,11 @@ fn tui_in_tmux_pauses_saves_and_quits_a_real_run() {
         return;
     }
     let exe = runner::examples_dir().join("grpo_arithmetic");
-    let work = std::env::temp_dir().join(format!("mlx-grpo-tui-tmux-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work).unwrap();
+    let work_dir = tempfile::Builder::new()
+        .prefix("mlx-grpo-tui-tmux-")
+        .tempdir()
+        .unwrap();
+    let work = work_dir.path();
     let run_dir: PathBuf = work.join("run");
     let exit_file = work.join("exit_code");
     let script = work.join("run.sh");
@@ -166,5 +168,4 @@ fn tui_in_tmux_pauses_saves_and_quits_a_real_run() {
     assert_eq!(status.step, paused.step);
     assert_eq!(status.last_checkpoint, Some(checkpoint.clone()));
     assert!(run_dir.join("final").join("config.json").is_file());
-    let _ = std::fs::remove_dir_all(&work);
 }

@@ -54,7 +54,8 @@ fn adapted_dense(tok: &Tokenizer) -> Model {
 /// The tiny model quantized as mlx-lm does (8 bits, groups of 32), loaded
 /// packed, with adapters over it (QLoRA).
 fn adapted_quantized(tok: &Tokenizer) -> Model {
-    let dir = scratch("quantized-base");
+    let dir_guard = scratch("quantized-base");
+    let dir = dir_guard.path();
     let spec = QuantizationSpec {
         group_size: 32,
         bits: 8,
@@ -157,7 +158,7 @@ fn lora_run_checkpoints_adapters_and_resumes_exactly() {
         .0
         .keys()
         .all(|k| k.contains("lora_A") || k.contains("lora_B")));
-    assert_adapter_checkpoint(&dir, 3);
+    assert_adapter_checkpoint(dir.path(), 3);
 }
 
 #[test]
@@ -177,12 +178,13 @@ fn qlora_run_checkpoints_adapters_and_resumes_exactly() {
         "not quantized"
     );
     assert_only_adapters_moved(&start, &straight.params, "quantized base");
-    assert_adapter_checkpoint(&dir, 3);
+    assert_adapter_checkpoint(dir.path(), 3);
 }
 
 #[test]
 fn reference_log_probs_are_the_base_models_without_a_reference_copy() {
-    let dir = scratch("lora-reference");
+    let dir_guard = scratch("lora-reference");
+    let dir = dir_guard.path();
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), 0.0);
     let mut cfg = base_config(&dir, 2);
@@ -235,7 +237,8 @@ impl TrainerCallback for Rollouts {
 /// One step with adapters of dropout `p`: the rollout's samples and the
 /// parameters after the step.
 fn one_step(p: f32, name: &str) -> (Vec<RolloutSample>, ParamMap) {
-    let dir = scratch(name);
+    let dir_guard = scratch(name);
+    let dir = dir_guard.path();
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), p);
     let mut cfg = base_config(&dir, 1);
@@ -284,7 +287,8 @@ fn adapter_dropout_is_off_in_rollouts_and_on_in_training() {
 
 #[test]
 fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
-    let dir = scratch("lora-merged");
+    let dir_guard = scratch("lora-merged");
+    let dir = dir_guard.path();
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), 0.0);
     let trainer = Trainer::new(
@@ -321,7 +325,8 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
 
     // A quantized base cannot be written merged in Hugging Face's layout.
     let tok = tokenizer();
-    let qdir = scratch("lora-merged-q");
+    let qdir_guard = scratch("lora-merged-q");
+    let qdir = qdir_guard.path();
     let trainer = Trainer::new(
         base_config(&qdir, 1),
         adapted_quantized(&tok),
@@ -341,7 +346,8 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
 
 #[test]
 fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
-    let dir = scratch("lora-mismatch");
+    let dir_guard = scratch("lora-mismatch");
+    let dir = dir_guard.path();
     let tok = tokenizer();
     let mut cfg = base_config(&dir, 1);
     let mut trainer = Trainer::new(cfg.clone(), adapted_dense(&tok), tok, dataset(), rewards())
@@ -366,7 +372,8 @@ fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
     assert!(err.contains("checkpoint-1"), "{err}");
 
     // Adapters, and a checkpoint of a model without them.
-    let plain_dir = scratch("lora-mismatch-plain");
+    let plain_dir_guard = scratch("lora-mismatch-plain");
+    let plain_dir = plain_dir_guard.path();
     let tok = tokenizer();
     let mut plain = Trainer::new(
         base_config(&plain_dir, 1),
@@ -391,7 +398,8 @@ fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
 
 #[test]
 fn tr_dpo_reference_sync_with_adapters_is_refused() {
-    let dir = scratch("lora-sync");
+    let dir_guard = scratch("lora-sync");
+    let dir = dir_guard.path();
     let tok = tokenizer();
     let mut cfg = base_config(&dir, 1);
     cfg.beta = 0.1;

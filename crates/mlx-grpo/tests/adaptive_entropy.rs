@@ -151,9 +151,9 @@ fn high_entropy_gates_the_bonus_off_and_lowers_the_coefficient() {
 
 #[test]
 fn trainer_adapts_the_coefficient_and_checkpoints_it() {
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-adaptive-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut trainer = adaptive_trainer(&dir, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut trainer = adaptive_trainer(dir, 2);
     let out = trainer.train().unwrap();
     let coefs: Vec<f64> = out
         .log_history
@@ -169,11 +169,10 @@ fn trainer_adapts_the_coefficient_and_checkpoints_it() {
     assert!(state.last_world_entropy.is_finite() && state.last_world_entropy > 0.0);
     // A resumed run continues from the checkpointed controller, not from
     // the config's initial coefficient.
-    let mut resumed = adaptive_trainer(&dir, 3);
+    let mut resumed = adaptive_trainer(dir, 3);
     resumed.resume_from(&checkpoint).unwrap();
     let metrics = resumed.train_step().unwrap();
     assert_close(metrics["entropy_coef"], 0.03, "coef after the resumed step");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A trainer of a tiny random model with adaptive entropy control whose

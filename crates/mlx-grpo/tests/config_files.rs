@@ -8,13 +8,6 @@ use mlx_grpo::config::{
 };
 use mlx_grpo::Error;
 
-/// A scratch directory unique to this test process.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("grpo-pure-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
-
 #[test]
 fn defaults_follow_trl_1_16() {
     let c = GrpoConfig::default();
@@ -182,7 +175,8 @@ fn training_length_and_warmup() {
 
 #[test]
 fn loads_toml_and_json() {
-    let dir = scratch("load");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let toml_path = dir.join("grpo.toml");
     std::fs::write(
         &toml_path,
@@ -216,7 +210,8 @@ fn loads_toml_and_json() {
 
 #[test]
 fn file_errors_name_the_file_and_field() {
-    let dir = scratch("errors");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let yaml = dir.join("grpo.yaml");
     std::fs::write(&yaml, "beta: 1").expect("write");
     assert!(matches!(

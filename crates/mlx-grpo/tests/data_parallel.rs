@@ -19,6 +19,7 @@ use mlx_lm::Tokenizer;
 use mlx_nn::ModuleExt;
 use mlx_tensor::distributed::{Backend, Group};
 use mlx_tensor::Dtype;
+use tempfile::TempDir;
 
 /// Optimizer steps of every run.
 const STEPS: i64 = 2;
@@ -150,9 +151,24 @@ fn config(dir: &Path, case: Case, per_device: usize) -> GrpoConfig {
     }
 }
 
-/// Where the parent test's ranks write (the ranks are its children).
-fn shared_dir(parent: u32, case: Case) -> PathBuf {
-    std::env::temp_dir().join(format!("mlx-grpo-dp-{parent}-{}", case.name()))
+/// Where the ranks of the parent test `parent` write `what` (the ranks are
+/// its children, so they find it by the parent's process id).
+fn shared_dir(parent: u32, what: &str) -> PathBuf {
+    std::env::temp_dir().join(shared_dir_name(parent, what))
+}
+
+fn shared_dir_name(parent: u32, what: &str) -> String {
+    format!("mlx-grpo-dp-{parent}-{what}")
+}
+
+/// Creates this test's [`shared_dir`] for `what` for its ranks; it is
+/// removed, with all the ranks wrote, when the guard is dropped.
+fn create_shared_dir(what: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&shared_dir_name(std::process::id(), what))
+        .rand_bytes(0)
+        .tempdir_in(std::env::temp_dir())
+        .expect("create the ranks' shared directory")
 }
 
 type Params = BTreeMap<String, Vec<f32>>;
@@ -191,7 +207,7 @@ fn rank_body(case: Case) {
     let group = Group::init(Backend::Ring).expect("ring group");
     assert_eq!(group.size(), 2);
     let rank = group.rank();
-    let dir = shared_dir(std::os::unix::process::parent_id(), case);
+    let dir = shared_dir(std::os::unix::process::parent_id(), case.name());
     let (params, losses) = train(config(&dir, case, case.per_rank()), Some(group));
     let bits: BTreeMap<String, Vec<u32>> = params
         .into_iter()
@@ -237,9 +253,8 @@ fn max_relative_difference(a: &Params, b: &Params) -> f64 {
 /// Two ranks of `case.per_rank()` completions per micro-step against one
 /// process of twice as many.
 fn two_ranks_match_one_process(case: Case, rank_test: &str) {
-    let dir = shared_dir(std::process::id(), case);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
+    let shared = create_shared_dir(case.name());
+    let dir = shared.path();
     let run = run_test_ranks(LaunchBackend::Ring, 2, rank_test, Duration::from_secs(60))
         .expect("start ranks");
     for rank in 0..2 {
@@ -251,8 +266,8 @@ fn two_ranks_match_one_process(case: Case, rank_test: &str) {
         );
     }
     assert!(run.report.success(), "{}", run.report.summary());
-    let (rank0, losses0) = read_rank(&dir, 0);
-    let (rank1, losses1) = read_rank(&dir, 1);
+    let (rank0, losses0) = read_rank(dir, 0);
+    let (rank1, losses1) = read_rank(dir, 1);
     assert_eq!(rank0, rank1, "the ranks' parameters differ");
     assert_eq!(losses0, losses1, "the ranks' logged losses differ");
     // Only rank 0 writes the run's files.
@@ -278,7 +293,6 @@ fn two_ranks_match_one_process(case: Case, rank_test: &str) {
     for (a, b) in losses0.iter().zip(&single_losses) {
         assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3), "loss {a} vs {b}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -344,11 +358,8 @@ fn ranks_with_different_configs_fail_at_start() {
 fn rank_mismatched_config() {
     let group = Group::init(Backend::Ring).expect("ring group");
     let rank = group.rank();
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-grpo-dp-{}-mismatch-{rank}",
-        std::os::unix::process::parent_id()
-    ));
-    let mut cfg = config(&dir, Case::Dapo, Case::Dapo.per_rank());
+    let dir = tempfile::tempdir().expect("create the rank's directory");
+    let mut cfg = config(dir.path(), Case::Dapo, Case::Dapo.per_rank());
     cfg.learning_rate *= 1.0 + rank as f64;
     let tok = tokenizer();
     let trainer =
@@ -358,12 +369,12 @@ fn rank_mismatched_config() {
         Err(e) => e,
     };
     assert!(err.to_string().contains("disagree"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
     println!("rank {rank}: mismatch reported");
 }
 
 #[test]
 fn two_ring_ranks_resume_mid_generation_exactly() {
+    let _shared = create_shared_dir("resume");
     let run = run_test_ranks(
         LaunchBackend::Ring,
         2,
@@ -391,10 +402,7 @@ fn two_ring_ranks_resume_mid_generation_exactly() {
 fn rank_resume_mid_generation() {
     let group = Group::init(Backend::Ring).expect("ring group");
     let rank = group.rank();
-    let root = std::env::temp_dir().join(format!(
-        "mlx-grpo-dp-{}-resume",
-        std::os::unix::process::parent_id()
-    ));
+    let root = shared_dir(std::os::unix::process::parent_id(), "resume");
     let settings = |dir: &Path| {
         let mut cfg = config(dir, Case::Dapo, Case::Dapo.per_rank());
         cfg.gradient_accumulation_steps = 1;
@@ -433,16 +441,5 @@ fn rank_resume_mid_generation() {
         let same = p.to_vec::<f32>().expect("read") == want[&name].to_vec::<f32>().expect("read");
         assert!(same, "rank {rank}: {name} differs after the resume");
     }
-    group_barrier(&group);
-    if rank == 0 {
-        let _ = std::fs::remove_dir_all(&root);
-    }
     println!("rank {rank}: resumed exactly");
-}
-
-/// Waits for the other rank (so that rank 0 removes the files last).
-fn group_barrier(group: &Group) {
-    let one = mlx_tensor::Array::scalar(1.0f32).expect("scalar");
-    let sum = mlx_tensor::distributed::all_sum(&one, group).expect("all_sum");
-    sum.eval().expect("eval");
 }

@@ -111,7 +111,7 @@ fn run(
 ) -> Vec<Event> {
     let dir = scratch(name);
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, steps);
+    let mut cfg = base_config(dir.path(), steps);
     cfg.steps_per_generation = Some(2);
     cfg.dynamic_sampling = true;
     adjust(&mut cfg);
@@ -319,7 +319,7 @@ fn dynamic_sampling_resumes_exactly() {
         stop: 3,
         mid_batch: true,
     });
-    let state = read_trainer_state(&dir.join("checkpoint-3")).unwrap();
+    let state = read_trainer_state(&dir.path().join("checkpoint-3")).unwrap();
     assert!(
         state.extra_generation_batches > 0,
         "no extra round before the checkpoint: the test shows nothing"

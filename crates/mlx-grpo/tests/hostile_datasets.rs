@@ -8,21 +8,25 @@ use std::time::{Duration, Instant};
 
 use mlx_grpo::dataset::Dataset;
 use mlx_grpo::Error;
+use tempfile::TempDir;
 
-/// Writes `bytes` to a file of its own for test `tag`.
-fn dataset_file(tag: &str, bytes: &[u8]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("grpo-hostile-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("train.jsonl");
+/// Writes `bytes` to `train.jsonl` in a directory of its own for test
+/// `tag`; the directory is removed when the returned guard is dropped.
+fn dataset_file(tag: &str, bytes: &[u8]) -> (TempDir, PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("grpo-hostile-{tag}-"))
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("train.jsonl");
     std::fs::write(&path, bytes).unwrap();
-    path
+    (dir, path)
 }
 
 /// Loading `bytes` fails on `line` of the file with a message holding
 /// `words`; the shown error starts with `<file>:<line>:`.
 #[track_caller]
 fn assert_row_error(tag: &str, bytes: &[u8], line: usize, words: &[&str]) {
-    let path = dataset_file(tag, bytes);
+    let (_dir, path) = dataset_file(tag, bytes);
     let err = Dataset::from_jsonl_path(&path).unwrap_err();
     let shown = err.to_string();
     match err {
@@ -43,7 +47,6 @@ fn assert_row_error(tag: &str, bytes: &[u8], line: usize, words: &[&str]) {
         }
         other => panic!("expected DatasetRow, got {other:?}"),
     }
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 const GOOD: &str = "{\"prompt\": \"2+2?\", \"answer\": \"4\"}\n";
@@ -217,27 +220,26 @@ fn a_nul_byte_names_its_line() {
 
 #[test]
 fn an_empty_file_is_an_empty_dataset_naming_it() {
-    let path = dataset_file("empty", b"");
+    let (_dir, path) = dataset_file("empty", b"");
     match Dataset::from_jsonl_path(&path).unwrap_err() {
         Error::EmptyDataset { source_name } => assert_eq!(source_name, path.display().to_string()),
         other => panic!("expected EmptyDataset, got {other:?}"),
     }
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
 fn a_file_of_blank_lines_and_a_bom_is_an_empty_dataset() {
-    let path = dataset_file("blank", "\u{feff}\n  \r\n\t\n".as_bytes());
+    let (_dir, path) = dataset_file("blank", "\u{feff}\n  \r\n\t\n".as_bytes());
     assert!(matches!(
         Dataset::from_jsonl_path(&path).unwrap_err(),
         Error::EmptyDataset { .. }
     ));
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
 fn a_directory_is_an_io_error_naming_it() {
-    let path = dataset_file("directory", b"").with_file_name("data.jsonl");
+    let (_dir, file) = dataset_file("directory", b"");
+    let path = file.with_file_name("data.jsonl");
     std::fs::create_dir_all(&path).unwrap();
     let err = Dataset::from_jsonl_path(&path).unwrap_err();
     assert!(
@@ -245,7 +247,6 @@ fn a_directory_is_an_io_error_naming_it() {
         "{err}"
     );
     assert!(err.to_string().contains(&path.display().to_string()));
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 // Large input stays fine.
@@ -254,7 +255,7 @@ fn a_directory_is_an_io_error_naming_it() {
 fn a_huge_single_line_loads_quickly() {
     let prompt = "x".repeat(8 << 20);
     let text = format!("{{\"prompt\": \"{prompt}\", \"answer\": 1}}\n{GOOD}");
-    let path = dataset_file("huge", text.as_bytes());
+    let (_dir, path) = dataset_file("huge", text.as_bytes());
     let started = Instant::now();
     let ds = Dataset::from_jsonl_path(&path).unwrap();
     assert!(
@@ -265,7 +266,6 @@ fn a_huge_single_line_loads_quickly() {
     assert_eq!(ds.len(), 2);
     assert_eq!(ds.rows()[0].prompt.as_text().map(str::len), Some(8 << 20));
     assert_eq!(ds.rows()[0].answer.as_deref(), Some("1"));
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]

@@ -9,10 +9,13 @@ use mlx_grpo::rewards::{
 };
 use mlx_grpo::Error;
 
-fn write_dataset(name: &str, text: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("grpo-pure-{}-{name}.jsonl", std::process::id()));
+/// Writes `text` to `<name>.jsonl` in a directory of its own, removed when
+/// the returned guard is dropped.
+fn write_dataset(name: &str, text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("create a temporary directory");
+    let path = dir.path().join(format!("{name}.jsonl"));
     std::fs::write(&path, text).expect("write dataset");
-    path
+    (dir, path)
 }
 
 #[test]
@@ -20,7 +23,7 @@ fn one_generation_batch() {
     let lines: Vec<String> = (0..5)
         .map(|i| format!(r#"{{"prompt": [{{"role": "user", "content": "{i}+{i}?"}}], "answer": {}, "id": {i}}}"#, 2 * i))
         .collect();
-    let path = write_dataset("pipeline", &lines.join("\n"));
+    let (_dir, path) = write_dataset("pipeline", &lines.join("\n"));
     let dataset = Dataset::from_jsonl_path(&path).expect("dataset");
     assert_eq!(dataset.len(), 5);
 
@@ -97,7 +100,7 @@ fn one_generation_batch() {
 
 #[test]
 fn bad_rows_are_reported_with_file_and_line() {
-    let path = write_dataset("bad", "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n");
+    let (_dir, path) = write_dataset("bad", "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n");
     let err = Dataset::from_jsonl_path(&path).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::DatasetRow { line: 2, .. }), "{msg}");

@@ -3,7 +3,7 @@
 //! untouched, and the trainer's rollouts use the cut prompts.
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::rc::Rc;
 
 use mlx_grpo::config::GrpoConfig;
@@ -83,13 +83,6 @@ impl TrainerCallback for PromptSpy {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("mlx-grpo-truncation-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn trainer_rollouts_use_truncated_prompts() {
     let tok = VocabTokenizerBuilder::char_level("0123456789+=".chars())
@@ -122,8 +115,9 @@ fn trainer_rollouts_use_truncated_prompts() {
         }))
         .unwrap();
     let limit = 8;
+    let output = tempfile::tempdir().unwrap();
     let grpo = GrpoConfig {
-        output_dir: scratch("rollouts"),
+        output_dir: output.path().to_path_buf(),
         num_generations: 2,
         per_device_train_batch_size: 4,
         max_prompt_length: Some(limit),

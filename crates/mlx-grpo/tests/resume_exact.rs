@@ -139,8 +139,8 @@ fn pending_log_entries_resume_exactly() {
     });
     let steps: Vec<usize> = straight.history.iter().map(|r| r.step).collect();
     assert_eq!(steps, [2, 4, 6]);
-    let state =
-        mlx_grpo::trainer::checkpoint::read_trainer_state(&dir.join("checkpoint-3")).unwrap();
+    let state = mlx_grpo::trainer::checkpoint::read_trainer_state(&dir.path().join("checkpoint-3"))
+        .unwrap();
     assert_eq!(state.pending_logs.len(), 1);
     assert!(state.num_tokens > 0.0);
 }
@@ -177,7 +177,7 @@ fn nan_metrics_resume_exactly() {
         "no NaN metric of plus_zero: {:?}",
         first.metrics
     );
-    let text = std::fs::read_to_string(dir.join("checkpoint-3/trainer_state.json")).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("checkpoint-3/trainer_state.json")).unwrap();
     assert!(text.contains("\"NaN\""), "{text}");
 }
 

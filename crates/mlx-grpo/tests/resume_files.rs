@@ -12,16 +12,6 @@ use mlx_grpo::trainer::metrics_log::{read_metrics, MetricsLog};
 use mlx_grpo::trainer::{check_trainer_state, LogRecord, RunShape};
 use mlx_grpo::Error;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-grpo-resume-files-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn record(step: usize, values: &[(&str, f64)]) -> LogRecord {
     LogRecord {
         step,
@@ -124,7 +114,8 @@ fn write_lines(path: &Path, records: &[LogRecord], tail: &str) {
 
 #[test]
 fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
-    let dir = scratch("metrics-cut");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("metrics.jsonl");
     let all: Vec<LogRecord> = (1..=5)
         .map(|s| record(s, &[("loss", s as f64 / 3.0)]))
@@ -132,7 +123,7 @@ fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
     // The interrupted run logged steps 1–5 and died writing step 6.
     write_lines(&path, &all, r#"{"step":6,"metr"#);
     let before = std::fs::read_to_string(&path).unwrap();
-    let mut log = MetricsLog::resume(&dir, all[..3].to_vec(), 3).unwrap();
+    let mut log = MetricsLog::resume(dir, all[..3].to_vec(), 3).unwrap();
     let after = std::fs::read_to_string(&path).unwrap();
     let cut = before
         .lines()
@@ -155,14 +146,15 @@ fn resuming_cuts_metrics_after_the_checkpoint_and_keeps_the_rest() {
 
 #[test]
 fn resuming_restores_metrics_the_file_lost() {
-    let dir = scratch("metrics-lost");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("metrics.jsonl");
     let all: Vec<LogRecord> = (1..=4)
         .map(|s| record(s, &[("reward", f64::NAN)]))
         .collect();
     // Only the first line reached the disk.
     write_lines(&path, &all[..1], "");
-    MetricsLog::resume(&dir, all.clone(), 4).unwrap();
+    MetricsLog::resume(dir, all.clone(), 4).unwrap();
     let back = read_metrics(&path).unwrap();
     assert_eq!(
         back.iter().map(|r| r.step).collect::<Vec<_>>(),
@@ -170,7 +162,7 @@ fn resuming_restores_metrics_the_file_lost() {
     );
     // No file at all: written from the history.
     std::fs::remove_file(&path).unwrap();
-    MetricsLog::resume(&dir, all, 4).unwrap();
+    MetricsLog::resume(dir, all, 4).unwrap();
     assert_eq!(read_metrics(&path).unwrap().len(), 4);
 }
 
@@ -181,7 +173,8 @@ fn fake_checkpoint(dir: &Path, marker: &str) {
 
 #[test]
 fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
-    let dir = scratch("stale");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     fake_checkpoint(&dir.join("checkpoint-2"), "two");
     // A save of step 4 killed before its rename.
     std::fs::create_dir_all(dir.join(".tmp-checkpoint-4-999999")).unwrap();
@@ -197,8 +190,8 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
     fake_checkpoint(&dir.join(".old-checkpoint-6-999997"), "six");
     fake_checkpoint(&dir.join(".tmp-checkpoint-6-999997"), "six, new, unsynced");
 
-    let manager = CheckpointManager::open(&dir, None).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+    let manager = CheckpointManager::open(dir, None).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
@@ -214,8 +207,9 @@ fn opening_clears_interrupted_saves_and_loses_no_complete_checkpoint() {
 
 #[test]
 fn saving_leaves_no_temporary_directory() {
-    let dir = scratch("save");
-    let manager = CheckpointManager::open(&dir, Some(1)).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let manager = CheckpointManager::open(dir, Some(1)).unwrap();
     for step in [1, 2, 2] {
         manager
             .save(step, &state(step), |tmp| {
@@ -225,7 +219,7 @@ fn saving_leaves_no_temporary_directory() {
             })
             .unwrap();
     }
-    let names: Vec<String> = std::fs::read_dir(&dir)
+    let names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();

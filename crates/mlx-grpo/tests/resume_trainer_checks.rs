@@ -4,26 +4,31 @@
 mod resume_support;
 mod tiny_task;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_grpo::rewards::{reward_fn, RewardInput, RewardSet};
 use mlx_grpo::trainer::Trainer;
 use resume_support::{base_config, dataset, dense_model, rewards, scratch, tokenizer};
+use tempfile::TempDir;
 
 /// A run of 3 steps with μ = 2 saved at step 3, in the middle of its
-/// second generation batch; returns the checkpoint.
-fn mid_batch_checkpoint(name: &str) -> std::path::PathBuf {
-    let dir = scratch(name);
+/// second generation batch; returns the run's directory (removed when
+/// dropped) and the checkpoint.
+fn mid_batch_checkpoint(name: &str) -> (TempDir, PathBuf) {
+    let tmp = scratch(name);
+    let dir = tmp.path();
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, 4);
+    let mut cfg = base_config(dir, 4);
     cfg.num_iterations = 2;
     cfg.save_steps = 3;
     let mut trainer = Trainer::new(cfg, dense_model(&tok), tok, dataset(), rewards())
         .unwrap()
         .with_progress(false);
     trainer.train().unwrap();
-    dir.join("checkpoint-3")
+    let checkpoint = dir.join("checkpoint-3");
+    (tmp, checkpoint)
 }
 
 fn resume_error(checkpoint: &std::path::Path) -> String {
@@ -39,7 +44,7 @@ fn resume_error(checkpoint: &std::path::Path) -> String {
 
 #[test]
 fn checkpoints_that_cannot_resume_exactly_are_refused() {
-    let checkpoint = mid_batch_checkpoint("refused");
+    let (_run, checkpoint) = mid_batch_checkpoint("refused");
     let state_path = checkpoint.join("trainer_state.json");
     let original = std::fs::read_to_string(&state_path).unwrap();
 
@@ -69,7 +74,8 @@ fn checkpoints_that_cannot_resume_exactly_are_refused() {
 fn every_generation_batch_of_a_step_has_its_own_keys() {
     // Two generation batches per optimizer step, of the same prompt: with
     // shared keys they would be the same completions.
-    let dir = scratch("keys");
+    let tmp = scratch("keys");
+    let dir = tmp.path();
     let tok = tokenizer();
     let rows = (0..8)
         .map(|_| Row {
@@ -90,7 +96,7 @@ fn every_generation_batch_of_a_step_has_its_own_keys() {
         Ok(xs.iter().map(|x| x.completion.num_tokens as f32).collect())
     }))
     .unwrap();
-    let mut cfg = base_config(&dir, 2);
+    let mut cfg = base_config(dir, 2);
     cfg.gradient_accumulation_steps = 2;
     cfg.steps_per_generation = Some(1);
     let mut trainer = Trainer::new(cfg, dense_model(&tok), tok, same_prompt, set)

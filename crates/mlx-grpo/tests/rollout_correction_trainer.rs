@@ -19,7 +19,7 @@ fn train(
 ) -> (Trainer, Vec<mlx_grpo::trainer::LogRecord>) {
     let dir = scratch(name);
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, 2);
+    let mut cfg = base_config(dir.path(), 2);
     adjust(&mut cfg);
     let mut trainer = Trainer::new(cfg, dense_model(&tok), tok, dataset(), rewards())
         .unwrap()

@@ -51,9 +51,10 @@ fn losses(history: &[mlx_grpo::trainer::LogRecord]) -> Vec<f64> {
 
 /// A 4-step run's log and final parameters, trained straight through.
 fn straight_run(name: &str, tok: &Tokenizer) -> (TrainOutput, ParamMap) {
-    let dir = scratch(name);
+    let tmp = scratch(name);
+    let dir = tmp.path();
     let mut trainer = Trainer::new(
-        config(&dir, 4),
+        config(dir, 4),
         model(tok),
         tok.clone(),
         dataset(),
@@ -74,8 +75,9 @@ fn stopped_and_resumed(
     first: impl Fn(&mut GrpoConfig),
     then: impl Fn(&mut GrpoConfig),
 ) -> (TrainOutput, ParamMap) {
-    let dir = scratch(name);
-    let mut cfg = config(&dir, 4);
+    let tmp = scratch(name);
+    let dir = tmp.path();
+    let mut cfg = config(dir, 4);
     first(&mut cfg);
     let mut trainer = Trainer::new(cfg, model(tok), tok.clone(), dataset(), rewards())
         .unwrap()
@@ -84,7 +86,7 @@ fn stopped_and_resumed(
     trainer.train_step().unwrap();
     trainer.save_checkpoint().unwrap();
     drop(trainer);
-    let mut cfg = config(&dir, 4);
+    let mut cfg = config(dir, 4);
     then(&mut cfg);
     cfg.resume_from_checkpoint = Some(dir.join("checkpoint-2"));
     let mut trainer = Trainer::new(cfg, model(tok), tok.clone(), dataset(), rewards())
@@ -140,10 +142,11 @@ fn offloaded_optimizer_state_trains_and_resumes_the_same() {
 
 #[test]
 fn interrupted_save_keeps_the_previous_checkpoint() {
-    let dir = scratch("atomic");
+    let tmp = scratch("atomic");
+    let dir = tmp.path();
     let tok = tokenizer();
     let mut trainer = Trainer::new(
-        config(&dir, 2),
+        config(dir, 2),
         model(&tok),
         tok.clone(),
         dataset(),
@@ -156,7 +159,7 @@ fn interrupted_save_keeps_the_previous_checkpoint() {
     assert!(good.join("trainer_state.json").is_file());
 
     // A save that dies half-way (the writer fails after writing some files).
-    let manager = CheckpointManager::new(&dir, None);
+    let manager = CheckpointManager::new(dir, None);
     let state = read_trainer_state(&good).unwrap();
     let failed = manager.save(
         4,
@@ -190,12 +193,13 @@ fn interrupted_save_keeps_the_previous_checkpoint() {
 
 #[test]
 fn frozen_parameters_do_not_move() {
-    let dir = scratch("frozen");
+    let tmp = scratch("frozen");
+    let dir = tmp.path();
     let tok = tokenizer();
     let mut m = model(&tok);
     m.freeze_path("model.embed_tokens");
     let before = m.parameters();
-    let mut trainer = Trainer::new(config(&dir, 1), m, tok, dataset(), rewards())
+    let mut trainer = Trainer::new(config(dir, 1), m, tok, dataset(), rewards())
         .unwrap()
         .with_progress(false);
     trainer.train_step().unwrap();
@@ -214,13 +218,14 @@ fn frozen_parameters_do_not_move() {
 
 #[test]
 fn nan_rewards_empty_dataset_and_bad_counts_are_clear_errors() {
-    let dir = scratch("errors");
+    let tmp = scratch("errors");
+    let dir = tmp.path();
     let tok = tokenizer();
 
     let mut nan = RewardSet::new();
     nan.add(per_sample("always_nan", |_: &RewardInput| f32::NAN))
         .unwrap();
-    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok.clone(), dataset(), nan)
+    let mut trainer = Trainer::new(config(dir, 1), model(&tok), tok.clone(), dataset(), nan)
         .unwrap()
         .with_progress(false);
     let err = trainer.train_step().unwrap_err().to_string();
@@ -238,7 +243,7 @@ fn nan_rewards_empty_dataset_and_bad_counts_are_clear_errors() {
             |_: &[RewardInput]| Ok(vec![1.0]),
         ))
         .unwrap();
-    let mut trainer = Trainer::new(config(&dir, 1), model(&tok), tok, dataset(), wrong)
+    let mut trainer = Trainer::new(config(dir, 1), model(&tok), tok, dataset(), wrong)
         .unwrap()
         .with_progress(false);
     let err = trainer.train_step().unwrap_err().to_string();

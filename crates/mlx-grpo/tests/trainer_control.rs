@@ -26,16 +26,6 @@ const TOTAL_STEPS: i64 = 1000;
 /// The longest a test waits for the trainer to reach a state.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-grpo-trainer-control-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// Trains a tiny random model into `dir` on its own thread (MLX arrays stay
 /// there), with `control` attached when given and samples written.
 fn spawn_run(dir: &Path, control: Option<TrainerControl>) -> Option<Run> {
@@ -132,39 +122,40 @@ fn checkpoint_step(dir: &Path, step: usize) -> PathBuf {
 
 #[test]
 fn pause_save_and_stop_through_the_handle() {
-    let dir = scratch("handle");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let control = TrainerControl::new();
-    let mut run = spawn_run(&dir, Some(control.clone()));
-    let running = wait_for(&dir, &mut run, "to step 2", |s| s.step >= 2);
+    let mut run = spawn_run(dir, Some(control.clone()));
+    let running = wait_for(dir, &mut run, "to step 2", |s| s.step >= 2);
     assert_eq!(running.total_steps, TOTAL_STEPS as usize);
 
     control.pause();
-    let paused = wait_for(&dir, &mut run, "paused", |s| s.state == RunState::Paused);
+    let paused = wait_for(dir, &mut run, "paused", |s| s.state == RunState::Paused);
     thread::sleep(Duration::from_millis(300));
-    let still = RunStatus::read(&dir).unwrap().unwrap();
+    let still = RunStatus::read(dir).unwrap().unwrap();
     assert_eq!(still.state, RunState::Paused);
     assert_eq!(still.step, paused.step, "a step was taken while paused");
 
     control.request_save();
-    let saved = wait_for(&dir, &mut run, "a save while paused", |s| {
+    let saved = wait_for(dir, &mut run, "a save while paused", |s| {
         s.last_checkpoint.is_some() && s.state == RunState::Paused
     });
     assert_eq!(saved.step, paused.step);
     assert_eq!(
         saved.last_checkpoint,
-        Some(checkpoint_step(&dir, paused.step))
+        Some(checkpoint_step(dir, paused.step))
     );
 
     control.resume();
-    wait_for(&dir, &mut run, "past the pause", |s| {
+    wait_for(dir, &mut run, "past the pause", |s| {
         s.step >= paused.step + 2
     });
     control.request_stop();
     let out = finish(run);
     assert!(out.global_step >= paused.step + 2 && out.global_step < TOTAL_STEPS as usize);
-    let last = checkpoint_step(&dir, out.global_step);
+    let last = checkpoint_step(dir, out.global_step);
     assert_eq!(out.last_checkpoint.as_deref(), Some(last.as_path()));
-    let stopped = RunStatus::read(&dir).unwrap().unwrap();
+    let stopped = RunStatus::read(dir).unwrap().unwrap();
     assert_eq!(stopped.state, RunState::Stopped);
     assert_eq!(stopped.step, out.global_step);
     assert_eq!(stopped.last_checkpoint, Some(last));
@@ -174,9 +165,10 @@ fn pause_save_and_stop_through_the_handle() {
 
 #[test]
 fn the_control_file_steers_a_run_from_outside() {
-    let dir = scratch("file");
-    let mut run = spawn_run(&dir, None);
-    wait_for(&dir, &mut run, "to step 1", |s| s.step >= 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut run = spawn_run(dir, None);
+    wait_for(dir, &mut run, "to step 1", |s| s.step >= 1);
     let file = dir.join(CONTROL_FILE);
     ControlRequest {
         paused: true,
@@ -185,10 +177,10 @@ fn the_control_file_steers_a_run_from_outside() {
     }
     .write(&file)
     .unwrap();
-    let paused = wait_for(&dir, &mut run, "paused and saved", |s| {
+    let paused = wait_for(dir, &mut run, "paused and saved", |s| {
         s.state == RunState::Paused && s.last_checkpoint.is_some()
     });
-    checkpoint_step(&dir, paused.step);
+    checkpoint_step(dir, paused.step);
     ControlRequest {
         paused: true,
         save: 1,
@@ -200,17 +192,18 @@ fn the_control_file_steers_a_run_from_outside() {
     // Stopped while paused: no step after the pause.
     assert_eq!(out.global_step, paused.step);
     assert_eq!(
-        RunStatus::read(&dir).unwrap().unwrap().state,
+        RunStatus::read(dir).unwrap().unwrap().state,
         RunState::Stopped
     );
 }
 
 #[test]
 fn samples_carry_each_reward_and_their_weighted_sum() {
-    let dir = scratch("samples");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let control = TrainerControl::new();
-    let mut run = spawn_run(&dir, Some(control.clone()));
-    wait_for(&dir, &mut run, "to step 2", |s| s.step >= 2);
+    let mut run = spawn_run(dir, Some(control.clone()));
+    wait_for(dir, &mut run, "to step 2", |s| s.step >= 2);
     control.request_stop();
     let out = finish(run);
     let text = std::fs::read_to_string(dir.join(SAMPLES_FILE)).unwrap();

@@ -100,10 +100,11 @@ fn merge_then_unmerge_restores_the_base_weights() {
 
 fn round_trip(from: &str, format: AdapterFormat) {
     let (adapters, _) = load_adapters(lora_dir(from)).unwrap();
-    let out = temp_dir(&format!("adapters-{from}-{format:?}"));
+    let out_tmp = temp_dir(&format!("adapters-{from}-{format:?}"));
+    let out = out_tmp.path();
     let model = load(BASE, Dtype::F32);
-    save_adapters(&adapters, &out, format, block_count(&model)).unwrap();
-    let (back, read_format) = load_adapters(&out).unwrap();
+    save_adapters(&adapters, out, format, block_count(&model)).unwrap();
+    let (back, read_format) = load_adapters(out).unwrap();
     assert_eq!(read_format, format);
     assert_eq!(back.config.r, adapters.config.r);
     assert!((back.config.scaling() - adapters.config.scaling()).abs() < 1e-6);
@@ -116,7 +117,6 @@ fn round_trip(from: &str, format: AdapterFormat) {
     selected.sort();
     assert_eq!(selected, back.modules.keys().cloned().collect::<Vec<_>>());
     assert_merged_logits(&back, &reference(from), &format!("{from} via {format:?}"));
-    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
@@ -130,8 +130,9 @@ fn adapters_round_trip_through_both_layouts() {
 #[test]
 fn saved_mlx_lm_files_have_mlx_lm_keys_shapes_and_config() {
     let (adapters, _) = load_adapters(lora_dir("peft_lora_last1")).unwrap();
-    let out = temp_dir("adapters-mlx-layout");
-    save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2).unwrap();
+    let out_tmp = temp_dir("adapters-mlx-layout");
+    let out = out_tmp.path();
+    save_adapters(&adapters, out, AdapterFormat::MlxLm, 2).unwrap();
     let ours = io::load_safetensors(out.join("adapters.safetensors")).unwrap();
     let theirs =
         io::load_safetensors(lora_dir("mlx_lora_last1").join("adapters.safetensors")).unwrap();
@@ -149,7 +150,6 @@ fn saved_mlx_lm_files_have_mlx_lm_keys_shapes_and_config() {
     assert_eq!(config["num_layers"], 1);
     assert_eq!(config["lora_parameters"]["rank"], 4);
     assert_eq!(config["lora_parameters"]["scale"], 2.0);
-    std::fs::remove_dir_all(&out).ok();
 }
 
 #[test]
@@ -191,7 +191,8 @@ fn peft_config(r: i32) -> serde_json::Value {
 
 #[test]
 fn bad_adapters_are_errors_naming_file_and_tensor() {
-    let dir = temp_dir("adapters-bad");
+    let tmp = temp_dir("adapters-bad");
+    let dir = tmp.path();
     let zeros = |s: &[i32]| Array::zeros(s, Dtype::F32).unwrap();
     let model = load(BASE, Dtype::F32);
     let q = "base_model.model.model.layers.0.self_attn.q_proj";
@@ -200,11 +201,11 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     let a_key = format!("{q}.lora_A.weight");
     let b_key = format!("{q}.lora_B.weight");
     write_peft(
-        &dir,
+        dir,
         peft_config(4),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains("adapter_model.safetensors") && err.contains(&a_key),
         "{err}"
@@ -212,11 +213,11 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // Factors that do not fit the module's weight.
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[(&a_key, zeros(&[2, 48])), (&b_key, zeros(&[64, 2]))],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let mut m = model.clone();
     let err = merge_adapters(&mut m, &adapters).unwrap_err().to_string();
     assert!(
@@ -230,7 +231,7 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
     let ghost = "base_model.model.model.layers.0.self_attn.qkv_proj";
     let norm = "base_model.model.model.layers.0.input_layernorm";
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[
             (&format!("{ghost}.lora_A.weight"), zeros(&[2, 64])),
@@ -239,7 +240,7 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
             (&format!("{norm}.lora_B.weight"), zeros(&[64, 2])),
         ],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let err = merge_adapters(&mut model.clone(), &adapters)
         .unwrap_err()
         .to_string();
@@ -254,14 +255,14 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // A missing half, and a tensor that is no LoRA factor.
     write_peft(
-        &dir,
+        dir,
         peft_config(2),
         &[
             (&a_key, zeros(&[2, 64])),
             ("base_model.model.lm_head.weight", zeros(&[2, 2])),
         ],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains(&b_key) && err.contains("lm_head.weight"),
         "{err}"
@@ -269,31 +270,30 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
 
     // Unknown target names and unsupported settings in the config.
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "LORA", "r": 2, "lora_alpha": 8, "target_modules": ["qkv_proj"]}),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let (adapters, _) = load_adapters(&dir).unwrap();
+    let (adapters, _) = load_adapters(dir).unwrap();
     let err = adapter_targets(&model, &adapters).unwrap_err().to_string();
     assert!(err.contains("qkv_proj"), "{err}");
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "LORA", "r": 2, "use_dora": true, "target_modules": ["q_proj"]}),
         &[(&a_key, zeros(&[2, 64])), (&b_key, zeros(&[64, 2]))],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(
         err.contains("adapter_config.json") && err.contains("use_dora"),
         "{err}"
     );
     write_peft(
-        &dir,
+        dir,
         serde_json::json!({"peft_type": "IA3", "target_modules": ["q_proj"]}),
         &[],
     );
-    let err = load_adapters(&dir).unwrap_err().to_string();
+    let err = load_adapters(dir).unwrap_err().to_string();
     assert!(err.contains("peft_type"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 
     // mlx-lm adapters that do not cover the last blocks cannot be written.
     let (mut adapters, _) = load_adapters(lora_dir("mlx_lora_last1")).unwrap();
@@ -302,10 +302,10 @@ fn bad_adapters_are_errors_naming_file_and_tensor() {
         "model.layers.0.self_attn.q_proj".into(),
         LoraFactors { a: f.a, b: f.b },
     );
-    let out = temp_dir("adapters-bad-mlx");
-    let err = save_adapters(&adapters, &out, AdapterFormat::MlxLm, 2)
+    let out_tmp = temp_dir("adapters-bad-mlx");
+    let out = out_tmp.path();
+    let err = save_adapters(&adapters, out, AdapterFormat::MlxLm, 2)
         .unwrap_err()
         .to_string();
     assert!(err.contains("num_layers"), "{err}");
-    std::fs::remove_dir_all(&out).ok();
 }

@@ -178,8 +178,8 @@ fn batch_cache_right_padding_is_rolled_left() {
 
 #[test]
 fn prompt_cache_save_and_load_round_trip() {
-    let dir = std::env::temp_dir().join(format!("mlx-lm-cache-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("cache.safetensors");
     let mut kv = KVCache::new();
     kv.update_and_fetch(&seq(0, 3), &seq(10, 3)).unwrap();
@@ -228,18 +228,16 @@ fn prompt_cache_save_and_load_round_trip() {
     let (k, _) = loaded[0].update_and_fetch(&seq(3, 1), &seq(13, 1)).unwrap();
     assert_eq!(flat(&k), vec![0.0, 1.0, 2.0, 3.0]);
     assert_eq!(trim_prompt_cache(&mut loaded[..1], 1), 1);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn prompt_cache_errors_name_the_file() {
-    let dir = std::env::temp_dir().join(format!("mlx-lm-cache-bad-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("garbage.safetensors");
     std::fs::write(&path, b"not a safetensors file at all").unwrap();
     let err = load_prompt_cache(&path).unwrap_err().to_string();
     assert!(err.contains("garbage.safetensors"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

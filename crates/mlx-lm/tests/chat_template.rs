@@ -8,7 +8,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use mlx_lm::{ChatTemplate, ChatTemplateOptions, ChatTemplates, Error, Tokenizer};
 use serde_json::{Value, json};
 
-use common::{TempDir, fixture, qwen3};
+use common::{fixture, qwen3, temp_dir, write_file};
+use tempfile::TempDir;
 
 /// The render options a fixture case describes.
 fn options(case: &Value) -> ChatTemplateOptions {
@@ -239,13 +240,13 @@ fn a_template_that_does_not_compile_fails_only_when_used() {
 
 /// A minimal model directory built from our own small tokenizer.
 fn tiny_dir(config: &str) -> TempDir {
-    let dir = TempDir::new("templates");
+    let dir = temp_dir("templates");
     let tok = mlx_lm::text::vocab::VocabTokenizerBuilder::char_level("abc".chars())
         .eos("</s>")
         .build()
         .expect("builds");
     tok.save_dir(dir.path()).expect("saves");
-    dir.write("tokenizer_config.json", config);
+    write_file(dir.path(), "tokenizer_config.json", config);
     dir
 }
 
@@ -266,8 +267,12 @@ fn templates_load_from_config_list_and_jinja_files() {
     );
 
     // chat_template.jinja and additional_chat_templates/ win over the config.
-    dir.write("chat_template.jinja", "J{{ messages[0].content }}\n");
-    dir.write("additional_chat_templates/extra.jinja", "E");
+    write_file(
+        dir.path(),
+        "chat_template.jinja",
+        "J{{ messages[0].content }}\n",
+    );
+    write_file(dir.path(), "additional_chat_templates/extra.jinja", "E");
     let tok = Tokenizer::from_dir(dir.path()).expect("loads");
     assert_eq!(tok.chat_templates().names(), ["default", "extra"]);
     assert_eq!(

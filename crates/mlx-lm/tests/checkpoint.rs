@@ -41,10 +41,11 @@ fn assert_same_parameters(a: &Model, b: &Model) {
 fn save_then_load_is_bit_exact() {
     for name in FIXTURES {
         let model = load(name, Dtype::F32);
-        let dir = temp_dir(&format!("roundtrip-{name}"));
+        let tmp = temp_dir(&format!("roundtrip-{name}"));
+        let dir = tmp.path();
         save_model(
             &model,
-            &dir,
+            dir,
             &SaveOptions {
                 source_dir: Some(fixture_dir(name)),
                 ..SaveOptions::default()
@@ -56,21 +57,21 @@ fn save_then_load_is_bit_exact() {
             dir.join("generation_config.json").exists(),
             "companion files are copied"
         );
-        let back = load_model(&dir, None).unwrap();
+        let back = load_model(dir, None).unwrap();
         assert_eq!(back.dtype(), Dtype::F32);
         assert_eq!(back.config(), saved_config(&model));
         assert_same_parameters(&model, &back);
-        std::fs::remove_dir_all(&dir).ok();
     }
 }
 
 #[test]
 fn sharded_saves_write_an_index_and_load_back() {
     let model = load("qwen3_moe", Dtype::F32);
-    let dir = temp_dir("sharded");
+    let tmp = temp_dir("sharded");
+    let dir = tmp.path();
     save_model(
         &model,
-        &dir,
+        dir,
         &SaveOptions {
             max_shard_bytes: 200_000,
             ..SaveOptions::default()
@@ -103,12 +104,11 @@ fn sharded_saves_write_an_index_and_load_back() {
             .all(|s| s.starts_with("model-") && s.contains("-of-"))
     );
     assert!(!dir.join("model.safetensors").exists());
-    assert_same_parameters(&model, &load_model(&dir, None).unwrap());
+    assert_same_parameters(&model, &load_model(dir, None).unwrap());
     // Saving again as one file removes the old shards and index.
-    save_model(&model, &dir, &SaveOptions::default()).unwrap();
+    save_model(&model, dir, &SaveOptions::default()).unwrap();
     assert!(!dir.join("model.safetensors.index.json").exists());
-    assert_same_parameters(&model, &load_model(&dir, None).unwrap());
-    std::fs::remove_dir_all(&dir).ok();
+    assert_same_parameters(&model, &load_model(dir, None).unwrap());
 }
 
 #[test]
@@ -165,14 +165,14 @@ fn saved_checkpoints_for_transformers() {
 
 #[test]
 fn random_checkpoints_load_back() {
-    let dir = temp_dir("random");
-    let written = write_random_checkpoint(&dir, &tiny_qwen3_config(), 3, Dtype::BF16).unwrap();
+    let tmp = temp_dir("random");
+    let dir = tmp.path();
+    let written = write_random_checkpoint(dir, &tiny_qwen3_config(), 3, Dtype::BF16).unwrap();
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     assert!(text.contains("\"dtype\": \"bfloat16\""), "{text}");
-    let back = load_model(&dir, None).unwrap();
+    let back = load_model(dir, None).unwrap();
     assert_eq!(back.dtype(), Dtype::BF16);
     assert_same_parameters(&written, &back);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 // --- damaged checkpoints ------------------------------------------------------
@@ -206,9 +206,10 @@ fn problems(dir: &Path) -> Vec<CheckpointProblem> {
 
 #[test]
 fn all_problems_are_reported_together_naming_file_and_key() {
-    let dir = temp_dir("two-problems");
-    copy_fixture("qwen3_tied", &dir);
-    rewrite(&dir, |t| {
+    let tmp = temp_dir("two-problems");
+    let dir = tmp.path();
+    copy_fixture("qwen3_tied", dir);
+    rewrite(dir, |t| {
         t.remove("model.layers.1.self_attn.k_norm.weight");
         t.insert(
             "model.norm.weight".into(),
@@ -223,7 +224,7 @@ fn all_problems_are_reported_together_naming_file_and_key() {
             Array::ones(&[64], Dtype::I32).unwrap(),
         );
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let file = dir.join("model.safetensors");
     assert!(found.contains(&CheckpointProblem::MissingTensor {
         key: "model.layers.1.self_attn.k_norm.weight".into(),
@@ -245,22 +246,22 @@ fn all_problems_are_reported_together_naming_file_and_key() {
         found: "I32".into()
     }));
     assert_eq!(found.len(), 4, "{found:?}");
-    let message = load_model(&dir, None).err().unwrap().to_string();
+    let message = load_model(dir, None).err().unwrap().to_string();
     assert!(
         message.contains("4 problem(s)") && message.contains("model.safetensors"),
         "{message}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn truncated_and_garbage_files_are_named() {
-    let dir = temp_dir("truncated");
-    copy_fixture("qwen3_tied", &dir);
+    let tmp = temp_dir("truncated");
+    let dir = tmp.path();
+    copy_fixture("qwen3_tied", dir);
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    let found = problems(&dir);
+    let found = problems(dir);
     assert_eq!(found.len(), 1, "{found:?}");
     let CheckpointProblem::BadFile { file, message } = &found[0] else {
         panic!("{found:?}")
@@ -271,21 +272,21 @@ fn truncated_and_garbage_files_are_named() {
     let mut garbage = 12345u64.to_le_bytes().to_vec();
     garbage.extend(std::iter::repeat_n(b'x', 20000));
     std::fs::write(&path, garbage).unwrap();
-    let found = problems(&dir);
+    let found = problems(dir);
     let CheckpointProblem::BadFile { message, .. } = &found[0] else {
         panic!("{found:?}")
     };
     assert!(message.contains("garbage"), "{message}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_missing_shard_is_named() {
-    let dir = temp_dir("missing-shard");
-    copy_fixture("qwen3_untied", &dir);
+    let tmp = temp_dir("missing-shard");
+    let dir = tmp.path();
+    copy_fixture("qwen3_untied", dir);
     let shard = dir.join("model-00002-of-00003.safetensors");
     std::fs::remove_file(&shard).unwrap();
-    let found = problems(&dir);
+    let found = problems(dir);
     assert_eq!(
         found,
         vec![CheckpointProblem::BadFile {
@@ -293,33 +294,33 @@ fn a_missing_shard_is_named() {
             message: "named by the shard index but not present".into()
         }]
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn config_and_weights_that_disagree_are_reported() {
-    let dir = temp_dir("mismatch");
-    copy_fixture("qwen3_tied", &dir);
+    let tmp = temp_dir("mismatch");
+    let dir = tmp.path();
+    copy_fixture("qwen3_tied", dir);
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
     config["num_hidden_layers"] = 3.into();
     config["vocab_size"] = 1200.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let found = problems(&dir);
+    let found = problems(dir);
     assert!(found.iter().any(|p| matches!(p, CheckpointProblem::MissingTensor { key, .. } if key == "model.layers.2.self_attn.q_proj.weight")));
     assert!(found.iter().any(|p| matches!(p, CheckpointProblem::WrongShape { key, expected, found, .. }
         if key == "model.embed_tokens.weight" && expected == &vec![1200, 64] && found == &vec![1000, 64])));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_missing_expert_is_named() {
-    let dir = temp_dir("missing-expert");
-    copy_fixture("qwen3_moe", &dir);
-    rewrite(&dir, |t| {
+    let tmp = temp_dir("missing-expert");
+    let dir = tmp.path();
+    copy_fixture("qwen3_moe", dir);
+    rewrite(dir, |t| {
         t.remove("model.layers.1.mlp.experts.5.up_proj.weight");
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     assert!(
         found.contains(&CheckpointProblem::MissingTensor {
             key: "model.layers.1.mlp.experts.5.up_proj.weight".into(),
@@ -327,19 +328,19 @@ fn a_missing_expert_is_named() {
         }),
         "{found:?}"
     );
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn config_problems_name_the_field() {
-    let dir = temp_dir("bad-config");
-    copy_fixture("qwen3_tied", &dir);
+    let tmp = temp_dir("bad-config");
+    let dir = tmp.path();
+    copy_fixture("qwen3_tied", dir);
     let text = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
     config["rope_parameters"] =
         serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 1e4});
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    match load_model(&dir, None) {
+    match load_model(dir, None) {
         Err(Error::InvalidConfig {
             path,
             field,
@@ -354,7 +355,7 @@ fn config_problems_name_the_field() {
     config["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 1e4});
     config["model_type"] = "llama".into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let err = load_model(&dir, None).err().unwrap().to_string();
+    let err = load_model(dir, None).err().unwrap().to_string();
     assert!(
         err.contains("llama") && err.contains("config.json"),
         "{err}"
@@ -362,12 +363,11 @@ fn config_problems_name_the_field() {
     config["model_type"] = "qwen3".into();
     config["use_sliding_window"] = true.into();
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let err = load_model(&dir, None).err().unwrap().to_string();
+    let err = load_model(dir, None).err().unwrap().to_string();
     assert!(err.contains("use_sliding_window"), "{err}");
     std::fs::remove_file(dir.join("config.json")).unwrap();
     assert!(matches!(
-        load_model(&dir, None),
+        load_model(dir, None),
         Err(Error::MissingFile { .. })
     ));
-    std::fs::remove_dir_all(&dir).ok();
 }

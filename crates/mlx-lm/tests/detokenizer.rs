@@ -151,3 +151,102 @@ proptest! {
         prop_assert_eq!(deltas.concat(), tok.decode(&ids, false).expect("decodes"));
     }
 }
+
+// `tokenizers::DecodeStream`, the tokenizers crate's own streaming decoder,
+// against ours: it emits the same deltas token by token, but has no flush,
+// so the text of a trailing incomplete character is lost (see
+// `StreamingDetokenizer`'s documentation).
+
+/// The raw `tokenizers` tokenizer of the same Qwen3 definition.
+fn raw_qwen3() -> &'static tokenizers::Tokenizer {
+    static RAW: std::sync::OnceLock<tokenizers::Tokenizer> = std::sync::OnceLock::new();
+    RAW.get_or_init(|| {
+        tokenizers::Tokenizer::from_file(common::qwen3_dir().join("tokenizer.json"))
+            .expect("loading tokenizer.json")
+    })
+}
+
+/// The step-by-step outputs of `DecodeStream` and of our `push` for `ids`,
+/// and our `finalize`.
+fn both_streams(
+    ids: &[u32],
+    skip_special: bool,
+) -> (Vec<Option<String>>, Vec<Option<String>>, Option<String>) {
+    let mut theirs = raw_qwen3().decode_stream(skip_special);
+    let mut ours = qwen3().detokenizer(skip_special);
+    let mut their_steps = Vec::new();
+    let mut our_steps = Vec::new();
+    for &id in ids {
+        their_steps.push(theirs.step(id).expect("DecodeStream::step"));
+        our_steps.push(ours.push(id).expect("push"));
+    }
+    (their_steps, our_steps, ours.finalize().expect("finalize"))
+}
+
+/// Token sequences mixing encoded text (multi-byte characters split over
+/// tokens), arbitrary ids (special tokens included), and a cut that may
+/// end inside a character.
+fn token_sequences() -> impl Strategy<Value = Vec<u32>> {
+    let vocab = u32::try_from(qwen3().vocab_size()).expect("vocabulary fits u32");
+    let special = qwen3().token_to_id("<|endoftext|>").expect("<|endoftext|>")..vocab;
+    let piece = prop_oneof![
+        3 => mixed_text().prop_map(|text| qwen3().encode(&text, false).expect("encodes")),
+        1 => prop::collection::vec(0..vocab, 1..6),
+        1 => prop::collection::vec(special, 1..3),
+    ];
+    (
+        prop::collection::vec(piece, 1..6),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(pieces, cut)| {
+            let ids = pieces.concat();
+            let keep = cut.index(ids.len() + 1);
+            ids[..keep.max(1).min(ids.len())].to_vec()
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn decode_stream_steps_equal_ours(ids in token_sequences(), skip_special in any::<bool>()) {
+        let (theirs, ours, rest) = both_streams(&ids, skip_special);
+        prop_assert_eq!(&theirs, &ours);
+        // Ours plus the flush is the whole decode; DecodeStream lacks
+        // exactly the flushed text.
+        let full = qwen3().decode(&ids, skip_special).expect("decodes");
+        let streamed: String = ours.into_iter().flatten().collect();
+        prop_assert_eq!(format!("{streamed}{}", rest.clone().unwrap_or_default()), full);
+        if let Some(rest) = rest {
+            prop_assert!(rest.ends_with(REPLACEMENT), "{:?}", rest);
+        }
+    }
+}
+
+#[test]
+fn decode_stream_loses_a_trailing_incomplete_character() {
+    // "a" then the first token of "🧮" (F0 9F A7 AE), whose bytes end
+    // inside the character: e.g. generation stopped by max_tokens there.
+    let tok = qwen3();
+    let abacus = tok.encode("🧮", false).expect("encodes");
+    assert!(abacus.len() > 1, "🧮 takes several tokens: {abacus:?}");
+    let mut ids = tok.encode("a", false).expect("encodes");
+    ids.push(abacus[0]);
+    let full = tok.decode(&ids, false).expect("decodes");
+    assert_eq!(full, "a\u{FFFD}");
+
+    let (theirs, ours, rest) = both_streams(&ids, false);
+    assert_eq!(theirs, [Some("a".to_string()), None]);
+    assert_eq!(ours, theirs);
+    // DecodeStream has nothing more to give: its text is "a", not the
+    // decode of the ids; ours flushes the held-back bytes.
+    assert_eq!(rest.as_deref(), Some("\u{FFFD}"));
+
+    // The same when an end-of-turn token follows, skipped.
+    ids.push(tok.token_to_id("<|im_end|>").expect("<|im_end|>"));
+    assert_eq!(tok.decode(&ids, true).expect("decodes"), "a\u{FFFD}");
+    let (theirs, ours, rest) = both_streams(&ids, true);
+    assert_eq!(theirs, [Some("a".to_string()), None, None]);
+    assert_eq!(ours, theirs);
+    assert_eq!(rest.as_deref(), Some("\u{FFFD}"));
+}

@@ -8,30 +8,31 @@ mod lm_support;
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lm_support::{copy_fixture, temp_dir};
 use mlx_lm::Error;
 use mlx_lm::loader::{CheckpointProblem, load_model};
 use mlx_tensor::{Array, Dtype, io};
 use serde_json::Value;
+use tempfile::TempDir;
 
 const SINGLE: &str = "model.safetensors";
 const INDEX: &str = "model.safetensors.index.json";
 const SHARD_1: &str = "model-00001-of-00003.safetensors";
 const SHARD_2: &str = "model-00002-of-00003.safetensors";
 
-/// A copy of the single-file fixture.
-fn single_file_checkpoint(tag: &str) -> PathBuf {
+/// A copy of the single-file fixture, removed when dropped.
+fn single_file_checkpoint(tag: &str) -> TempDir {
     let dir = temp_dir(&format!("hostile-{tag}"));
-    copy_fixture("qwen3_tied", &dir);
+    copy_fixture("qwen3_tied", dir.path());
     dir
 }
 
-/// A copy of the three-shard fixture.
-fn sharded_checkpoint(tag: &str) -> PathBuf {
+/// A copy of the three-shard fixture, removed when dropped.
+fn sharded_checkpoint(tag: &str) -> TempDir {
     let dir = temp_dir(&format!("hostile-{tag}"));
-    copy_fixture("qwen3_untied", &dir);
+    copy_fixture("qwen3_untied", dir.path());
     dir
 }
 
@@ -117,14 +118,15 @@ fn assert_index_field_refused(dir: &Path, key: &str, words: &[&str]) {
 
 #[test]
 fn a_tensor_of_the_wrong_shape_is_named_with_its_file() {
-    let dir = single_file_checkpoint("shape");
-    rewrite(&dir, SINGLE, |t| {
+    let tmp = single_file_checkpoint("shape");
+    let dir = tmp.path();
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.0.self_attn.q_norm.weight".into(),
             Array::ones(&[17], Dtype::F32).unwrap(),
         );
     });
-    let problem = only_problem(&dir);
+    let problem = only_problem(dir);
     assert_eq!(
         problem,
         CheckpointProblem::WrongShape {
@@ -135,17 +137,17 @@ fn a_tensor_of_the_wrong_shape_is_named_with_its_file() {
             found: vec![17],
         }
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_transposed_matrix_is_a_wrong_shape() {
-    let dir = single_file_checkpoint("transposed");
+    let tmp = single_file_checkpoint("transposed");
+    let dir = tmp.path();
     let key = "model.layers.1.mlp.down_proj.weight";
     let original = io::load_safetensors(dir.join(SINGLE)).unwrap().tensors[key]
         .shape()
         .0;
-    rewrite(&dir, SINGLE, |t| {
+    rewrite(dir, SINGLE, |t| {
         let flipped = t[key].transpose(&[1, 0]).unwrap();
         t.insert(key.into(), flipped);
     });
@@ -154,7 +156,7 @@ fn a_transposed_matrix_is_a_wrong_shape() {
         key: k,
         expected,
         found,
-    } = only_problem(&dir)
+    } = only_problem(dir)
     else {
         panic!("expected WrongShape")
     };
@@ -162,39 +164,39 @@ fn a_transposed_matrix_is_a_wrong_shape() {
     let original: Vec<i64> = original.iter().map(|&d| i64::from(d)).collect();
     assert_eq!(expected, original);
     assert_eq!(found, [original[1], original[0]]);
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_integer_tensor_is_a_wrong_dtype() {
-    let dir = single_file_checkpoint("dtype-i32");
-    rewrite(&dir, SINGLE, |t| {
+    let tmp = single_file_checkpoint("dtype-i32");
+    let dir = tmp.path();
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.norm.weight".into(),
             Array::ones(&[64], Dtype::I32).unwrap(),
         );
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::WrongDtype {
             file: dir.join(SINGLE),
             key: "model.norm.weight".into(),
             found: "I32".into(),
         }
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_boolean_tensor_is_a_wrong_dtype() {
-    let dir = single_file_checkpoint("dtype-bool");
-    rewrite(&dir, SINGLE, |t| {
+    let tmp = single_file_checkpoint("dtype-bool");
+    let dir = tmp.path();
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.1.post_attention_layernorm.weight".into(),
             Array::ones(&[64], Dtype::Bool).unwrap(),
         );
     });
-    let problem = only_problem(&dir);
+    let problem = only_problem(dir);
     assert_eq!(
         problem,
         CheckpointProblem::WrongDtype {
@@ -204,53 +206,53 @@ fn a_boolean_tensor_is_a_wrong_dtype() {
         }
     );
     assert!(problem.to_string().contains("BOOL"));
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_missing_tensor_is_named_with_its_shape() {
-    let dir = single_file_checkpoint("missing");
-    rewrite(&dir, SINGLE, |t| {
+    let tmp = single_file_checkpoint("missing");
+    let dir = tmp.path();
+    rewrite(dir, SINGLE, |t| {
         t.remove("model.layers.0.input_layernorm.weight");
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::MissingTensor {
             key: "model.layers.0.input_layernorm.weight".into(),
             expected: vec![64],
         }
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_unknown_tensor_is_named_with_its_file() {
-    let dir = single_file_checkpoint("unknown");
-    rewrite(&dir, SINGLE, |t| {
+    let tmp = single_file_checkpoint("unknown");
+    let dir = tmp.path();
+    rewrite(dir, SINGLE, |t| {
         t.insert(
             "model.layers.7.self_attn.q_proj.weight".into(),
             Array::ones(&[4, 4], Dtype::F32).unwrap(),
         );
     });
     assert_eq!(
-        only_problem(&dir),
+        only_problem(dir),
         CheckpointProblem::UnexpectedTensor {
             file: dir.join(SINGLE),
             key: "model.layers.7.self_attn.q_proj.weight".into(),
         }
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_tensor_in_two_shards_is_named_with_both_files() {
-    let dir = sharded_checkpoint("duplicate");
+    let tmp = sharded_checkpoint("duplicate");
+    let dir = tmp.path();
     let key = "model.embed_tokens.weight";
     let copy = io::load_safetensors(dir.join(SHARD_1)).unwrap().tensors[key].clone();
-    rewrite(&dir, SHARD_2, |t| {
+    rewrite(dir, SHARD_2, |t| {
         t.insert(key.into(), copy);
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     assert!(
         found.contains(&CheckpointProblem::DuplicateTensor {
             key: key.into(),
@@ -259,14 +261,14 @@ fn a_tensor_in_two_shards_is_named_with_both_files() {
         }),
         "{found:?}"
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 // Weight files that are not what they claim.
 
 #[test]
 fn a_weight_file_with_overlapping_tensors_is_named() {
-    let dir = single_file_checkpoint("overlap");
+    let tmp = single_file_checkpoint("overlap");
+    let dir = tmp.path();
     let path = dir.join(SINGLE);
     let bytes = fs::read(&path).unwrap();
     let (infos, _) = io::read_safetensors_header(&path).unwrap();
@@ -290,7 +292,7 @@ fn a_weight_file_with_overlapping_tensors_is_named() {
     out.extend_from_slice(&bytes[8 + header_len..]);
     fs::write(&path, out).unwrap();
     assert_bad_file(
-        &only_problem(&dir),
+        &only_problem(dir),
         &path,
         &[
             "overlaps",
@@ -298,40 +300,40 @@ fn a_weight_file_with_overlapping_tensors_is_named() {
             &format!("`{}`", second.0),
         ],
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_empty_weight_file_is_named() {
-    let dir = single_file_checkpoint("empty-file");
+    let tmp = single_file_checkpoint("empty-file");
+    let dir = tmp.path();
     let path = dir.join(SINGLE);
     fs::write(&path, []).unwrap();
-    assert_bad_file(&only_problem(&dir), &path, &["0 bytes"]);
-    fs::remove_dir_all(&dir).ok();
+    assert_bad_file(&only_problem(dir), &path, &["0 bytes"]);
 }
 
 #[test]
 fn a_directory_in_place_of_the_weight_file_is_named() {
-    let dir = single_file_checkpoint("dir-file");
+    let tmp = single_file_checkpoint("dir-file");
+    let dir = tmp.path();
     let path = dir.join(SINGLE);
     fs::remove_file(&path).unwrap();
     fs::create_dir(&path).unwrap();
-    assert_bad_file(&only_problem(&dir), &path, &["not a regular file"]);
-    fs::remove_dir_all(&dir).ok();
+    assert_bad_file(&only_problem(dir), &path, &["not a regular file"]);
 }
 
 // Shard indexes that lie.
 
 #[test]
 fn an_index_naming_an_absent_file_is_named() {
-    let dir = sharded_checkpoint("absent-shard");
-    edit_index(&dir, |map| {
+    let tmp = sharded_checkpoint("absent-shard");
+    let dir = tmp.path();
+    edit_index(dir, |map| {
         map.insert(
             "model.norm.weight".into(),
             "model-00009-of-00009.safetensors".into(),
         );
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let absent = dir.join("model-00009-of-00009.safetensors");
     assert!(
         found.contains(&CheckpointProblem::BadFile {
@@ -340,43 +342,43 @@ fn an_index_naming_an_absent_file_is_named() {
         }),
         "{found:?}"
     );
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_index_naming_the_wrong_shard_for_a_tensor_is_named() {
-    let dir = sharded_checkpoint("wrong-shard");
+    let tmp = sharded_checkpoint("wrong-shard");
+    let dir = tmp.path();
     let key = "model.embed_tokens.weight"; // lives in shard 1
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert(key.into(), SHARD_2.into());
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let hit = found.iter().find(|p| {
         matches!(p, CheckpointProblem::IndexMismatch { key: k, message }
             if k == key && message.contains(SHARD_2) && message.contains(SHARD_1))
     });
     assert!(hit.is_some(), "{found:?}");
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_index_naming_a_tensor_no_shard_holds_is_named() {
-    let dir = sharded_checkpoint("phantom");
-    edit_index(&dir, |map| {
+    let tmp = sharded_checkpoint("phantom");
+    let dir = tmp.path();
+    edit_index(dir, |map| {
         map.insert("model.layers.9.mlp.up_proj.weight".into(), SHARD_2.into());
     });
-    let found = problems(&dir);
+    let found = problems(dir);
     let hit = found.iter().find(|p| {
         matches!(p, CheckpointProblem::IndexMismatch { key, message }
             if key == "model.layers.9.mlp.up_proj.weight" && message.contains("no such tensor"))
     });
     assert!(hit.is_some(), "{found:?}");
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_index_path_with_dot_dot_is_refused() {
-    let dir = sharded_checkpoint("dotdot");
+    let tmp = sharded_checkpoint("dotdot");
+    let dir = tmp.path();
     // A real safetensors file just outside the checkpoint: it must not be read.
     let outside = dir
         .parent()
@@ -384,63 +386,63 @@ fn an_index_path_with_dot_dot_is_refused() {
         .join(format!("outside-{}.safetensors", std::process::id()));
     fs::copy(dir.join(SHARD_1), &outside).unwrap();
     let name = format!("../{}", outside.file_name().unwrap().to_string_lossy());
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.embed_tokens.weight".into(), name.clone().into());
     });
-    assert_index_field_refused(&dir, "model.embed_tokens.weight", &[&name, "inside"]);
+    assert_index_field_refused(dir, "model.embed_tokens.weight", &[&name, "inside"]);
     fs::remove_file(&outside).ok();
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_absolute_index_path_is_refused() {
-    let dir = sharded_checkpoint("absolute");
+    let tmp = sharded_checkpoint("absolute");
+    let dir = tmp.path();
     let absolute = dir.join(SHARD_1).display().to_string();
-    edit_index(&dir, |map| {
+    edit_index(dir, |map| {
         map.insert("model.embed_tokens.weight".into(), absolute.clone().into());
     });
-    assert_index_field_refused(&dir, "model.embed_tokens.weight", &[&absolute]);
-    fs::remove_dir_all(&dir).ok();
+    assert_index_field_refused(dir, "model.embed_tokens.weight", &[&absolute]);
 }
 
 #[test]
 fn an_index_path_into_a_subdirectory_is_refused() {
-    let dir = sharded_checkpoint("subdir");
-    edit_index(&dir, |map| {
+    let tmp = sharded_checkpoint("subdir");
+    let dir = tmp.path();
+    edit_index(dir, |map| {
         map.insert(
             "model.norm.weight".into(),
             format!("shards/{SHARD_2}").into(),
         );
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["shards/"]);
-    fs::remove_dir_all(&dir).ok();
+    assert_index_field_refused(dir, "model.norm.weight", &["shards/"]);
 }
 
 #[test]
 fn an_empty_index_file_name_is_refused() {
-    let dir = sharded_checkpoint("empty-name");
-    edit_index(&dir, |map| {
+    let tmp = sharded_checkpoint("empty-name");
+    let dir = tmp.path();
+    edit_index(dir, |map| {
         map.insert("model.norm.weight".into(), "".into());
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["not a file name"]);
-    fs::remove_dir_all(&dir).ok();
+    assert_index_field_refused(dir, "model.norm.weight", &["not a file name"]);
 }
 
 #[test]
 fn an_index_file_name_that_is_not_a_string_is_refused() {
-    let dir = sharded_checkpoint("number-name");
-    edit_index(&dir, |map| {
+    let tmp = sharded_checkpoint("number-name");
+    let dir = tmp.path();
+    edit_index(dir, |map| {
         map.insert("model.norm.weight".into(), 3.into());
     });
-    assert_index_field_refused(&dir, "model.norm.weight", &["not a file name"]);
-    fs::remove_dir_all(&dir).ok();
+    assert_index_field_refused(dir, "model.norm.weight", &["not a file name"]);
 }
 
 #[test]
 fn an_index_that_is_not_json_names_the_file() {
-    let dir = sharded_checkpoint("index-json");
+    let tmp = sharded_checkpoint("index-json");
+    let dir = tmp.path();
     fs::write(dir.join(INDEX), "{\"weight_map\": {\"a\": ").unwrap();
-    match load_model(&dir, None) {
+    match load_model(dir, None) {
         Err(e @ Error::Json { .. }) => {
             let Error::Json { path, .. } = &e else {
                 unreachable!()
@@ -450,19 +452,18 @@ fn an_index_that_is_not_json_names_the_file() {
         Err(other) => panic!("expected Json, got {other}"),
         Ok(_) => panic!("a broken index loaded"),
     }
-    fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn an_index_without_a_weight_map_object_is_refused() {
-    let dir = sharded_checkpoint("no-map");
+    let tmp = sharded_checkpoint("no-map");
+    let dir = tmp.path();
     fs::write(dir.join(INDEX), r#"{"weight_map": ["a"]}"#).unwrap();
-    match load_model(&dir, None) {
+    match load_model(dir, None) {
         Err(Error::InvalidConfig { path, field, .. }) => {
             assert_eq!((path, field.as_str()), (dir.join(INDEX), "weight_map"));
         }
         Err(other) => panic!("expected InvalidConfig, got {other}"),
         Ok(_) => panic!("an index without a map loaded"),
     }
-    fs::remove_dir_all(&dir).ok();
 }

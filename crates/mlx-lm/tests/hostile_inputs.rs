@@ -296,8 +296,8 @@ fn continuing_rejects_negative_batch_padding() {
 #[test]
 fn a_prompt_cache_file_with_an_offset_past_its_buffer_is_refused() {
     let m = model();
-    let dir = std::env::temp_dir().join(format!("mlx-lm-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("cache.safetensors");
     let mut generator = generate_step(&m, &[1, 2, 3], &greedy(2), rng()).unwrap();
     generator.next().unwrap().unwrap();
@@ -311,7 +311,6 @@ fn a_prompt_cache_file_with_an_offset_past_its_buffer_is_refused() {
     let outcome = load_prompt_cache(&path).and_then(|(cache, _)| {
         TokenGenerator::with_cache(&m, &[4], cache, &greedy(2), rng()).map(|_| ())
     });
-    std::fs::remove_dir_all(&dir).ok();
     match outcome {
         Err(Error::PromptCache { .. }) => {}
         Err(Error::InvalidCache { message }) => {
@@ -720,13 +719,12 @@ fn moe_configs_with_undivided_hidden_size_or_bad_settings_are_rejected() {
 
 #[test]
 fn a_config_file_error_names_the_file_and_the_field() {
-    let dir = std::env::temp_dir().join(format!("mlx-lm-hostile-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut value = config_with(VOCAB).to_value().unwrap();
     value["rope_theta"] = serde_json::json!(0.0);
     std::fs::write(dir.join("config.json"), value.to_string()).unwrap();
-    let result = load_config(&dir);
-    std::fs::remove_dir_all(&dir).ok();
+    let result = load_config(dir);
     match result {
         Err(Error::InvalidConfig {
             path,

@@ -280,16 +280,16 @@ fn attached_adapters_save_and_attach_back_in_both_layouts() {
     let adapters = attached_adapters(&model).unwrap().unwrap();
     assert_eq!(adapters.modules.len(), adapter_names(&model).len() / 2);
     for format in [AdapterFormat::Peft, AdapterFormat::MlxLm] {
-        let out = temp_dir(&format!("attached-{format:?}"));
-        save_adapters(&adapters, &out, format, 2).unwrap();
+        let out_tmp = temp_dir(&format!("attached-{format:?}"));
+        let out = out_tmp.path();
+        save_adapters(&adapters, out, format, 2).unwrap();
         let mut back = load(BASE, Dtype::F32);
-        load_and_attach_adapters(&mut back, &out).unwrap();
+        load_and_attach_adapters(&mut back, out).unwrap();
         assert_close(
             &logits_of(&back, &tokens()),
             &reference("mlx_lora_qv_all"),
             &format!("{format:?}"),
         );
-        std::fs::remove_dir_all(&out).ok();
     }
 }
 

@@ -361,7 +361,8 @@ fn prompt_cache_files_resume_decoding() {
     model
         .forward(&row(&tokens[..10]), Some(&mut cache))
         .unwrap();
-    let dir = temp_dir("prompt-cache");
+    let tmp = temp_dir("prompt-cache");
+    let dir = tmp.path();
     let path = dir.join("prompt.safetensors");
     save_prompt_cache(&path, &cache, &std::collections::HashMap::new()).unwrap();
     let (mut restored, _) = load_prompt_cache(&path).unwrap();
@@ -369,7 +370,6 @@ fn prompt_cache_files_resume_decoding() {
     let vocab = model.vocab_size() as usize;
     let rest = cached_logits(&model, &tokens[10..], &[1], std::mem::take(&mut restored));
     assert!(max_diff(&rest, &full[10 * vocab..]) <= 1e-4);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -273,7 +273,8 @@ fn saves_for_mlx_lm(name: &'static str) {
     let case = Case::load(name);
     let model = load(MODEL, Dtype::F32);
     let cache = case.prefill(&model);
-    let dir = temp_dir(&format!("prompt-cache-mlx-lm-{name}"));
+    let tmp = temp_dir(&format!("prompt-cache-mlx-lm-{name}"));
+    let dir = tmp.path();
     let file = format!("ours_{name}.safetensors");
     let path = dir.join(&file);
     save_prompt_cache(&path, &cache, &case.metadata()).unwrap();
@@ -287,7 +288,6 @@ fn saves_for_mlx_lm(name: &'static str) {
     assert_eq!(meta, case.metadata(), "{name}: metadata");
     let got = case.greedy(&model, &mut loaded);
     assert_continuation(name, got, case.continuation());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -365,7 +365,8 @@ fn load_error_of_changed(
 
 #[test]
 fn inconsistent_prompt_cache_files_are_refused_with_what_is_wrong() {
-    let dir = temp_dir("prompt-cache-mlx-lm-refused");
+    let tmp = temp_dir("prompt-cache-mlx-lm-refused");
+    let dir = tmp.path();
     let scalar = |n: i32| Array::scalar(n).unwrap();
     let cases: Vec<(&'static str, &str, Box<Change>)> = vec![
         // mlx-lm's KV buffer holds 16 positions.
@@ -450,11 +451,10 @@ fn inconsistent_prompt_cache_files_are_refused_with_what_is_wrong() {
         ),
     ];
     for (name, expected, change) in cases {
-        let err = load_error_of_changed(name, &dir, change);
+        let err = load_error_of_changed(name, dir, change);
         assert!(
             err.contains(expected),
             "{name}: {err:?} does not say {expected:?}"
         );
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

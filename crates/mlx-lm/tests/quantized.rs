@@ -8,7 +8,7 @@ mod lm_support;
 mod lora_quant_support;
 
 use lora_quant_support::{dir, reference, tokens};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use lm_support::{copy_fixture, load, logits_of, max_abs, max_diff, temp_dir};
 use mlx_lm::SaveOptions;
@@ -17,6 +17,7 @@ use mlx_lm::loader::{
     save_quantized_model,
 };
 use mlx_tensor::{Dtype, io};
+use tempfile::TempDir;
 
 const CASES: [(&str, i32, i32); 3] = [
     ("quant_b4_g64", 4, 64),
@@ -53,12 +54,13 @@ fn mlx_lm_quantized_checkpoints_give_mlx_lm_logits() {
 fn our_quantizer_writes_mlx_lm_tensors_and_config() {
     let model = load("qwen3_untied", Dtype::F32);
     for (name, bits, group) in CASES {
-        let out = temp_dir(&format!("quantize-{name}"));
+        let out_tmp = temp_dir(&format!("quantize-{name}"));
+        let out = out_tmp.path();
         let spec = QuantizationSpec {
             group_size: group,
             bits,
         };
-        save_quantized_model(&model, &out, spec, &SaveOptions::default()).unwrap();
+        save_quantized_model(&model, out, spec, &SaveOptions::default()).unwrap();
         let ours = io::load_safetensors(out.join("model.safetensors")).unwrap();
         let theirs = io::load_safetensors(dir(name).join("model.safetensors")).unwrap();
         let mut keys: Vec<&String> = ours.tensors.keys().collect();
@@ -82,13 +84,12 @@ fn our_quantizer_writes_mlx_lm_tensors_and_config() {
             assert_eq!(config[field]["mode"], "affine", "{name}: {field}");
         }
         // And it loads back to mlx-lm's logits.
-        let back = logits_of(&load_model(&out, None).unwrap(), &tokens());
+        let back = logits_of(&load_model(out, None).unwrap(), &tokens());
         let expected = reference(name);
         assert!(
             max_diff(&back, &expected) < 1e-4 * max_abs(&expected).max(1.0),
             "{name}: reload"
         );
-        std::fs::remove_dir_all(&out).ok();
     }
 }
 
@@ -111,26 +112,27 @@ fn edit_config(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
     std::fs::write(path, v.to_string()).unwrap();
 }
 
-fn copy_quantized(name: &str, tag: &str) -> PathBuf {
+/// A copy of the quantized fixture `name`, removed when dropped.
+fn copy_quantized(name: &str, tag: &str) -> TempDir {
     let out = temp_dir(tag);
-    std::fs::create_dir_all(&out).unwrap();
     for f in [
         "config.json",
         "model.safetensors",
         "model.safetensors.index.json",
     ] {
-        std::fs::copy(dir(name).join(f), out.join(f)).unwrap();
+        std::fs::copy(dir(name).join(f), out.path().join(f)).unwrap();
     }
     out
 }
 
 #[test]
 fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
-    let out = copy_quantized("quant_b4_g64", "quant-bad-mode");
+    let out_tmp = copy_quantized("quant_b4_g64", "quant-bad-mode");
+    let out = out_tmp.path();
     edit_config(&out.join("config.json"), |v| {
         v["quantization"]["mode"] = "mxfp4".into()
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(
         err.contains("config.json") && err.contains("mxfp4"),
         "{err}"
@@ -139,24 +141,23 @@ fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
         v["quantization"]["mode"] = "affine".into();
         v["quantization"]["group_size"] = 48.into();
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(err.contains("group_size") && err.contains("48"), "{err}");
     // The config says 8 bits, the packed weights hold 4.
     edit_config(&out.join("config.json"), |v| {
         v["quantization"]["group_size"] = 64.into();
         v["quantization"]["bits"] = 8.into();
     });
-    let err = load_model(&out, None).unwrap_err().to_string();
+    let err = load_model(out, None).unwrap_err().to_string();
     assert!(
         err.contains("model.safetensors") && err.contains(".scales") && err.contains("shape"),
         "{err}"
     );
-    std::fs::remove_dir_all(&out).ok();
 
     // A dense checkpoint is still loaded by the ordinary path.
-    let plain = temp_dir("quant-plain");
-    copy_fixture("qwen3_untied", &plain);
-    assert!(quantization_config(&plain).unwrap().is_none());
-    load_model(&plain, None).unwrap();
-    std::fs::remove_dir_all(&plain).ok();
+    let plain_tmp = temp_dir("quant-plain");
+    let plain = plain_tmp.path();
+    copy_fixture("qwen3_untied", plain);
+    assert!(quantization_config(plain).unwrap().is_none());
+    load_model(plain, None).unwrap();
 }

@@ -7,7 +7,8 @@ use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{Error, Tokenizer};
 use serde_json::Value;
 
-use common::{TempDir, fixture, qwen3};
+use common::{fixture, qwen3, temp_dir, write_file};
+use tempfile::TempDir;
 
 fn ids(value: &Value) -> Vec<u32> {
     serde_json::from_value(value.clone()).expect("a list of ids")
@@ -114,7 +115,7 @@ fn tokenizer_is_send_sync_and_cheap_to_clone() {
 
 /// A small model directory: our own tokenizer saved, with extra files.
 fn tiny_model_dir(files: &[(&str, &str)]) -> TempDir {
-    let dir = TempDir::new("tokenizer");
+    let dir = temp_dir("tokenizer");
     VocabTokenizerBuilder::char_level("abc".chars())
         .eos("<eos>")
         .pad("<pad>")
@@ -125,7 +126,7 @@ fn tiny_model_dir(files: &[(&str, &str)]) -> TempDir {
         .save_dir(dir.path())
         .expect("saves");
     for (name, contents) in files {
-        dir.write(name, contents);
+        write_file(dir.path(), name, contents);
     }
     dir
 }
@@ -155,7 +156,7 @@ fn eos_ids_gather_config_generation_config_and_eos_token() {
 
 #[test]
 fn loading_errors_name_the_file() {
-    let empty = TempDir::new("empty");
+    let empty = temp_dir("empty");
     match Tokenizer::from_dir(empty.path()) {
         Err(Error::MissingFile { path, .. }) => assert!(path.ends_with("tokenizer.json")),
         other => panic!("expected a missing file, got {other:?}"),
@@ -239,7 +240,7 @@ fn padding_and_truncation_in_tokenizer_json_do_not_apply_to_encode() {
     definition["truncation"] = serde_json::json!({
         "direction": "Right", "max_length": 1, "strategy": "LongestFirst", "stride": 0
     });
-    dir.write("tokenizer.json", &definition.to_string());
+    write_file(dir.path(), "tokenizer.json", &definition.to_string());
     let tok = Tokenizer::from_dir(dir.path()).expect("loads");
     assert_eq!(tok.encode("abc", true).expect("encodes"), [0, 1, 2]);
 }

@@ -6,7 +6,7 @@ use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ChatTemplateOptions, Error, Tokenizer};
 use serde_json::json;
 
-use common::TempDir;
+use common::temp_dir;
 
 const TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}\
 {% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
@@ -57,7 +57,7 @@ fn char_level_encodes_one_id_per_character() {
 #[test]
 fn saved_directory_loads_back_the_same() {
     let tok = arithmetic();
-    let dir = TempDir::new("vocab");
+    let dir = temp_dir("vocab");
     tok.save_dir(dir.path()).expect("saves");
     let loaded = Tokenizer::from_dir(dir.path()).expect("loads");
     let text = "<|im_start|>user\n12*3=36<|im_end|>";

@@ -15,6 +15,7 @@ use mlx_nn::layers::Mlp;
 use mlx_nn::optim::{Adam, Optimizer, MAX_STEP};
 use mlx_nn::{Error, ModuleExt, VarBuilder};
 use mlx_tensor::{io, Array, Dtype};
+use tempfile::TempDir;
 
 /// An MLP 2 → 3 → 1: parameters `layers.{0,1}.{weight,bias}`.
 fn model() -> Mlp {
@@ -57,28 +58,30 @@ fn adam_metadata(step: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// A fresh directory for one test.
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-nn-hostile-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed when the guard is dropped.
+fn scratch(tag: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mlx-nn-hostile-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
-/// Writes a state file for test `tag`.
+/// Writes a state file for test `tag`; returns its directory's guard and
+/// the file.
 fn write_state(
     tag: &str,
     tensors: &HashMap<String, Array>,
     metadata: &HashMap<String, String>,
-) -> PathBuf {
-    let path = scratch(tag).join("optimizer.safetensors");
+) -> (TempDir, PathBuf) {
+    let dir = scratch(tag);
+    let path = dir.path().join("optimizer.safetensors");
     io::save_safetensors(
         &path,
         tensors.iter().map(|(k, v)| (k.as_str(), v)),
         metadata,
     )
     .unwrap();
-    path
+    (dir, path)
 }
 
 /// An optimizer that has state of its own (step 1 on `model()`), to check
@@ -104,7 +107,6 @@ fn assert_refused_for_model(path: &Path, tensor: &str, words: &[&str]) {
     let result = opt.load_for(path, &model());
     assert_invalid(result, path, tensor, words);
     assert_unchanged(&opt);
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 /// As [`assert_refused_for_model`], for `load` (without the parameters).
@@ -116,7 +118,6 @@ fn assert_refused(path: &Path, tensor: &str, words: &[&str]) {
     // Whatever `load` refuses, `load_for` refuses too.
     let mut opt = trained_optimizer();
     assert_invalid(opt.load_for(path, &model()), path, tensor, words);
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[track_caller]
@@ -160,7 +161,7 @@ fn assert_unchanged(opt: &Optimizer<Adam>) {
 
 #[test]
 fn a_valid_file_loads_exactly_what_it_holds() {
-    let path = write_state("valid", &adam_tensors(), &adam_metadata("2"));
+    let (_dir, path) = write_state("valid", &adam_tensors(), &adam_metadata("2"));
     let mut opt = trained_optimizer();
     opt.load_for(&path, &model()).unwrap();
     assert_eq!(opt.step(), 2);
@@ -173,21 +174,19 @@ fn a_valid_file_loads_exactly_what_it_holds() {
             vec![0.5; n as usize]
         );
     }
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
 fn an_empty_state_at_step_zero_loads() {
-    let path = write_state("step-zero", &HashMap::new(), &adam_metadata("0"));
+    let (_dir, path) = write_state("step-zero", &HashMap::new(), &adam_metadata("0"));
     let mut opt = trained_optimizer();
     opt.load_for(&path, &model()).unwrap();
     assert_eq!((opt.step(), opt.state().len()), (0, 0));
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
 fn the_largest_step_count_loads() {
-    let path = write_state(
+    let (_dir, path) = write_state(
         "step-max",
         &adam_tensors(),
         &adam_metadata(&MAX_STEP.to_string()),
@@ -195,7 +194,6 @@ fn the_largest_step_count_loads() {
     let mut opt = trained_optimizer();
     opt.load_for(&path, &model()).unwrap();
     assert_eq!(opt.step(), MAX_STEP);
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 // Slots that do not fit their parameter.
@@ -207,7 +205,7 @@ fn a_slot_of_another_float_dtype_is_refused() {
         "layers.0.weight.m".into(),
         Array::full(&[3, 2], 0.25, Dtype::BF16).unwrap(),
     );
-    let path = write_state("bf16", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("bf16", &t, &adam_metadata("2"));
     assert_refused_for_model(&path, "layers.0.weight.m", &["bf16", "f32"]);
 }
 
@@ -218,7 +216,7 @@ fn a_slot_of_an_integer_dtype_is_refused() {
         "layers.1.bias.v".into(),
         Array::full(&[1], 1.0, Dtype::I32).unwrap(),
     );
-    let path = write_state("i32", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("i32", &t, &adam_metadata("2"));
     assert_refused(&path, "layers.1.bias.v", &["i32", "floating-point"]);
 }
 
@@ -231,7 +229,7 @@ fn a_transposed_slot_is_refused() {
             Array::full(&[2, 3], 0.25, Dtype::F32).unwrap(),
         );
     }
-    let path = write_state("transposed", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("transposed", &t, &adam_metadata("2"));
     assert_refused_for_model(&path, "layers.0.weight.m", &["[2, 3]", "[3, 2]"]);
 }
 
@@ -244,7 +242,7 @@ fn a_slot_with_more_elements_is_refused() {
             Array::full(&[4], 0.25, Dtype::F32).unwrap(),
         );
     }
-    let path = write_state("longer", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("longer", &t, &adam_metadata("2"));
     assert_refused_for_model(&path, "layers.1.bias.m", &["[4]", "[1]"]);
 }
 
@@ -255,7 +253,7 @@ fn slots_of_one_parameter_with_different_shapes_are_refused() {
         "layers.0.bias.v".into(),
         Array::full(&[1, 3], 0.5, Dtype::F32).unwrap(),
     );
-    let path = write_state("slot-shapes", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("slot-shapes", &t, &adam_metadata("2"));
     assert_refused(&path, "layers.0.bias.v", &["[1, 3]", "layers.0.bias.m"]);
 }
 
@@ -268,7 +266,7 @@ fn an_unknown_slot_is_refused() {
         "layers.0.bias.momentum".into(),
         Array::full(&[3], 0.5, Dtype::F32).unwrap(),
     );
-    let path = write_state("unknown-slot", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("unknown-slot", &t, &adam_metadata("2"));
     assert_refused(
         &path,
         "layers.0.bias.momentum",
@@ -285,7 +283,7 @@ fn state_for_an_unknown_parameter_is_refused() {
             Array::full(&[1, 1], 0.5, Dtype::F32).unwrap(),
         );
     }
-    let path = write_state("unknown-param", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("unknown-param", &t, &adam_metadata("2"));
     assert_refused_for_model(
         &path,
         "layers.2.weight.m",
@@ -297,7 +295,7 @@ fn state_for_an_unknown_parameter_is_refused() {
 fn a_tensor_name_without_a_slot_is_refused() {
     let mut t = adam_tensors();
     t.insert("bias".into(), Array::full(&[3], 0.5, Dtype::F32).unwrap());
-    let path = write_state("no-slot", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("no-slot", &t, &adam_metadata("2"));
     assert_refused(&path, "bias", &["<param>.<slot>"]);
 }
 
@@ -305,7 +303,7 @@ fn a_tensor_name_without_a_slot_is_refused() {
 fn a_tensor_name_with_an_empty_parameter_is_refused() {
     let mut t = adam_tensors();
     t.insert(".m".into(), Array::full(&[3], 0.5, Dtype::F32).unwrap());
-    let path = write_state("empty-param", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("empty-param", &t, &adam_metadata("2"));
     assert_refused(&path, ".m", &["unknown tensor"]);
 }
 
@@ -313,7 +311,7 @@ fn a_tensor_name_with_an_empty_parameter_is_refused() {
 fn a_missing_slot_is_refused() {
     let mut t = adam_tensors();
     t.remove("layers.1.weight.v");
-    let path = write_state("missing-slot", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("missing-slot", &t, &adam_metadata("2"));
     assert_refused(&path, "layers.1.weight.v", &["missing"]);
 }
 
@@ -322,13 +320,13 @@ fn a_parameter_without_state_after_the_first_step_is_refused() {
     let mut t = adam_tensors();
     t.remove("layers.1.bias.m");
     t.remove("layers.1.bias.v");
-    let path = write_state("missing-param", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("missing-param", &t, &adam_metadata("2"));
     assert_refused_for_model(&path, "layers.1.bias.m", &["missing", "step 2"]);
 }
 
 #[test]
 fn an_empty_state_after_the_first_step_is_refused() {
-    let path = write_state("empty-step", &HashMap::new(), &adam_metadata("5"));
+    let (_dir, path) = write_state("empty-step", &HashMap::new(), &adam_metadata("5"));
     assert_refused_for_model(&path, "layers.0.bias.m", &["missing", "step 5"]);
 }
 
@@ -336,19 +334,19 @@ fn an_empty_state_after_the_first_step_is_refused() {
 
 #[test]
 fn a_negative_step_is_refused() {
-    let path = write_state("step-neg", &adam_tensors(), &adam_metadata("-1"));
+    let (_dir, path) = write_state("step-neg", &adam_tensors(), &adam_metadata("-1"));
     assert_refused(&path, "step", &["\"-1\"", "not a step count"]);
 }
 
 #[test]
 fn a_nan_step_is_refused() {
-    let path = write_state("step-nan", &adam_tensors(), &adam_metadata("NaN"));
+    let (_dir, path) = write_state("step-nan", &adam_tensors(), &adam_metadata("NaN"));
     assert_refused(&path, "step", &["\"NaN\""]);
 }
 
 #[test]
 fn a_step_of_ten_to_the_18_is_refused() {
-    let path = write_state(
+    let (_dir, path) = write_state(
         "step-1e18",
         &adam_tensors(),
         &adam_metadata("1000000000000000000"),
@@ -362,7 +360,7 @@ fn a_step_of_ten_to_the_18_is_refused() {
 
 #[test]
 fn a_step_one_past_the_limit_is_refused() {
-    let path = write_state(
+    let (_dir, path) = write_state(
         "step-over",
         &adam_tensors(),
         &adam_metadata(&(MAX_STEP + 1).to_string()),
@@ -372,7 +370,7 @@ fn a_step_one_past_the_limit_is_refused() {
 
 #[test]
 fn a_step_beyond_64_bits_is_refused() {
-    let path = write_state(
+    let (_dir, path) = write_state(
         "step-huge",
         &adam_tensors(),
         &adam_metadata("99999999999999999999999"),
@@ -382,13 +380,13 @@ fn a_step_beyond_64_bits_is_refused() {
 
 #[test]
 fn a_fractional_step_is_refused() {
-    let path = write_state("step-frac", &adam_tensors(), &adam_metadata("2.5"));
+    let (_dir, path) = write_state("step-frac", &adam_tensors(), &adam_metadata("2.5"));
     assert_refused(&path, "step", &["\"2.5\""]);
 }
 
 #[test]
 fn an_empty_step_is_refused() {
-    let path = write_state("step-empty", &adam_tensors(), &adam_metadata(""));
+    let (_dir, path) = write_state("step-empty", &adam_tensors(), &adam_metadata(""));
     assert_refused(&path, "step", &["not a step count"]);
 }
 
@@ -396,7 +394,7 @@ fn an_empty_step_is_refused() {
 fn a_missing_step_is_refused() {
     let mut meta = adam_metadata("2");
     meta.remove("step");
-    let path = write_state("step-missing", &adam_tensors(), &meta);
+    let (_dir, path) = write_state("step-missing", &adam_tensors(), &meta);
     assert_refused(&path, "step", &["no such metadata entry"]);
 }
 
@@ -406,7 +404,7 @@ fn a_missing_step_is_refused() {
 fn a_missing_rule_name_is_refused() {
     let mut meta = adam_metadata("2");
     meta.remove("optimizer");
-    let path = write_state("rule-missing", &adam_tensors(), &meta);
+    let (_dir, path) = write_state("rule-missing", &adam_tensors(), &meta);
     assert_refused(&path, "optimizer", &["no such metadata entry"]);
 }
 
@@ -414,7 +412,7 @@ fn a_missing_rule_name_is_refused() {
 fn another_rules_state_is_refused() {
     let mut meta = adam_metadata("2");
     meta.insert("optimizer".into(), "lion".into());
-    let path = write_state("rule-other", &adam_tensors(), &meta);
+    let (_dir, path) = write_state("rule-other", &adam_tensors(), &meta);
     assert_refused(&path, "optimizer", &["`lion`", "`adam`"]);
 }
 
@@ -427,7 +425,7 @@ fn a_wrong_dtype_is_refused_with_the_state_on_the_host() {
         "layers.0.bias.v".into(),
         Array::full(&[3], 0.5, Dtype::F16).unwrap(),
     );
-    let path = write_state("host", &t, &adam_metadata("2"));
+    let (_dir, path) = write_state("host", &t, &adam_metadata("2"));
     let mut opt = Optimizer::new(Adam::default(), 1e-3);
     opt.set_state_on_host(true).unwrap();
     assert_invalid(
@@ -438,12 +436,12 @@ fn a_wrong_dtype_is_refused_with_the_state_on_the_host() {
     );
     assert_eq!(opt.step(), 0);
     assert_eq!(opt.host_state_bytes(), 0);
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 
 #[test]
 fn a_file_that_is_not_safetensors_names_the_file() {
-    let path = scratch("garbage").join("optimizer.safetensors");
+    let dir = scratch("garbage");
+    let path = dir.path().join("optimizer.safetensors");
     std::fs::write(&path, b"not a safetensors file at all").unwrap();
     let mut opt = trained_optimizer();
     match opt.load_for(&path, &model()) {
@@ -451,5 +449,4 @@ fn a_file_that_is_not_safetensors_names_the_file() {
         other => panic!("expected a file error, got {other:?}"),
     }
     assert_unchanged(&opt);
-    std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }

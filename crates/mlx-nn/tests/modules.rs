@@ -27,10 +27,12 @@ fn tiny_cfg() -> TinyConfig {
     }
 }
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-nn-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed when the guard is dropped.
+fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mlx-nn-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -59,7 +61,8 @@ fn nested_parameter_names_are_the_checkpoint_keys() {
     assert_eq!(model.parameter_names(), expected);
 
     // Saved keys are the same names.
-    let dir = temp_dir("names");
+    let tmp = temp_dir("names");
+    let dir = tmp.path();
     let path = dir.join("model.safetensors");
     model.save_weights(&path).unwrap();
     let (header, _) = mlx_tensor::io::read_safetensors_header(&path).unwrap();
@@ -68,12 +71,12 @@ fn nested_parameter_names_are_the_checkpoint_keys() {
     let mut sorted = expected.clone();
     sorted.sort();
     assert_eq!(saved, sorted);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn save_then_load_round_trips_bit_exactly() {
-    let dir = temp_dir("roundtrip");
+    let tmp = temp_dir("roundtrip");
+    let dir = tmp.path();
     let path = dir.join("model.safetensors");
     let a = TinyLm::new(&tiny_cfg(), &VarBuilder::random(1, Dtype::F32)).unwrap();
     a.save_weights(&path).unwrap();
@@ -108,12 +111,12 @@ fn save_then_load_round_trips_bit_exactly() {
         );
         assert_eq!(x, y, "{name}");
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn a_misshaped_tensor_names_the_key_and_both_shapes() {
-    let dir = temp_dir("misshaped");
+    let tmp = temp_dir("misshaped");
+    let dir = tmp.path();
     let path = dir.join("bad.safetensors");
     let a = TinyLm::new(&tiny_cfg(), &VarBuilder::random(1, Dtype::F32)).unwrap();
     let mut params = a.parameters();
@@ -163,7 +166,6 @@ fn a_misshaped_tensor_names_the_key_and_both_shapes() {
     assert_eq!(report.missing, ["lm_head.weight"]);
     assert_eq!(report.unexpected, ["extra.weight"]);
     tensors.clear();
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -330,12 +330,8 @@ fn train<R: UpdateRule>(model: &mut Mlp, opt: &mut Optimizer<R>, steps: std::ops
 }
 
 fn resume_is_bit_exact<R: UpdateRule + Clone>(rule: R, schedule: Schedule) {
-    let dir = std::env::temp_dir().join(format!(
-        "mlx-nn-resume-{}-{}",
-        rule.name(),
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let (n, k) = (9, 4);
 
     let mut straight = tiny_model(1);
@@ -368,7 +364,6 @@ fn resume_is_bit_exact<R: UpdateRule + Clone>(rule: R, schedule: Schedule) {
     for (name, value) in &sa {
         assert_bits_eq(&sb[name], value, &format!("resumed state {name}"));
     }
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -396,8 +391,8 @@ fn save_and_load_resume_bit_exactly() {
 
 #[test]
 fn saved_state_uses_parameter_names_and_records_the_step() {
-    let dir = std::env::temp_dir().join(format!("mlx-nn-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let mut model = tiny_model(3);
     let mut opt = Optimizer::new(Adam::default(), 1e-3);
     train(&mut model, &mut opt, 0..2);
@@ -424,7 +419,6 @@ fn saved_state_uses_parameter_names_and_records_the_step() {
     // Another optimizer refuses the file.
     let err = Optimizer::new(Sgd::default(), 0.1).load(&path).unwrap_err();
     assert!(err.to_string().contains("adam"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -144,8 +144,8 @@ fn apply_gradients_works_with_the_state_on_the_host() -> Res {
 
 #[test]
 fn saved_host_state_resumes_in_either_placement() -> Res {
-    let dir = std::env::temp_dir().join(format!("mlx-nn-host-state-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
     let (rule, schedule) = adamw();
     let (n, k) = (8, 3);
     let mut straight = tiny_model(1)?;
@@ -185,7 +185,6 @@ fn saved_host_state_resumes_in_either_placement() -> Res {
             &format!("resumed, state on host: {on_host}"),
         );
     }
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

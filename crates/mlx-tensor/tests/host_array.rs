@@ -86,8 +86,8 @@ fn zeros_hold_zeros_of_any_size_and_refuse_impossible_shapes() -> Res {
 
 #[test]
 fn host_safetensors_load_back_with_their_metadata() -> Res {
-    let dir = std::env::temp_dir().join(format!("host-st-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path();
     let path = dir.join("state.safetensors");
     let arrays = [
         ("layer.weight.m", sample(Dtype::BF16, &[4, 3], 6)?),
@@ -114,11 +114,10 @@ fn host_safetensors_load_back_with_their_metadata() -> Res {
     }
     // No temporary file is left behind; a repeated name is refused and the
     // existing file is kept.
-    assert_eq!(std::fs::read_dir(&dir)?.count(), 1);
+    assert_eq!(std::fs::read_dir(dir)?.count(), 1);
     let twice = [("x", &hosts[0].1), ("x", &hosts[1].1)];
     assert!(io::save_host_safetensors(&path, twice, &meta).is_err());
     assert_eq!(io::load_safetensors(&path)?.tensors.len(), arrays.len());
-    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 

@@ -77,7 +77,8 @@ proptest! {
         shape in common::shape(3, 4),
         meta in prop::collection::hash_map("[a-z_]{1,8}", "[ -~]{0,16}", 0..4),
     ) {
-        let dir = temp_dir(&format!("st-{}", bytes.len()));
+        let tmp = temp_dir(&format!("st-{}", bytes.len()));
+        let dir = tmp.path();
         let path = dir.join("all.safetensors");
         let dims = common::dims(&shape);
         let arrays: Vec<(String, Array)> = SAVABLE
@@ -86,7 +87,7 @@ proptest! {
             .collect();
         save_safetensors(&path, arrays.iter().map(|(n, a)| (n.as_str(), a)), &meta).unwrap();
         // Nothing but the file is left in the directory.
-        let names: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         prop_assert_eq!(names.len(), 1);
         let loaded = load_safetensors(&path).unwrap();
         prop_assert_eq!(&loaded.metadata, &meta);
@@ -104,13 +105,13 @@ proptest! {
         prop_assert_eq!(info.dtype.as_str(), "BF16");
         prop_assert_eq!(info.shape.clone(), shape.iter().map(|&d| d as i64).collect::<Vec<_>>());
         prop_assert_eq!(info.data_offsets.1 - info.data_offsets.0, (common::numel(&shape) * 2) as u64);
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
 
 #[test]
 fn views_and_lazy_arrays_are_saved_in_logical_order() {
-    let dir = temp_dir("views");
+    let tmp = temp_dir("views");
+    let dir = tmp.path();
     let path = dir.join("v.safetensors");
     let x = Array::arange(0.0, 6.0, 1.0, Dtype::F32)
         .unwrap()
@@ -132,12 +133,12 @@ fn views_and_lazy_arrays_are_saved_in_logical_order() {
     save_safetensors(&path, [("only", &x)], &HashMap::new()).unwrap();
     let again = load_safetensors(&path).unwrap();
     assert_eq!(again.tensors.keys().collect::<Vec<_>>(), ["only"]);
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn damaged_files_name_the_file_and_tensor() {
-    let dir = temp_dir("damaged");
+    let tmp = temp_dir("damaged");
+    let dir = tmp.path();
     let x = Array::arange(0.0, 64.0, 1.0, Dtype::F32).unwrap();
     let y = Array::ones(&[8], Dtype::BF16).unwrap();
     let good = dir.join("good.safetensors");
@@ -272,12 +273,12 @@ fn damaged_files_name_the_file_and_tensor() {
             .unwrap(),
         [1.0; 8]
     );
-    fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn npy_round_trip() {
-    let dir = temp_dir("npy");
+    let tmp = temp_dir("npy");
+    let dir = tmp.path();
     let cases: Vec<(&str, Array)> = vec![
         (
             "f32",
@@ -322,7 +323,7 @@ fn npy_round_trip() {
         assert_eq!(b.shape(), a.shape(), "{name}");
         assert_eq!(b.to_bytes().unwrap(), a.to_bytes().unwrap(), "{name}");
     }
-    let names: Vec<_> = fs::read_dir(&dir)
+    let names: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
@@ -330,5 +331,4 @@ fn npy_round_trip() {
     let bad = dir.join("bad.npy");
     fs::write(&bad, b"not numpy at all").unwrap();
     assert!(matches!(io::load_npy(&bad), Err(Error::File { path, .. }) if path == bad));
-    fs::remove_dir_all(&dir).unwrap();
 }

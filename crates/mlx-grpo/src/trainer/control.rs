@@ -339,18 +339,20 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("mlx-grpo-control-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+    /// A fresh directory, removed when the returned guard is dropped.
+    fn scratch(name: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(&format!("mlx-grpo-control-{name}-"))
+            .tempdir()
+            .map_err(|e| Error::io(std::env::temp_dir(), e))
     }
 
     #[test]
     fn each_save_request_is_served_once() -> Result<()> {
-        let dir = scratch("once");
+        let tmp = scratch("once")?;
+        let dir = tmp.path();
         let handle = TrainerControl::new();
-        let mut poller = ControlPoller::start(Some(handle.clone()), &dir)?;
+        let mut poller = ControlPoller::start(Some(handle.clone()), dir)?;
         assert_eq!(poller.poll()?, Commands::default());
         handle.request_save();
         assert!(poller.poll()?.save);
@@ -384,8 +386,8 @@ mod tests {
 
     #[test]
     fn a_stale_control_file_is_reset_and_a_bad_one_named() -> Result<()> {
-        let dir = scratch("stale");
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let tmp = scratch("stale")?;
+        let dir = tmp.path();
         let file = dir.join(CONTROL_FILE);
         ControlRequest {
             paused: true,
@@ -393,7 +395,7 @@ mod tests {
             stop: true,
         }
         .write(&file)?;
-        let mut poller = ControlPoller::start(None, &dir)?;
+        let mut poller = ControlPoller::start(None, dir)?;
         assert_eq!(poller.poll()?, Commands::default());
         std::fs::write(&file, "{\"pause\": true}").map_err(|e| Error::io(&file, e))?;
         let err = poller

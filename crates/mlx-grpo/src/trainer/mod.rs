@@ -838,10 +838,7 @@ impl Trainer {
             &gen.prompt_indices,
             &prompts,
             &self.config,
-            self.config
-                .seed
-                .wrapping_mul(0x9e37_79b9)
-                .wrapping_add(generation_index),
+            rollout::generation_seed(self.config.seed, generation_index),
             chunks,
         )?;
         // The generated chunks start at row `first_prompt · G`; keep ours.

@@ -286,3 +286,12 @@ pub fn generate_chunk_range<M: mlx_lm::LanguageModel>(
     }
     Ok(completions)
 }
+
+/// The sampling key of a run's generation number `generation` (counted
+/// from 0 over the whole run, also when one optimizer step samples several
+/// generations): what [`crate::trainer::Trainer`] passes as `seed` to
+/// [`generate`] / [`generate_chunks`], so that a hand-built loop samples
+/// the completions the trainer samples.
+pub fn generation_seed(run_seed: u64, generation: u64) -> u64 {
+    run_seed.wrapping_mul(0x9e37_79b9).wrapping_add(generation)
+}

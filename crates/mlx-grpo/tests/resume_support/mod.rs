@@ -17,6 +17,7 @@ use mlx_lm::models::{Model, ModelConfig};
 use mlx_lm::Tokenizer;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;
+use tempfile::TempDir;
 
 pub use crate::tiny_task::{dataset, dense_model, scratch, tokenizer};
 
@@ -146,14 +147,16 @@ fn trainer(s: &Scenario, dir: &Path, save_steps: usize, resume: Option<PathBuf>)
 /// as a run killed later would have logged more steps); then resumes from
 /// the `stop` checkpoint in that second directory. Asserts that the second
 /// and the resumed run end exactly as the first, and returns the first
-/// run's end and the directory of the resumed run.
-pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, PathBuf) {
-    let straight_dir = scratch(&format!("{}-straight", s.name));
+/// run's end and the directory of the resumed run (removed when dropped).
+pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, TempDir) {
+    let straight_tmp = scratch(&format!("{}-straight", s.name));
+    let straight_dir = straight_tmp.path();
     let no_save = usize::try_from(s.steps).unwrap() + 1;
-    let straight = run(&mut trainer(s, &straight_dir, no_save, None), &straight_dir);
+    let straight = run(&mut trainer(s, straight_dir, no_save, None), straight_dir);
 
-    let dir = scratch(&format!("{}-stopped", s.name));
-    let saving = run(&mut trainer(s, &dir, s.stop, None), &dir);
+    let tmp = scratch(&format!("{}-stopped", s.name));
+    let dir = tmp.path();
+    let saving = run(&mut trainer(s, dir, s.stop, None), dir);
     assert_same(
         &straight,
         &saving,
@@ -176,13 +179,13 @@ pub fn assert_exact_resume(s: &Scenario) -> (RunEnd, PathBuf) {
         "{}",
         s.name
     );
-    let resumed = run(&mut trainer(s, &dir, s.stop, Some(checkpoint)), &dir);
+    let resumed = run(&mut trainer(s, dir, s.stop, Some(checkpoint)), dir);
     assert_same(
         &straight,
         &resumed,
         &format!("{}: resumed at step {}", s.name, s.stop),
     );
-    (straight, dir)
+    (straight, tmp)
 }
 
 /// Bits of a metric (NaN equals NaN); `step_time` (wall clock) left out.
@@ -200,7 +203,8 @@ fn records_bits(records: &[LogRecord]) -> Vec<(usize, BTreeMap<String, u64>)> {
     records.iter().map(metric_bits).collect()
 }
 
-fn assert_same_params(a: &ParamMap, b: &ParamMap, what: &str) {
+/// Two parameter maps alike bit for bit: names, dtypes, shapes and bytes.
+pub fn assert_same_params(a: &ParamMap, b: &ParamMap, what: &str) {
     assert_eq!(
         a.keys().collect::<Vec<_>>(),
         b.keys().collect::<Vec<_>>(),

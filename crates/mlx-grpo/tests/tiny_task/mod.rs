@@ -3,21 +3,21 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::Tokenizer;
 use mlx_tensor::Dtype;
+use tempfile::TempDir;
 
-/// A fresh directory for one test.
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-grpo-tiny-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh directory for one test, removed when the returned value is
+/// dropped.
+pub fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mlx-grpo-tiny-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A character-level tokenizer for sums.

@@ -8,12 +8,17 @@ use mlx_tensor::{Array, Dtype, io};
 
 use super::files::{read_headers, weight_files};
 use super::problem::CheckpointProblem;
-use super::random::shape_model;
 use super::validate::{ignorable, validate};
 use crate::files::read_text_optional;
 use crate::models::experts::stack_experts;
 use crate::models::{Model, ModelConfig};
 use crate::{Error, Result};
+
+/// The model of `config` with lazily drawn parameters that are never
+/// evaluated: its parameter names and shapes, at no memory cost.
+fn shape_model(config: &ModelConfig) -> Result<Model> {
+    Model::new(config, &VarBuilder::random(0, Dtype::F32))
+}
 
 /// Reads and checks `config.json` of a model directory; problems name the
 /// file and the field.

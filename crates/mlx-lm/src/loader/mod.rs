@@ -1,5 +1,12 @@
 //! Hugging Face checkpoint directories: loading with validation, saving in
-//! the same layout, and random models for tests and benchmarks.
+//! the same layout, and adapters.
+//!
+//! Random models and tiny fixture configurations for tests, examples and
+//! benchmarks (`random_model`, `write_random_checkpoint`,
+//! `tiny_qwen3_config`, `tiny_qwen3_moe_config`, `qwen3_0_6b_config`) are
+//! compiled only with the `test-support` feature, which the workspace's
+//! tests, examples and benchmarks enable through their dev-dependencies;
+//! they are not part of the public API.
 //!
 //! ```no_run
 //! use mlx_lm::loader::{load_model, save_model, SaveOptions};
@@ -18,6 +25,7 @@ mod files;
 mod load;
 pub(crate) mod problem;
 mod quantized;
+#[cfg(feature = "test-support")]
 mod random;
 mod save;
 mod validate;
@@ -42,6 +50,7 @@ pub use quantized::{
     load_quantized_model, load_quantized_tensors, quantization_config, quantize_tensors,
     save_quantized_model,
 };
+#[cfg(feature = "test-support")]
 pub use random::{
     qwen3_0_6b_config, random_model, tiny_qwen3_config, tiny_qwen3_moe_config,
     write_random_checkpoint,

@@ -1,4 +1,6 @@
-//! Randomly initialised models and tiny random checkpoints.
+//! Randomly initialised models, tiny random checkpoints and fixture
+//! configurations for tests, examples and benchmarks: compiled only with
+//! the `test-support` feature, so they are not part of the public API.
 
 use std::path::Path;
 
@@ -8,12 +10,6 @@ use mlx_tensor::{Dtype, random};
 use super::save::{SaveOptions, save_model};
 use crate::Result;
 use crate::models::{Model, ModelConfig, Qwen3Config, Qwen3MoeConfig};
-
-/// The model of `config` with lazily drawn parameters that are never
-/// evaluated: its parameter names and shapes, at no memory cost.
-pub(crate) fn shape_model(config: &ModelConfig) -> Result<Model> {
-    Model::new(config, &VarBuilder::random(0, Dtype::F32))
-}
 
 /// A model of `config` with random parameters drawn from `seed`: linear
 /// layers `U(±1/sqrt(in))`, embeddings `N(0, 1/sqrt(hidden))`, and RMS-norm

@@ -16,6 +16,7 @@ mod projection;
 mod qwen3;
 mod qwen3_moe;
 mod rope;
+mod transformer_model;
 
 use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut};
 use mlx_tensor::{Array, Dtype};

@@ -5,163 +5,24 @@
 //! Decoding's fast paths (stacked projections, fused kernels) live in
 //! [`crate::generate::Decoder`], which reads these layers.
 
-use mlx_nn::layers::{DropoutKeyScope, Embedding, LinearConfig, RmsNorm};
-use mlx_nn::{Module, ParamMap, VarBuilder, Visitor, VisitorMut, grad_checkpoint};
-use mlx_nn::{ModuleExt, sequential_checkpoint};
-use mlx_tensor::{Array, Dtype, fast};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+mod config;
 
-use super::config_checks::attention_dims;
+use mlx_nn::layers::{DropoutKeyScope, Embedding, LinearConfig, RmsNorm};
+use mlx_nn::{Module, VarBuilder, Visitor, VisitorMut, grad_checkpoint, sequential_checkpoint};
+use mlx_tensor::{Array, Dtype, fast};
+
 use super::dense_mlp::DenseMlp;
 use super::layout::{cache_layout, prompt_layout};
-use super::moe::{MoeDims, SparseMoe};
+use super::moe::SparseMoe;
 use super::projection::{Projection, TokenEmbedding, adapter_dropout_key, next_block_key};
-use super::rope::RopeSettings;
-use crate::LanguageModel;
+use super::transformer_model::TransformerModel;
 use crate::cache::{AttentionMask, LayerCache, PositionOffset};
 use crate::generate::PackedWeights;
 use crate::token_ids::check_token_array;
 use crate::{Error, Result};
 
-/// The Hugging Face `config.json` of a Qwen3 model (field names as there;
-/// fields not listed are ignored).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Qwen3Config {
-    /// `"qwen3"`.
-    #[serde(default = "default_model_type")]
-    pub model_type: String,
-    /// Vocabulary size (rows of the embedding table).
-    pub vocab_size: i32,
-    /// Width of the residual stream.
-    pub hidden_size: i32,
-    /// Width of the SwiGLU feed-forward block.
-    pub intermediate_size: i32,
-    /// Number of blocks.
-    pub num_hidden_layers: i32,
-    /// Query heads.
-    pub num_attention_heads: i32,
-    /// Key/value heads (defaults to the query heads).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_key_value_heads: Option<i32>,
-    /// Width of one head (Hugging Face's default for Qwen3 is 128).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub head_dim: Option<i32>,
-    /// Epsilon of every RMS norm.
-    #[serde(default = "default_rms_norm_eps")]
-    pub rms_norm_eps: f64,
-    /// Rotary base (older configs; newer ones nest it in `rope_parameters`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_theta: Option<f64>,
-    /// Rotary scaling (`default` and `linear` are supported).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_scaling: Option<Value>,
-    /// Rotary settings in the nested form of newer configs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rope_parameters: Option<Value>,
-    /// Longest context the model was trained for.
-    #[serde(default = "default_max_position_embeddings")]
-    pub max_position_embeddings: i32,
-    /// Whether the output projection reuses the embedding table.
-    #[serde(default)]
-    pub tie_word_embeddings: bool,
-    /// Whether the attention projections have biases.
-    #[serde(default)]
-    pub attention_bias: bool,
-    /// Feed-forward activation; only `silu` is supported.
-    #[serde(default = "default_hidden_act")]
-    pub hidden_act: String,
-    /// Sliding-window attention (not supported: must be false).
-    #[serde(default)]
-    pub use_sliding_window: bool,
-    /// Per-layer attention kinds; only `full_attention` is supported.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub layer_types: Option<Vec<String>>,
-    /// The checkpoint's dtype as older configs name it (`bfloat16`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub torch_dtype: Option<String>,
-    /// The checkpoint's dtype as newer configs name it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dtype: Option<String>,
-}
-
-fn default_model_type() -> String {
-    "qwen3".into()
-}
-pub(crate) fn default_rms_norm_eps() -> f64 {
-    1e-6
-}
-pub(crate) fn default_max_position_embeddings() -> i32 {
-    32768
-}
-pub(crate) fn default_hidden_act() -> String {
-    "silu".into()
-}
-
-/// Hugging Face's `head_dim` default for dense Qwen3.
-const QWEN3_DEFAULT_HEAD_DIM: i32 = 128;
-
-impl Qwen3Config {
-    /// Parses a `config.json` text.
-    pub fn from_json(text: &str) -> Result<Self> {
-        serde_json::from_str(text).map_err(|e| Error::ModelConfig {
-            field: "<config.json>".into(),
-            message: e.to_string(),
-        })
-    }
-
-    /// The key/value head count.
-    pub fn kv_heads(&self) -> i32 {
-        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
-    }
-
-    /// The rotary base, from `rope_theta` or `rope_parameters.rope_theta`
-    /// (10000 when neither is given, as Hugging Face defaults).
-    pub fn resolved_rope_theta(&self) -> f64 {
-        self.rope_theta
-            .or_else(|| {
-                self.rope_parameters
-                    .as_ref()
-                    .and_then(|p| p.get("rope_theta"))
-                    .and_then(Value::as_f64)
-            })
-            .unwrap_or(10_000.0)
-    }
-
-    /// The dtype the checkpoint declares, if any (`dtype` or `torch_dtype`).
-    pub fn declared_dtype(&self) -> Option<&str> {
-        self.dtype.as_deref().or(self.torch_dtype.as_deref())
-    }
-    /// The layer layout, checked (unsupported settings fail with the field).
-    pub(crate) fn transformer_dims(&self) -> Result<TransformerDims> {
-        if self.model_type != "qwen3" {
-            return Err(Error::ModelConfig {
-                field: "model_type".into(),
-                message: format!("expected `qwen3`, got `{}`", self.model_type),
-            });
-        }
-        let attention = attention_dims(self, QWEN3_DEFAULT_HEAD_DIM)?;
-        let dense = FeedForwardKind::Dense(self.intermediate_size);
-        Ok(TransformerDims {
-            vocab: self.vocab_size,
-            attention,
-            layers: vec![dense; self.num_hidden_layers as usize],
-            tie_word_embeddings: self.tie_word_embeddings,
-        })
-    }
-}
-
-/// Shapes and settings of an attention block.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct AttentionDims {
-    pub hidden: i32,
-    pub heads: i32,
-    pub kv_heads: i32,
-    pub head_dim: i32,
-    pub eps: f32,
-    pub bias: bool,
-    pub rope: RopeSettings,
-}
+pub use config::Qwen3Config;
+pub(crate) use config::{AttentionDims, FeedForwardKind, TransformerDims};
 
 /// `o_proj(sdpa(rope(q_norm(q_proj x)), rope(k_norm(k_proj x)), v_proj x))`.
 #[derive(Debug, Clone, Module)]
@@ -259,13 +120,6 @@ impl Module for FeedForward {
     }
 }
 
-/// Which feed-forward block a layer has (and its width).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum FeedForwardKind {
-    Dense(i32),
-    Sparse(MoeDims),
-}
-
 /// One pre-norm block.
 #[derive(Debug, Clone, Module)]
 pub(crate) struct DecoderLayer {
@@ -334,15 +188,6 @@ impl DecoderLayer {
         })?;
         Ok((y, router))
     }
-}
-
-/// Everything needed to build a [`Transformer`].
-#[derive(Debug, Clone)]
-pub(crate) struct TransformerDims {
-    pub vocab: i32,
-    pub attention: AttentionDims,
-    pub layers: Vec<FeedForwardKind>,
-    pub tie_word_embeddings: bool,
 }
 
 /// Embeddings, blocks, final norm and (untied) LM head, with Hugging Face
@@ -516,52 +361,12 @@ impl Qwen3 {
     }
 }
 
-impl LanguageModel for Qwen3 {
-    fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
-        Ok(self.inner.forward(tokens, cache, None)?.0)
+// The `LanguageModel` methods come with this (see `transformer_model.rs`).
+impl TransformerModel for Qwen3 {
+    fn inner(&self) -> &Transformer {
+        &self.inner
     }
-    fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array> {
-        Ok(self.inner.forward(tokens, None, Some(left_padding))?.0)
-    }
-    fn forward_hidden_with_aux(
-        &self,
-        tokens: &Array,
-        left_padding: Option<&[i32]>,
-        _token_mask: Option<&Array>,
-    ) -> Result<(Array, Option<Array>)> {
-        Ok((self.inner.forward(tokens, None, left_padding)?.0, None))
-    }
-    fn logits_from_hidden(&self, hidden: &Array) -> Result<Array> {
-        self.inner.logits(hidden)
-    }
-    fn with_checkpointed_logit_chunks<F>(&self, chunks: &[Array], f: F) -> Result<Vec<Vec<Array>>>
-    where
-        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
-    {
-        self.inner.checkpointed_logit_chunks(chunks, f)
-    }
-    fn vocab_size(&self) -> i32 {
-        self.inner.vocab_size()
-    }
-    fn num_layers(&self) -> usize {
-        self.inner.layers.len()
-    }
-    fn dtype(&self) -> Dtype {
-        self.inner.dtype()
-    }
-    fn checkpoint_tensors(&self) -> Result<ParamMap> {
-        Ok(self.parameters())
-    }
-    fn set_gradient_checkpointing(&mut self, enabled: bool) {
-        self.inner.gradient_checkpointing = enabled;
-    }
-    fn gradient_checkpointing(&self) -> bool {
-        self.inner.gradient_checkpointing
-    }
-    fn transformer(&self) -> Option<&Transformer> {
-        Some(&self.inner)
-    }
-    fn transformer_mut(&mut self) -> Option<&mut Transformer> {
-        Some(&mut self.inner)
+    fn inner_mut(&mut self) -> &mut Transformer {
+        &mut self.inner
     }
 }

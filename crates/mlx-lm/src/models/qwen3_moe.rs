@@ -11,8 +11,8 @@ use super::config_checks::{self, attention_dims};
 use super::experts::unstack_experts;
 use super::moe::{MoeDims, load_balancing_loss};
 use super::qwen3::{FeedForwardKind, Qwen3Config, Transformer, TransformerDims};
-use crate::cache::LayerCache;
-use crate::{Error, LanguageModel, Result};
+use super::transformer_model::TransformerModel;
+use crate::{Error, Result};
 
 /// The Hugging Face `config.json` of a Qwen3-MoE model: the dense fields
 /// plus the expert settings. `num_experts` is also read under the name
@@ -235,17 +235,18 @@ impl Qwen3Moe {
     }
 }
 
-impl LanguageModel for Qwen3Moe {
-    fn forward_hidden(&self, tokens: &Array, cache: Option<&mut [LayerCache]>) -> Result<Array> {
-        Ok(self.inner.forward(tokens, cache, None)?.0)
+// The `LanguageModel` methods come with this (see `transformer_model.rs`).
+impl TransformerModel for Qwen3Moe {
+    fn inner(&self) -> &Transformer {
+        &self.inner
     }
-    fn forward_hidden_padded(&self, tokens: &Array, left_padding: &[i32]) -> Result<Array> {
-        Ok(self.inner.forward(tokens, None, Some(left_padding))?.0)
+    fn inner_mut(&mut self) -> &mut Transformer {
+        &mut self.inner
     }
     /// With the router load-balancing loss over the sparse layers (tokens
     /// where `token_mask`, by default everything after the left padding, is
     /// set).
-    fn forward_hidden_with_aux(
+    fn hidden_with_aux(
         &self,
         tokens: &Array,
         left_padding: Option<&[i32]>,
@@ -268,45 +269,15 @@ impl LanguageModel for Qwen3Moe {
         let aux = load_balancing_loss(&router_logits, experts, top_k, mask)?;
         Ok((hidden, aux))
     }
-    fn aux_loss_coef(&self) -> f32 {
+    fn aux_coef(&self) -> f32 {
         match self.config.num_experts > 0 {
             true => self.config.router_aux_loss_coef as f32,
             false => 0.0,
         }
     }
-    fn logits_from_hidden(&self, hidden: &Array) -> Result<Array> {
-        self.inner.logits(hidden)
-    }
-    fn with_checkpointed_logit_chunks<F>(&self, chunks: &[Array], f: F) -> Result<Vec<Vec<Array>>>
-    where
-        F: Fn(usize, &Array) -> Result<Vec<Array>> + 'static,
-    {
-        self.inner.checkpointed_logit_chunks(chunks, f)
-    }
-    fn vocab_size(&self) -> i32 {
-        self.inner.vocab_size()
-    }
-    fn num_layers(&self) -> usize {
-        self.inner.layers.len()
-    }
-    fn dtype(&self) -> Dtype {
-        self.inner.dtype()
-    }
     /// One tensor per expert, as Hugging Face stores them.
-    fn checkpoint_tensors(&self) -> Result<ParamMap> {
+    fn checkpoint_layout(&self) -> Result<ParamMap> {
         unstack_experts(self.parameters())
-    }
-    fn set_gradient_checkpointing(&mut self, enabled: bool) {
-        self.inner.gradient_checkpointing = enabled;
-    }
-    fn gradient_checkpointing(&self) -> bool {
-        self.inner.gradient_checkpointing
-    }
-    fn transformer(&self) -> Option<&Transformer> {
-        Some(&self.inner)
-    }
-    fn transformer_mut(&mut self) -> Option<&mut Transformer> {
-        Some(&mut self.inner)
     }
 }
 

@@ -38,6 +38,25 @@ const REPLACEMENT: char = '\u{FFFD}';
 /// delta (as context, so that decoders that treat the start of a text
 /// specially see the same thing as a full decode) and the ids not yet
 /// emitted.
+///
+/// # Why not `tokenizers::DecodeStream`
+///
+/// The tokenizers crate's streaming decoder (`Tokenizer::decode_stream`)
+/// uses the same window and, on the Qwen3 tokenizer, returns the same
+/// delta as [`StreamingDetokenizer::push`] for every id (a property test
+/// over random sequences of encoded multi-byte text, arbitrary and special
+/// ids, with and without `skip_special_tokens`: `decode_stream_steps_equal_ours`
+/// in `tests/detokenizer.rs`). It has no flush, though: text held back
+/// while a character is incomplete is lost when the stream ends there.
+/// Counterexample: the ids of `"a"` followed by the first token of `"🧮"`
+/// (a generation cut by `max_tokens` inside the character) decode to
+/// `"a\u{FFFD}"`; `DecodeStream` gives `"a"` and then nothing, while
+/// [`StreamingDetokenizer::finalize`] returns the missing `"\u{FFFD}"`, so
+/// the streamed text always equals [`Tokenizer::decode`] of the ids. The
+/// same happens when an end-of-sequence token skipped with
+/// `skip_special_tokens` follows the incomplete character. It also borrows
+/// its tokenizer, where this type owns a (shared) handle to it and can be
+/// cloned, reset and stored in a generation stream.
 #[derive(Clone, Debug)]
 pub struct StreamingDetokenizer {
     tokenizer: Tokenizer,

@@ -82,12 +82,13 @@ pub fn argmax_rows(values: &[f32], width: usize) -> Vec<usize> {
         .collect()
 }
 
-/// A fresh temporary directory for one test.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-lm-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory for one test, removed when the returned
+/// guard is dropped.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mlx-lm-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Copies a fixture directory (for tests that damage it).

@@ -397,10 +397,11 @@ pub fn softmax(xs: &[f64]) -> Vec<f64> {
     xs.iter().map(|x| (x - lse).exp()).collect()
 }
 
-/// A fresh, empty temporary directory unique to this process and `tag`.
-pub fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mlx-tensor-test-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty temporary directory for `tag`, removed when the returned
+/// guard is dropped.
+pub fn temp_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("mlx-tensor-test-{tag}-"))
+        .tempdir()
+        .unwrap()
 }
