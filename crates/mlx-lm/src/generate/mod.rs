@@ -42,6 +42,7 @@ mod stats;
 mod step;
 mod stop;
 mod stream;
+mod turns;
 
 pub use batch::generate_batch;
 pub use batch_types::{BatchOptions, BatchOutput, Completion, SUGGESTED_DECODE_MEMORY_HEADROOM_MB};
@@ -51,3 +52,4 @@ pub use stats::GenerationStats;
 pub use step::{GeneratedToken, TokenGenerator, generate_step};
 pub use stop::{StopMatcher, StopSequences, StopState};
 pub use stream::{Generation, GenerationResponse, TextGenerator, generate, stream_generate};
+pub use turns::{TurnEnd, TurnHandler, TurnsCompletion, TurnsOutput, generate_turns};
