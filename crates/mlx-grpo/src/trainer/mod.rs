@@ -91,6 +91,7 @@ pub struct Trainer {
     write_samples: bool,
     status: Option<RunStatus>,
     parallel: Option<Parallel>,
+    tools: Option<crate::tools::Tools>,
 }
 
 impl Trainer {
@@ -193,6 +194,7 @@ impl Trainer {
             write_samples: false,
             status: None,
             parallel: None,
+            tools: None,
         })
     }
 
@@ -291,6 +293,15 @@ impl Trainer {
     /// callbacks' [`TrainerCallback::on_samples`].
     pub fn with_samples(mut self, write: bool) -> Self {
         self.write_samples = write;
+        self
+    }
+
+    /// Offers `tools` to the model: prompts are rendered with their
+    /// schemas and every completion runs as a multi-turn rollout
+    /// ([`crate::tools::generate_chunks_with_tools`]), its tool results
+    /// masked out of the loss; empty tools change nothing.
+    pub fn with_tools(mut self, tools: crate::tools::Tools) -> Self {
+        self.tools = (!tools.is_empty()).then_some(tools);
         self
     }
 
@@ -788,7 +799,8 @@ impl Trainer {
             let row = rows
                 .get(i)
                 .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
-            let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
+            let schemas = self.tools.as_ref().map(crate::tools::Tools::schemas);
+            let ids = rollout::render_prompt_with_tools(&self.tokenizer, &row.prompt, schemas)?;
             prompts[slot] = self.prompt_truncation.apply(ids);
         }
         // Every generation has its own keys, also when one optimizer step
@@ -798,18 +810,33 @@ impl Trainer {
         // The last update replaced the weights: keep decoding from holding
         // a stacked copy of them beside the parameters.
         mlx_lm::generate::pack_weights(&mut self.model)?;
-        let generated = rollout::generate_chunks(
-            &self.model,
-            &self.tokenizer,
-            &gen.prompt_indices,
-            &prompts,
-            &self.config,
-            self.config
-                .seed
-                .wrapping_mul(0x9e37_79b9)
-                .wrapping_add(generation_index),
-            chunks,
-        )?;
+        let seed = self
+            .config
+            .seed
+            .wrapping_mul(0x9e37_79b9)
+            .wrapping_add(generation_index);
+        let generated = match &self.tools {
+            Some(tools) => crate::tools::generate_chunks_with_tools(
+                &self.model,
+                &self.tokenizer,
+                tools,
+                rows,
+                &gen.prompt_indices,
+                &prompts,
+                &self.config,
+                seed,
+                chunks,
+            )?,
+            None => rollout::generate_chunks(
+                &self.model,
+                &self.tokenizer,
+                &gen.prompt_indices,
+                &prompts,
+                &self.config,
+                seed,
+                chunks,
+            )?,
+        };
         // The generated chunks start at row `first_prompt · G`; keep ours.
         let skip = mine.start - first_prompt * g;
         let mut samples: Vec<RolloutSample> =
@@ -853,6 +880,7 @@ impl Trainer {
             cb.on_advantages(&inputs, &mut advantages.advantages);
         }
         metrics.extend(batch::completion_metrics_of(&outcomes));
+        metrics.extend(crate::tools::tool_metrics(&samples));
         if self.is_main_process() && (self.config.log_completions || self.write_samples) {
             self.record_samples(&inputs, &matrix, &advantages)?;
         }
@@ -884,7 +912,7 @@ impl Trainer {
                 !(self.config.mask_truncated_completions
                     && s.finish_reason == crate::rewards::FinishReason::Length)
             })
-            .map(|s| s.completion_ids.len() as f64)
+            .map(|s| s.model_tokens() as f64)
             .sum();
         // All ranks' loss tokens, divided by the ranks as TRL does: the
         // gradients are averaged over them afterwards.
