@@ -17,7 +17,10 @@ use crate::{Error, Result};
 /// end-of-sequence token, since templates add a newline after it) and with
 /// them plus the generation prompt. When the second rendering does not
 /// start with the first (a template that rewrites earlier turns), this is
-/// [`Error::ToolTemplate`].
+/// [`Error::ToolTemplate`]. Unlike TRL's, the assistant message has some
+/// reasoning content, so that templates that show the thinking of the
+/// last assistant message only (Qwen3's: TRL swaps in a patched copy) render
+/// it in both conversations; the tokens after the turn are the same.
 pub fn tool_suffix_ids(
     tokenizer: &Tokenizer,
     tool_messages: &[Value],
@@ -35,6 +38,7 @@ pub fn tool_suffix_ids(
         json!({
             "role": "assistant",
             "content": "",
+            "reasoning_content": "dummy",
             "tool_calls": [{"type": "function", "function": {"name": name, "arguments": {}}}],
         }),
     ];
