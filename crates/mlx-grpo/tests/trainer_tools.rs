@@ -159,9 +159,16 @@ fn config(dir: &Path, steps: i64) -> GrpoConfig {
     }
 }
 
-fn trainer(dir: &Path, steps: i64, save_steps: usize, resume: Option<&Path>) -> Trainer {
+fn trainer(
+    dir: &Path,
+    adjust: fn(&mut GrpoConfig),
+    steps: i64,
+    save_steps: usize,
+    resume: Option<&Path>,
+) -> Trainer {
     let tok = tokenizer();
     let mut cfg = config(dir, steps);
+    adjust(&mut cfg);
     cfg.save_steps = save_steps;
     cfg.resume_from_checkpoint = resume.map(Path::to_path_buf);
     Trainer::new(cfg, dense_model(&tok), tok, dataset(), rewards())
@@ -278,14 +285,47 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
     }
 }
 
-#[test]
-fn a_run_with_tools_logs_tool_metrics_and_resumes_exactly() {
-    let steps = 4;
-    let straight_dir = scratch("tools-straight");
+/// Trains straight through, then saving at `stop`, then resumed from
+/// there; all three must end bit for bit alike. Returns the straight run.
+fn assert_exact_resume(
+    name: &str,
+    adjust: fn(&mut GrpoConfig),
+    steps: i64,
+    stop: usize,
+    mid_batch: bool,
+) -> resume_support::RunEnd {
+    let straight_dir = scratch(&format!("tools-{name}-straight"));
+    let no_save = steps as usize + 1;
     let straight = run(
-        &mut trainer(&straight_dir, steps, steps as usize + 1, None),
+        &mut trainer(&straight_dir, adjust, steps, no_save, None),
         &straight_dir,
     );
+    let dir = scratch(&format!("tools-{name}-stopped"));
+    let saving = run(&mut trainer(&dir, adjust, steps, stop, None), &dir);
+    assert_same(
+        &straight,
+        &saving,
+        &format!("{name}: saving at step {stop}"),
+    );
+    let checkpoint = dir.join(format!("checkpoint-{stop}"));
+    let state = read_trainer_state(&checkpoint).unwrap();
+    assert_eq!(state.global_step, stop);
+    assert_eq!(state.buffered_micro_steps > 0, mid_batch, "{name}");
+    let resumed = run(
+        &mut trainer(&dir, adjust, steps, stop, Some(&checkpoint)),
+        &dir,
+    );
+    assert_same(
+        &straight,
+        &resumed,
+        &format!("{name}: resumed at step {stop}"),
+    );
+    straight
+}
+
+#[test]
+fn a_run_with_tools_logs_tool_metrics_and_resumes_exactly() {
+    let straight = assert_exact_resume("aligned", |_| {}, 4, 2, false);
     let called: f64 = straight
         .history
         .iter()
@@ -298,12 +338,11 @@ fn a_run_with_tools_logs_tool_metrics_and_resumes_exactly() {
             assert!(r.metrics["tools/mean_turns"] >= 1.0);
         }
     }
+}
 
-    let dir = scratch("tools-stopped");
-    let saving = run(&mut trainer(&dir, steps, 2, None), &dir);
-    assert_same(&straight, &saving, "tools: saving at step 2");
-    let checkpoint = dir.join("checkpoint-2");
-    assert_eq!(read_trainer_state(&checkpoint).unwrap().global_step, 2);
-    let resumed = run(&mut trainer(&dir, steps, 2, Some(&checkpoint)), &dir);
-    assert_same(&straight, &resumed, "tools: resumed at step 2");
+#[test]
+fn a_run_with_tools_resumes_exactly_in_the_middle_of_a_generation_batch() {
+    // Two passes over each batch: the checkpoint at step 3 keeps the
+    // batch, its tool masks included.
+    assert_exact_resume("iterations", |c| c.num_iterations = 2, 5, 3, true);
 }
