@@ -12,6 +12,11 @@
 //!   left-padded cache, each completion with its tokens, sampler and
 //!   TRL-style log-probabilities, finish reason and length; finished rows
 //!   leave the batch at once. This is what RL rollouts use.
+//! - [`generate_turns`]: the same over several turns: a row that ends a
+//!   turn asks a [`TurnHandler`] for tokens to insert (tool results, the
+//!   next generation prompt), reads them from its own cache and rejoins
+//!   the batch; the sampled and inserted tokens are told apart. This is
+//!   what multi-turn (tool-calling) rollouts use.
 //!
 //! ```no_run
 //! use mlx_lm::generate::{generate_batch, BatchOptions};
