@@ -10,7 +10,9 @@
 //! loop, whose tokens (if any) are appended unsampled; a turn is cut at the
 //! completion's length limit, and a cut turn ends the completion.
 
+use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::tools::{tool_metrics, Tool, ToolLoop, ToolRollout, Tools};
@@ -222,4 +224,69 @@ fn tool_loop_matches_trl_tool_call_loop() {
             assert_eq!(c.text, turns.last().unwrap().text, "{name}: {row}");
         }
     }
+}
+
+/// The first turns of a fixture case, each ending at the same step.
+fn first_turns(case: &Value) -> Vec<Vec<u32>> {
+    case["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| ids(&r["turns"][0]["ids"]))
+        .collect()
+}
+
+#[test]
+fn rollouts_ending_a_turn_together_run_their_tools_on_threads_of_their_own() {
+    let tok = tokenizer();
+    let case = &fixture()["cases"][0];
+    let turns = first_turns(case);
+    let ends: Vec<TurnEnd<'_>> = turns
+        .iter()
+        .enumerate()
+        .map(|(row, tokens)| TurnEnd {
+            row,
+            prompt_index: row,
+            generation_index: 0,
+            turn: 0,
+            tokens,
+            completion_len: tokens.len(),
+            room: 400,
+        })
+        .collect();
+    let threads = Arc::new(Mutex::new(HashSet::new()));
+    let seen = Arc::clone(&threads);
+    let add = Tool::new("add", "Adds.", json!({"type": "object"}), move |args| {
+        seen.lock().unwrap().insert(std::thread::current().id());
+        Ok((args["a"].as_i64().unwrap_or(0) + args["b"].as_i64().unwrap_or(0)).to_string())
+    });
+    let fail = Tool::new("fail", "Fails.", json!({"type": "object"}), |args| {
+        Err(format!("boom: {}", args["x"].as_str().unwrap_or("")))
+    });
+    let tools = Tools::new(vec![add, fail]).unwrap();
+    let new_loop = || {
+        let instances = turns.iter().map(|_| tools.instance()).collect();
+        ToolLoop::new(&tok, ChatTemplateOptions::default(), None, instances)
+    };
+    let mut together = new_loop();
+    let at_once = together.turns_ended(&ends).unwrap();
+    let on_threads = threads.lock().unwrap().clone();
+    let mut one_by_one = new_loop();
+    let in_turn: Vec<_> = ends
+        .iter()
+        .map(|e| one_by_one.turn_ended(e).unwrap())
+        .collect();
+    assert_eq!(at_once, in_turn);
+    for (a, b) in together.rollouts.iter().zip(&one_by_one.rollouts) {
+        assert_eq!(a.turns, b.turns);
+        assert_eq!((a.calls, a.failures), (b.calls, b.failures));
+    }
+    // Rows 0 and 2 call `add` in their first turn; rows 0 to 2 call tools.
+    assert_eq!(at_once.iter().filter(|s| s.is_some()).count(), 3);
+    assert_eq!(
+        on_threads.len(),
+        2,
+        "each rollout's calls on a thread of its own"
+    );
+    assert!(!on_threads.contains(&std::thread::current().id()));
 }

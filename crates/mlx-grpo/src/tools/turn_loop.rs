@@ -2,6 +2,8 @@
 //! ends with tool calls, the calls run and their results become the tokens
 //! the model reads next.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use mlx_lm::generate::{TurnEnd, TurnHandler};
 use mlx_lm::text::tools::parse_completion;
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
@@ -36,7 +38,9 @@ pub struct RolloutTools {
 /// counts as a failure) and the rollout continues with
 /// [`tool_suffix_ids`] of their results. Results that would not fit the
 /// completion's room are dropped and the rollout ends (as TRL does; the
-/// calls still count).
+/// calls still count). When several rollouts end a turn at the same
+/// decoding step, each one's calls run on a thread of its own (tools and
+/// environments are `Send`); a rollout's calls run in order.
 #[derive(Debug)]
 pub struct ToolLoop<'a> {
     tokenizer: &'a Tokenizer,
@@ -125,37 +129,118 @@ fn call_problem(call: &ToolCall) -> String {
     }
 }
 
+impl ToolLoop<'_> {
+    /// Parses the turn that `end` reports into its rollout; whether its
+    /// tool calls are to run.
+    fn begin_turn(&mut self, end: &TurnEnd<'_>) -> Result<bool> {
+        let turn = self.parse_turn(end.tokens)?;
+        let run = !turn.tool_calls.is_empty() && end.turn < self.max_iterations;
+        self.rollout(end.row)?.turns.push(turn);
+        Ok(run)
+    }
+
+    fn rollout(&mut self, row: usize) -> Result<&mut RolloutTools> {
+        self.rollouts
+            .get_mut(row)
+            .ok_or_else(|| Error::internal(format!("a turn of row {row} in a loop of fewer rows")))
+    }
+
+    /// The tokens that follow the tool results of `row`'s last turn, or
+    /// `None` when they do not fit `room` (the results are then dropped).
+    fn finish_turn(&mut self, row: usize, room: usize, ran: RanCalls) -> Result<Option<Vec<u32>>> {
+        let suffix = tool_suffix_ids(self.tokenizer, &ran.messages, &self.template)?;
+        if suffix.len() > room {
+            return Ok(None);
+        }
+        let turn = self
+            .rollout(row)?
+            .turns
+            .last_mut()
+            .ok_or_else(|| Error::internal("tool results without a turn"))?;
+        turn.tool_results = ran.results;
+        Ok(Some(suffix))
+    }
+}
+
+/// The tool messages and results of one turn's calls.
+struct RanCalls {
+    messages: Vec<Value>,
+    results: Vec<ToolResult>,
+}
+
+/// Runs the calls of the rollout's last turn, in order, and counts them.
+fn run_calls(rollout: &mut RolloutTools) -> RanCalls {
+    let calls = rollout
+        .turns
+        .last()
+        .map(|t| t.tool_calls.clone())
+        .unwrap_or_default();
+    let mut ran = RanCalls {
+        messages: Vec::with_capacity(calls.len()),
+        results: Vec::with_capacity(calls.len()),
+    };
+    for call in &calls {
+        let (message, result) = run_call(&mut rollout.instance, call);
+        rollout.calls += 1;
+        rollout.failures += usize::from(result.failed);
+        ran.messages.push(message);
+        ran.results.push(result);
+    }
+    ran
+}
+
 impl TurnHandler for ToolLoop<'_> {
     type Error = Error;
 
     fn turn_ended(&mut self, end: &TurnEnd<'_>) -> Result<Option<Vec<u32>>> {
-        let turn = self.parse_turn(end.tokens)?;
-        let rounds = self.max_iterations;
-        let rollout = self.rollouts.get_mut(end.row).ok_or_else(|| {
-            Error::internal(format!("a turn of row {} in a loop of fewer rows", end.row))
-        })?;
-        let run = !turn.tool_calls.is_empty() && end.turn < rounds;
-        rollout.turns.push(turn);
-        if !run {
+        if !self.begin_turn(end)? {
             return Ok(None);
         }
-        let Some(turn) = rollout.turns.last_mut() else {
-            return Err(Error::internal("a turn vanished"));
-        };
-        let mut messages = Vec::with_capacity(turn.tool_calls.len());
-        let mut results = Vec::with_capacity(turn.tool_calls.len());
-        for call in &turn.tool_calls {
-            let (message, result) = run_call(&mut rollout.instance, call);
-            rollout.calls += 1;
-            rollout.failures += usize::from(result.failed);
-            messages.push(message);
-            results.push(result);
+        let ran = run_calls(self.rollout(end.row)?);
+        self.finish_turn(end.row, end.room, ran)
+    }
+
+    /// Parses every turn, then runs the calls of the rollouts that have
+    /// some, each rollout on its own thread when there are several (a
+    /// rollout's calls run in order), then renders their results.
+    fn turns_ended(&mut self, ends: &[TurnEnd<'_>]) -> Result<Vec<Option<Vec<u32>>>> {
+        let mut to_run = BTreeSet::new();
+        for end in ends {
+            if self.begin_turn(end)? && !to_run.insert(end.row) {
+                return Err(Error::internal(format!(
+                    "row {} ended two turns at once",
+                    end.row
+                )));
+            }
         }
-        let suffix = tool_suffix_ids(self.tokenizer, &messages, &self.template)?;
-        if suffix.len() > end.room {
-            return Ok(None);
+        let mut ran: BTreeMap<usize, RanCalls> = BTreeMap::new();
+        if to_run.len() == 1 {
+            for &row in &to_run {
+                ran.insert(row, run_calls(self.rollout(row)?));
+            }
+        } else if !to_run.is_empty() {
+            std::thread::scope(|scope| -> Result<()> {
+                let handles: Vec<_> = self
+                    .rollouts
+                    .iter_mut()
+                    .enumerate()
+                    .filter(|(row, _)| to_run.contains(row))
+                    .map(|(row, rollout)| (row, scope.spawn(move || run_calls(rollout))))
+                    .collect();
+                for (row, handle) in handles {
+                    let calls = handle
+                        .join()
+                        .map_err(|_| Error::internal("a tool thread panicked outside a tool"))?;
+                    ran.insert(row, calls);
+                }
+                Ok(())
+            })?;
         }
-        turn.tool_results = results;
-        Ok(Some(suffix))
+        ends.iter()
+            .map(|end| match ran.remove(&end.row) {
+                Some(calls) => self.finish_turn(end.row, end.room, calls),
+                None => Ok(None),
+            })
+            .collect()
     }
 }

@@ -56,6 +56,18 @@ pub trait TurnHandler {
         &mut self,
         end: &TurnEnd<'_>,
     ) -> std::result::Result<Option<Vec<u32>>, Self::Error>;
+
+    /// Called with every row that ended a turn at the same step (in row
+    /// order of the batch): one answer per row, as
+    /// [`TurnHandler::turn_ended`] gives it. The default asks
+    /// `turn_ended` for each in turn; a handler can override it to work on
+    /// the rows at once (run their tools on several threads).
+    fn turns_ended(
+        &mut self,
+        ends: &[TurnEnd<'_>],
+    ) -> std::result::Result<Vec<Option<Vec<u32>>>, Self::Error> {
+        ends.iter().map(|end| self.turn_ended(end)).collect()
+    }
 }
 
 /// One multi-turn completion.
@@ -256,31 +268,53 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
         if !rows.is_empty() {
             filter_cache(&mut engine.cache, &keep)?;
         }
-        let mut stopped_caches = stopped_caches.into_iter();
-        for (mut row, mut t) in leaving {
-            if row.completion.finish_reason != FinishReason::Stop {
-                finished.push(finish(row, t));
-                continue;
-            }
-            let row_cache = stopped_caches
-                .next()
-                .ok_or_else(|| Error::InvalidGeneration {
-                    message: "a stopped row without its cache".into(),
-                })?;
-            let room = options.max_tokens.saturating_sub(row.completion.len());
-            let suffix = {
+        let ends: Vec<TurnEnd<'_>> = leaving
+            .iter()
+            .filter(|(row, _)| row.completion.finish_reason == FinishReason::Stop)
+            .map(|(row, t)| {
                 let c = &row.completion;
                 let span = t.spans.last().cloned().unwrap_or(0..0);
-                handler.turn_ended(&TurnEnd {
+                TurnEnd {
                     row: c.prompt_index * g + c.generation_index,
                     prompt_index: c.prompt_index,
                     generation_index: c.generation_index,
                     turn: t.spans.len() - 1,
                     tokens: &c.tokens[span],
                     completion_len: c.tokens.len(),
-                    room,
-                })?
+                    room: options.max_tokens.saturating_sub(c.tokens.len()),
+                }
+            })
+            .collect();
+        let answers = if ends.is_empty() {
+            Vec::new()
+        } else {
+            handler.turns_ended(&ends)?
+        };
+        if answers.len() != ends.len() {
+            return Err(Error::InvalidGeneration {
+                message: format!(
+                    "the handler answered {} of the {} rows that ended a turn",
+                    answers.len(),
+                    ends.len()
+                ),
+            }
+            .into());
+        }
+        drop(ends);
+        let mut stopped_caches = stopped_caches.into_iter();
+        let mut answers = answers.into_iter();
+        for (mut row, mut t) in leaving {
+            if row.completion.finish_reason != FinishReason::Stop {
+                finished.push(finish(row, t));
+                continue;
+            }
+            let (Some(row_cache), Some(suffix)) = (stopped_caches.next(), answers.next()) else {
+                return Err(Error::InvalidGeneration {
+                    message: "a stopped row without its cache or its answer".into(),
+                }
+                .into());
             };
+            let room = options.max_tokens.saturating_sub(row.completion.len());
             let Some(suffix) = suffix.filter(|s| !s.is_empty()) else {
                 finished.push(finish(row, t));
                 continue;
