@@ -5,11 +5,14 @@
 //!    template lists the tools and renders tool results; the tool-call
 //!    markup `<tool_call>{"name": "calculator", "arguments":
 //!    {"expression": "` and `"}}</tool_call>` are single tokens, so a call
-//!    is the markup around the expression the model copies.
+//!    is the markup around the expression the model copies; the tool
+//!    answers with eight digits (zero-padded), which the model copies into
+//!    its answer (any number of leading zeros counts as correct).
 //! 2. A tiny random Qwen3 (two layers, hidden 96).
 //! 3. A short supervised warm-up on whole conversations (prompt, call,
-//!    tool result, answer; the loss on the model's tokens only), and on
-//!    direct answers for prompts without tools.
+//!    tool result, answer; the loss on the model's tokens only) and on
+//!    direct answers; it calls the tool for most sums but few products.
+//!    GRPO then has to teach when to call.
 //! 4. GRPO with the tool (`Trainer::with_tools`): multi-turn rollouts, the
 //!    tool results masked out of the loss, a correctness reward; the tool
 //!    metrics (`tools/call_frequency`, `tools/failure_frequency`,
@@ -79,7 +82,7 @@ struct Args {
     #[arg(long, value_parser = cli::positive, default_value_t = 1e-4)]
     learning_rate: f64,
     /// Sampling temperature of the rollouts
-    #[arg(long, value_parser = cli::positive, default_value_t = 0.8)]
+    #[arg(long, value_parser = cli::positive, default_value_t = 1.0)]
     temperature: f64,
     /// Sets any other GRPOConfig field, e.g. --set num_generations=4 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
@@ -113,7 +116,9 @@ fn problems(seed: u64, n: usize) -> Vec<Problem> {
         .collect()
 }
 
-/// Evaluates `a+b` or `a*b` of non-negative integers.
+/// Evaluates `a+b` or `a*b` of non-negative integers, written with eight
+/// digits (zero-padded): a fixed width lets a model this small copy the
+/// result into its answer by position.
 fn calculate(expression: &str) -> Result<String, String> {
     let (at, op) = expression
         .char_indices()
@@ -130,8 +135,16 @@ fn calculate(expression: &str) -> Result<String, String> {
         a.checked_mul(b)
     };
     value
-        .map(|v| v.to_string())
+        .map(|v| format!("{v:08}"))
         .ok_or_else(|| "overflow".to_string())
+}
+
+/// Whether `text` is the number `answer` (leading zeros allowed).
+fn same_number(text: &str, answer: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_digit())
+        && text.trim_start_matches('0') == answer.trim_start_matches('0')
 }
 
 fn calculator() -> Tool {
@@ -198,12 +211,14 @@ fn prompt_ids(tok: &Tokenizer, p: &Problem, with_tool: bool) -> Result<Vec<u32>,
 }
 
 /// A training sequence and which of its next-token targets the model
-/// learns (its own tokens): with the tool, the call, the result the tool
-/// gives and the answer; without, the answer.
+/// learns (its own tokens): the prompt (with the tool's schema when
+/// `with_tool`), then either a call, the result the tool gives and the
+/// answer (`call`), or the answer alone.
 fn conversation(
     tok: &Tokenizer,
     p: &Problem,
     with_tool: bool,
+    call: bool,
 ) -> Result<(Vec<u32>, Vec<bool>), BoxError> {
     let eos = tok.eos_token_id().ok_or("no EOS")?;
     let mut ids = prompt_ids(tok, p, with_tool)?;
@@ -215,7 +230,7 @@ fn conversation(
         ids.push(eos);
         Ok(())
     };
-    if with_tool {
+    if call {
         learned(
             &mut ids,
             &mut learn,
@@ -227,12 +242,16 @@ fn conversation(
         learn.extend(std::iter::repeat_n(false, suffix.len()));
         ids.extend(suffix);
     }
-    learned(&mut ids, &mut learn, &p.answer)?;
+    learned(&mut ids, &mut learn, &calculate(&p.expression)?)?;
     Ok((ids, learn))
 }
 
 /// Supervised warm-up: cross-entropy on the model's tokens of whole
-/// conversations, three with the tool for each without.
+/// conversations, three with the tool offered for each without. With the
+/// tool offered, the examples call it for 80% of the sums but only 20% of
+/// the products (the others answer directly), so the warmed-up model
+/// (greedy) calls for sums and guesses products: when to call is left to
+/// GRPO.
 fn warm_up(
     model: &mut Model,
     tok: &Tokenizer,
@@ -249,7 +268,10 @@ fn warm_up(
         let mut rows = Vec::with_capacity(batch);
         for i in 0..batch {
             let p = &train[rng.below(train.len() as u64) as usize];
-            rows.push(conversation(tok, p, i % 4 != 0)?);
+            let with_tool = i % 4 != 0;
+            let call_rate = if p.expression.contains('+') { 80 } else { 20 };
+            let call = with_tool && rng.below(100) < call_rate;
+            rows.push(conversation(tok, p, with_tool, call)?);
         }
         let width = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
         let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
@@ -312,7 +334,7 @@ fn accuracy_without_tool(model: &Model, tok: &Tokenizer, set: &[Problem]) -> Res
     )?;
     let mut correct = 0;
     for (c, p) in out.completions.iter().zip(set) {
-        if tok.decode(c.content_tokens(), true)?.trim() == p.answer {
+        if same_number(&tok.decode(c.content_tokens(), true)?, &p.answer) {
             correct += 1;
         }
     }
@@ -344,7 +366,7 @@ fn accuracy_with_tool(
         calls += state.calls;
         let Some(last) = c.turns.last() else { continue };
         let answer = tool_loop.parse_turn(&c.completion.tokens[last.clone()])?;
-        if answer.tool_calls.is_empty() && answer.text.trim() == p.answer {
+        if answer.tool_calls.is_empty() && same_number(&answer.text, &p.answer) {
             correct += 1;
         }
     }
@@ -429,9 +451,11 @@ fn run(args: Args) -> Result<(), BoxError> {
     let mut rewards = RewardSet::new();
     rewards.add(per_sample("correct", |x: &RewardInput| {
         let answered = x.completion.tool_calls.is_empty();
-        f32::from(u8::from(
-            answered && Some(x.completion.text.trim()) == x.answer.as_deref(),
-        ))
+        let correct = x
+            .answer
+            .as_deref()
+            .is_some_and(|a| same_number(&x.completion.text, a));
+        f32::from(u8::from(answered && correct))
     }))?;
     let mut trainer = Trainer::new(cfg, model, tok.clone(), dataset, rewards)?
         .with_source_dir(&tokenizer_dir)
