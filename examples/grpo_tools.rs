@@ -28,14 +28,15 @@
 //!     --learning-rate 2e-4 --seed 0 --output-dir runs/grpo_tools --set key=value ...]
 //! ```
 //!
-//! With these defaults (seed 0, 200 held-out problems, 2 CPU cores, about
-//! two minutes): held-out accuracy 0.0% without the tool, 46.0% with the
-//! tool after the warm-up (0.54 calls per problem: sums only), 87.0% after
-//! 100 GRPO steps (1.00 calls per problem); over training
-//! `tools/call_frequency` rises from 0.78 to 1.0 and
-//! `tools/failure_frequency` stays below 0.1. The remaining errors are
-//! digits the model copies wrongly; 1500 warm-up steps or 150 GRPO steps
-//! did not get past 87%.
+//! With these defaults (seed 0, 200 held-out problems; about two minutes
+//! on 2 CPU cores, debug build): held-out accuracy 0.0% without the tool,
+//! 46.0% with the tool after the warm-up (0.54 calls per problem: the
+//! sums), 87.0% after 100 GRPO steps (1.00 calls per problem). Over
+//! training the mean reward goes from 0.62 to 0.87 and
+//! `tools/call_frequency` from 0.76 to 1.0, while
+//! `tools/failure_frequency` peaks at 0.22 (step 20, malformed product
+//! calls) and ends below 0.05. The remaining errors are digits copied
+//! wrongly; a longer warm-up (1500 steps: 86.0%) did not help.
 //!
 //! `--set` changes any other `GRPOConfig` field (TRL's names).
 
