@@ -266,6 +266,32 @@ pub enum Error {
         /// What is wrong with it.
         message: String,
     },
+
+    /// A tool cannot be offered as given (no name, a name used twice).
+    #[error("tool `{name}`: {message}")]
+    InvalidTool {
+        /// The tool's name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+
+    /// The chat template cannot append tool results to a conversation: its
+    /// rendering with them does not extend its rendering without them.
+    #[error("chat template with tool results: {message}")]
+    ToolTemplate {
+        /// What the renderings were.
+        message: String,
+    },
+
+    /// A rollout's environment could not be reset for its dataset row.
+    #[error("environment of dataset row {row}: {message}")]
+    EnvironmentReset {
+        /// The dataset row.
+        row: usize,
+        /// What the environment reported.
+        message: String,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -44,6 +44,7 @@ pub mod dataset;
 pub mod error;
 pub mod loss;
 pub mod rewards;
+pub mod tools;
 pub mod trainer;
 
 /// What a GRPO training program usually needs, in one import.

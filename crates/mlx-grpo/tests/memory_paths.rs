@@ -143,6 +143,7 @@ fn micro_batches(model: &Model, config: &GrpoConfig) -> Vec<MicroBatch> {
             completion_ids: (0..(3 + i % 4)).map(|j| (5 + 3 * i + j) % 40).collect(),
             sampling_logps: vec![0.0; (3 + i % 4) as usize],
             finish_reason: FinishReason::Stop,
+            tools: None,
         })
         .collect();
     let advantages: Vec<f32> = (0..8).map(|i| (i as f32 - 3.5) / 2.0).collect();

@@ -58,6 +58,7 @@ fn samples(tokens: &[u32]) -> Vec<RolloutSample> {
             completion_ids: tokens[split..].to_vec(),
             sampling_logps: vec![0.0; tokens.len() - split],
             finish_reason: FinishReason::Stop,
+            tools: None,
         })
         .collect()
 }

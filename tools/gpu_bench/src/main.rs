@@ -694,6 +694,7 @@ fn grpo_step(
             completion_ids: c.tokens,
             sampling_logps: c.logprobs,
             finish_reason: FinishReason::Length,
+            tools: None,
         })
         .collect();
     let rewards = random_tokens(samples.len(), 1000, seed)

@@ -22,7 +22,10 @@ pub use builtin::{
 };
 pub use function::{per_sample, reward_fn, FnReward, PerSample, RewardFunction};
 pub use matrix::RewardMatrix;
+pub(crate) use set::panic_message;
 pub use set::RewardSet;
-pub use types::{Completion, FinishReason, RewardInput, ToolCall, ToolCallStatus};
+pub use types::{
+    Completion, FinishReason, RewardInput, ToolCall, ToolCallStatus, ToolResult, Turn,
+};
 
 pub use crate::dataset::{Message, Prompt};

@@ -225,7 +225,7 @@ fn run_checked(entry: &Entry, inputs: &[RewardInput]) -> Result<Vec<f32>> {
     Ok(rewards)
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

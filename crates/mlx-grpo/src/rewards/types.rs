@@ -28,6 +28,45 @@ pub struct Completion {
     pub num_tokens: usize,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
+    /// Every assistant turn of a multi-turn (tool-calling) rollout, in
+    /// order, each with the results of its tool calls; empty for a
+    /// single-turn completion. The fields above then describe the last
+    /// turn (the final answer), and `num_tokens` counts the tokens the
+    /// model generated (not the inserted tool results).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<Turn>,
+    /// The reward the rollout's environment gave, if any
+    /// ([`crate::tools::Environment::reward`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_reward: Option<f64>,
+}
+
+/// One assistant turn of a multi-turn rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    /// The answer text of the turn (without thinking and tool-call markup).
+    pub text: String,
+    /// The turn as generated, special tokens removed.
+    pub raw_text: String,
+    /// The turn's thinking, if any.
+    pub thinking: Option<String>,
+    /// The turn's tool calls, in order.
+    pub tool_calls: Vec<ToolCall>,
+    /// What the tools answered, one per call, in order (empty when the
+    /// calls were not run: the last turn, or no room was left).
+    pub tool_results: Vec<ToolResult>,
+}
+
+/// What a tool call returned, as the model read it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolResult {
+    /// The tool's name (`"unknown"` for a call without a usable name).
+    pub name: String,
+    /// The content of the tool message.
+    pub content: String,
+    /// Whether the call failed (unknown tool, invalid call, an error or a
+    /// panic of the tool).
+    pub failed: bool,
 }
 
 impl Completion {
@@ -46,6 +85,8 @@ impl Completion {
             tool_calls: Vec::new(),
             num_tokens,
             finish_reason,
+            turns: Vec::new(),
+            environment_reward: None,
         }
     }
 

@@ -18,8 +18,10 @@ pub struct MicroBatch {
     /// Prompts and completions laid out for scoring (left-padded prompts,
     /// right-padded completions).
     pub layout: ScoreBatch,
-    /// `[B, T]` loss mask: the completion mask, all zeros for truncated
-    /// completions when `mask_truncated_completions`.
+    /// `[B, T]` loss mask: the completion mask, zero at tokens the model
+    /// did not sample (tool results of multi-turn rollouts, TRL's
+    /// `tool_mask`), all zeros for truncated completions when
+    /// `mask_truncated_completions`.
     pub mask: Array,
     /// `[B]` advantages.
     pub advantages: Array,
@@ -59,6 +61,7 @@ impl MicroBatch {
         let mut pairs = Vec::with_capacity(part.len());
         let mut adv = Vec::with_capacity(part.len());
         let mut truncated = Vec::with_capacity(part.len());
+        let mut sampled_masks = Vec::with_capacity(part.len());
         for &i in part {
             let s = samples.get(i).ok_or_else(|| {
                 Error::internal(format!("micro-batch slot {i} of {}", samples.len()))
@@ -66,17 +69,22 @@ impl MicroBatch {
             pairs.push((s.prompt_ids.as_slice(), s.completion_ids.as_slice()));
             adv.push(advantages.get(i).copied().unwrap_or(0.0));
             truncated.push(s.finish_reason == FinishReason::Length);
+            sampled_masks.push(s.sampled_mask());
         }
         let layout = ScoreBatch::new(&pairs, pad_id)?;
+        let completion_mask = match sampled_mask_array(&sampled_masks, layout.completion_width)? {
+            Some(sampled) => layout.mask.multiply(&sampled)?,
+            None => layout.mask.clone(),
+        };
         let mask = if config.mask_truncated_completions && truncated.iter().any(|&t| t) {
             let keep: Vec<f32> = truncated
                 .iter()
                 .map(|&t| if t { 0.0 } else { 1.0 })
                 .collect();
             let keep = Array::from_slice(&keep, &[keep.len() as i32, 1])?;
-            layout.mask.multiply(&keep)?
+            completion_mask.multiply(&keep)?
         } else {
-            layout.mask.clone()
+            completion_mask
         };
         let advantages = Array::from_slice(&adv, &[adv.len() as i32])?;
         let options = ScoreOptions {
@@ -152,13 +160,47 @@ fn sampling_logps_layout(rows: &[&RolloutSample], width: i32) -> Result<Array> {
     Ok(Array::from_slice(&flat, &[b, width])?)
 }
 
+/// `[B, width]` with 1 where a row's completion token was sampled by the
+/// model, 0 where it was inserted (and 1 past the row's end, which the
+/// completion mask zeroes); `None` when every row is single-turn.
+fn sampled_mask_array(masks: &[Option<&[bool]>], width: i32) -> Result<Option<Array>> {
+    if masks.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let cols =
+        usize::try_from(width).map_err(|_| Error::internal(format!("completion width {width}")))?;
+    let mut values = vec![
+        1.0f32;
+        masks.len().checked_mul(cols).ok_or_else(|| {
+            Error::internal(format!("{} rows of {cols} completion tokens", masks.len()))
+        })?
+    ];
+    for (row, mask) in masks.iter().enumerate() {
+        let Some(mask) = mask else { continue };
+        if mask.len() > cols {
+            return Err(Error::internal(format!(
+                "a token mask of {} for {cols} completion positions",
+                mask.len()
+            )));
+        }
+        for (v, &m) in values[row * cols..].iter_mut().zip(mask.iter()) {
+            if !m {
+                *v = 0.0;
+            }
+        }
+    }
+    let rows =
+        i32::try_from(masks.len()).map_err(|_| Error::internal(format!("{} rows", masks.len())))?;
+    Ok(Some(Array::from_slice(&values, &[rows, width])?))
+}
+
 /// TRL's completion metrics of a generation batch:
 /// `completions/mean_length|min_length|max_length|clipped_ratio` and the
 /// lengths of the completions that terminated.
 pub fn completion_metrics(samples: &[RolloutSample]) -> BTreeMap<String, f64> {
     let outcomes: Vec<(usize, FinishReason)> = samples
         .iter()
-        .map(|s| (s.completion_ids.len(), s.finish_reason))
+        .map(|s| (s.model_tokens(), s.finish_reason))
         .collect();
     completion_metrics_of(&outcomes)
 }

@@ -346,6 +346,7 @@ mod tests {
             completion_ids: vec![2],
             sampling_logps: vec![-0.5],
             finish_reason: FinishReason::Stop,
+            tools: None,
         }
     }
 

@@ -97,6 +97,7 @@ pub struct Trainer {
     write_samples: bool,
     status: Option<RunStatus>,
     parallel: Option<Parallel>,
+    tools: Option<crate::tools::Tools>,
 }
 
 impl Trainer {
@@ -201,6 +202,7 @@ impl Trainer {
             write_samples: false,
             status: None,
             parallel: None,
+            tools: None,
         })
     }
 
@@ -299,6 +301,15 @@ impl Trainer {
     /// callbacks' [`TrainerCallback::on_samples`].
     pub fn with_samples(mut self, write: bool) -> Self {
         self.write_samples = write;
+        self
+    }
+
+    /// Offers `tools` to the model: prompts are rendered with their
+    /// schemas and every completion runs as a multi-turn rollout
+    /// ([`crate::tools::generate_chunks_with_tools`]), its tool results
+    /// masked out of the loss; empty tools change nothing.
+    pub fn with_tools(mut self, tools: crate::tools::Tools) -> Self {
+        self.tools = (!tools.is_empty()).then_some(tools);
         self
     }
 
@@ -823,7 +834,8 @@ impl Trainer {
             let row = rows
                 .get(i)
                 .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
-            let ids = rollout::render_prompt(&self.tokenizer, &row.prompt)?;
+            let schemas = self.tools.as_ref().map(crate::tools::Tools::schemas);
+            let ids = rollout::render_prompt_with_tools(&self.tokenizer, &row.prompt, schemas)?;
             prompts[slot] = self.prompt_truncation.apply(ids);
         }
         // Every generation has its own keys, also when one optimizer step
@@ -832,15 +844,29 @@ impl Trainer {
         self.state.generations = generation_index.wrapping_add(1);
         MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
         adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
-        let generated = rollout::generate_chunks(
-            &self.model,
-            &self.tokenizer,
-            &gen.prompt_indices,
-            &prompts,
-            &self.config,
-            rollout::generation_seed(self.config.seed, generation_index),
-            chunks,
-        )?;
+        let seed = rollout::generation_seed(self.config.seed, generation_index);
+        let generated = match &self.tools {
+            Some(tools) => crate::tools::generate_chunks_with_tools(
+                &self.model,
+                &self.tokenizer,
+                tools,
+                rows,
+                &gen.prompt_indices,
+                &prompts,
+                &self.config,
+                seed,
+                chunks,
+            )?,
+            None => rollout::generate_chunks(
+                &self.model,
+                &self.tokenizer,
+                &gen.prompt_indices,
+                &prompts,
+                &self.config,
+                seed,
+                chunks,
+            )?,
+        };
         // The generated chunks start at row `first_prompt · G`; keep ours.
         let skip = mine.start - first_prompt * g;
         let mut samples: Vec<RolloutSample> =
@@ -909,6 +935,7 @@ impl Trainer {
             cb.on_advantages(&inputs, &mut advantages.advantages);
         }
         metrics.extend(batch::completion_metrics_of(&outcomes));
+        metrics.extend(crate::tools::tool_metrics(&samples));
         if self.is_main_process() && (self.config.log_completions || self.write_samples) {
             self.record_samples(&inputs, &matrix, &advantages)?;
         }
@@ -939,7 +966,7 @@ impl Trainer {
                 !(self.config.mask_truncated_completions
                     && s.finish_reason == crate::rewards::FinishReason::Length)
             })
-            .map(|s| s.completion_ids.len() as f64)
+            .map(|s| s.model_tokens() as f64)
             .sum();
         // All ranks' loss tokens, divided by the ranks as TRL does: the
         // gradients are averaged over them afterwards.

@@ -165,11 +165,11 @@ pub fn gather_rollout(
     use crate::rewards::FinishReason;
     let local_tokens: f64 = samples
         .iter()
-        .map(|s| (s.prompt_ids.len() + s.completion_ids.len()) as f64)
+        .map(|s| (s.prompt_ids.len() + s.model_tokens()) as f64)
         .sum();
     let local_outcomes: Vec<(usize, FinishReason)> = samples
         .iter()
-        .map(|s| (s.completion_ids.len(), s.finish_reason))
+        .map(|s| (s.model_tokens(), s.finish_reason))
         .collect();
     let Some(p) = parallel else {
         return Ok((matrix.clone(), local_outcomes, local_tokens));
@@ -189,9 +189,9 @@ pub fn gather_rollout(
                 0.0
             };
             [
-                s.completion_ids.len() as f32,
+                s.model_tokens() as f32,
                 stopped,
-                (s.prompt_ids.len() + s.completion_ids.len()) as f32,
+                (s.prompt_ids.len() + s.model_tokens()) as f32,
             ]
         })
         .collect();

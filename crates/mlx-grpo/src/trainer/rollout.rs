@@ -6,6 +6,7 @@ use mlx_lm::{ChatTemplateOptions, Tokenizer};
 
 use crate::dataset::{Prompt, Row};
 use crate::rewards::{Completion, FinishReason, RewardInput};
+use crate::tools::ToolRollout;
 use crate::{Error, Result};
 
 /// One sampled completion with what training needs.
@@ -22,11 +23,42 @@ pub struct RolloutSample {
     pub sampling_logps: Vec<f32>,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
+    /// For a multi-turn rollout with tools: which completion tokens the
+    /// model sampled (the others are tool results and template tokens,
+    /// left out of the loss), its turns and its tool-call counts. `None`
+    /// for a single-turn completion (every token sampled).
+    pub tools: Option<ToolRollout>,
+}
+
+impl RolloutSample {
+    /// Per completion token, whether the model sampled it (`None`: all).
+    pub fn sampled_mask(&self) -> Option<&[bool]> {
+        self.tools.as_ref().map(|t| t.sampled.as_slice())
+    }
+
+    /// Completion tokens the model sampled (TRL's completion length with a
+    /// tool mask).
+    pub fn model_tokens(&self) -> usize {
+        match self.sampled_mask() {
+            Some(mask) => mask.iter().filter(|&&m| m).count(),
+            None => self.completion_ids.len(),
+        }
+    }
 }
 
 /// Renders a dataset prompt to token ids: conversations through the chat
 /// template with the generation prompt, text as is.
 pub fn render_prompt(tokenizer: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    render_prompt_with_tools(tokenizer, prompt, None)
+}
+
+/// [`render_prompt`] with the chat template's `tools` (the schemas of the
+/// tools the model may call); text prompts are encoded as they are.
+pub fn render_prompt_with_tools(
+    tokenizer: &Tokenizer,
+    prompt: &Prompt,
+    tools: Option<Vec<serde_json::Value>>,
+) -> Result<Vec<u32>> {
     match prompt {
         Prompt::Text(text) => Ok(tokenizer.encode(text, false)?),
         Prompt::Messages(messages) => {
@@ -39,6 +71,7 @@ pub fn render_prompt(tokenizer: &Tokenizer, prompt: &Prompt) -> Result<Vec<u32>>
                 })?;
             let options = ChatTemplateOptions {
                 add_generation_prompt: true,
+                tools,
                 ..Default::default()
             };
             let text = tokenizer.apply_chat_template(&values, &options)?;
@@ -96,6 +129,9 @@ impl PromptTruncation {
 
 /// Decodes and parses a completion for the reward functions.
 pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Completion> {
+    if let Some(tools) = &sample.tools {
+        return Ok(crate::tools::multi_turn_completion(sample, tools));
+    }
     let raw_text = tokenizer.decode(&sample.completion_ids, true)?;
     let parsed = parse_completion(&raw_text);
     Ok(Completion {
@@ -105,6 +141,8 @@ pub fn to_completion(tokenizer: &Tokenizer, sample: &RolloutSample) -> Result<Co
         tool_calls: parsed.tool_calls,
         num_tokens: sample.completion_ids.len(),
         finish_reason: sample.finish_reason,
+        turns: Vec::new(),
+        environment_reward: None,
     })
 }
 
@@ -176,38 +214,7 @@ pub fn generate_chunks<M: mlx_lm::LanguageModel>(
     seed: u64,
     chunks: std::ops::Range<usize>,
 ) -> Result<Vec<RolloutSample>> {
-    use mlx_lm::generate::BatchOptions;
-    use mlx_lm::sample::{LogitsProcessorConfig, SamplerConfig};
-
-    let sampler = SamplerConfig {
-        temperature: config.temperature,
-        top_p: if config.top_p < 1.0 {
-            config.top_p
-        } else {
-            0.0
-        },
-        top_k: config.top_k,
-        min_p: config.min_p.unwrap_or(0.0),
-        ..Default::default()
-    };
-    let processors = LogitsProcessorConfig {
-        repetition_penalty: (config.repetition_penalty != 1.0).then_some(config.repetition_penalty),
-        ..Default::default()
-    };
-    let options = BatchOptions {
-        num_generations: config.num_generations,
-        max_tokens: config.max_completion_length,
-        sampler,
-        processors,
-        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
-        logprob_temperature: Some(config.temperature),
-        pad_token_id: tokenizer
-            .pad_token_id()
-            .or(tokenizer.eos_token_id())
-            .unwrap_or(0),
-        memory_headroom_mb: config.generation_memory_headroom_mb,
-        ..Default::default()
-    };
+    let options = batch_options(tokenizer, config);
     generate_chunk_range(
         model,
         prompts,
@@ -231,9 +238,57 @@ pub fn generate_chunks<M: mlx_lm::LanguageModel>(
             completion_ids: c.tokens,
             sampling_logps: c.logprobs,
             finish_reason: c.finish_reason,
+            tools: None,
         })
     })
     .collect()
+}
+
+/// The batch generation settings of a rollout: the config's sampler,
+/// repetition penalty, lengths and memory bound, the tokenizer's
+/// end-of-sequence and padding ids.
+pub fn batch_options(
+    tokenizer: &Tokenizer,
+    config: &crate::config::GrpoConfig,
+) -> mlx_lm::generate::BatchOptions {
+    use mlx_lm::generate::BatchOptions;
+    use mlx_lm::sample::{LogitsProcessorConfig, SamplerConfig};
+
+    let sampler = SamplerConfig {
+        temperature: config.temperature,
+        top_p: if config.top_p < 1.0 {
+            config.top_p
+        } else {
+            0.0
+        },
+        top_k: config.top_k,
+        min_p: config.min_p.unwrap_or(0.0),
+        ..Default::default()
+    };
+    let processors = LogitsProcessorConfig {
+        repetition_penalty: (config.repetition_penalty != 1.0).then_some(config.repetition_penalty),
+        ..Default::default()
+    };
+    BatchOptions {
+        num_generations: config.num_generations,
+        max_tokens: config.max_completion_length,
+        sampler,
+        processors,
+        eos_token_ids: tokenizer.eos_token_ids().to_vec(),
+        logprob_temperature: Some(config.temperature),
+        pad_token_id: tokenizer
+            .pad_token_id()
+            .or(tokenizer.eos_token_id())
+            .unwrap_or(0),
+        memory_headroom_mb: config.generation_memory_headroom_mb,
+        ..Default::default()
+    }
+}
+
+/// The random key of generation chunk `index` of a rollout seeded `seed`
+/// (`seed + index·φ`).
+pub fn chunk_key(seed: u64, index: usize) -> u64 {
+    seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
 }
 
 /// `generate_batch` over `prompts`, `chunk_prompts` prompts at a time (all
@@ -274,8 +329,7 @@ pub fn generate_chunk_range<M: mlx_lm::LanguageModel>(
         if !range.contains(&i) {
             continue;
         }
-        let key = seed.wrapping_add((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        let mut rng = RandomState::from_seed(key)?;
+        let mut rng = RandomState::from_seed(chunk_key(seed, i))?;
         let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
         completions.extend(output.completions.into_iter().map(|mut c| {
             c.prompt_index += i * chunk;

@@ -119,7 +119,8 @@ pub struct RunEnd {
     pub steps: usize,
 }
 
-fn run(trainer: &mut Trainer, dir: &Path) -> RunEnd {
+/// Trains to the end and collects what runs are compared by.
+pub fn run(trainer: &mut Trainer, dir: &Path) -> RunEnd {
     let out = trainer.train().unwrap();
     RunEnd {
         params: trainer.model().parameters(),

@@ -17,14 +17,14 @@ use crate::sizes::{dim, total_positions};
 use crate::token_ids::{CheckedTokens, check_ids};
 
 /// The queued step of every live row.
-struct Pending {
-    tokens: Array,
-    sampler_logprobs: Array,
-    logprobs: Array,
+pub(super) struct Pending {
+    pub(super) tokens: Array,
+    pub(super) sampler_logprobs: Array,
+    pub(super) logprobs: Array,
 }
 
 impl Pending {
-    fn arrays(&self) -> [&Array; 3] {
+    pub(super) fn arrays(&self) -> [&Array; 3] {
         [&self.tokens, &self.sampler_logprobs, &self.logprobs]
     }
 
@@ -38,11 +38,11 @@ impl Pending {
 }
 
 /// A live row: the completion it writes and its per-row state.
-struct Row {
-    completion: Completion,
-    sampler: SamplerConfig,
-    history: Option<TokenHistory>,
-    stops: StopMatcher,
+pub(super) struct Row {
+    pub(super) completion: Completion,
+    pub(super) sampler: SamplerConfig,
+    pub(super) history: Option<TokenHistory>,
+    pub(super) stops: StopMatcher,
 }
 
 /// Generates `num_generations` completions for each prompt, all in one
@@ -269,7 +269,7 @@ pub fn generate_batch<M: LanguageModel>(
 
 /// Checks the request and returns the most positions a row can reach
 /// (longest prompt plus `max_tokens`).
-fn validate<M: LanguageModel>(
+pub(super) fn validate<M: LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
     options: &BatchOptions,
@@ -338,7 +338,7 @@ fn validate<M: LanguageModel>(
 }
 
 /// Runs every prompt but its last token through the model, left-padded.
-fn prefill<M: LanguageModel>(
+pub(super) fn prefill<M: LanguageModel>(
     decoder: &Decoder<'_, M>,
     prompts: &[Vec<u32>],
     options: &BatchOptions,
@@ -411,7 +411,7 @@ fn decode_memory_limit(
 /// so the prompt-sized buffers and the copies' temporaries are freed layer
 /// by layer instead of all staying alive until the first decoding step
 /// has run.
-fn expand_cache(cache: &mut [LayerCache], rows: &[usize], capacity: i32) -> Result<()> {
+pub(super) fn expand_cache(cache: &mut [LayerCache], rows: &[usize], capacity: i32) -> Result<()> {
     for layer in cache.iter_mut() {
         let c = batch_layer(layer)?;
         c.filter(rows)?;
@@ -455,14 +455,14 @@ fn grow_cache(cache: &mut [LayerCache], limit: i32) -> Result<()> {
 }
 
 /// Keeps `rows` (in that order) of every layer's cache.
-fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
+pub(super) fn filter_cache(cache: &mut [LayerCache], rows: &[usize]) -> Result<()> {
     for layer in cache.iter_mut() {
         batch_layer(layer)?.filter(rows)?;
     }
     Ok(())
 }
 
-fn batch_layer(layer: &mut LayerCache) -> Result<&mut BatchKVCache> {
+pub(super) fn batch_layer(layer: &mut LayerCache) -> Result<&mut BatchKVCache> {
     match layer {
         LayerCache::Batch(c) => Ok(c),
         _ => Err(Error::InvalidGeneration {
@@ -514,17 +514,22 @@ impl StepQueue {
 }
 
 /// The decoder, its cache and what every step needs.
-struct Engine<'a, M: LanguageModel> {
-    decoder: Decoder<'a, M>,
-    cache: Vec<LayerCache>,
-    options: &'a BatchOptions,
-    inv_temperature: f64,
+pub(super) struct Engine<'a, M: LanguageModel> {
+    pub(super) decoder: Decoder<'a, M>,
+    pub(super) cache: Vec<LayerCache>,
+    pub(super) options: &'a BatchOptions,
+    pub(super) inv_temperature: f64,
 }
 
 impl<M: LanguageModel> Engine<'_, M> {
     /// Builds one decoding step for the live rows' last tokens (`[R]`:
     /// checked prompt tokens, then tokens sampled from the model's logits).
-    fn step(&mut self, input: &Array, rows: &mut [Row], rng: &mut RandomState) -> Result<Pending> {
+    pub(super) fn step(
+        &mut self,
+        input: &Array,
+        rows: &mut [Row],
+        rng: &mut RandomState,
+    ) -> Result<Pending> {
         let r = dim(rows.len(), "rows")?;
         let logits = self.decoder.step(
             &CheckedTokens::known(input.reshape(&[r, 1])?),

@@ -12,6 +12,11 @@
 //!   left-padded cache, each completion with its tokens, sampler and
 //!   TRL-style log-probabilities, finish reason and length; finished rows
 //!   leave the batch at once. This is what RL rollouts use.
+//! - [`generate_turns`]: the same over several turns: a row that ends a
+//!   turn asks a [`TurnHandler`] for tokens to insert (tool results, the
+//!   next generation prompt), reads them from its own cache and rejoins
+//!   the batch; the sampled and inserted tokens are told apart. This is
+//!   what multi-turn (tool-calling) rollouts use.
 //!
 //! ```no_run
 //! use mlx_lm::generate::{generate_batch, BatchOptions};
@@ -42,6 +47,7 @@ mod stats;
 mod step;
 mod stop;
 mod stream;
+mod turns;
 
 pub use batch::generate_batch;
 pub use batch_types::{BatchOptions, BatchOutput, Completion, SUGGESTED_DECODE_MEMORY_HEADROOM_MB};
@@ -51,3 +57,4 @@ pub use stats::GenerationStats;
 pub use step::{GeneratedToken, TokenGenerator, generate_step};
 pub use stop::{StopMatcher, StopSequences, StopState};
 pub use stream::{Generation, GenerationResponse, TextGenerator, generate, stream_generate};
+pub use turns::{TurnEnd, TurnHandler, TurnsCompletion, TurnsOutput, generate_turns};

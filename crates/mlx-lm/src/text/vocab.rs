@@ -49,6 +49,8 @@ pub struct VocabTokenizerBuilder {
     special: SpecialTokens,
     /// Special tokens in the order they were named (named ones included).
     special_order: Vec<String>,
+    /// Tokens that are not special but recognized whole, in order.
+    added: Vec<String>,
     chat_template: Option<String>,
 }
 
@@ -70,6 +72,7 @@ impl VocabTokenizerBuilder {
             vocab: vocab.into_iter().map(Into::into).collect(),
             special: SpecialTokens::default(),
             special_order: Vec::new(),
+            added: Vec::new(),
             chat_template: None,
         }
     }
@@ -124,6 +127,19 @@ impl VocabTokenizerBuilder {
         self.remember(&token);
         if !self.special.additional.contains(&token) {
             self.special.additional.push(token);
+        }
+        self
+    }
+
+    /// Adds a token that is recognized whole in input text and kept by
+    /// decoding even with `skip_special_tokens` (not special, like Qwen3's
+    /// `<tool_call>`); such tokens get the ids after the special tokens, in
+    /// the order they were added.
+    #[must_use]
+    pub fn added_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        if !self.added.contains(&token) {
+            self.added.push(token);
         }
         self
     }
@@ -202,6 +218,23 @@ impl VocabTokenizerBuilder {
                 "rstrip": false,
                 "normalized": false,
                 "special": true,
+            }));
+        }
+        for token in &self.added {
+            if token.is_empty() || ids.contains_key(token) || self.special_order.contains(token) {
+                return Err(bad(format!(
+                    "added token {token:?} is empty or already in the vocabulary"
+                )));
+            }
+            next_id += 1;
+            added.push(json!({
+                "id": next_id - 1,
+                "content": token,
+                "single_word": false,
+                "lstrip": false,
+                "rstrip": false,
+                "normalized": false,
+                "special": false,
             }));
         }
         let (pre_tokenizer, decoder) = match self.level {
