@@ -28,11 +28,11 @@ use common::{env, env_dtype, env_list, select_device};
 
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, GenerateOptions};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use mlx_lm::Model;
+use mlx_lm::generate::{BatchOptions, GenerateOptions, generate_batch, generate_step};
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::sample::RandomState;
-use mlx_lm::Model;
 use mlx_nn::ModuleExt;
 use mlx_tensor::{Device, Dtype};
 

@@ -2,8 +2,8 @@
 //! bytes read and written (two inputs and one output for binary operations,
 //! one of each for unary ones), so criterion prints GB/s.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mlx_tensor::{random, Array, Dtype, Result};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mlx_tensor::{Array, Dtype, Result, random};
 
 type Op = fn(&Array, &Array) -> Result<Array>;
 

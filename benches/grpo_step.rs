@@ -36,10 +36,10 @@ use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
-use mlx_grpo::rewards::{reward_fn, RewardSet};
+use mlx_grpo::rewards::{RewardSet, reward_fn};
 use mlx_grpo::trainer::{RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::random_model;
 use mlx_lm::text::vocab::VocabTokenizerBuilder;

@@ -2,8 +2,8 @@
 //! (`2 n³` per product) as "elements", so criterion's `Gelem/s` reads as
 //! GFLOP/s.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mlx_tensor::{random, Dtype};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mlx_tensor::{Dtype, random};
 
 fn matmul(c: &mut Criterion) {
     let mut group = c.benchmark_group("matmul_f32");

@@ -23,13 +23,13 @@ mod common;
 
 use common::select_device;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mlx_nn::activations::Activation;
 use mlx_nn::layers::Mlp;
-use mlx_nn::losses::{cross_entropy, Reduction};
+use mlx_nn::losses::{Reduction, cross_entropy};
 use mlx_nn::optim::{AdamW, Optimizer};
-use mlx_nn::{value_and_grad, VarBuilder};
-use mlx_tensor::{random, Array, Device, Dtype};
+use mlx_nn::{VarBuilder, value_and_grad};
+use mlx_tensor::{Array, Device, Dtype, random};
 
 const BATCH: i32 = 64;
 const DIMS: [i32; 4] = [784, 512, 512, 10];

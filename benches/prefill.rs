@@ -22,7 +22,7 @@ mod common;
 
 use common::{env, env_dtype, select_device};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mlx_lm::generate::Decoder;
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::{CheckedTokens, LanguageModel, Model};

@@ -2,8 +2,8 @@
 //! axis, as in a softmax or a loss over the vocabulary). Throughput is the
 //! bytes read, so criterion prints GB/s.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mlx_tensor::{random, Array, Dtype, Result};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use mlx_tensor::{Array, Dtype, Result, random};
 
 type Reduction = fn(&Array) -> Result<Array>;
 

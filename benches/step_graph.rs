@@ -18,7 +18,7 @@ mod common;
 
 use common::{env, env_list};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{Criterion, criterion_group, criterion_main};
 use mlx_lm::generate::Decoder;
 use mlx_lm::loader::{qwen3_0_6b_config, random_model};
 use mlx_lm::{CheckedTokens, LanguageModel};

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mlx_grpo_workspace::cli;
-use mlx_tensor::{random, Array, Dtype};
+use mlx_tensor::{Array, Dtype, random};
 
 /// f32 matmul throughput with the BLAS this binary was built with, against
 /// the MLX wheel's stock reference BLAS.

@@ -22,12 +22,12 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
-use mlx_lm::chat::{chat, ChatOptions, ChatResult};
+use mlx_lm::chat::{ChatOptions, ChatResult, chat};
 use mlx_lm::generate::GenerateOptions;
 use mlx_lm::sample::SamplerConfig;
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Chats with a model: one-shot (--prompt) or one message per line on stdin.
 #[derive(Parser, Debug)]

@@ -30,13 +30,13 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::generate::{
-    generate_step, stream_generate, FinishReason, GenerateOptions, GenerationStats,
-    DEFAULT_PREFILL_STEP_SIZE,
+    DEFAULT_PREFILL_STEP_SIZE, FinishReason, GenerateOptions, GenerationStats, generate_step,
+    stream_generate,
 };
 use mlx_lm::loader::{load_and_attach_adapters, set_adapters_training};
 use mlx_lm::sample::{LogitsProcessorConfig, RandomState, SamplerConfig};
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Generates text from a prompt (the flags of `mlx_lm.generate`).
 #[derive(Parser, Debug)]

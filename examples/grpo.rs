@@ -27,7 +27,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use mlx_grpo::config::{attach_peft_adapters, GrpoConfig};
+use mlx_grpo::config::{GrpoConfig, attach_peft_adapters};
 use mlx_grpo::dataset::Dataset;
 use mlx_grpo::rewards::{
     AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,

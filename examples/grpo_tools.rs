@@ -44,17 +44,17 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Parser;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Message, Prompt, Row, SplitMix64};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
-use mlx_grpo::tools::{tool_suffix_ids, Tool, ToolLoop, Tools};
-use mlx_grpo::trainer::rollout::render_prompt_with_tools;
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
+use mlx_grpo::tools::{Tool, ToolLoop, Tools, tool_suffix_ids};
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo::trainer::rollout::render_prompt_with_tools;
 use mlx_grpo_workspace::cli::{self, BoxError};
-use mlx_lm::generate::{generate_batch, generate_turns, BatchOptions};
-use mlx_lm::loader::{random_model, save_model, SaveOptions};
+use mlx_lm::generate::{BatchOptions, generate_batch, generate_turns};
+use mlx_lm::loader::{SaveOptions, random_model, save_model};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
@@ -168,8 +168,7 @@ fn calculator() -> Tool {
 }
 
 fn tokenizer() -> mlx_lm::Result<Tokenizer> {
-    let template =
-        "{%- if tools %}[S]{% for t in tools %}{{ t.function.name }}{% endfor %}{% endif -%}\
+    let template = "{%- if tools %}[S]{% for t in tools %}{{ t.function.name }}{% endfor %}{% endif -%}\
         {%- for m in messages -%}\
         {%- if m.role == 'user' %}[U]{{ m.content }}\
         {%- elif m.role == 'assistant' %}[A]{{ m.content }}<eos>\

@@ -27,9 +27,9 @@ use mlx_lm::loader::{
     load_and_attach_adapters, load_model, set_adapters_training, tiny_qwen3_config,
     write_random_checkpoint,
 };
-use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
+use mlx_lm::score::{ScoreBatch, ScoreOptions, score};
 use mlx_lm::{LanguageModel, Tokenizer};
-use mlx_tensor::{io, Array, Dtype};
+use mlx_tensor::{Array, Dtype, io};
 
 /// Per-token log-probabilities of a token sequence under a model.
 #[derive(Parser, Debug)]
@@ -99,7 +99,7 @@ fn run(args: Args) -> Result<(), BoxError> {
         (Some(ids), _, _) => ids.clone(),
         (None, Some(text), Some(tok)) => tok.encode(text, false)?,
         (None, Some(_), None) => {
-            return Err("--text needs tokenizer.json in the model directory".into())
+            return Err("--text needs tokenizer.json in the model directory".into());
         }
         (None, None, _) => vec![1, 2, 3, 4, 5],
     };

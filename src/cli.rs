@@ -397,9 +397,11 @@ mod tests {
     #[test]
     fn token_and_vocab_checks() {
         assert!(check_token_ids(&[0, 255], 256, "t").is_ok());
-        assert!(check_token_ids(&[256], 256, "--prompt-tokens")
-            .unwrap_err()
-            .contains("256"));
+        assert!(
+            check_token_ids(&[256], 256, "--prompt-tokens")
+                .unwrap_err()
+                .contains("256")
+        );
         assert!(check_tokenizer_fits(256, 256, Path::new("m")).is_ok());
         assert!(check_tokenizer_fits(257, 256, Path::new("m")).is_err());
     }

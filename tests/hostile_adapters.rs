@@ -18,8 +18,8 @@ use std::sync::OnceLock;
 
 use fixtures::{case_dir, dataset, grpo_config, model_with_tokenizer, scratch};
 use mlx_lm::loader::{
-    attach_lora, attached_adapters, block_count, load_model, save_adapters, AdapterFormat,
-    LoraFactors,
+    AdapterFormat, LoraFactors, attach_lora, attached_adapters, block_count, load_model,
+    save_adapters,
 };
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 

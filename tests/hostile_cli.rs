@@ -17,8 +17,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 use fixtures::{
-    case_dir, dataset, grpo_config, model, model_with_config, model_with_file,
-    model_with_tokenizer, safetensors_bytes, save_tokenizer, scratch, text_file, TEMPLATE,
+    TEMPLATE, case_dir, dataset, grpo_config, model, model_with_config, model_with_file,
+    model_with_tokenizer, safetensors_bytes, save_tokenizer, scratch, text_file,
 };
 use serde_json::json;
 

@@ -75,7 +75,9 @@ fn status_when<'a>(
 #[test]
 fn tui_in_tmux_pauses_saves_and_quits_a_real_run() {
     if Command::new("tmux").arg("-V").output().is_err() {
-        eprintln!("SKIPPED tui_in_tmux_pauses_saves_and_quits_a_real_run: tmux is not installed (apt-get install tmux)");
+        eprintln!(
+            "SKIPPED tui_in_tmux_pauses_saves_and_quits_a_real_run: tmux is not installed (apt-get install tmux)"
+        );
         return;
     }
     let exe = runner::examples_dir().join("grpo_arithmetic");

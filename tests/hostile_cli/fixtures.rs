@@ -74,8 +74,7 @@ pub fn save_tokenizer(dir: &Path, size: usize, chat_template: &str) {
 }
 
 /// The chat template of the toy tokenizer.
-pub const TEMPLATE: &str =
-    "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}w3{% endif %}";
+pub const TEMPLATE: &str = "{% for m in messages %}{{ m['content'] }} {% endfor %}{% if add_generation_prompt %}w3{% endif %}";
 
 /// A valid tiny model with a 256-id toy tokenizer (its whole vocabulary).
 pub fn model_with_tokenizer() -> &'static Path {

@@ -40,10 +40,10 @@ pub fn needs_driver(library: &Path) -> bool {
 
 /// Whether the linker will find a real `libcuda.so.1` by itself.
 pub fn driver_installed() -> bool {
-    if let Ok(out) = Command::new("ldconfig").arg("-p").output() {
-        if String::from_utf8_lossy(&out.stdout).contains("libcuda.so.1") {
-            return true;
-        }
+    if let Ok(out) = Command::new("ldconfig").arg("-p").output()
+        && String::from_utf8_lossy(&out.stdout).contains("libcuda.so.1")
+    {
+        return true;
     }
     let mut dirs: Vec<PathBuf> = [
         "/usr/lib/x86_64-linux-gnu",

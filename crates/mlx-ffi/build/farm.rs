@@ -107,9 +107,9 @@ pub fn prepare(
     let driver_stub =
         if driver_stub::needs_driver(&install.library) && !driver_stub::driver_installed() {
             println!(
-            "cargo:warning=no NVIDIA driver (libcuda.so.1) here: linking the CUDA build of MLX \
+                "cargo:warning=no NVIDIA driver (libcuda.so.1) here: linking the CUDA build of MLX \
              against a stub; the binaries need the driver where they run"
-        );
+            );
             Some(driver_stub::build(
                 &install.library,
                 &farm.join("driver-stub"),
@@ -210,7 +210,7 @@ fn link_siblings(
             (None, BlasChoice::OpenBlas) => {
                 return Err("MLX_BLAS=openblas but libopenblas.so.0 was not found.\n\
                      Install it (`apt-get install libopenblas0-pthread`) or set MLX_OPENBLAS_LIB."
-                    .to_string())
+                    .to_string());
             }
             (None, BlasChoice::Auto) => {
                 println!(

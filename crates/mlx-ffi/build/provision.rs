@@ -73,10 +73,8 @@ pub fn provision(cuda: bool) -> Result<Install, String> {
             wheel.package
         ));
     }
-    if cuda {
-        if let Some(install) = python_installed_cuda()? {
-            return Ok(install);
-        }
+    if cuda && let Some(install) = python_installed_cuda()? {
+        return Ok(install);
     }
     let cache = cache_dir()?;
     let target = cache.join(format!("{}-{MLX_VERSION}", wheel.package));

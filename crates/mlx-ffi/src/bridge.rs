@@ -299,7 +299,7 @@ pub mod ffi {
             value: &MlxArray,
         ) -> Result<UniquePtr<MlxArray>>;
         fn repeat(a: &MlxArray, repeats: i32, axis: i32, flat: bool)
-            -> Result<UniquePtr<MlxArray>>;
+        -> Result<UniquePtr<MlxArray>>;
         fn tile(a: &MlxArray, reps: &[i32]) -> Result<UniquePtr<MlxArray>>;
         fn roll(a: &MlxArray, shift: i32, axis: i32, flat: bool) -> Result<UniquePtr<MlxArray>>;
         fn clip(
@@ -526,7 +526,7 @@ pub mod ffi {
             has_key: bool,
         ) -> Result<UniquePtr<MlxArray>>;
         fn random_permutation(n: i32, key: &MlxArray, has_key: bool)
-            -> Result<UniquePtr<MlxArray>>;
+        -> Result<UniquePtr<MlxArray>>;
 
         // ---- transforms.cc ----
         fn array_fn_from_rust(f: Box<RustFn>) -> UniquePtr<ArrayFn>;

@@ -35,7 +35,7 @@
 mod bridge;
 
 pub use bridge::ffi;
-pub use bridge::{panic_message, RustFn};
+pub use bridge::{RustFn, panic_message};
 pub use cxx;
 
 /// The MLX version this crate binds.

@@ -158,10 +158,10 @@ impl App {
         if self.mode == Mode::Watch || self.view.finished.is_some() {
             return Flow::Exit;
         }
-        if !self.stopping {
-            if let Err(e) = self.stop_run() {
-                self.view.log(format!("error: {e}"));
-            }
+        if !self.stopping
+            && let Err(e) = self.stop_run()
+        {
+            self.view.log(format!("error: {e}"));
         }
         Flow::Continue
     }

@@ -13,7 +13,7 @@ use mlx_grpo::trainer::{Trainer, TrainerControl};
 use crate::app::{App, Mode};
 use crate::controls::HandleController;
 use crate::event::{ChannelCallback, RunEvent};
-use crate::{terminal, Error, Result};
+use crate::{Error, Result, terminal};
 
 /// What the training closure gets: attach it to the trainer, and send
 /// lines to the UI's logs instead of printing them.

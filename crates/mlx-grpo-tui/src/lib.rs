@@ -25,6 +25,6 @@ pub use app::{App, Flow, Mode, Panel};
 pub use controls::{Controller, FileController, HandleController};
 pub use error::{Error, Result};
 pub use event::{ChannelCallback, RunEvent};
-pub use in_process::{run_in_terminal, Hooks};
+pub use in_process::{Hooks, run_in_terminal};
 pub use tail::RunDirReader;
 pub use view::RunView;

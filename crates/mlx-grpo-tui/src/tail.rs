@@ -89,11 +89,11 @@ impl RunDirReader {
     pub fn poll(&mut self) -> Result<Vec<RunEvent>> {
         let mut events = Vec::new();
         let config_path = self.dir.join(CONFIG_FILE);
-        if let Ok(text) = std::fs::read_to_string(&config_path) {
-            if self.config.as_deref() != Some(text.as_str()) {
-                events.push(RunEvent::Config(text.clone()));
-                self.config = Some(text);
-            }
+        if let Ok(text) = std::fs::read_to_string(&config_path)
+            && self.config.as_deref() != Some(text.as_str())
+        {
+            events.push(RunEvent::Config(text.clone()));
+            self.config = Some(text);
         }
         let (lines, shrank) = self.metrics.read()?;
         if shrank {

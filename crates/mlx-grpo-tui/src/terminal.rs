@@ -6,14 +6,14 @@ use std::time::Duration;
 use crossterm::event::{self, Event, KeyEventKind};
 use crossterm::execute;
 use crossterm::terminal::{
-    disable_raw_mode, enable_raw_mode, EnterAlternateScreen, LeaveAlternateScreen,
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use ratatui::backend::CrosstermBackend;
 use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
 
 use crate::app::{App, Flow};
 use crate::event::RunEvent;
-use crate::{ui, Error, Result};
+use crate::{Error, Result, ui};
 
 /// Puts the terminal back as it was when dropped (also on an error).
 struct Restore;
@@ -46,12 +46,12 @@ pub fn run(app: &mut App, mut events: impl FnMut() -> Result<Vec<RunEvent>>) -> 
         if app.should_exit() {
             return Ok(());
         }
-        if event::poll(Duration::from_millis(100)).map_err(Error::Terminal)? {
-            if let Event::Key(key) = event::read().map_err(Error::Terminal)? {
-                if key.kind == KeyEventKind::Press && app.on_key(key) == Flow::Exit {
-                    return Ok(());
-                }
-            }
+        if event::poll(Duration::from_millis(100)).map_err(Error::Terminal)?
+            && let Event::Key(key) = event::read().map_err(Error::Terminal)?
+            && key.kind == KeyEventKind::Press
+            && app.on_key(key) == Flow::Exit
+        {
+            return Ok(());
         }
     }
 }

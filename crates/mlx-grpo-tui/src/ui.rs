@@ -1,11 +1,11 @@
 //! Drawing the UI: header, tabs, the panel shown, and a key line.
 
 use mlx_grpo::trainer::RunState;
+use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Sparkline, Tabs, Wrap};
-use ratatui::Frame;
 
 use crate::app::{App, Mode, Panel};
 use crate::format;

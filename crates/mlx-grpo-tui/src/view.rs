@@ -103,10 +103,10 @@ impl RunView {
         if previous_state != Some(status.state) && status.state != RunState::Saving {
             self.log(format!("step {}: {}", status.step, status.state.as_str()));
         }
-        if let Some(path) = &status.last_checkpoint {
-            if previous_checkpoint.as_ref() != Some(path) {
-                self.log(format!("step {}: saved {}", status.step, path.display()));
-            }
+        if let Some(path) = &status.last_checkpoint
+            && previous_checkpoint.as_ref() != Some(path)
+        {
+            self.log(format!("step {}: saved {}", status.step, path.display()));
         }
         self.status = Some(status);
     }

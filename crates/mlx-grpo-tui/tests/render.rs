@@ -6,9 +6,9 @@ use std::path::PathBuf;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use mlx_grpo::trainer::{LogRecord, RunState, RunStatus, SampleRecord, TrainerControl};
-use mlx_grpo_tui::{ui, App, Flow, HandleController, Mode, Panel, RunEvent};
-use ratatui::backend::TestBackend;
+use mlx_grpo_tui::{App, Flow, HandleController, Mode, Panel, RunEvent, ui};
 use ratatui::Terminal;
+use ratatui::backend::TestBackend;
 
 const MIB: usize = 1024 * 1024;
 

@@ -297,11 +297,7 @@ pub fn nanmean(values: &[f64]) -> f64 {
         .iter()
         .filter(|v| !v.is_nan())
         .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if n == 0 {
-        f64::NAN
-    } else {
-        sum / n as f64
-    }
+    if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
 /// Bessel-corrected standard deviation of the non-NaN values; NaN when fewer

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use adapters::{attach_peft_adapters, QWEN_DEFAULT_LORA_TARGETS};
+pub use adapters::{QWEN_DEFAULT_LORA_TARGETS, attach_peft_adapters};
 pub use enums::{
     DynamicSamplingOnCap, ImportanceSamplingLevel, ImportanceSamplingMode, LossType,
     LrSchedulerType, MultiObjectiveAggregation, Optim, ScaleRewards,
@@ -416,7 +416,7 @@ impl GrpoConfig {
             _ => {
                 return Err(Error::UnsupportedConfigFormat {
                     path: path.to_path_buf(),
-                })
+                });
             }
         };
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

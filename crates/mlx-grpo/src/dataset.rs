@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use prompt::{Message, Prompt};
-pub use rng::{mix64, SplitMix64};
+pub use rng::{SplitMix64, mix64};
 pub use sampler::{
     GenerationBatch, GenerationSampler, RepeatSampler, SamplerPosition, SamplerSpec,
 };
@@ -66,7 +66,7 @@ impl Row {
                 return Err(format!(
                     "`answer` must be a string or a number, got {}",
                     json_kind(&other)
-                ))
+                ));
             }
         };
         Ok(Self {
@@ -206,9 +206,10 @@ mod tests {
             "{err}"
         );
         let err = Dataset::from_jsonl_str("{\"prompt\": \"a\", \"answer\": [1]}", "t").unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("`answer` must be a string or a number, got an array"));
+        assert!(
+            err.to_string()
+                .contains("`answer` must be a string or a number, got an array")
+        );
         let err = Dataset::from_jsonl_str("[1, 2]", "t").unwrap_err();
         assert!(err.to_string().contains("must be a JSON object"));
     }

@@ -113,7 +113,9 @@ pub enum Error {
     },
 
     /// A sampler position does not fit the dataset it is resumed on.
-    #[error("cannot resume at epoch {epoch}, batch {index}: an epoch has only {batches_per_epoch} batches")]
+    #[error(
+        "cannot resume at epoch {epoch}, batch {index}: an epoch has only {batches_per_epoch} batches"
+    )]
     InvalidSamplerPosition {
         /// Epoch of the position.
         epoch: u64,
@@ -164,7 +166,9 @@ pub enum Error {
 
     /// A reward function returned an infinite reward (NaN is allowed and means
     /// "not applicable").
-    #[error("reward function `{name}` returned {value} for completion {index}; rewards must be finite or NaN")]
+    #[error(
+        "reward function `{name}` returned {value} for completion {index}; rewards must be finite or NaN"
+    )]
     NonFiniteReward {
         /// The reward function.
         name: String,
@@ -201,7 +205,9 @@ pub enum Error {
 
     /// Every reward function returned NaN for every completion of a batch, so
     /// there is no learning signal at all.
-    #[error("every reward function returned NaN (not applicable) for all {completions} completions of the batch")]
+    #[error(
+        "every reward function returned NaN (not applicable) for all {completions} completions of the batch"
+    )]
     NoScorableCompletions {
         /// Completions in the batch.
         completions: usize,

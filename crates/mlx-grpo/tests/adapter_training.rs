@@ -13,16 +13,16 @@ use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::{RolloutBuffer, RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::{
-    attach_lora, is_adapter_parameter, load_adapters, load_model, load_quantized_model,
-    save_quantized_model, QuantizationSpec, SaveOptions,
+    QuantizationSpec, SaveOptions, attach_lora, is_adapter_parameter, load_adapters, load_model,
+    load_quantized_model, save_quantized_model,
 };
 use mlx_lm::models::Model;
-use mlx_lm::score::{score, ScoreOptions};
+use mlx_lm::score::{ScoreOptions, score};
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 use mlx_nn::{ModuleExt, ParamMap};
-use mlx_tensor::{random, Array, Dtype};
-use resume_support::{assert_exact_resume, base_config, dense_model, rewards, Scenario};
+use mlx_tensor::{Array, Dtype, random};
+use resume_support::{Scenario, assert_exact_resume, base_config, dense_model, rewards};
 use tiny_task::{dataset, scratch, tokenizer};
 
 fn lora(dropout: f32) -> LoraConfig {
@@ -60,8 +60,8 @@ fn adapted_quantized(tok: &Tokenizer) -> Model {
         group_size: 32,
         bits: 8,
     };
-    save_quantized_model(&dense_model(tok), &dir, spec, &SaveOptions::default()).unwrap();
-    let mut m = load_quantized_model(&dir, None).unwrap();
+    save_quantized_model(&dense_model(tok), dir, spec, &SaveOptions::default()).unwrap();
+    let mut m = load_quantized_model(dir, None).unwrap();
     attach(&mut m, lora(0.1));
     m
 }
@@ -153,11 +153,13 @@ fn lora_run_checkpoints_adapters_and_resumes_exactly() {
     let start = adapted_dense(&tokenizer()).parameters();
     assert_only_adapters_moved(&start, &straight.params, "dense base");
     // The optimizer holds state for the adapters only.
-    assert!(straight
-        .optimizer
-        .0
-        .keys()
-        .all(|k| k.contains("lora_A") || k.contains("lora_B")));
+    assert!(
+        straight
+            .optimizer
+            .0
+            .keys()
+            .all(|k| k.contains("lora_A") || k.contains("lora_B"))
+    );
     assert_adapter_checkpoint(dir.path(), 3);
 }
 
@@ -187,7 +189,7 @@ fn reference_log_probs_are_the_base_models_without_a_reference_copy() {
     let dir = dir_guard.path();
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), 0.0);
-    let mut cfg = base_config(&dir, 2);
+    let mut cfg = base_config(dir, 2);
     lora_settings(&mut cfg);
     cfg.save_steps = 1;
     let params_before = model.num_parameters();
@@ -222,7 +224,7 @@ fn reference_log_probs_are_the_base_models_without_a_reference_copy() {
         assert_eq!(bytes(old), bytes(&of_policy), "old != adapted model");
         assert_ne!(bytes(old), bytes(reference));
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Keeps every rollout's samples.
@@ -241,7 +243,7 @@ fn one_step(p: f32, name: &str) -> (Vec<RolloutSample>, ParamMap) {
     let dir = dir_guard.path();
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), p);
-    let mut cfg = base_config(&dir, 1);
+    let mut cfg = base_config(dir, 1);
     cfg.temperature = 1.0;
     let seen = Arc::new(Mutex::new(Vec::new()));
     let mut trainer = Trainer::new(cfg, model, tok, dataset(), rewards())
@@ -250,7 +252,7 @@ fn one_step(p: f32, name: &str) -> (Vec<RolloutSample>, ParamMap) {
         .with_callback(Rollouts(seen.clone()));
     trainer.train_step().unwrap();
     let params = trainer.model().parameters();
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     let samples = seen.lock().unwrap().clone();
     (samples, params)
 }
@@ -292,7 +294,7 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
     let tok = tokenizer();
     let model = with_trained_looking_adapters(dense_model(&tok), 0.0);
     let trainer = Trainer::new(
-        base_config(&dir, 1),
+        base_config(dir, 1),
         model.clone(),
         tok,
         dataset(),
@@ -318,17 +320,18 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
         .unwrap()
         .to_vec::<f32>()
         .unwrap();
-    assert!(want
-        .iter()
-        .zip(&adapted_vs_base)
-        .any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(
+        want.iter()
+            .zip(&adapted_vs_base)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+    );
 
     // A quantized base cannot be written merged in Hugging Face's layout.
     let tok = tokenizer();
     let qdir_guard = scratch("lora-merged-q");
     let qdir = qdir_guard.path();
     let trainer = Trainer::new(
-        base_config(&qdir, 1),
+        base_config(qdir, 1),
         adapted_quantized(&tok),
         tok,
         dataset(),
@@ -340,8 +343,8 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("quantized"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&qdir);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(qdir);
 }
 
 #[test]
@@ -349,7 +352,7 @@ fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
     let dir_guard = scratch("lora-mismatch");
     let dir = dir_guard.path();
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, 1);
+    let mut cfg = base_config(dir, 1);
     let mut trainer = Trainer::new(cfg.clone(), adapted_dense(&tok), tok, dataset(), rewards())
         .unwrap()
         .with_progress(false);
@@ -376,7 +379,7 @@ fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
     let plain_dir = plain_dir_guard.path();
     let tok = tokenizer();
     let mut plain = Trainer::new(
-        base_config(&plain_dir, 1),
+        base_config(plain_dir, 1),
         dense_model(&tok),
         tok,
         dataset(),
@@ -392,8 +395,8 @@ fn resuming_with_other_adapters_or_none_is_an_error_naming_the_file() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("adapter_model.safetensors"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_dir_all(&plain_dir);
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(plain_dir);
 }
 
 #[test]
@@ -401,7 +404,7 @@ fn tr_dpo_reference_sync_with_adapters_is_refused() {
     let dir_guard = scratch("lora-sync");
     let dir = dir_guard.path();
     let tok = tokenizer();
-    let mut cfg = base_config(&dir, 1);
+    let mut cfg = base_config(dir, 1);
     cfg.beta = 0.1;
     cfg.sync_ref_model = true;
     let err = Trainer::new(cfg, adapted_dense(&tok), tok, dataset(), rewards())
@@ -409,5 +412,5 @@ fn tr_dpo_reference_sync_with_adapters_is_refused() {
         .expect("refused")
         .to_string();
     assert!(err.contains("sync_ref_model"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{close, fixture, num, vec1, vec2};
-use mlx_grpo::advantages::{compute_advantages, AdvantageSettings};
+use mlx_grpo::advantages::{AdvantageSettings, compute_advantages};
 use mlx_grpo::config::{MultiObjectiveAggregation, ScaleRewards};
 use mlx_grpo::rewards::RewardMatrix;
 

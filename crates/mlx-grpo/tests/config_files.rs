@@ -2,11 +2,11 @@
 
 use std::path::PathBuf;
 
+use mlx_grpo::Error;
 use mlx_grpo::config::{
     GrpoConfig, ImportanceSamplingLevel, LossType, LrSchedulerType, MultiObjectiveAggregation,
     Optim, ScaleRewards,
 };
-use mlx_grpo::Error;
 
 #[test]
 fn defaults_follow_trl_1_16() {

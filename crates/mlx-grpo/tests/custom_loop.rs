@@ -8,17 +8,17 @@ mod tiny_task;
 
 use std::collections::{BTreeMap, VecDeque};
 
-use mlx_grpo::advantages::{compute_advantages, AdvantageSettings};
+use mlx_grpo::Result;
+use mlx_grpo::advantages::{AdvantageSettings, compute_advantages};
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::{Dataset, GenerationSampler, SamplerSpec, SplitMix64};
 use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::{FinishReason, RewardSet};
 use mlx_grpo::trainer::batch::completion_metrics;
 use mlx_grpo::trainer::rollout::{
-    generate, generation_seed, render_prompt, reward_inputs, PromptTruncation,
+    PromptTruncation, generate, generation_seed, render_prompt, reward_inputs,
 };
-use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, Trainer};
-use mlx_grpo::Result;
+use mlx_grpo::trainer::{MicroBatch, Trainer, build_optimizer, optimize_step};
 use mlx_lm::generate::pack_weights;
 use mlx_lm::models::Model;
 use mlx_lm::{LanguageModel, Tokenizer};

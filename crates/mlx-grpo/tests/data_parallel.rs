@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use mlx_grpo::config::{GrpoConfig, LossType, Optim};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::Trainer;
-use mlx_launch::{run_test_ranks, Backend as LaunchBackend};
+use mlx_launch::{Backend as LaunchBackend, run_test_ranks};
+use mlx_lm::Tokenizer;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
-use mlx_lm::Tokenizer;
 use mlx_nn::ModuleExt;
-use mlx_tensor::distributed::{Backend, Group};
 use mlx_tensor::Dtype;
+use mlx_tensor::distributed::{Backend, Group};
 use tempfile::TempDir;
 
 /// Optimizer steps of every run.
@@ -429,9 +429,11 @@ fn rank_resume_mid_generation() {
     let checkpoint = first.save_checkpoint().expect("save");
     drop(first);
     if rank == 1 {
-        assert!(checkpoint
-            .join("rollout_buffer.rank-1.safetensors")
-            .is_file());
+        assert!(
+            checkpoint
+                .join("rollout_buffer.rank-1.safetensors")
+                .is_file()
+        );
     }
     let mut cfg = settings(&dir);
     cfg.resume_from_checkpoint = Some(checkpoint);

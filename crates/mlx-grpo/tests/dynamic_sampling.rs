@@ -14,12 +14,12 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use mlx_grpo::config::{DynamicSamplingOnCap, GrpoConfig};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::dynamic_sampling::names;
 use mlx_grpo::trainer::{RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::Tokenizer;
-use resume_support::{assert_exact_resume, base_config, dense_model, Scenario};
+use resume_support::{Scenario, assert_exact_resume, base_config, dense_model};
 use tiny_task::{dataset, scratch, tokenizer};
 
 /// The reward of a completion of `prompt`: constant for the prompts
@@ -125,8 +125,8 @@ fn run(
         .with_progress(false)
         .with_callback(recorder);
     trainer.train().unwrap();
-    let out = events.borrow().clone();
-    out
+
+    events.borrow().clone()
 }
 
 /// A generation: its rounds' groups, the batch it trained on, and the
@@ -184,13 +184,13 @@ fn fills_the_batch_dropping_only_uniform_groups() {
     let gens = generations(&events);
     assert_eq!(gens.len(), 3);
     let mut dropped_any = false;
-    for (k, gen) in gens.iter().enumerate() {
+    for (k, round) in gens.iter().enumerate() {
         let informative: Vec<&Vec<(String, String)>> = gens[k]
             .groups
             .iter()
             .filter(|g| !is_uniform(g, plus_zero))
             .collect();
-        let dropped = gen.groups.len() - informative.len();
+        let dropped = round.groups.len() - informative.len();
         dropped_any |= dropped > 0;
         // The batch is full: the first two informative groups, in order.
         assert!(
@@ -201,27 +201,27 @@ fn fills_the_batch_dropping_only_uniform_groups() {
             .iter()
             .flat_map(|g| g.iter().cloned())
             .collect();
-        assert_eq!(gen.batch, expected, "generation {k}");
+        assert_eq!(round.batch, expected, "generation {k}");
         assert!(
-            gen.batch.iter().all(|(p, _)| !plus_zero(p)),
+            round.batch.iter().all(|(p, _)| !plus_zero(p)),
             "generation {k}"
         );
         // Rounds stop as soon as the batch is full.
-        let last_round = &gen.groups[gen.groups.len() - 2..];
+        let last_round = &round.groups[round.groups.len() - 2..];
         assert!(
             last_round.iter().any(|g| !is_uniform(g, plus_zero)),
             "generation {k}"
         );
-        assert_eq!(gen.steps.len(), 2);
-        for m in &gen.steps {
+        assert_eq!(round.steps.len(), 2);
+        for m in &round.steps {
             assert_eq!(
                 m[names::GENERATION_ROUNDS],
-                gen.rounds as f64,
+                round.rounds as f64,
                 "generation {k}"
             );
             assert_eq!(
                 m[names::FRAC_GROUPS_DROPPED],
-                dropped as f64 / gen.groups.len() as f64,
+                dropped as f64 / round.groups.len() as f64,
                 "generation {k}"
             );
             assert_eq!(m[names::FRAC_BATCH_FILLED], 1.0);
@@ -249,14 +249,16 @@ fn cap_run(name: &str, on_cap: DynamicSamplingOnCap) -> Vec<Generation> {
     });
     let gens = generations(&events);
     assert_eq!(gens.len(), 2);
-    for gen in &gens {
-        assert_eq!(gen.rounds, 2, "the cap of one extra round");
-        assert_eq!(gen.groups.len(), 4);
+    for round in &gens {
+        assert_eq!(round.rounds, 2, "the cap of one extra round");
+        assert_eq!(round.groups.len(), 4);
     }
-    assert!(gens[0]
-        .groups
-        .iter()
-        .all(|g| is_uniform(g, all_but_one_plus_one)));
+    assert!(
+        gens[0]
+            .groups
+            .iter()
+            .all(|g| is_uniform(g, all_but_one_plus_one))
+    );
     let informative: Vec<String> = gens[1]
         .groups
         .iter()
@@ -279,8 +281,8 @@ fn cap_trains_on_the_kept_groups() {
     assert_eq!(batch_prompts(&gens[0].batch), ["0+0="]);
     assert_eq!(gens[0].batch, gens[0].groups[0]);
     assert_eq!(batch_prompts(&gens[1].batch), ["1+1="]);
-    for (gen, filled, dropped) in [(&gens[0], 0.0, 1.0), (&gens[1], 0.5, 0.75)] {
-        for m in &gen.steps {
+    for (round, filled, dropped) in [(&gens[0], 0.0, 1.0), (&gens[1], 0.5, 0.75)] {
+        for m in &round.steps {
             assert_eq!(m[names::FRAC_BATCH_FILLED], filled);
             assert_eq!(m[names::FRAC_GROUPS_DROPPED], dropped);
             assert_eq!(m[names::GENERATION_ROUNDS], 2.0);
@@ -324,16 +326,18 @@ fn dynamic_sampling_resumes_exactly() {
         state.extra_generation_batches > 0,
         "no extra round before the checkpoint: the test shows nothing"
     );
-    assert!(straight
-        .history
-        .iter()
-        .all(|r| r.metrics[names::FRAC_BATCH_FILLED] == 1.0));
+    assert!(
+        straight
+            .history
+            .iter()
+            .all(|r| r.metrics[names::FRAC_BATCH_FILLED] == 1.0)
+    );
 }
 
 #[test]
 fn resume_checks_count_the_extra_batches() {
     use mlx_grpo::dataset::SamplerPosition;
-    use mlx_grpo::trainer::{check_trainer_state, RunShape, TrainerState};
+    use mlx_grpo::trainer::{RunShape, TrainerState, check_trainer_state};
     let shape = RunShape {
         seed: 3,
         total_steps: 10,

@@ -5,7 +5,7 @@
 
 use mlx_grpo::config::{GrpoConfig, MAX_SEQUENCE_TOKENS};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::Trainer;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use mlx_grpo::dataset::Dataset;
 use mlx_grpo::Error;
+use mlx_grpo::dataset::Dataset;
 use tempfile::TempDir;
 
 /// Writes `bytes` to `train.jsonl` in a directory of its own for test

@@ -1,11 +1,11 @@
 //! The GRPO loss's input checks, output packing, metric names and modes.
 
+use mlx_grpo::Error;
 use mlx_grpo::config::{GrpoConfig, ImportanceSamplingLevel, LossType};
 use mlx_grpo::loss::{
-    masked_quantile, EntropyControl, GrpoLoss, LossInputs, LossMode, LossOutput, LossSettings,
-    OutputLayout,
+    EntropyControl, GrpoLoss, LossInputs, LossMode, LossOutput, LossSettings, OutputLayout,
+    masked_quantile,
 };
-use mlx_grpo::Error;
 use mlx_tensor::{Array, Dtype};
 
 fn arr(values: &[f32], shape: &[i32]) -> Array {
@@ -427,7 +427,7 @@ proptest::proptest! {
         q in 0.0f64..=1.0,
     ) {
         let mask: Vec<f32> = values.iter().zip(&keep).map(|(_, &k)| if k { 1.0 } else { 0.0 }).collect();
-        let selected: Vec<f32> = values.iter().zip(&keep).filter(|(_, &k)| k).map(|(&v, _)| v).collect();
+        let selected: Vec<f32> = values.iter().zip(&keep).filter(|&(_, &k)| k).map(|(&v, _)| v).collect();
         proptest::prop_assume!(!selected.is_empty());
         let n = values.len() as i32;
         let got = masked_quantile(&arr(&values, &[n]), &arr(&mask, &[n]), q)
@@ -493,9 +493,11 @@ fn the_loss_trains_a_model_through_its_gradient() {
     let g = grad.to_vec::<f32>().expect("grad");
     assert!(g.iter().all(|x| x.is_finite()) && g.iter().any(|&x| x != 0.0));
     // The padded position (row 1, token 2) gets no gradient.
-    assert!(g[(v * (t + 2)) as usize..(v * (t + 3)) as usize]
-        .iter()
-        .all(|&x| x == 0.0));
+    assert!(
+        g[(v * (t + 2)) as usize..(v * (t + 3)) as usize]
+            .iter()
+            .all(|&x| x == 0.0)
+    );
     // One descent step: on-policy the policy term's value is constant, but
     // its gradient raises the log-probabilities of the positive-advantage
     // completion and lowers those of the negative one.

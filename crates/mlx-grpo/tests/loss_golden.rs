@@ -11,10 +11,10 @@ use std::cell::{Cell, RefCell};
 use common::{close, fixture, num, vec1, vec2};
 use mlx_grpo::config::{ImportanceSamplingLevel, LossType};
 use mlx_grpo::loss::{
-    gamma_weights, high_entropy_mask, off_policy_mask, GammaParams, GrpoLoss, LossInputs,
-    LossOutput, LossSettings,
+    GammaParams, GrpoLoss, LossInputs, LossOutput, LossSettings, gamma_weights, high_entropy_mask,
+    off_policy_mask,
 };
-use mlx_tensor::{transforms, Array};
+use mlx_tensor::{Array, transforms};
 use serde_json::Value;
 
 fn array2(rows: &[Vec<f64>]) -> Array {

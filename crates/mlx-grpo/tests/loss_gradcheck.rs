@@ -18,7 +18,7 @@
 
 use mlx_grpo::config::{ImportanceSamplingLevel, LossType};
 use mlx_grpo::loss::{GrpoLoss, LossInputs, LossSettings};
-use mlx_tensor::{transforms, Array, Device};
+use mlx_tensor::{Array, Device, transforms};
 use proptest::prelude::*;
 
 /// Random inputs of one micro-batch, row-major `[b, t]`.

@@ -5,12 +5,12 @@
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::FinishReason;
-use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
+use mlx_grpo::trainer::{MicroBatch, RolloutSample, build_optimizer, optimize_step};
+use mlx_lm::LanguageModel;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
-use mlx_lm::score::{score_tokens_with, ScoreBatch, ScoreGradients, ScoreOptions};
-use mlx_lm::LanguageModel;
-use mlx_nn::{value_and_grad, ModuleExt, ParamMap};
+use mlx_lm::score::{ScoreBatch, ScoreGradients, ScoreOptions, score_tokens_with};
+use mlx_nn::{ModuleExt, ParamMap, value_and_grad};
 use mlx_tensor::{Array, Axes};
 
 fn model(tied: bool) -> Model {

@@ -5,12 +5,12 @@ mod tiny_task;
 
 use tiny_task::{dataset, dense_model as model, scratch, tokenizer};
 
-use mlx_grpo::config::{attach_peft_adapters, GrpoConfig, LossType};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
+use mlx_grpo::config::{GrpoConfig, LossType, attach_peft_adapters};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::Trainer;
 use mlx_lm::loader::is_adapter_parameter;
-use mlx_nn::layers::TargetModules;
 use mlx_nn::ModuleExt;
+use mlx_nn::layers::TargetModules;
 
 fn rewards() -> RewardSet {
     // Completion lengths differ within a group: non-zero advantages.
@@ -63,9 +63,11 @@ fn without_use_peft_the_model_is_unchanged() {
     let tok = tokenizer();
     let mut m = model(&tok);
     let names = m.parameter_names();
-    assert!(attach_peft_adapters(&mut m, &GrpoConfig::default())
-        .unwrap()
-        .is_empty());
+    assert!(
+        attach_peft_adapters(&mut m, &GrpoConfig::default())
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(m.parameter_names(), names);
     assert_eq!(m.trainable_parameters().len(), names.len());
 }

@@ -1,13 +1,13 @@
 //! A generation batch end to end: JSONL file -> sampler -> rewards -> advantages.
 
-use mlx_grpo::advantages::{compute_advantages, AdvantageSettings};
+use mlx_grpo::Error;
+use mlx_grpo::advantages::{AdvantageSettings, compute_advantages};
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::{Dataset, GenerationSampler, SamplerSpec};
 use mlx_grpo::rewards::{
     AccuracyReward, Completion, FinishReason, FormatReward, RewardInput, RewardSet,
     SoftOverlongPunishment,
 };
-use mlx_grpo::Error;
 
 /// Writes `text` to `<name>.jsonl` in a directory of its own, removed when
 /// the returned guard is dropped.

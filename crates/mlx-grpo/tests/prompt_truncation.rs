@@ -8,8 +8,8 @@ use std::rc::Rc;
 
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::{Dataset, Message, Prompt, Row};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
-use mlx_grpo::trainer::rollout::{render_prompt, PromptTruncation};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
+use mlx_grpo::trainer::rollout::{PromptTruncation, render_prompt};
 use mlx_grpo::trainer::{RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};

@@ -1,7 +1,7 @@
 //! Property tests: parsers never panic, samplers and advantages keep their
 //! invariants, reward functions stay in range.
 
-use mlx_grpo::advantages::{compute_advantages, AdvantageSettings};
+use mlx_grpo::advantages::{AdvantageSettings, compute_advantages};
 use mlx_grpo::config::{GrpoConfig, MultiObjectiveAggregation, ScaleRewards};
 use mlx_grpo::dataset::{Dataset, GenerationSampler, Prompt, SamplerSpec, SplitMix64};
 use mlx_grpo::rewards::answer;

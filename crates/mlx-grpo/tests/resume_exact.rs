@@ -9,7 +9,7 @@ mod tiny_task;
 
 use mlx_grpo::config::GrpoConfig;
 use resume_support::{
-    assert_exact_resume, dense_model, moe_model, rewards, rewards_with_gaps, Scenario,
+    Scenario, assert_exact_resume, dense_model, moe_model, rewards, rewards_with_gaps,
 };
 
 fn aligned(_: &mut GrpoConfig) {}

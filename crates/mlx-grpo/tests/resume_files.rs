@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mlx_grpo::Error;
 use mlx_grpo::dataset::SamplerPosition;
 use mlx_grpo::trainer::checkpoint::{CheckpointManager, TrainerState};
-use mlx_grpo::trainer::metrics_log::{read_metrics, MetricsLog};
-use mlx_grpo::trainer::{check_trainer_state, LogRecord, RunShape};
-use mlx_grpo::Error;
+use mlx_grpo::trainer::metrics_log::{MetricsLog, read_metrics};
+use mlx_grpo::trainer::{LogRecord, RunShape, check_trainer_state};
 
 fn record(step: usize, values: &[(&str, f64)]) -> LogRecord {
     LogRecord {
@@ -72,10 +72,12 @@ fn state(global_step: usize) -> TrainerState {
 fn trainer_state_reads_back_with_pending_nan_logs_and_counters() {
     let mut s = state(9);
     s.log_history = vec![record(4, &awkward_values()), record(8, &[("loss", 0.25)])];
-    s.pending_logs = vec![awkward_values()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()];
+    s.pending_logs = vec![
+        awkward_values()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    ];
     s.num_tokens = 12345.0;
     s.generations = 9;
     s.buffered_micro_steps = 1;

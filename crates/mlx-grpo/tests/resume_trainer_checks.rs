@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
-use mlx_grpo::rewards::{reward_fn, RewardInput, RewardSet};
+use mlx_grpo::rewards::{RewardInput, RewardSet, reward_fn};
 use mlx_grpo::trainer::Trainer;
 use resume_support::{base_config, dataset, dense_model, rewards, scratch, tokenizer};
 use tempfile::TempDir;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use common::{close, fixture_file, num, vec1, vec2};
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::loss::{GrpoLoss, LossInputs, LossOutput, RolloutCorrection, SamplingStats};
-use mlx_tensor::{transforms, Array};
+use mlx_tensor::{Array, transforms};
 use serde_json::Value;
 
 fn array2(rows: &[Vec<f64>]) -> Array {

@@ -10,7 +10,7 @@ use mlx_grpo::config::{GrpoConfig, ImportanceSamplingMode};
 use mlx_grpo::loss::sampling_names;
 use mlx_grpo::trainer::Trainer;
 use mlx_nn::ModuleExt;
-use resume_support::{assert_exact_resume, base_config, dense_model, rewards, Scenario};
+use resume_support::{Scenario, assert_exact_resume, base_config, dense_model, rewards};
 use tiny_task::{dataset, scratch, tokenizer};
 
 fn train(
@@ -130,8 +130,10 @@ fn corrected_run_resumes_mid_batch_exactly() {
         stop: 3,
         mid_batch: true,
     });
-    assert!(straight
-        .history
-        .iter()
-        .all(|r| r.metrics.contains_key(SAMPLING_METRICS[3])));
+    assert!(
+        straight
+            .history
+            .iter()
+            .all(|r| r.metrics.contains_key(SAMPLING_METRICS[3]))
+    );
 }

@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use mlx_grpo::config::{GrpoConfig, LrSchedulerType, Optim};
 use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::FinishReason;
-use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
+use mlx_grpo::trainer::{MicroBatch, RolloutSample, build_optimizer, optimize_step};
+use mlx_lm::LanguageModel;
 use mlx_lm::loader::load_model;
 use mlx_lm::models::Model;
-use mlx_lm::LanguageModel;
-use mlx_nn::{value_and_grad, ModuleExt, ParamMap};
+use mlx_nn::{ModuleExt, ParamMap, value_and_grad};
 use mlx_tensor::{Array, Dtype};
 
 fn fixture_dir(name: &str) -> PathBuf {

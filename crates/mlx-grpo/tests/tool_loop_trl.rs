@@ -15,11 +15,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use mlx_grpo::rewards::FinishReason;
-use mlx_grpo::tools::{tool_metrics, Tool, ToolLoop, ToolRollout, Tools};
-use mlx_grpo::trainer::rollout::{to_completion, RolloutSample};
+use mlx_grpo::tools::{Tool, ToolLoop, ToolRollout, Tools, tool_metrics};
+use mlx_grpo::trainer::rollout::{RolloutSample, to_completion};
 use mlx_lm::generate::{TurnEnd, TurnHandler};
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn tokenizer() -> Tokenizer {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/qwen3-tokenizer");

@@ -6,14 +6,14 @@ mod tiny_task;
 use std::path::Path;
 use tiny_task::{dataset, dense_model as model, scratch, tokenizer};
 
+use mlx_grpo::Error;
 use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::Dataset;
-use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
-use mlx_grpo::trainer::checkpoint::{read_trainer_state, CheckpointManager, TrainerState};
+use mlx_grpo::rewards::{AccuracyReward, RewardInput, RewardSet, per_sample};
+use mlx_grpo::trainer::checkpoint::{CheckpointManager, TrainerState, read_trainer_state};
 use mlx_grpo::trainer::{TrainOutput, Trainer};
-use mlx_grpo::Error;
-use mlx_lm::loader::load_model;
 use mlx_lm::Tokenizer;
+use mlx_lm::loader::load_model;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;
 

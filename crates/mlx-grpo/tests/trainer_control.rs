@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mlx_grpo::config::{GrpoConfig, LossType};
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
-use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
+use mlx_grpo::rewards::{AccuracyReward, RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::control::{CONTROL_FILE, SAMPLES_FILE};
 use mlx_grpo::trainer::{
@@ -103,10 +103,10 @@ fn wait_for(
             let ended = run.take().map(|r| r.join());
             panic!("the run ended before {what}: {ended:?}");
         }
-        if let Ok(Some(status)) = RunStatus::read(dir) {
-            if ready(&status) {
-                return status;
-            }
+        if let Ok(Some(status)) = RunStatus::read(dir)
+            && ready(&status)
+        {
+            return status;
         }
         assert!(start.elapsed() < PATIENCE, "the run never got {what}");
         thread::sleep(Duration::from_millis(20));

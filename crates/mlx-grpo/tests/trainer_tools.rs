@@ -11,15 +11,15 @@ use std::sync::Arc;
 
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::{Dataset, Message, Prompt, Row};
-use mlx_grpo::rewards::{per_sample, RewardInput, RewardSet};
-use mlx_grpo::tools::{generate_chunks_with_tools, Environment, Tool, Tools};
+use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
+use mlx_grpo::tools::{Environment, Tool, Tools, generate_chunks_with_tools};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::{MicroBatch, Trainer};
-use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_lm::Tokenizer;
+use mlx_lm::text::vocab::VocabTokenizerBuilder;
 use mlx_tensor::Dtype;
 use resume_support::{assert_same, base_config, dense_model, run, scratch};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 const CALL_SUM: &str = r#"<tool_call>{"name": "sum_row", "arguments": {}}</tool_call>"#;
 const CALL_UNKNOWN: &str = r#"<tool_call>{"name": "nope", "arguments": {}}</tool_call>"#;
@@ -33,8 +33,7 @@ fn tokenizer() -> Tokenizer {
         .map(|d| d.to_string())
         .chain(["+", "=", "sum_row", "boom"].map(String::from))
         .collect();
-    let template =
-        "{%- if tools %}[S] {% for t in tools %}{{ t.function.name }} {% endfor %}{% endif -%}\
+    let template = "{%- if tools %}[S] {% for t in tools %}{{ t.function.name }} {% endfor %}{% endif -%}\
         {%- for m in messages -%}\
         {%- if m.role == 'user' %}[U] {{ m.content }} \
         {% elif m.role == 'assistant' %}[A] {{ m.content }} <eos> \
@@ -299,12 +298,12 @@ fn assert_exact_resume(
     let straight_dir = straight_dir_guard.path();
     let no_save = steps as usize + 1;
     let straight = run(
-        &mut trainer(&straight_dir, adjust, steps, no_save, None),
-        &straight_dir,
+        &mut trainer(straight_dir, adjust, steps, no_save, None),
+        straight_dir,
     );
     let dir_guard = scratch(&format!("tools-{name}-stopped"));
     let dir = dir_guard.path();
-    let saving = run(&mut trainer(&dir, adjust, steps, stop, None), &dir);
+    let saving = run(&mut trainer(dir, adjust, steps, stop, None), dir);
     assert_same(
         &straight,
         &saving,
@@ -315,8 +314,8 @@ fn assert_exact_resume(
     assert_eq!(state.global_step, stop);
     assert_eq!(state.buffered_micro_steps > 0, mid_batch, "{name}");
     let resumed = run(
-        &mut trainer(&dir, adjust, steps, stop, Some(&checkpoint)),
-        &dir,
+        &mut trainer(dir, adjust, steps, stop, Some(&checkpoint)),
+        dir,
     );
     assert_same(
         &straight,

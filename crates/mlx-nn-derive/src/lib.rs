@@ -22,7 +22,7 @@ use proc_macro::TokenStream;
 use proc_macro2::TokenStream as Tokens;
 use quote::quote;
 use syn::{
-    parse_macro_input, Data, DeriveInput, Fields, GenericArgument, LitStr, PathArguments, Type,
+    Data, DeriveInput, Fields, GenericArgument, LitStr, PathArguments, Type, parse_macro_input,
 };
 
 /// Implements `mlx_nn::Module` for a struct with named fields (see the crate
@@ -68,7 +68,7 @@ fn expand(input: &DeriveInput) -> syn::Result<Tokens> {
             return Err(syn::Error::new_spanned(
                 &input.ident,
                 "#[derive(Module)] needs named fields (their names are the parameter names)",
-            ))
+            ));
         }
     };
     let mut visit = Vec::new();

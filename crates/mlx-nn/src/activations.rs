@@ -7,8 +7,8 @@
 
 use mlx_tensor::Array;
 
-use crate::layers::Forward;
 use crate::Result;
+use crate::layers::Forward;
 
 /// `x · sigmoid(x)` (SiLU, also called swish).
 pub fn silu(x: &Array) -> Result<Array> {
@@ -175,4 +175,6 @@ macro_rules! parameter_free {
     };
 }
 
-parameter_free!(Activation, Silu, Gelu, GeluApprox, Relu, Sigmoid, Softmax, LogSoftmax);
+parameter_free!(
+    Activation, Silu, Gelu, GeluApprox, Relu, Sigmoid, Softmax, LogSoftmax
+);

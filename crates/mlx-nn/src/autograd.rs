@@ -2,9 +2,9 @@
 //! `vjp`/`jvp` over closures that return this crate's [`Result`].
 
 use std::cell::RefCell;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use mlx_tensor::{transforms, Array};
+use mlx_tensor::{Array, transforms};
 
 use crate::module::{Module, ModuleExt, ParamMap};
 use crate::{Error, Result};
@@ -132,7 +132,7 @@ where
                 return Err(E::from(Error::Closure(format!(
                     "the loss closure panicked: {}",
                     panic_message(&panic)
-                ))))
+                ))));
             }
         }
     } else {
@@ -162,7 +162,7 @@ where
                         mlx_tensor::Error::Closure { message, .. } => Error::Closure(message),
                         other => Error::Tensor(other),
                     }),
-                })
+                });
             }
         }
     };

@@ -13,7 +13,7 @@ use mlx_tensor::Array;
 use crate::activations;
 use crate::autograd::vjp;
 use crate::layers::{Linear, RmsNorm};
-use crate::losses::{mse as mse_loss, CrossEntropy, Reduction};
+use crate::losses::{CrossEntropy, Reduction, mse as mse_loss};
 use crate::{Error, Result};
 
 fn single(mut grads: Vec<Array>, what: &str) -> Result<Array> {

@@ -8,8 +8,8 @@
 //! original shapes. Every rank must pass gradients of the same names,
 //! shapes and dtypes (the map's sorted order makes the buckets agree).
 
-use mlx_tensor::distributed::{all_sum, Group};
-use mlx_tensor::{concatenate, Array, Dtype};
+use mlx_tensor::distributed::{Group, all_sum};
+use mlx_tensor::{Array, Dtype, concatenate};
 
 use crate::{ParamMap, Result};
 

@@ -1,6 +1,6 @@
 //! Parameter initialisers, all drawing from explicit random keys.
 
-use mlx_tensor::{random, Array, Dtype};
+use mlx_tensor::{Array, Dtype, random};
 
 use crate::Result;
 

@@ -59,10 +59,10 @@ pub mod schedule;
 pub mod transform;
 mod var_builder;
 
-pub use autograd::{value_and_grad, value_and_grad_with, LossAndGrads};
+pub use autograd::{LossAndGrads, value_and_grad, value_and_grad_with};
 pub use error::{Error, Result};
 pub use init::Init;
 pub use mlx_nn_derive::Module;
 pub use module::{LoadReport, Module, ModuleExt, Param, ParamMap, Visitor, VisitorMut};
-pub use transform::{compile, grad_checkpoint, sequential_checkpoint, CompiledFn};
+pub use transform::{CompiledFn, compile, grad_checkpoint, sequential_checkpoint};
 pub use var_builder::VarBuilder;

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx_tensor::{io, Array, Dtype};
+use mlx_tensor::{Array, Dtype, io};
 
 use crate::{Error, Result};
 

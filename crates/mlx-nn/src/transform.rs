@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::rc::Rc;
 
-use mlx_tensor::{transforms, Array};
+use mlx_tensor::{Array, transforms};
 
 use crate::module::{Module, ModuleExt, ParamMap};
 use crate::{Error, Result};
@@ -282,12 +282,12 @@ impl<M: Module> CompiledFn<M> {
                 .ok_or_else(|| Error::MissingTensor { name: name.clone() })?;
             args.push(value.clone());
         }
-        if params.len() != self.names.len() {
-            if let Some(extra) = params.keys().find(|k| !self.names.contains(k)) {
-                return Err(Error::UnknownParameter {
-                    name: extra.clone(),
-                });
-            }
+        if params.len() != self.names.len()
+            && let Some(extra) = params.keys().find(|k| !self.names.contains(k))
+        {
+            return Err(Error::UnknownParameter {
+                name: extra.clone(),
+            });
         }
         args.extend(inputs.iter().cloned());
         self.function

@@ -16,7 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use mlx_tensor::{random, Array, Dtype};
+use mlx_tensor::{Array, Dtype, random};
 
 use crate::init::Init;
 use crate::module::LoadReport;

@@ -2,7 +2,7 @@
 //! error, not as a message; gradients are those of `value_and_grad`.
 
 use mlx_nn::layers::{Linear, LinearConfig};
-use mlx_nn::{value_and_grad, value_and_grad_with, VarBuilder};
+use mlx_nn::{VarBuilder, value_and_grad, value_and_grad_with};
 use mlx_tensor::{Array, Axes, Dtype};
 
 /// A caller's own error type: what a trainer's loss would return.

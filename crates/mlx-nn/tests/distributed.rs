@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use mlx_launch::{run_test_ranks, Backend as LaunchBackend};
-use mlx_nn::distributed::{
-    average_gradients, average_gradients_in_buckets, gradient_buckets, DEFAULT_BUCKET_BYTES,
-};
+use mlx_launch::{Backend as LaunchBackend, run_test_ranks};
 use mlx_nn::ParamMap;
-use mlx_tensor::distributed::{all_sum, Backend, Group};
-use mlx_tensor::{random, Array, Dtype};
+use mlx_nn::distributed::{
+    DEFAULT_BUCKET_BYTES, average_gradients, average_gradients_in_buckets, gradient_buckets,
+};
+use mlx_tensor::distributed::{Backend, Group, all_sum};
+use mlx_tensor::{Array, Dtype, random};
 
 /// Gradients of several shapes and two dtypes, drawn from `seed`.
 fn gradients(seed: u64) -> ParamMap {

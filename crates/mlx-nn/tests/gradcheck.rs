@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{check_gradients, f64_supported, project, randn, FdCheck};
+use common::{FdCheck, check_gradients, f64_supported, project, randn};
 use mlx_nn::activations;
 use mlx_nn::layers::{Dropout, LayerNorm, Linear, Mlp, RmsNorm, SwiGlu};
 use mlx_nn::losses::{self, CrossEntropy, Reduction};

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use mlx_nn::activations::Activation;
 use mlx_nn::layers::Mlp;
-use mlx_nn::optim::{Adam, Optimizer, MAX_STEP};
+use mlx_nn::optim::{Adam, MAX_STEP, Optimizer};
 use mlx_nn::{Error, ModuleExt, VarBuilder};
-use mlx_tensor::{io, Array, Dtype};
+use mlx_tensor::{Array, Dtype, io};
 use tempfile::TempDir;
 
 /// An MLP 2 → 3 → 1: parameters `layers.{0,1}.{weight,bias}`.

@@ -10,8 +10,8 @@ use common::{assert_close, f64s, randn};
 use mlx_nn::layers::{
     Embedding, Linear, LinearBase, LoraConfig, LoraLinear, QuantizedEmbedding, QuantizedLinear,
 };
-use mlx_nn::{value_and_grad, ModuleExt};
-use mlx_tensor::{random, Array, Dtype};
+use mlx_nn::{ModuleExt, value_and_grad};
+use mlx_tensor::{Array, Dtype, random};
 
 const IN: i32 = 64;
 const OUT: i32 = 32;
@@ -171,10 +171,11 @@ fn check_adapter_gradients(lora: &LoraLinear, what: &str) {
     let x = randn(&[rows as i32, IN], 21, Dtype::F32);
     let c = randn(&[rows as i32, OUT], 22, Dtype::F32);
     let out = value_and_grad(lora, |m| {
-        Ok(vec![m
-            .forward(&x)?
-            .multiply(&c)?
-            .sum(mlx_tensor::Axes::All, false)?])
+        Ok(vec![
+            m.forward(&x)?
+                .multiply(&c)?
+                .sum(mlx_tensor::Axes::All, false)?,
+        ])
     })
     .unwrap();
     let names: BTreeSet<&str> = out.grads.keys().map(String::as_str).collect();
@@ -188,7 +189,7 @@ fn check_adapter_gradients(lora: &LoraLinear, what: &str) {
     let (a, b) = (f64s(&lora.lora_a), f64s(&lora.lora_b));
     let (r, inp, outp) = (R as usize, IN as usize, OUT as usize);
     let xa = host_abt(&xs, &a, rows, inp, r); // [rows, r]
-                                              // ∂/∂B[o, k] = s Σ_i c[i, o] xa[i, k]
+    // ∂/∂B[o, k] = s Σ_i c[i, o] xa[i, k]
     let grad_b = host_abt(
         &transpose(&cs, rows, outp),
         &transpose(&xa, rows, r),

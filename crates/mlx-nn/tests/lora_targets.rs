@@ -1,7 +1,7 @@
 //! Selecting adapter targets by PEFT's `target_modules` and
 //! `layers_to_transform` rules and mlx-lm's `num_layers`.
 
-use mlx_nn::layers::{layer_index, select_targets, LayerSelection, TargetCandidate, TargetModules};
+use mlx_nn::layers::{LayerSelection, TargetCandidate, TargetModules, layer_index, select_targets};
 
 const PROJ: [&str; 7] = [
     "self_attn.q_proj",
@@ -80,9 +80,10 @@ fn all_linear_takes_every_projection_but_not_the_lm_head() {
     let got = select(&TargetModules::AllLinear, &LayerSelection::All);
     assert_eq!(got.len(), 3 * PROJ.len());
     assert!(!got.iter().any(|p| p == "lm_head"));
-    assert!(!got
-        .iter()
-        .any(|p| p.contains("norm") || p.contains("embed")));
+    assert!(
+        !got.iter()
+            .any(|p| p.contains("norm") || p.contains("embed"))
+    );
 }
 
 #[test]
@@ -90,9 +91,10 @@ fn a_regex_must_match_the_whole_path() {
     let re = TargetModules::Regex(r".*\.(q|v)_proj".into());
     let got = select(&re, &LayerSelection::All);
     assert_eq!(got.len(), 6);
-    assert!(got
-        .iter()
-        .all(|p| p.ends_with("q_proj") || p.ends_with("v_proj")));
+    assert!(
+        got.iter()
+            .all(|p| p.ends_with("q_proj") || p.ends_with("v_proj"))
+    );
     // Not anchored at both ends would also match `q_proj` inside longer
     // names; fullmatch semantics require the whole path.
     let partial = TargetModules::Regex("q_proj".into());

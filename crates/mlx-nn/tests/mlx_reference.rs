@@ -9,12 +9,12 @@
 
 mod common;
 
-use common::{assert_bits_eq, assert_close, Fixture};
+use common::{Fixture, assert_bits_eq, assert_close};
+use mlx_nn::ParamMap;
 use mlx_nn::activations;
 use mlx_nn::losses::{self, CrossEntropy, Reduction};
 use mlx_nn::optim::{Adam, AdamW, Lion, Optimizer, RmsProp, Sgd, UpdateRule};
 use mlx_nn::schedule::Schedule;
-use mlx_nn::ParamMap;
 use serde_json::Value;
 
 const PARAMS: [&str; 2] = ["layer.bias", "layer.weight"];

@@ -14,7 +14,7 @@ use mlx_nn::layers::{
     Dropout, Forward, Linear, LinearConfig, Mlp, QuantizedLinear, RmsNorm, Sequential, SwiGlu,
 };
 use mlx_nn::losses::{CrossEntropy, Reduction};
-use mlx_nn::{value_and_grad, Error, Module, ModuleExt, Param, VarBuilder};
+use mlx_nn::{Error, Module, ModuleExt, Param, VarBuilder, value_and_grad};
 use mlx_tensor::{Array, Axes, Dtype};
 
 fn tiny_cfg() -> TinyConfig {
@@ -180,14 +180,18 @@ fn freeze_and_unfreeze_select_the_trainable_parameters() {
     model.freeze_path("model.embed_tokens");
     let trainable = model.trainable_parameters();
     assert_eq!(trainable.len(), all - 12);
-    assert!(trainable
-        .keys()
-        .all(|k| !k.starts_with("model.layers.0.") && !k.starts_with("model.embed_tokens")));
+    assert!(
+        trainable
+            .keys()
+            .all(|k| !k.starts_with("model.layers.0.") && !k.starts_with("model.embed_tokens"))
+    );
     // `model.layers.1` is not caught by a prefix `model.layers.1` of `model.layers.10`-style names.
     model.set_frozen_where(false, |n| n.ends_with("norm.weight"));
-    assert!(model
-        .trainable_parameters()
-        .contains_key("model.layers.0.input_layernorm.weight"));
+    assert!(
+        model
+            .trainable_parameters()
+            .contains_key("model.layers.0.input_layernorm.weight")
+    );
 
     // Gradients come only for trainable parameters.
     let ids = Array::from_slice(&[1u32, 2, 3], &[1, 3]).unwrap();
@@ -311,12 +315,10 @@ fn quantized_linear_tracks_its_dense_layer() {
         "loaded",
     );
     assert!(QuantizedLinear::from_linear(&dense, 64, 7).is_err());
-    assert!(QuantizedLinear::from_linear(
-        &LinearConfig::new(100, 4, false).init(&vb).unwrap(),
-        64,
-        4
-    )
-    .is_err());
+    assert!(
+        QuantizedLinear::from_linear(&LinearConfig::new(100, 4, false).init(&vb).unwrap(), 64, 4)
+            .is_err()
+    );
 }
 
 #[test]
@@ -590,9 +592,11 @@ fn compiled_functions_match_and_see_parameter_updates() {
     );
     // Gradients flow through the compiled function to the parameters.
     let through = value_and_grad(&model, |m| {
-        Ok(vec![compiled.call(m, std::slice::from_ref(&x))?[0]
-            .square()?
-            .mean(Axes::All, false)?])
+        Ok(vec![
+            compiled.call(m, std::slice::from_ref(&x))?[0]
+                .square()?
+                .mean(Axes::All, false)?,
+        ])
     })
     .unwrap();
     for (name, g) in &plain.grads {

@@ -6,10 +6,10 @@ mod common;
 use common::{array, assert_bits_eq, assert_close, f32s, randn, scalar};
 use mlx_nn::layers::{LinearConfig, Mlp};
 use mlx_nn::optim::{
-    clip_grad_norm, clip_grad_value, Adam, AdamW, Lion, Optimizer, RmsProp, Sgd, UpdateRule,
+    Adam, AdamW, Lion, Optimizer, RmsProp, Sgd, UpdateRule, clip_grad_norm, clip_grad_value,
 };
 use mlx_nn::schedule::Schedule;
-use mlx_nn::{value_and_grad, Error, ModuleExt, ParamMap, VarBuilder};
+use mlx_nn::{Error, ModuleExt, ParamMap, VarBuilder, value_and_grad};
 use mlx_tensor::{Array, Axes, Dtype};
 
 fn one(name: &str, a: Array) -> ParamMap {
@@ -103,13 +103,15 @@ fn sgd_nesterov_matches_closed_form() {
         }
         assert_vec_close(&got[t], &w, 1e-6, &format!("nesterov step {t}"));
     }
-    assert!(Sgd {
-        momentum: 0.0,
-        nesterov: true,
-        ..Sgd::default()
-    }
-    .validate()
-    .is_err());
+    assert!(
+        Sgd {
+            momentum: 0.0,
+            nesterov: true,
+            ..Sgd::default()
+        }
+        .validate()
+        .is_err()
+    );
 }
 
 #[test]

@@ -9,7 +9,7 @@ use common::{assert_bits_eq, randn};
 use mlx_nn::layers::Mlp;
 use mlx_nn::optim::{AdamW, Optimizer, Sgd, UpdateRule};
 use mlx_nn::schedule::Schedule;
-use mlx_nn::{value_and_grad, ModuleExt, VarBuilder};
+use mlx_nn::{ModuleExt, VarBuilder, value_and_grad};
 use mlx_tensor::{Array, Dtype};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;

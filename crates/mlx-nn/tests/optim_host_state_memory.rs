@@ -4,8 +4,8 @@
 
 use mlx_nn::layers::Mlp;
 use mlx_nn::optim::{AdamW, Optimizer};
-use mlx_nn::{value_and_grad, ModuleExt, VarBuilder};
-use mlx_tensor::{memory, Array, Axes, Dtype};
+use mlx_nn::{ModuleExt, VarBuilder, value_and_grad};
+use mlx_tensor::{Array, Axes, Dtype, memory};
 
 fn step(model: &mut Mlp, opt: &mut Optimizer<AdamW>) -> Result<(), Box<dyn std::error::Error>> {
     let x = Array::ones(&[2, 256], Dtype::F32)?;

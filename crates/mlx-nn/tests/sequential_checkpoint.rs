@@ -6,8 +6,8 @@ mod common;
 
 use common::{assert_close, randn};
 use mlx_nn::layers::{Linear, LinearConfig};
-use mlx_nn::{sequential_checkpoint, value_and_grad, Error, VarBuilder};
-use mlx_tensor::{concatenate, Array, Axes, Dtype};
+use mlx_nn::{Error, VarBuilder, sequential_checkpoint, value_and_grad};
+use mlx_tensor::{Array, Axes, Dtype, concatenate};
 
 /// Per chunk: the log-sum-exp of a linear head's outputs (scaled by the
 /// chunk index + 1, so that chunks are told apart) and the head outputs'
@@ -115,9 +115,11 @@ fn chained_chunks_match_the_plain_computation() {
     }
     let joined = concatenate(&[&outs[0][0], &outs[1][0], &outs[2][0]], 1).unwrap();
     assert_eq!(joined.shape().dims(), &[2, 7]);
-    assert!(sequential_checkpoint(&model, &[], chunk_math)
-        .unwrap()
-        .is_empty());
+    assert!(
+        sequential_checkpoint(&model, &[], chunk_math)
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

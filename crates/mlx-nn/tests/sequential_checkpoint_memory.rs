@@ -3,8 +3,8 @@
 //! of one binary run in parallel).
 
 use mlx_nn::layers::{Linear, LinearConfig};
-use mlx_nn::{sequential_checkpoint, value_and_grad, VarBuilder};
-use mlx_tensor::{memory, Array, Axes, Dtype};
+use mlx_nn::{VarBuilder, sequential_checkpoint, value_and_grad};
+use mlx_tensor::{Array, Axes, Dtype, memory};
 
 const HIDDEN: i32 = 64;
 const VOCAB: i32 = 16_384;

@@ -8,10 +8,10 @@ use common::transformer::{TinyConfig, TinyLm};
 use mlx_nn::activations::Activation;
 use mlx_nn::layers::Mlp;
 use mlx_nn::losses::{self, CrossEntropy, Reduction};
-use mlx_nn::optim::{clip_grad_norm, Adam, AdamW, Optimizer};
+use mlx_nn::optim::{Adam, AdamW, Optimizer, clip_grad_norm};
 use mlx_nn::schedule::Schedule;
-use mlx_nn::{value_and_grad, VarBuilder};
-use mlx_tensor::{random, Array, Dtype};
+use mlx_nn::{VarBuilder, value_and_grad};
+use mlx_tensor::{Array, Dtype, random};
 
 /// An MLP `1 → 32 → 32 → 1` (tanh) regressing `sin(2x)` on `[-2, 2]` with
 /// Adam: after 300 steps the mean squared error is at least 100× smaller.

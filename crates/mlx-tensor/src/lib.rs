@@ -65,11 +65,11 @@ pub mod random;
 pub mod transforms;
 
 pub use array::Array;
-pub use device::{async_eval, eval, synchronize, Device, Stream};
+pub use device::{Device, Stream, async_eval, eval, synchronize};
 pub use dtype::{Dtype, Element};
 pub use error::{Error, Result};
 pub use host::HostArray;
-pub use ops::{concatenate, gather_mm, stack, where_, Quantized};
+pub use ops::{Quantized, concatenate, gather_mm, stack, where_};
 pub use shape::{Axes, Shape};
 
 pub use half::{bf16, f16};

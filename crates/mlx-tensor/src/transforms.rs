@@ -11,12 +11,12 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use mlx_ffi::RustFn;
 use mlx_ffi::cxx::UniquePtr;
 use mlx_ffi::ffi::{self, ArrayFn};
-use mlx_ffi::RustFn;
 
 use crate::array::mlx_error;
 use crate::ops::{from_array_vec, to_array_vec};
@@ -33,10 +33,10 @@ type ArrayClosure<'a> = dyn Fn(&[Array]) -> Result<Vec<Array>> + 'a;
 /// Adapts an array closure to the bridge's calling convention.
 fn adapt(f: Rc<ArrayClosure<'static>>, alive: Option<Arc<AtomicBool>>) -> Box<RustFn> {
     Box::new(RustFn(Box::new(move |inputs: &ffi::ArrayVec, out| {
-        if let Some(alive) = &alive {
-            if !alive.load(Ordering::Acquire) {
-                return Err("the closure was called after its transformation returned".to_string());
-            }
+        if let Some(alive) = &alive
+            && !alive.load(Ordering::Acquire)
+        {
+            return Err("the closure was called after its transformation returned".to_string());
         }
         let inputs = from_array_vec(inputs).map_err(|e| e.to_string())?;
         match f(&inputs) {

@@ -5,7 +5,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mlx_launch::{run_test_ranks, Backend as LaunchBackend, Plan};
+use mlx_launch::{Backend as LaunchBackend, Plan, run_test_ranks};
 use mlx_tensor::distributed::{self, Backend, Group};
 use mlx_tensor::{Array, Dtype, Error};
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use mlx_tensor::{bf16, f16, Array, Dtype, Element, Error};
+use mlx_tensor::{Array, Dtype, Element, Error, bf16, f16};
 use proptest::prelude::*;
 
 fn roundtrip<T: Element + PartialEq + std::fmt::Debug>(values: &[T]) {

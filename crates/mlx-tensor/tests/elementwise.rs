@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{assert_close, broadcast_nds, cases, erf, logaddexp, nd_in, shape, Nd};
-use mlx_tensor::{where_, Array, Dtype, Result};
+use common::{Nd, assert_close, broadcast_nds, cases, erf, logaddexp, nd_in, shape};
+use mlx_tensor::{Array, Dtype, Result, where_};
 use proptest::prelude::*;
 
 type UnaryFn = fn(&Array) -> Result<Array>;

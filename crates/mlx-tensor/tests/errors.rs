@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::thread;
 
-use mlx_tensor::{concatenate, where_, Array, Axes, Dtype, Error, Result};
+use mlx_tensor::{Array, Axes, Dtype, Error, Result, concatenate, where_};
 
 fn f32s(shape: &[i32]) -> Array {
     let n: i32 = shape.iter().product();

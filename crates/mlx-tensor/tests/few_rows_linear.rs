@@ -2,7 +2,7 @@
 //! CUDA kernel where it applies, MLX's product elsewhere), checked against
 //! products summed in f64 on the host, on whatever device runs the tests.
 
-use mlx_tensor::{fast, random, Array, Dtype};
+use mlx_tensor::{Array, Dtype, fast, random};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 

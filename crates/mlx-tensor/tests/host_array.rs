@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use mlx_tensor::{io, random, Array, Dtype, HostArray};
+use mlx_tensor::{Array, Dtype, HostArray, io, random};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
@@ -173,9 +173,11 @@ fn byte_parts_concatenate_and_split() -> Res {
 
     // Lengths that do not add up, or are not whole elements, are errors.
     let mut short = vec![0u8; 10];
-    assert!(doubled
-        .write_byte_parts(&mut [short.as_mut_slice()])
-        .is_err());
+    assert!(
+        doubled
+            .write_byte_parts(&mut [short.as_mut_slice()])
+            .is_err()
+    );
     assert!(Array::from_byte_parts(&[&[0u8; 3][..]], Dtype::BF16).is_err());
     assert_eq!(Array::from_byte_parts(&[], Dtype::F32)?.size(), 0);
     Ok(())

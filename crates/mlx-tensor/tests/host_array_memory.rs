@@ -1,7 +1,7 @@
 //! A `HostArray` holds no MLX memory (its own test binary: it reads MLX's
 //! process-wide counters).
 
-use mlx_tensor::{memory, Array, Dtype, HostArray};
+use mlx_tensor::{Array, Dtype, HostArray, memory};
 
 #[test]
 fn host_copies_take_no_mlx_memory() -> Result<(), Box<dyn std::error::Error>> {

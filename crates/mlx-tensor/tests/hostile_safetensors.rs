@@ -9,8 +9,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use common::temp_dir;
-use mlx_tensor::io::{load_safetensors, read_safetensors_header};
 use mlx_tensor::Error;
+use mlx_tensor::io::{load_safetensors, read_safetensors_header};
 use tempfile::TempDir;
 
 /// A file `name` in a fresh directory for `tag`, holding `bytes`: the

@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{assert_close, broadcast_pair_up_to, cases, nd_in, Nd};
+use common::{Nd, assert_close, broadcast_pair_up_to, cases, nd_in};
 use mlx_tensor::fast::{self, SdpaMask};
-use mlx_tensor::{gather_mm, Array, Axes, Dtype};
+use mlx_tensor::{Array, Axes, Dtype, gather_mm};
 use proptest::prelude::*;
 
 /// A naive norm of a vector.

@@ -1,7 +1,7 @@
 //! Memory statistics of MLX's allocator. One test in its own binary, so no
 //! other test allocates while it measures.
 
-use mlx_tensor::{memory, Array, Axes, Dtype};
+use mlx_tensor::{Array, Axes, Dtype, memory};
 
 const MIB: usize = 1 << 20;
 

@@ -1,7 +1,7 @@
 //! Scoped memory limits (`MemoryLimitGuard`). Its own binary: the limit is
 //! process-wide.
 
-use mlx_tensor::{memory, Array, Axes, Dtype};
+use mlx_tensor::{Array, Axes, Dtype, memory};
 
 const MIB: usize = 1 << 20;
 

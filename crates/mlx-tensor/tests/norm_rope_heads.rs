@@ -3,7 +3,7 @@
 //! elsewhere), checked against MLX's `rms_norm`, a product with the weights
 //! and `rope` on the CPU.
 
-use mlx_tensor::{fast, random, Array, Device, Dtype};
+use mlx_tensor::{Array, Device, Dtype, fast, random};
 
 type Res<T = ()> = Result<T, Box<dyn std::error::Error>>;
 

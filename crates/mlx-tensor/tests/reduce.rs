@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, cases, logsumexp, nd_in, shape_min, softmax, Nd};
+use common::{Nd, assert_close, cases, logsumexp, nd_in, shape_min, softmax};
 use mlx_tensor::{Array, Axes, Dtype, Result};
 use proptest::prelude::*;
 

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{assert_close, cases, dims, nd_in, numel, shape, shape_min, strides, unravel, Nd};
-use mlx_tensor::{concatenate, stack, Array, Dtype};
+use common::{Nd, assert_close, cases, dims, nd_in, numel, shape, shape_min, strides, unravel};
+use mlx_tensor::{Array, Dtype, concatenate, stack};
 use proptest::prelude::*;
 
 /// An `Nd` whose values are its flat positions (so every element is distinct).

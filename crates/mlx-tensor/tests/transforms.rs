@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, nd_in, shape, Nd};
+use common::{Nd, assert_close, nd_in, shape};
 use mlx_tensor::transforms::{
     checkpoint, compile, custom_vjp, depends, grad, jvp, value_and_grad, vjp,
 };
@@ -180,8 +180,8 @@ fn compile_gives_identical_results_and_gradients() {
 
 #[test]
 fn compile_traces_then_replays() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let traces = Arc::new(AtomicUsize::new(0));
     let counter = traces.clone();
     let f = compile(
@@ -261,10 +261,11 @@ fn depends_keeps_values_and_passes_no_gradient() {
     // d/dx sum((x after d)^2) = 2x; nothing flows to d.
     let f = |xs: &[Array]| -> Result<Vec<Array>> {
         let y = depends(&xs[..1], &xs[1..])?.remove(0);
-        Ok(vec![y
-            .square()?
-            .sum(Axes::All, false)?
-            .add(&xs[1].sum(Axes::All, false)?.mul_scalar(0.0)?)?])
+        Ok(vec![
+            y.square()?
+                .sum(Axes::All, false)?
+                .add(&xs[1].sum(Axes::All, false)?.mul_scalar(0.0)?)?,
+        ])
     };
     let (_, g) = value_and_grad(f, &[x, d], &[0, 1]).unwrap();
     assert_eq!(g[0].to_vec::<f32>().unwrap(), vec![2.0, 4.0]);

@@ -4,10 +4,10 @@
 //! `REPEATS`. The shapes are those of the Qwen3-0.6B-shaped model at the
 //! given batch and context; a whole step has each per-layer entry 28 times.
 
-use mlx_tensor::{fast, Array, Dtype};
-use serde_json::{json, Value};
+use mlx_tensor::{Array, Dtype, fast};
+use serde_json::{Value, json};
 
-use super::{median, Res};
+use super::{Res, median};
 
 const REPEATS: usize = 28;
 const HIDDEN: i32 = 1024;

@@ -51,16 +51,16 @@ use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::loss::{EntropyControl, GrpoLoss};
 use mlx_grpo::rewards::FinishReason;
 use mlx_grpo::trainer::rollout::generate_in_chunks;
-use mlx_grpo::trainer::{build_optimizer, optimize_step, MicroBatch, RolloutSample};
+use mlx_grpo::trainer::{MicroBatch, RolloutSample, build_optimizer, optimize_step};
 use mlx_lm::cache::LayerCache;
-use mlx_lm::generate::{generate_batch, generate_step, BatchOptions, Decoder, GenerateOptions};
+use mlx_lm::generate::{BatchOptions, Decoder, GenerateOptions, generate_batch, generate_step};
 use mlx_lm::loader::random_model;
 use mlx_lm::models::Model;
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::{CheckedTokens, LanguageModel};
 use mlx_nn::ModuleExt;
-use mlx_tensor::{memory, Array, Device, Dtype};
-use serde_json::{json, Value};
+use mlx_tensor::{Array, Device, Dtype, memory};
+use serde_json::{Value, json};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -262,11 +262,7 @@ fn bench_prefill(model: &Model, sizes: &Sizes, vocab: i32) -> Res<Value> {
 }
 
 fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
-    }
+    if on { "on" } else { "off" }
 }
 
 /// Decode at batch 1 through [`generate_step`]: greedy, `new_tokens`

@@ -5,8 +5,8 @@
 use std::error::Error;
 use std::time::Instant;
 
-use mlx_tensor::{random, Array, Dtype, HostArray};
-use serde_json::{json, Value};
+use mlx_tensor::{Array, Dtype, HostArray, random};
+use serde_json::{Value, json};
 
 type Res<T> = Result<T, Box<dyn Error>>;
 

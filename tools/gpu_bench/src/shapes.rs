@@ -1,10 +1,10 @@
 //! Model shapes the benchmark builds (`--shape`) and the adapted models of
 //! the `lora` and `qlora` GRPO settings.
 
-use mlx_grpo::config::{attach_peft_adapters, GrpoConfig};
+use mlx_grpo::config::{GrpoConfig, attach_peft_adapters};
 use mlx_lm::loader::{
-    load_quantized_model, qwen3_0_6b_config, random_model, save_quantized_model, QuantizationSpec,
-    SaveOptions,
+    QuantizationSpec, SaveOptions, load_quantized_model, qwen3_0_6b_config, random_model,
+    save_quantized_model,
 };
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_tensor::Dtype;

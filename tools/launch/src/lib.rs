@@ -32,5 +32,5 @@ mod test_ranks;
 pub use error::{Error, Result};
 pub use plan::{Backend, Plan};
 pub use ports::free_loopback_ports;
-pub use runner::{run, Failure, OutputLine, RankExit, Report, RunOptions, StreamKind};
-pub use test_ranks::{run_test_ranks, TestRanks};
+pub use runner::{Failure, OutputLine, RankExit, Report, RunOptions, StreamKind, run};
+pub use test_ranks::{TestRanks, run_test_ranks};

@@ -35,7 +35,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use mlx_launch::{run, Backend, OutputLine, Plan, RunOptions, StreamKind};
+use mlx_launch::{Backend, OutputLine, Plan, RunOptions, StreamKind, run};
 
 /// Starts N ranks of an MLX distributed job with their environment.
 #[derive(Debug, Parser)]

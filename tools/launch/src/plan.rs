@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::{free_loopback_ports, Error, Result};
+use crate::{Error, Result, free_loopback_ports};
 
 /// The communication backend the ranks use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -195,12 +195,12 @@ pub fn run(
                 killed: false,
             });
         }
-        if failure.is_none() {
-            if let Some(limit) = options.timeout {
-                if start.elapsed() >= limit && exits.iter().any(Option::is_none) {
-                    failure = Some(Failure::Timeout(limit));
-                }
-            }
+        if failure.is_none()
+            && let Some(limit) = options.timeout
+            && start.elapsed() >= limit
+            && exits.iter().any(Option::is_none)
+        {
+            failure = Some(Failure::Timeout(limit));
         }
         if failure.is_some() {
             stop_running(&mut children, &mut exits);

@@ -4,7 +4,7 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use crate::{run, Backend, Error, OutputLine, Plan, Report, Result, RunOptions};
+use crate::{Backend, Error, OutputLine, Plan, Report, Result, RunOptions, run};
 
 /// What a run of test ranks produced.
 #[derive(Debug)]

@@ -5,8 +5,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use mlx_tensor::distributed::{all_sum, Backend, Group};
 use mlx_tensor::Array;
+use mlx_tensor::distributed::{Backend, Group, all_sum};
 
 /// Runs `launch -n 2 --timeout 60 -- <this test binary> <rank test>`.
 fn launch_two(rank_test: &str) -> (std::process::Output, Duration) {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use mlx_grpo_tui::{terminal, App, FileController, Mode, RunDirReader, RunView};
+use mlx_grpo_tui::{App, FileController, Mode, RunDirReader, RunView, terminal};
 
 /// A terminal UI for mlx-grpo training runs.
 #[derive(Parser, Debug)]

@@ -4,8 +4,8 @@
 //! model before the trainer is built. The trainer then updates what is
 //! trainable: the adapter factors only.
 
-use mlx_lm::loader::attach_lora;
 use mlx_lm::LanguageModel;
+use mlx_lm::loader::attach_lora;
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 
 use super::GrpoConfig;

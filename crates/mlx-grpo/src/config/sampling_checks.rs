@@ -21,13 +21,13 @@ impl GrpoConfig {
                 problems.push(format!("{name} = {value} but it must be finite (or none)"));
             }
         }
-        if let (Some(lo), Some(hi)) = (min, max) {
-            if lo >= hi {
-                problems.push(format!(
-                    "vllm_importance_sampling_clip_min ({lo}) must be less than \
+        if let (Some(lo), Some(hi)) = (min, max)
+            && lo >= hi
+        {
+            problems.push(format!(
+                "vllm_importance_sampling_clip_min ({lo}) must be less than \
                      vllm_importance_sampling_clip_max ({hi})"
-                ));
-            }
+            ));
         }
         if !self.vllm_importance_sampling_correction {
             return;

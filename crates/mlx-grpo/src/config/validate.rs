@@ -162,9 +162,11 @@ impl GrpoConfig {
                 "generation_batch_size ({gbs}) and steps_per_generation ({spg}) cannot both be set; set one and the \
                  other is derived from per_device_train_batch_size"
             )),
-            (Some(gbs), None) if per_device > 0 && !gbs.is_multiple_of(per_device) => fail(format!(
-                "generation_batch_size ({gbs}) must be divisible by per_device_train_batch_size ({per_device})"
-            )),
+            (Some(gbs), None) if per_device > 0 && !gbs.is_multiple_of(per_device) => {
+                fail(format!(
+                    "generation_batch_size ({gbs}) must be divisible by per_device_train_batch_size ({per_device})"
+                ))
+            }
             _ => {}
         }
         let gbs = self.generation_batch_size().saturating_mul(processes);
@@ -392,12 +394,12 @@ impl GrpoConfig {
             self.max_grad_norm >= 0.0,
             ">= 0 (0 disables clipping)",
         );
-        if let Some(weights) = &self.reward_weights {
-            if let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite()) {
-                problems.push(format!(
-                    "reward_weights[{i}] = {w} but every weight must be finite"
-                ));
-            }
+        if let Some(weights) = &self.reward_weights
+            && let Some((i, w)) = weights.iter().enumerate().find(|(_, w)| !w.is_finite())
+        {
+            problems.push(format!(
+                "reward_weights[{i}] = {w} but every weight must be finite"
+            ));
         }
     }
 

@@ -118,7 +118,7 @@ fn message_from_json(index: usize, value: &Value) -> Result<Message, String> {
             return Err(format!(
                 "`prompt[{index}].role` must be a string, got {}",
                 json_kind(&other)
-            ))
+            ));
         }
         None => return Err(format!("`prompt[{index}]` has no `role`")),
     };
@@ -129,7 +129,7 @@ fn message_from_json(index: usize, value: &Value) -> Result<Message, String> {
             return Err(format!(
                 "`prompt[{index}].content` must be a string, got {} (multimodal content is not supported)",
                 json_kind(&other)
-            ))
+            ));
         }
     };
     Ok(Message {

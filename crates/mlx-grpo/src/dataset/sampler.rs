@@ -329,8 +329,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn repeat_sampler_matches_trl_layout_without_shuffle(
-    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn repeat_sampler_matches_trl_layout_without_shuffle()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         // TRL's docstring example, unshuffled: 7 rows, G = 2, 3 prompts per chunk, repeat 2.
         let s = RepeatSampler::new(7, 2, 3, 2, false, 0)?;
         let expected = [
@@ -343,8 +343,8 @@ mod tests {
     }
 
     #[test]
-    fn shuffled_chunks_are_distinct_rows_and_change_per_epoch(
-    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn shuffled_chunks_are_distinct_rows_and_change_per_epoch()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let s = RepeatSampler::new(10, 4, 3, 1, true, 9)?;
         let chunks = s.chunks(0);
         assert_eq!(chunks.len(), 3);
@@ -369,8 +369,8 @@ mod tests {
     }
 
     #[test]
-    fn generation_sampler_walks_epochs_and_resumes(
-    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn generation_sampler_walks_epochs_and_resumes()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let mut s = GenerationSampler::new(5, spec())?;
         assert_eq!(s.batches_per_epoch(), 2);
         let batches: Vec<GenerationBatch> = (0..5).map(|_| s.next_batch()).collect();
@@ -415,8 +415,8 @@ mod tests {
     }
 
     #[test]
-    fn micro_batches_partition_the_completions(
-    ) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn micro_batches_partition_the_completions()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
         let batch = GenerationSampler::new(4, spec())?.next_batch();
         let parts = batch.micro_batches(&mut SplitMix64::new(0));
         assert_eq!(parts.len(), 2);

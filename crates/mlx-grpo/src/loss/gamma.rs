@@ -1,6 +1,6 @@
 //! VESPO's gamma weights (TRL's `get_gamma_weights`).
 
-use mlx_tensor::{where_, Array};
+use mlx_tensor::{Array, where_};
 
 use crate::error::Result;
 

@@ -259,16 +259,16 @@ impl<'a> LossInputs<'a> {
                     return Err(Error::MissingLossInput {
                         input: "num_items_in_batch",
                         reason: format!(
-                        "loss_type = \"{}\" divides by the active tokens of the generation batch",
-                        settings.loss_type
-                    ),
-                    })
+                            "loss_type = \"{}\" divides by the active tokens of the generation batch",
+                            settings.loss_type
+                        ),
+                    });
                 }
                 Some(n) if !(n.is_finite() && n >= 0.0) => {
                     return Err(Error::InvalidLossInput {
                         input: "num_items_in_batch",
                         reason: format!("{n} is not a token count"),
-                    })
+                    });
                 }
                 Some(_) => {}
             }

@@ -4,7 +4,7 @@
 //! Both are computed on the device with no host round trip and carry no
 //! gradient.
 
-use mlx_tensor::{where_, Array, Dtype};
+use mlx_tensor::{Array, Dtype, where_};
 
 use super::exact::{fused_multiply_add, two_product};
 use crate::error::Result;

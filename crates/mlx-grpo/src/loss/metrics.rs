@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mlx_tensor::{where_, Array, Axes};
+use mlx_tensor::{Array, Axes, where_};
 
 use crate::error::Result;
 

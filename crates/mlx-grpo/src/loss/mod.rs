@@ -61,16 +61,16 @@ mod reduce;
 mod rollout_correction;
 mod settings;
 
-pub use adaptive::{EntropyControl, EntropyControlState, ENTROPY_STATE_FILE};
-pub use gamma::{gamma_weights, GammaParams};
+pub use adaptive::{ENTROPY_STATE_FILE, EntropyControl, EntropyControlState};
+pub use gamma::{GammaParams, gamma_weights};
 pub use inputs::{LossInputs, LossMode};
 pub use masks::{high_entropy_mask, masked_quantile, off_policy_mask};
-pub use metrics::{global_masked_mean, masked_seq_mean, names, nanmax, nanmin, LossMetrics};
+pub use metrics::{LossMetrics, global_masked_mean, masked_seq_mean, names, nanmax, nanmin};
 pub use output::{EntropyWindow, LossOutput, OutputLayout};
-pub use policy::{policy_term, PolicyInputs, PolicyTerm};
+pub use policy::{PolicyInputs, PolicyTerm, policy_term};
 pub use ratio::{importance_weights, log_importance_weights, per_token_kl};
-pub use reduce::{entropy_term, reduce, Divisors, Reduced};
-pub use rollout_correction::{sampling_names, RolloutCorrection, SamplingStats};
+pub use reduce::{Divisors, Reduced, entropy_term, reduce};
+pub use rollout_correction::{RolloutCorrection, SamplingStats, sampling_names};
 pub use settings::LossSettings;
 
 use mlx_tensor::{Array, Axes};
@@ -220,10 +220,10 @@ impl GrpoLoss {
         if let Some(e) = &entropy_mask {
             per_token = per_token.multiply(e)?;
         }
-        if let Some(ratio) = inputs.importance_sampling_ratio {
-            if s.loss_type != crate::config::LossType::Vespo {
-                per_token = per_token.multiply(ratio)?;
-            }
+        if let Some(ratio) = inputs.importance_sampling_ratio
+            && s.loss_type != crate::config::LossType::Vespo
+        {
+            per_token = per_token.multiply(ratio)?;
         }
         if let Some(kl) = &kl {
             per_token = per_token.add(&kl.mul_scalar(s.beta)?)?;
@@ -235,24 +235,24 @@ impl GrpoLoss {
         let mut metrics = LossMetrics::new();
         let mut entropy_window = None;
 
-        if s.uses_entropy_bonus() {
-            if let Some(h) = inputs.entropies {
-                let effective = match &entropy_mask {
-                    Some(e) => mask.multiply(e)?,
-                    None => mask.clone(),
-                };
-                let coef = inputs.entropy_coef.unwrap_or(s.entropy_coef);
-                let bonus = entropy_term(h, &effective, divisors.accumulation)?;
-                loss = loss.subtract(&bonus.mul_scalar(coef)?)?;
-                metrics.push(names::POLICY_LOSS, &reduced.policy_loss)?;
-                metrics.push(names::ENTROPY_COEF, &Array::scalar_as(coef, logps.dtype())?)?;
-                if s.use_adaptive_entropy && inputs.mode == LossMode::Train {
-                    let h = h.stop_gradient()?;
-                    entropy_window = Some(EntropyWindow {
-                        entropy_sum: h.multiply(&effective)?.sum(Axes::All, false)?,
-                        tokens: effective.sum(Axes::All, false)?,
-                    });
-                }
+        if s.uses_entropy_bonus()
+            && let Some(h) = inputs.entropies
+        {
+            let effective = match &entropy_mask {
+                Some(e) => mask.multiply(e)?,
+                None => mask.clone(),
+            };
+            let coef = inputs.entropy_coef.unwrap_or(s.entropy_coef);
+            let bonus = entropy_term(h, &effective, divisors.accumulation)?;
+            loss = loss.subtract(&bonus.mul_scalar(coef)?)?;
+            metrics.push(names::POLICY_LOSS, &reduced.policy_loss)?;
+            metrics.push(names::ENTROPY_COEF, &Array::scalar_as(coef, logps.dtype())?)?;
+            if s.use_adaptive_entropy && inputs.mode == LossMode::Train {
+                let h = h.stop_gradient()?;
+                entropy_window = Some(EntropyWindow {
+                    entropy_sum: h.multiply(&effective)?.sum(Axes::All, false)?,
+                    tokens: effective.sum(Axes::All, false)?,
+                });
             }
         }
 

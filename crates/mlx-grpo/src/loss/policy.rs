@@ -1,9 +1,9 @@
 //! The per-token policy loss of each `loss_type`, before masks, the KL term
 //! and the reduction.
 
-use mlx_tensor::{where_, Array};
+use mlx_tensor::{Array, where_};
 
-use super::gamma::{gamma_weights, GammaParams};
+use super::gamma::{GammaParams, gamma_weights};
 use super::settings::LossSettings;
 use crate::config::LossType;
 use crate::error::Result;

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use mlx_tensor::{where_, Array, Axes};
+use mlx_tensor::{Array, Axes, where_};
 
 use crate::config::{GrpoConfig, ImportanceSamplingMode};
 use crate::error::{Error, Result};

@@ -20,10 +20,10 @@ pub use builtin::{
     AccuracyReward, FormatKind, FormatReward, RepetitionPenalty, SoftOverlongPunishment,
     ToolCallReward,
 };
-pub use function::{per_sample, reward_fn, FnReward, PerSample, RewardFunction};
+pub use function::{FnReward, PerSample, RewardFunction, per_sample, reward_fn};
 pub use matrix::RewardMatrix;
-pub(crate) use set::panic_message;
 pub use set::RewardSet;
+pub(crate) use set::panic_message;
 pub use types::{
     Completion, FinishReason, RewardInput, ToolCall, ToolCallStatus, ToolResult, Turn,
 };

@@ -1,6 +1,6 @@
 //! [`RewardSet`]: several named, weighted reward functions run together.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::error::{Error, Result};
 
@@ -199,13 +199,13 @@ fn run_checked(entry: &Entry, inputs: &[RewardInput]) -> Result<Vec<f32>> {
             return Err(Error::RewardFailed {
                 name: name.clone(),
                 message: e.to_string(),
-            })
+            });
         }
         Err(payload) => {
             return Err(Error::RewardPanicked {
                 name: name.clone(),
                 message: panic_message(payload.as_ref()),
-            })
+            });
         }
     };
     if rewards.len() != inputs.len() {
@@ -238,7 +238,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rewards::{per_sample, reward_fn, Completion, FinishReason};
+    use crate::rewards::{Completion, FinishReason, per_sample, reward_fn};
 
     fn inputs(n: usize) -> Vec<RewardInput> {
         (0..n)
@@ -300,11 +300,12 @@ mod tests {
                 message: "bad".into(),
             })
         }))?;
-        assert!(set
-            .score(&inputs(1))
-            .unwrap_err()
-            .to_string()
-            .contains("`fails` failed"));
+        assert!(
+            set.score(&inputs(1))
+                .unwrap_err()
+                .to_string()
+                .contains("`fails` failed")
+        );
 
         assert!(RewardSet::new().score(&inputs(1)).is_err());
         Ok(())
@@ -318,9 +319,10 @@ mod tests {
             set.add(per_sample("a", |_| 0.0)),
             Err(Error::DuplicateRewardName { .. })
         ));
-        assert!(set
-            .add_weighted(per_sample("b", |_| 0.0), f32::NAN)
-            .is_err());
+        assert!(
+            set.add_weighted(per_sample("b", |_| 0.0), f32::NAN)
+                .is_err()
+        );
         assert!(matches!(
             set.set_weights(&[1.0, 2.0]),
             Err(Error::RewardWeightCount {

@@ -20,7 +20,7 @@ mod tool;
 mod turn_loop;
 
 pub use environment::{Environment, EnvironmentFactory, ToolInstance, Tools};
-pub use rollout::{generate_chunks_with_tools, multi_turn_completion, tool_metrics, ToolRollout};
+pub use rollout::{ToolRollout, generate_chunks_with_tools, multi_turn_completion, tool_metrics};
 pub use suffix::{error_content, tool_suffix_ids};
 pub use tool::{Tool, ToolResultText};
 pub use turn_loop::{RolloutTools, ToolLoop};

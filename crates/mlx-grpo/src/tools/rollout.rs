@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use mlx_lm::generate::{generate_turns, TurnsCompletion};
+use mlx_lm::generate::{TurnsCompletion, generate_turns};
 use mlx_lm::sample::RandomState;
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 
@@ -13,7 +13,7 @@ use super::turn_loop::ToolLoop;
 use crate::config::GrpoConfig;
 use crate::dataset::Row;
 use crate::rewards::{Completion, Turn};
-use crate::trainer::rollout::{batch_options, chunk_key, RolloutSample};
+use crate::trainer::rollout::{RolloutSample, batch_options, chunk_key};
 use crate::{Error, Result};
 
 /// What a multi-turn rollout adds to a [`RolloutSample`].

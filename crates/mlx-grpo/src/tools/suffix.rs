@@ -2,7 +2,7 @@
 //! template renders them, then the next assistant generation prompt.
 
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::{Error, Result};
 

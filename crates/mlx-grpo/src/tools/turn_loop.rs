@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use mlx_lm::generate::{TurnEnd, TurnHandler};
 use mlx_lm::text::tools::parse_completion;
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::environment::ToolInstance;
 use super::suffix::{error_content, tool_suffix_ids};

@@ -20,13 +20,13 @@
 
 use std::path::Path;
 
+use mlx_lm::LanguageModel;
 use mlx_lm::loader::{
-    attached_adapters, block_count, fuse_attached_adapters, load_adapters, save_adapters,
-    save_model, set_adapters_enabled, set_adapters_training, AdapterFormat, SaveOptions,
-    ADAPTER_CONFIG, PEFT_WEIGHTS,
+    ADAPTER_CONFIG, AdapterFormat, PEFT_WEIGHTS, SaveOptions, attached_adapters, block_count,
+    fuse_attached_adapters, load_adapters, save_adapters, save_model, set_adapters_enabled,
+    set_adapters_training,
 };
 use mlx_lm::models::Model;
-use mlx_lm::LanguageModel;
 use mlx_nn::{ModuleExt, ParamMap};
 
 pub use mlx_lm::loader::has_adapters;

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use mlx_lm::models::Model;
-use mlx_lm::score::{score, ScoreBatch, ScoreOptions};
+use mlx_lm::score::{ScoreBatch, ScoreOptions, score};
 use mlx_tensor::Array;
 
 use crate::config::GrpoConfig;
@@ -121,7 +121,7 @@ impl MicroBatch {
                 (Some(_), None) => {
                     return Err(Error::internal(
                         "the rollout correction is on but no old log-probabilities were computed",
-                    ))
+                    ));
                 }
                 (None, _) => (None, None),
             };

@@ -232,10 +232,9 @@ impl CheckpointManager {
             if let Some(step) = name
                 .strip_prefix("checkpoint-")
                 .and_then(|s| s.parse::<usize>().ok())
+                && entry.path().join(TRAINER_STATE_FILE).is_file()
             {
-                if entry.path().join(TRAINER_STATE_FILE).is_file() {
-                    found.push((step, entry.path()));
-                }
+                found.push((step, entry.path()));
             }
         }
         found.sort();

@@ -10,14 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use mlx_lm::models::Model;
 use mlx_lm::LanguageModel;
+use mlx_lm::models::Model;
 use mlx_nn::{ModuleExt, ParamMap};
-use mlx_tensor::{memory, Array};
+use mlx_tensor::{Array, memory};
 
+use crate::Result;
 use crate::config::GrpoConfig;
 use crate::trainer::TrainerOptimizer;
-use crate::Result;
 
 /// The memory settings of a run (from [`GrpoConfig`]) and the points where
 /// they act: model set-up, before a rollout, around the training pass, and

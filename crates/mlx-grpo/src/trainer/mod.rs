@@ -33,12 +33,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use mlx_lm::loader::{load_model, save_model, SaveOptions};
+use mlx_lm::loader::{SaveOptions, load_model, save_model};
 use mlx_lm::models::Model;
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_nn::ModuleExt;
 
-use crate::advantages::{compute_advantages, AdvantageSettings};
+use crate::advantages::{AdvantageSettings, compute_advantages};
 use crate::config::GrpoConfig;
 use crate::dataset::{Dataset, GenerationSampler, SamplerSpec, SplitMix64};
 use crate::loss::{EntropyControl, EntropyControlState, GrpoLoss};
@@ -52,9 +52,9 @@ pub use control::{ControlRequest, RunState, RunStatus, SampleRecord, TrainerCont
 pub use dynamic_sampling::ScoredRound;
 pub use memory_plan::MemoryPlan;
 pub use metrics_log::{LogRecord, MetricsLog, Progress};
-pub use optimizer::{build_optimizer, build_schedule, TrainerOptimizer};
+pub use optimizer::{TrainerOptimizer, build_optimizer, build_schedule};
 pub use parallel::Parallel;
-pub use resume_check::{check_trainer_state, RunShape};
+pub use resume_check::{RunShape, check_trainer_state};
 pub use rollout::RolloutSample;
 pub use rollout_buffer::RolloutBuffer;
 pub use step::{optimize_step, optimize_step_in};
@@ -147,16 +147,16 @@ impl Trainer {
                 message: "no reward functions: add at least one to the RewardSet".into(),
             });
         }
-        if let Some(weights) = &config.reward_weights {
-            if weights.len() != rewards.names().len() {
-                return Err(Error::InvalidConfig {
-                    message: format!(
-                        "reward_weights has {} entries but there are {} reward functions",
-                        weights.len(),
-                        rewards.names().len()
-                    ),
-                });
-            }
+        if let Some(weights) = &config.reward_weights
+            && weights.len() != rewards.names().len()
+        {
+            return Err(Error::InvalidConfig {
+                message: format!(
+                    "reward_weights has {} entries but there are {} reward functions",
+                    weights.len(),
+                    rewards.names().len()
+                ),
+            });
         }
         let mut spec = SamplerSpec::from_config(&config);
         spec.prompts_per_generation = global_prompts_per_generation(&config, processes)?;
@@ -807,27 +807,27 @@ impl Trainer {
     /// Draws the sampler's next generation batch, generates this rank's
     /// completions of it and scores them.
     fn sample_round(&mut self) -> Result<ScoredRound> {
-        let gen = self.sampler.next_batch();
+        let drawn = self.sampler.next_batch();
         let rows = self.dataset.rows();
         let (rank, ranks) = self
             .parallel
             .as_ref()
             .map_or((0, 1), |p| (p.rank(), p.size()));
-        let total = gen.num_completions();
+        let total = drawn.num_completions();
         let mine = parallel::local_rows(total, rank, ranks)?;
         let g = self.config.num_generations.max(1);
         let chunk_prompts = self
             .config
             .generation_chunk_prompts
-            .unwrap_or(gen.prompt_indices.len())
+            .unwrap_or(drawn.prompt_indices.len())
             .max(1);
         let chunks = parallel::chunks_for_rows(&mine, g, chunk_prompts);
         // Render only the prompts of the chunks this rank samples; the
         // others stay empty and are never generated.
         let first_prompt = chunks.start * chunk_prompts;
-        let end_prompt = (chunks.end * chunk_prompts).min(gen.prompt_indices.len());
-        let mut prompts = vec![Vec::new(); gen.prompt_indices.len()];
-        for (slot, &i) in gen.prompt_indices.iter().enumerate() {
+        let end_prompt = (chunks.end * chunk_prompts).min(drawn.prompt_indices.len());
+        let mut prompts = vec![Vec::new(); drawn.prompt_indices.len()];
+        for (slot, &i) in drawn.prompt_indices.iter().enumerate() {
             if !(first_prompt..end_prompt).contains(&slot) {
                 continue;
             }
@@ -851,7 +851,7 @@ impl Trainer {
                 &self.tokenizer,
                 tools,
                 rows,
-                &gen.prompt_indices,
+                &drawn.prompt_indices,
                 &prompts,
                 &self.config,
                 seed,
@@ -860,7 +860,7 @@ impl Trainer {
             None => rollout::generate_chunks(
                 &self.model,
                 &self.tokenizer,
-                &gen.prompt_indices,
+                &drawn.prompt_indices,
                 &prompts,
                 &self.config,
                 seed,
@@ -885,7 +885,7 @@ impl Trainer {
         let matrix = self.rewards.score(&inputs)?;
         Ok(ScoredRound {
             generation_index,
-            steps_per_generation: gen.steps_per_generation,
+            steps_per_generation: drawn.steps_per_generation,
             mine,
             samples,
             inputs,

@@ -96,7 +96,7 @@ pub fn build_schedule(config: &GrpoConfig, total_steps: usize) -> Result<Schedul
                 key: "lr_scheduler_type".into(),
                 value: other.as_str().into(),
                 reason: "supported here: constant, constant_with_warmup, linear, cosine".into(),
-            })
+            });
         }
     };
     if warmup == 0 || config.lr_scheduler_type == LrSchedulerType::Constant {

@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use mlx_nn::ParamMap;
-use mlx_tensor::distributed::{all_gather, all_max, all_min, all_sum, Group};
 use mlx_tensor::Array;
+use mlx_tensor::distributed::{Group, all_gather, all_max, all_min, all_sum};
 
 use crate::trainer::RolloutSample;
 use crate::{Error, Result};

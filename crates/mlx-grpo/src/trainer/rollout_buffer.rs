@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use mlx_lm::score::ScoreBatch;
-use mlx_tensor::io::{load_safetensors, save_safetensors};
 use mlx_tensor::Array;
+use mlx_tensor::io::{load_safetensors, save_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::trainer::{metric_serde, MicroBatch};
+use crate::trainer::{MicroBatch, metric_serde};
 use crate::{Error, Result};
 
 /// Metadata key of the buffer's description.

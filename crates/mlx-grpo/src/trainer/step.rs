@@ -4,10 +4,10 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use mlx_lm::models::Model;
-use mlx_lm::score::{score_tokens_with, score_tokens_with_aux, ScoreGradients, ScoreOptions};
+use mlx_lm::score::{ScoreGradients, ScoreOptions, score_tokens_with, score_tokens_with_aux};
 use mlx_nn::optim::clip_grad_norm;
-use mlx_nn::{value_and_grad_with, LossAndGrads, ParamMap};
-use mlx_tensor::{concatenate, Array, Dtype};
+use mlx_nn::{LossAndGrads, ParamMap, value_and_grad_with};
+use mlx_tensor::{Array, Dtype, concatenate};
 
 use crate::config::GrpoConfig;
 use crate::loss::{EntropyControl, GrpoLoss, LossInputs, LossOutput, OutputLayout};

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mlx_grpo::config::{GrpoConfig, LossType};
-use mlx_grpo::rewards::{per_sample, AccuracyReward, RewardInput, RewardSet};
+use mlx_grpo::rewards::{AccuracyReward, RewardInput, RewardSet, per_sample};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::metrics_log::read_metrics;
 use mlx_grpo::trainer::{LogRecord, Trainer};
+use mlx_lm::Tokenizer;
 use mlx_lm::loader::{random_model, tiny_qwen3_moe_config};
 use mlx_lm::models::{Model, ModelConfig};
-use mlx_lm::Tokenizer;
 use mlx_nn::{ModuleExt, ParamMap};
 use mlx_tensor::Dtype;
 use tempfile::TempDir;

@@ -4,10 +4,10 @@
 #![allow(dead_code)]
 
 use mlx_grpo::dataset::{Dataset, Prompt, Row};
+use mlx_lm::Tokenizer;
 use mlx_lm::loader::random_model;
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
-use mlx_lm::Tokenizer;
 use mlx_tensor::Dtype;
 use tempfile::TempDir;
 

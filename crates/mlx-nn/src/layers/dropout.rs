@@ -1,6 +1,6 @@
 //! Dropout with an explicit train/eval mode and explicit random keys.
 
-use mlx_tensor::{random, Array};
+use mlx_tensor::{Array, random};
 
 use crate::{Error, Result};
 

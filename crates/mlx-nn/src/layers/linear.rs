@@ -2,9 +2,9 @@
 
 use mlx_tensor::Array;
 
+use crate::Module;
 use crate::init::Init;
 use crate::module::Param;
-use crate::Module;
 use crate::{Result, VarBuilder};
 
 /// `y = x Wᵀ + b` with `W: [out, in]` (the Hugging Face layout).

@@ -14,12 +14,12 @@
 
 use std::cell::RefCell;
 
-use mlx_tensor::{random, Array, Dtype};
+use mlx_tensor::{Array, Dtype, random};
 
+use crate::Module;
 use crate::init::Init;
 use crate::layers::{Dropout, Linear, QuantizedLinear};
 use crate::module::{Param, Visitor, VisitorMut};
-use crate::Module;
 use crate::{Error, ModuleExt, Result};
 
 thread_local! {

@@ -63,10 +63,10 @@ impl TargetCandidate {
 pub fn layer_index(path: &str) -> Option<usize> {
     let mut parts = path.split('.');
     while let Some(part) = parts.next() {
-        if matches!(part, "layers" | "h" | "blocks" | "layer") {
-            if let Some(n) = parts.clone().next().and_then(|p| p.parse().ok()) {
-                return Some(n);
-            }
+        if matches!(part, "layers" | "h" | "blocks" | "layer")
+            && let Some(n) = parts.clone().next().and_then(|p| p.parse().ok())
+        {
+            return Some(n);
         }
     }
     None

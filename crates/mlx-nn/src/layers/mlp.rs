@@ -3,9 +3,9 @@
 
 use mlx_tensor::Array;
 
-use crate::activations::{silu, Activation};
-use crate::layers::{Forward, Linear, LinearConfig};
 use crate::Module;
+use crate::activations::{Activation, silu};
+use crate::layers::{Forward, Linear, LinearConfig};
 use crate::{Error, Result, VarBuilder};
 
 /// `down_proj(silu(gate_proj(x)) * up_proj(x))`, without biases, with the

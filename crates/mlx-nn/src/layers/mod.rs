@@ -22,10 +22,10 @@ pub use forward::Forward;
 pub use linear::{Linear, LinearConfig};
 pub use lora::{DropoutKeyScope, LinearBase, LoraConfig, LoraLinear};
 pub use lora_targets::{
-    layer_index, select_targets, LayerSelection, TargetCandidate, TargetModules,
+    LayerSelection, TargetCandidate, TargetModules, layer_index, select_targets,
 };
 pub use mlp::{Mlp, SwiGlu};
 pub use norm::{LayerNorm, RmsNorm};
-pub use quantized::{QuantizedLinear, DEFAULT_BITS, DEFAULT_GROUP_SIZE};
+pub use quantized::{DEFAULT_BITS, DEFAULT_GROUP_SIZE, QuantizedLinear};
 pub use quantized_embedding::QuantizedEmbedding;
 pub use sequential::Sequential;

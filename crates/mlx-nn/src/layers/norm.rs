@@ -1,10 +1,10 @@
 //! Normalisation layers.
 
-use mlx_tensor::{fast, Array};
+use mlx_tensor::{Array, fast};
 
+use crate::Module;
 use crate::init::Init;
 use crate::module::Param;
-use crate::Module;
 use crate::{Result, VarBuilder};
 
 /// RMS normalisation over the last axis with a learned scale.

@@ -2,9 +2,9 @@
 
 use mlx_tensor::{Array, Dtype, Quantized};
 
+use crate::Module;
 use crate::layers::{Linear, LinearConfig};
 use crate::module::Param;
-use crate::Module;
 use crate::{Error, Result, VarBuilder};
 
 /// Default elements per quantization group (as MLX's affine mode).

@@ -2,10 +2,10 @@
 
 use mlx_tensor::{Array, Quantized};
 
-use crate::layers::Embedding;
-use crate::module::Param;
 use crate::Module;
 use crate::Result;
+use crate::layers::Embedding;
+use crate::module::Param;
 
 /// An [`Embedding`] whose `[num_embeddings, dims]` table is stored
 /// quantized (affine mode) as packed `weight`, per-group `scales` and

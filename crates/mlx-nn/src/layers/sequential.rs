@@ -2,9 +2,9 @@
 
 use mlx_tensor::Array;
 
+use crate::Result;
 use crate::layers::Forward;
 use crate::module::{Module, Visitor, VisitorMut};
-use crate::Result;
 
 /// A layer that can sit in a [`Sequential`]: it has (possibly no) parameters,
 /// maps one array to one array, and can be cloned behind a `Box`.

@@ -2,7 +2,7 @@
 
 use mlx_tensor::Array;
 
-use super::{apply_weights, check_same_shape, reduce, Reduction};
+use super::{Reduction, apply_weights, check_same_shape, reduce};
 use crate::Result;
 
 /// Negative log-likelihood: `-log_probs[target]` along `axis`, reduced.

@@ -1,8 +1,8 @@
 //! Cross-entropy from logits.
 
-use mlx_tensor::{where_, Array};
+use mlx_tensor::{Array, where_};
 
-use super::{apply_weights, reduce, Reduction};
+use super::{Reduction, apply_weights, reduce};
 use crate::{Error, Result};
 
 /// Settings of the cross-entropy loss (see [`CrossEntropy::loss`]).

@@ -10,7 +10,7 @@ mod cross_entropy;
 mod regression;
 
 pub use classification::{binary_cross_entropy, binary_cross_entropy_with_logits, kl_div, nll};
-pub use cross_entropy::{cross_entropy, CrossEntropy};
+pub use cross_entropy::{CrossEntropy, cross_entropy};
 pub use regression::{l1, mse};
 
 use mlx_tensor::{Array, Axes};

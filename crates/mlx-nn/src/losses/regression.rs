@@ -2,7 +2,7 @@
 
 use mlx_tensor::Array;
 
-use super::{check_same_shape, reduce, Reduction};
+use super::{Reduction, check_same_shape, reduce};
 use crate::Result;
 
 /// Mean squared error: `(predictions - targets)²`, reduced.

@@ -42,7 +42,7 @@ pub use adam::{Adam, AdamW};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use host_timings::HostUpdateTimings;
 pub use lion::Lion;
-pub use optimizer::{Optimizer, EVAL_GROUP_BYTES};
+pub use optimizer::{EVAL_GROUP_BYTES, Optimizer};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 pub use state::ParamState;

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx_tensor::{io, Array};
+use mlx_tensor::{Array, io};
 
 use super::state_check::{check_against_params, group_by_param, parse_step};
-use super::state_store::{byte_groups, StateStore};
+use super::state_store::{StateStore, byte_groups};
 use super::{HostUpdateTimings, ParamState, UpdateRule};
 use crate::module::{Module, ModuleExt, ParamMap};
 use crate::schedule::Schedule;

@@ -169,14 +169,14 @@ pub(super) fn check_against_params<R: UpdateRule>(
             }
         }
     }
-    if step > 0 {
-        if let Some(param) = params.keys().find(|p| !state.contains_key(*p)) {
-            let slot = slot_names(rule)?.into_iter().next().unwrap_or_default();
-            return Err(invalid(
-                Some(&format!("{param}.{slot}")),
-                format!("missing: the state is at step {step} but has nothing for `{param}`"),
-            ));
-        }
+    if step > 0
+        && let Some(param) = params.keys().find(|p| !state.contains_key(*p))
+    {
+        let slot = slot_names(rule)?.into_iter().next().unwrap_or_default();
+        return Err(invalid(
+            Some(&format!("{param}.{slot}")),
+            format!("missing: the state is at step {step} but has nothing for `{param}`"),
+        ));
     }
     Ok(())
 }

@@ -4,12 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use mlx_tensor::{io, Array, HostArray};
+use mlx_tensor::{Array, HostArray, io};
 
 use super::host_offload::{self, HostStates};
 use super::{HostUpdateTimings, ParamState};
-use crate::module::ParamMap;
 use crate::Result;
+use crate::module::ParamMap;
 
 /// Every parameter's state by the parameter's name, in MLX arrays or in
 /// host memory.

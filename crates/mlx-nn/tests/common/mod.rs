@@ -8,7 +8,7 @@ pub mod transformer;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use mlx_tensor::{io, Array, Dtype};
+use mlx_tensor::{Array, Dtype, io};
 
 /// The directory of the committed fixtures.
 pub fn fixtures_dir() -> PathBuf {

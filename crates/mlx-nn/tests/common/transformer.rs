@@ -4,8 +4,8 @@
 
 use mlx_nn::layers::{Embedding, Linear, LinearConfig, RmsNorm, SwiGlu};
 use mlx_nn::{Module, Result, VarBuilder, Visitor, VisitorMut};
-use mlx_tensor::fast::{self, SdpaMask};
 use mlx_tensor::Array;
+use mlx_tensor::fast::{self, SdpaMask};
 
 /// Sizes of the tiny model.
 #[derive(Clone, Copy, Debug)]

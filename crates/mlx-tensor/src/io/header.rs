@@ -15,7 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::strict_json::from_slice_unique_keys;
-use super::{file_error, TensorInfo};
+use super::{TensorInfo, file_error};
 use crate::{Error, Result};
 
 /// The largest header accepted (the format's own readers use the same).
@@ -71,7 +71,9 @@ fn read_header_bytes(path: &Path) -> Result<(Vec<u8>, u64)> {
     if header_len > MAX_HEADER_BYTES || header_len > room {
         return Err(file_error(
             path,
-            format!("garbage or truncated safetensors header: it claims {header_len} bytes, the file has {file_len}"),
+            format!(
+                "garbage or truncated safetensors header: it claims {header_len} bytes, the file has {file_len}"
+            ),
         ));
     }
     let capacity = usize::try_from(header_len)
@@ -111,7 +113,7 @@ fn read_metadata(path: &Path, value: Value) -> Result<HashMap<String, String>> {
             return Err(file_error(
                 path,
                 format!("`{METADATA_KEY}` must be an object of strings"),
-            ))
+            ));
         }
     };
     map.into_iter()

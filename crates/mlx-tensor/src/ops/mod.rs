@@ -10,6 +10,6 @@ mod reduce;
 mod shape_ops;
 
 pub use elementwise::where_;
-pub use linalg::{gather_mm, Quantized};
+pub use linalg::{Quantized, gather_mm};
 pub use shape_ops::{concatenate, stack};
 pub(crate) use shape_ops::{from_array_vec, to_array_vec};

@@ -117,9 +117,11 @@ mod tests {
         assert!(!r.matches("<think>\nThis is my reasoning.\nThis is my answer."));
         assert!(!r.matches(" <think>x</think>"));
         assert!(!r.matches("<think>a<think>b</think>"));
-        assert!(FormatReward::think()
-            .with_think_prefilled(true)
-            .matches("reasoning</think> answer"));
+        assert!(
+            FormatReward::think()
+                .with_think_prefilled(true)
+                .matches("reasoning</think> answer")
+        );
     }
 
     #[test]
