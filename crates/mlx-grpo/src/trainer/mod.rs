@@ -18,6 +18,7 @@ pub mod callbacks;
 pub mod checkpoint;
 pub mod control;
 pub mod dynamic_sampling;
+mod generation;
 pub mod memory_plan;
 pub mod metric_serde;
 pub mod metrics_log;
@@ -38,9 +39,8 @@ use mlx_lm::models::Model;
 use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_nn::ModuleExt;
 
-use crate::advantages::{AdvantageSettings, compute_advantages};
 use crate::config::GrpoConfig;
-use crate::dataset::{Dataset, GenerationSampler, SamplerSpec, SplitMix64};
+use crate::dataset::{Dataset, GenerationSampler, SamplerSpec};
 use crate::loss::{EntropyControl, EntropyControlState, GrpoLoss};
 use crate::rewards::RewardSet;
 use crate::{Error, Result};
@@ -802,219 +802,6 @@ impl Trainer {
         reference.update(&mixed)?;
         reference.eval_params()?;
         Ok(())
-    }
-
-    /// Draws the sampler's next generation batch, generates this rank's
-    /// completions of it and scores them.
-    fn sample_round(&mut self) -> Result<ScoredRound> {
-        let drawn = self.sampler.next_batch();
-        let rows = self.dataset.rows();
-        let (rank, ranks) = self
-            .parallel
-            .as_ref()
-            .map_or((0, 1), |p| (p.rank(), p.size()));
-        let total = drawn.num_completions();
-        let mine = parallel::local_rows(total, rank, ranks)?;
-        let g = self.config.num_generations.max(1);
-        let chunk_prompts = self
-            .config
-            .generation_chunk_prompts
-            .unwrap_or(drawn.prompt_indices.len())
-            .max(1);
-        let chunks = parallel::chunks_for_rows(&mine, g, chunk_prompts);
-        // Render only the prompts of the chunks this rank samples; the
-        // others stay empty and are never generated.
-        let first_prompt = chunks.start * chunk_prompts;
-        let end_prompt = (chunks.end * chunk_prompts).min(drawn.prompt_indices.len());
-        let mut prompts = vec![Vec::new(); drawn.prompt_indices.len()];
-        for (slot, &i) in drawn.prompt_indices.iter().enumerate() {
-            if !(first_prompt..end_prompt).contains(&slot) {
-                continue;
-            }
-            let row = rows
-                .get(i)
-                .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
-            let schemas = self.tools.as_ref().map(crate::tools::Tools::schemas);
-            let ids = rollout::render_prompt_with_tools(&self.tokenizer, &row.prompt, schemas)?;
-            prompts[slot] = self.prompt_truncation.apply(ids);
-        }
-        // Every generation has its own keys, also when one optimizer step
-        // samples several (gradient_accumulation_steps > steps_per_generation).
-        let generation_index = self.state.generations;
-        self.state.generations = generation_index.wrapping_add(1);
-        MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
-        adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
-        let seed = rollout::generation_seed(self.config.seed, generation_index);
-        let generated = match &self.tools {
-            Some(tools) => crate::tools::generate_chunks_with_tools(
-                &self.model,
-                &self.tokenizer,
-                tools,
-                rows,
-                &drawn.prompt_indices,
-                &prompts,
-                &self.config,
-                seed,
-                chunks,
-            )?,
-            None => rollout::generate_chunks(
-                &self.model,
-                &self.tokenizer,
-                &drawn.prompt_indices,
-                &prompts,
-                &self.config,
-                seed,
-                chunks,
-            )?,
-        };
-        // The generated chunks start at row `first_prompt · G`; keep ours.
-        let skip = mine.start - first_prompt * g;
-        let mut samples: Vec<RolloutSample> =
-            generated.into_iter().skip(skip).take(mine.len()).collect();
-        if samples.len() != mine.len() {
-            return Err(Error::internal(format!(
-                "generation gave {} of this rank's {} completions",
-                samples.len(),
-                mine.len()
-            )));
-        }
-        for cb in &mut self.callbacks {
-            cb.on_rollout(&mut samples);
-        }
-        let inputs = rollout::reward_inputs(&self.tokenizer, rows, &samples)?;
-        let matrix = self.rewards.score(&inputs)?;
-        Ok(ScoredRound {
-            generation_index,
-            steps_per_generation: drawn.steps_per_generation,
-            mine,
-            samples,
-            inputs,
-            matrix,
-            metrics: BTreeMap::new(),
-        })
-    }
-
-    /// Samples a generation batch and prepares its micro-batches (this
-    /// rank's rows of it when data-parallel).
-    fn generate(&mut self) -> Result<RolloutBuffer> {
-        let first = self.sample_round()?;
-        let ScoredRound {
-            generation_index,
-            steps_per_generation,
-            mine,
-            samples,
-            inputs,
-            matrix,
-            metrics: round_metrics,
-        } = self.fill_informative_groups(first)?;
-        let weights = match &self.config.reward_weights {
-            Some(w) => w.clone(),
-            None => self.rewards.weights(),
-        };
-        let (global_matrix, outcomes, tokens) =
-            parallel::gather_rollout(self.parallel.as_ref(), &matrix, &samples)?;
-        let mut advantages = compute_advantages(
-            &global_matrix,
-            &weights,
-            &AdvantageSettings::from_config(&self.config),
-        )?;
-        let mut metrics = advantages.metrics.to_map();
-        metrics.extend(round_metrics);
-        // Advantages and rewards of this rank's rows.
-        advantages.advantages = advantages
-            .advantages
-            .get(mine.clone())
-            .map(<[f32]>::to_vec)
-            .ok_or_else(|| Error::internal("advantages of fewer rows than the batch"))?;
-        advantages.rewards = advantages
-            .rewards
-            .get(mine.clone())
-            .map(<[f32]>::to_vec)
-            .ok_or_else(|| Error::internal("rewards of fewer rows than the batch"))?;
-        for cb in &mut self.callbacks {
-            cb.on_advantages(&inputs, &mut advantages.advantages);
-        }
-        metrics.extend(batch::completion_metrics_of(&outcomes));
-        metrics.extend(crate::tools::tool_metrics(&samples));
-        if self.is_main_process() && (self.config.log_completions || self.write_samples) {
-            self.record_samples(&inputs, &matrix, &advantages)?;
-        }
-        if self.config.log_completions && self.show_progress {
-            let n = self
-                .config
-                .num_completions_to_print
-                .unwrap_or(2)
-                .min(inputs.len());
-            for (input, reward) in inputs.iter().zip(&advantages.rewards).take(n) {
-                eprintln!(
-                    "[completion] prompt: {:?}\n             output: {:?}\n             reward: {reward:.3}",
-                    input.prompt.last_user_text(),
-                    input.completion.raw_text
-                );
-            }
-        }
-        self.state.num_tokens += tokens;
-
-        // TRL shuffles each process's rows with the same seed on every
-        // process, then cuts them into `steps_per_generation` parts.
-        let mut rng = SplitMix64::for_stream(self.config.seed, generation_index);
-        let order = rng.permutation(samples.len());
-        let parts = dynamic_sampling::split_parts(&order, steps_per_generation);
-        let local_items: f64 = samples
-            .iter()
-            .filter(|s| {
-                !(self.config.mask_truncated_completions
-                    && s.finish_reason == crate::rewards::FinishReason::Length)
-            })
-            .map(|s| s.model_tokens() as f64)
-            .sum();
-        // All ranks' loss tokens, divided by the ranks as TRL does: the
-        // gradients are averaged over them afterwards.
-        let num_items = match &self.parallel {
-            Some(p) => {
-                let total = p.sum(&[local_items as f32])?;
-                f64::from(total.first().copied().unwrap_or(0.0)) / p.size() as f64
-            }
-            None => local_items,
-        };
-        let pad_id = self
-            .tokenizer
-            .pad_token_id()
-            .or(self.tokenizer.eos_token_id())
-            .unwrap_or(0);
-        let adapter_reference = match &self.ref_model {
-            None if self.config.beta != 0.0 && adapters::has_adapters(&self.model) => {
-                Some(adapters::reference_without_adapters(&self.model)?)
-            }
-            _ => None,
-        };
-        let reference = self.ref_model.as_ref().or(adapter_reference.as_ref());
-        let mut micro_batches = Vec::with_capacity(parts.len());
-        for part in parts {
-            let mb = MicroBatch::build(
-                &part,
-                &samples,
-                &advantages.advantages,
-                pad_id,
-                num_items,
-                &self.config,
-                &self.model,
-                reference,
-            )?;
-            micro_batches.push(mb);
-        }
-        metrics.extend(rollout_correction::sampling_metrics(
-            &micro_batches,
-            &self.config,
-            self.parallel.as_ref(),
-        )?);
-        let count = micro_batches.len() * self.config.num_iterations.max(1);
-        Ok(RolloutBuffer {
-            micro_batches,
-            next: 0,
-            remaining: count,
-            metrics,
-        })
     }
 }
 
