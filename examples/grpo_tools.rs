@@ -39,7 +39,10 @@
 //! remaining errors are digits copied wrongly; a longer warm-up (1500
 //! steps, 100 GRPO steps: 86.0%) did not help.
 //!
-//! `--set` changes any other `GRPOConfig` field (TRL's names).
+//! `--tui` shows the training UI (keys: p pause, s save, q save and quit);
+//! `cargo run -p mlx-grpo-tui -- watch runs/grpo_tools` follows the run from
+//! another terminal. `--set` changes any other `GRPOConfig` field (TRL's
+//! names).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -53,6 +56,7 @@ use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
 use mlx_grpo::tools::{Tool, ToolLoop, Tools, tool_suffix_ids};
 use mlx_grpo::trainer::Trainer;
 use mlx_grpo::trainer::rollout::render_prompt_with_tools;
+use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError};
 use mlx_lm::generate::{BatchOptions, generate_batch, generate_turns};
 use mlx_lm::loader::{SaveOptions, random_model, save_model};
@@ -98,6 +102,9 @@ struct Args {
     /// Sets any other GRPOConfig field, e.g. --set num_generations=4 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", allow_hyphen_values = true)]
     overrides: Vec<String>,
+    /// Shows the training UI (the plain progress bar when stdout is not a terminal)
+    #[arg(long)]
+    tui: bool,
 }
 
 /// One problem: the expression (`1234*567`) and its value.
@@ -423,29 +430,47 @@ fn mean_metric(history: &[mlx_grpo::trainer::LogRecord], name: &str) -> f64 {
 
 fn run(args: Args) -> Result<(), BoxError> {
     let started = Instant::now();
+    // Fail on a bad config before the warm-up.
     let cfg = grpo_config(&args)?;
     std::fs::create_dir_all(&cfg.output_dir).map_err(cli::at_path(
         "creating the output directory",
         &cfg.output_dir,
     ))?;
+    let summary = if args.tui {
+        // The model lives on the training thread; the UI runs on this one.
+        mlx_grpo_tui::run_in_terminal(move |hooks| {
+            train(&args, cfg, &hooks).map_err(|e| cli::one_line(e.as_ref()))
+        })??
+    } else {
+        train(&args, cfg, &Hooks::plain())?
+    };
+    for line in summary {
+        println!("{line}");
+    }
+    println!("done in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Warm-up, GRPO with the tool and evaluation; returns the summary lines.
+fn train(args: &Args, cfg: GrpoConfig, hooks: &Hooks) -> Result<Vec<String>, BoxError> {
     let tok = tokenizer()?;
     let all = problems(args.seed, 4000);
     let (held_out, train) = all.split_at(HELD_OUT);
     let mut model = random_model(&model_config(tok.vocab_size())?, args.seed, Dtype::F32)?;
-    println!(
+    hooks.say(format!(
         "model: tiny Qwen3, {} parameters; task: 3-/4-digit sums and products with a calculator",
         mlx_nn::ModuleExt::num_parameters(&model)
-    );
+    ));
     let tools = Tools::new(vec![calculator()])?;
 
     let sft_loss = warm_up(&mut model, &tok, train, args.sft_steps, args.seed)?;
     let alone = accuracy_without_tool(&model, &tok, held_out)?;
     let (before, calls_before) = accuracy_with_tool(&model, &tok, &tools, held_out)?;
-    println!(
+    hooks.say(format!(
         "after {} warm-up steps (loss {sft_loss:.3}): held-out accuracy without the tool {alone:.1}%, \
          with the tool {before:.1}% ({calls_before:.2} calls per problem)",
         args.sft_steps
-    );
+    ));
 
     let tokenizer_dir = cfg.output_dir.join("tokenizer");
     tok.save_dir(&tokenizer_dir)?;
@@ -467,9 +492,10 @@ fn run(args: Args) -> Result<(), BoxError> {
             .is_some_and(|a| same_number(&x.completion.text, a));
         f32::from(u8::from(answered && correct))
     }))?;
-    let mut trainer = Trainer::new(cfg, model, tok.clone(), dataset, rewards)?
+    let trainer = Trainer::new(cfg, model, tok.clone(), dataset, rewards)?
         .with_source_dir(&tokenizer_dir)
         .with_tools(tools.clone());
+    let mut trainer = hooks.attach(trainer);
     let output = trainer.train()?;
     let (after, calls_after) = accuracy_with_tool(trainer.model(), &tok, &tools, held_out)?;
 
@@ -489,26 +515,26 @@ fn run(args: Args) -> Result<(), BoxError> {
         serde_json::to_string_pretty(&schemas)?,
     )
     .map_err(cli::at_path("writing tools.json", &final_dir))?;
-    println!(
-        "GRPO: {} steps; tools/call_frequency {:.2}, tools/failure_frequency {:.3}, tools/mean_turns {:.2} \
-         (means over the logged steps)",
-        output.global_step,
-        mean_metric(&output.log_history, "tools/call_frequency"),
-        mean_metric(&output.log_history, "tools/failure_frequency"),
-        mean_metric(&output.log_history, "tools/mean_turns"),
-    );
-    println!(
-        "held-out accuracy: without the tool {alone:.1}%, with the tool before GRPO {before:.1}%, \
-         after GRPO {after:.1}% ({calls_after:.2} calls per problem)"
-    );
-    println!(
-        "wrote {}/metrics.jsonl, {}/curves.png and {} (with tools.json)",
-        output_dir.display(),
-        output_dir.display(),
-        final_dir.display()
-    );
-    println!("done in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
+    Ok(vec![
+        format!(
+            "GRPO: {} steps; tools/call_frequency {:.2}, tools/failure_frequency {:.3}, tools/mean_turns {:.2} \
+             (means over the logged steps)",
+            output.global_step,
+            mean_metric(&output.log_history, "tools/call_frequency"),
+            mean_metric(&output.log_history, "tools/failure_frequency"),
+            mean_metric(&output.log_history, "tools/mean_turns"),
+        ),
+        format!(
+            "held-out accuracy: without the tool {alone:.1}%, with the tool before GRPO {before:.1}%, \
+             after GRPO {after:.1}% ({calls_after:.2} calls per problem)"
+        ),
+        format!(
+            "wrote {}/metrics.jsonl, {}/curves.png and {} (with tools.json)",
+            output_dir.display(),
+            output_dir.display(),
+            final_dir.display()
+        ),
+    ])
 }
 
 fn main() {
