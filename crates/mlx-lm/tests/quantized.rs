@@ -1,7 +1,9 @@
 //! mlx-lm's quantized checkpoints (`scripts/fixtures/gen_lora_quant_fixtures.py`):
 //! loading them gives mlx-lm's logits, our quantizer writes mlx-lm's
 //! tensors and config, QLoRA adapters over a quantized base give mlx-lm's
-//! logits, and bad quantized checkpoints are errors naming file and tensor.
+//! logits, mlx-lm's quantized Qwen3-MoE (`scripts/fixtures/
+//! gen_quant_moe_fixtures.py`) gives its logits, and bad quantized
+//! checkpoints are errors naming file and tensor.
 
 mod lm_support;
 
@@ -48,6 +50,42 @@ fn mlx_lm_quantized_checkpoints_give_mlx_lm_logits() {
         // Quantization did change the model (4-bit more than 8-bit).
         assert!(max_diff(&dense, &expected) > 1e-4, "{name}: same as dense");
     }
+}
+
+/// mlx-lm's 4-bit Qwen3-MoE (`scripts/fixtures/gen_quant_moe_fixtures.py`):
+/// every linear layer is quantized, the stacked routed experts and the
+/// tied embedding included, and the router at 8 bits by a per-module entry.
+#[test]
+fn mlx_lm_quantized_moe_checkpoint_gives_mlx_lm_logits() {
+    let name = "quant_moe_b4_g32";
+    let q = quantization_config(dir(name)).unwrap().unwrap();
+    let expected_spec = |group_size, bits| Some(QuantizationSpec { group_size, bits });
+    assert_eq!(
+        q.spec_for("model.layers.1.mlp.switch_mlp.down_proj"),
+        expected_spec(32, 4)
+    );
+    assert_eq!(q.spec_for("model.layers.1.mlp.gate"), expected_spec(64, 8));
+    let packed = io::load_safetensors(dir(name).join("model.safetensors")).unwrap();
+    for module in [
+        "model.embed_tokens",
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.0.mlp.down_proj",
+        "model.layers.1.mlp.gate",
+        "model.layers.1.mlp.switch_mlp.gate_proj",
+        "model.layers.1.mlp.switch_mlp.down_proj",
+    ] {
+        let weight = &packed.tensors[&format!("{module}.weight")];
+        assert_eq!(weight.dtype(), Dtype::U32, "{module} is not packed");
+    }
+
+    let model = load_model(dir(name), None).unwrap();
+    let got = logits_of(&model, &tokens());
+    let expected = reference(name);
+    let diff = max_diff(&got, &expected);
+    assert!(diff < 1e-4 * max_abs(&expected).max(1.0), "max diff {diff}");
+    // Quantization did change the model.
+    let dense = logits_of(&load("qwen3_moe", Dtype::F32), &tokens());
+    assert!(max_diff(&dense, &expected) > 1e-3, "same as dense");
 }
 
 #[test]
