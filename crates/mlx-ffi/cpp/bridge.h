@@ -122,6 +122,7 @@ ArrayPtr topk(const array& a, std::int32_t k, std::int32_t axis);
 ArrayPtr addmm(const array& c, const array& a, const array& b, float alpha, float beta);
 ArrayPtr norm(const array& a, double ord, rust::Slice<const std::int32_t> axes, bool all_axes, bool keepdims);
 ArrayPtr gather_mm(const array& a, const array& b, const array& lhs_indices, const array& rhs_indices, bool has_lhs, bool has_rhs, bool sorted);
+ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases, const array& lhs_indices, const array& rhs_indices, bool has_lhs, bool has_rhs, bool transpose, std::int32_t group_size, std::int32_t bits, bool sorted);
 ArrayVecPtr quantize(const array& w, std::int32_t group_size, std::int32_t bits);
 ArrayPtr dequantize(const array& w, const array& scales, const array& biases, std::int32_t group_size, std::int32_t bits);
 ArrayPtr quantized_matmul(const array& x, const array& w, const array& scales, const array& biases, bool transpose, std::int32_t group_size, std::int32_t bits);

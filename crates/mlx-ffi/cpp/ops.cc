@@ -289,6 +289,15 @@ ArrayPtr gather_mm(const array& a, const array& b, const array& lhs_indices, con
   return wrap(mx::gather_mm(a, b, l, r, sorted));
 }
 
+ArrayPtr gather_qmm(const array& x, const array& w, const array& scales, const array& biases,
+                    const array& lhs_indices, const array& rhs_indices, bool has_lhs, bool has_rhs, bool transpose,
+                    std::int32_t group_size, std::int32_t bits, bool sorted) {
+  std::optional<array> l, r;
+  if (has_lhs) l = lhs_indices;
+  if (has_rhs) r = rhs_indices;
+  return wrap(mx::gather_qmm(x, w, scales, biases, l, r, transpose, group_size, bits, "affine", std::nullopt, sorted));
+}
+
 ArrayVecPtr quantize(const array& w, std::int32_t group_size, std::int32_t bits) {
   return wrap_vec(mx::quantize(w, group_size, bits));
 }

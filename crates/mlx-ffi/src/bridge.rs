@@ -365,6 +365,21 @@ pub mod ffi {
             has_rhs: bool,
             sorted: bool,
         ) -> Result<UniquePtr<MlxArray>>;
+        #[allow(clippy::too_many_arguments)]
+        fn gather_qmm(
+            x: &MlxArray,
+            w: &MlxArray,
+            scales: &MlxArray,
+            biases: &MlxArray,
+            lhs_indices: &MlxArray,
+            rhs_indices: &MlxArray,
+            has_lhs: bool,
+            has_rhs: bool,
+            transpose: bool,
+            group_size: i32,
+            bits: i32,
+            sorted: bool,
+        ) -> Result<UniquePtr<MlxArray>>;
         fn quantize(w: &MlxArray, group_size: i32, bits: i32) -> Result<UniquePtr<ArrayVec>>;
         fn dequantize(
             w: &MlxArray,

@@ -15,9 +15,10 @@ use std::path::Path;
 use lm_support::{copy_fixture, load, logits_of, max_abs, max_diff, temp_dir};
 use mlx_lm::SaveOptions;
 use mlx_lm::loader::{
-    QuantizationSpec, load_adapters, load_model, merge_adapters, quantization_config,
+    QuantizationSpec, load_adapters, load_model, merge_adapters, quantization_config, save_model,
     save_quantized_model,
 };
+use mlx_nn::ModuleExt;
 use mlx_tensor::{Dtype, io};
 use tempfile::TempDir;
 
@@ -79,10 +80,37 @@ fn mlx_lm_quantized_moe_checkpoint_gives_mlx_lm_logits() {
     }
 
     let model = load_model(dir(name), None).unwrap();
+    // The routed experts stay packed (applied with `gather_qmm`).
+    let mut params = std::collections::HashMap::new();
+    model.for_each_param(|n, p| {
+        params.insert(n.to_string(), (p.value.dtype(), p.frozen));
+    });
+    for proj in ["gate_proj", "up_proj", "down_proj"] {
+        let module = format!("model.layers.1.mlp.switch_mlp.{proj}");
+        assert_eq!(params[&format!("{module}.weight")], (Dtype::U32, true));
+        assert_eq!(params[&format!("{module}.scales")], (Dtype::F32, true));
+        assert_eq!(params[&format!("{module}.biases")], (Dtype::F32, true));
+    }
     let got = logits_of(&model, &tokens());
     let expected = reference(name);
     let diff = max_diff(&got, &expected);
     assert!(diff < 1e-4 * max_abs(&expected).max(1.0), "max diff {diff}");
+    // Saved, the packed experts keep mlx-lm's stacked layout and values.
+    let saved_tmp = temp_dir("quant-moe-save");
+    save_model(&model, saved_tmp.path(), &SaveOptions::default()).unwrap();
+    let saved = io::load_safetensors(saved_tmp.path().join("model.safetensors")).unwrap();
+    for (k, v) in packed
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.contains("switch_mlp"))
+    {
+        let same = saved.tensors[k]
+            .array_equal(v, false)
+            .unwrap()
+            .to_vec::<bool>()
+            .unwrap()[0];
+        assert!(same, "{k} saved differs from mlx-lm's");
+    }
     // Quantization did change the model.
     let dense = logits_of(&load("qwen3_moe", Dtype::F32), &tokens());
     assert!(max_diff(&dense, &expected) > 1e-3, "same as dense");

@@ -9,10 +9,12 @@
 //! mlx-lm leaves them.
 //!
 //! Loading keeps the packed weights: each quantized projection becomes a
-//! [`QuantizedLinear`] and a quantized embedding table a
-//! [`QuantizedEmbedding`], so the model computes what mlx-lm's quantized
-//! model does. Quantized modules that are neither (routed experts, routers)
-//! are dequantized into their dense layers.
+//! [`QuantizedLinear`], a quantized embedding table a
+//! [`QuantizedEmbedding`] and quantized routed experts
+//! (`….mlp.switch_mlp.{gate,up,down}_proj`, stacked `[experts, out, in]`)
+//! stay packed and are applied with `gather_qmm`, so the model computes
+//! what mlx-lm's quantized model does. Other quantized modules (the
+//! routers) are dequantized into their dense layers.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -306,9 +308,23 @@ pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Resu
         .or_else(|| config.base().declared_dtype().and_then(dtype_from_config))
         .unwrap_or(Dtype::F32);
     let mut tensors = parts.dense;
-    // Every module gets a dense weight to build the model from; for the
-    // layers that are replaced by packed ones below it is never computed.
-    for (module, q) in &parts.quantized {
+    let mut quantized = parts.quantized;
+    // Routed experts are built packed from their parts.
+    let experts: Vec<String> = quantized
+        .keys()
+        .filter(|m| m.contains(".switch_mlp."))
+        .cloned()
+        .collect();
+    for module in experts {
+        if let Some(q) = quantized.remove(&module) {
+            tensors.insert(format!("{module}.weight"), q.weight);
+            tensors.insert(format!("{module}.scales"), q.scales);
+            tensors.insert(format!("{module}.biases"), q.biases);
+        }
+    }
+    // Every other module gets a dense weight to build the model from; for
+    // the layers that are replaced by packed ones below it is never computed.
+    for (module, q) in &quantized {
         tensors.insert(format!("{module}.weight"), q.dequantize()?);
     }
     if config.base().tie_word_embeddings {
@@ -317,7 +333,7 @@ pub fn load_quantized_model(dir: impl AsRef<Path>, dtype: Option<Dtype>) -> Resu
     let vb = VarBuilder::from_tensors_at(tensors, dtype, dir.to_path_buf());
     let mut model = Model::new(&config, &vb)?;
     vb.finish(true)?;
-    use_packed_layers(&mut model, parts.quantized, dtype)?;
+    use_packed_layers(&mut model, quantized, dtype)?;
     crate::generate::pack_weights(&mut model)?;
     Ok(model)
 }

@@ -13,18 +13,20 @@ pub(crate) const PROJECTIONS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
 
 /// Replaces every `….mlp.switch_mlp.{p}.weight` (`[E, out, in]`) by
 /// `….mlp.experts.{e}.{p}.weight` (`[out, in]`) for each expert `e`.
+/// Packed (quantized) experts stay stacked with their `scales` and
+/// `biases`, as mlx-lm stores them.
 pub(crate) fn unstack_experts(params: ParamMap) -> Result<ParamMap> {
     let mut out = ParamMap::new();
     for (name, value) in params {
         match split_switch_name(&name) {
-            Some((prefix, proj)) => {
+            Some((prefix, proj)) if value.dtype().is_float() => {
                 let experts = value.axis_size(0)?;
                 for e in 0..experts {
                     let one = value.slice_axis(0, e, Some(e + 1), 1)?.squeeze(&[0])?;
                     out.insert(format!("{prefix}.experts.{e}.{proj}.weight"), one);
                 }
             }
-            None => {
+            _ => {
                 out.insert(name, value);
             }
         }

@@ -1,24 +1,137 @@
 //! The sparse mixture-of-experts feed-forward block: a softmax router picks
 //! the top-k experts per token, whose SwiGLU weights are stacked
-//! `[experts, out, in]` and applied with `gather_mm`.
+//! `[experts, out, in]` and applied with `gather_mm` (or, packed as
+//! mlx-lm's quantized checkpoints store them, with `gather_qmm`).
 
 use mlx_nn::layers::{Linear, LinearConfig};
-use mlx_nn::{Init, Module, Param, VarBuilder};
-use mlx_tensor::{Array, Axes, Device, Dtype, gather_mm};
+use mlx_nn::{Init, Module, Param, VarBuilder, Visitor, VisitorMut};
+use mlx_tensor::{Array, Axes, Device, Dtype, Quantized, gather_mm};
 
-use crate::Result;
+use crate::loader::QuantizationSpec;
+use crate::{Error, Result};
 
 /// Token-expert pairs from which the tokens are sorted by expert, so that
 /// `gather_mm` reads each expert's weights once.
 const SORT_THRESHOLD: usize = 64;
 
-/// Linear layers of all experts, `weight: [experts, out, in]`.
-#[derive(Debug, Clone, Module)]
-pub(crate) struct SwitchLinear {
-    weight: Param,
+/// Linear layers of all experts: dense, or packed (affine quantization).
+#[derive(Debug, Clone)]
+pub(crate) enum SwitchLinear {
+    /// `weight: [experts, out, in]`.
+    Dense(DenseExperts),
+    /// `weight: [experts, out, in · bits / 32]` (`u32`), `scales` and
+    /// `biases: [experts, out, in / group_size]`, all frozen.
+    Quantized(PackedExperts),
+}
+
+impl Module for SwitchLinear {
+    fn visit<'a>(&'a self, v: &mut Visitor<'_, 'a>) {
+        match self {
+            SwitchLinear::Dense(d) => d.visit(v),
+            SwitchLinear::Quantized(q) => q.visit(v),
+        }
+    }
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        match self {
+            SwitchLinear::Dense(d) => d.visit_mut(v),
+            SwitchLinear::Quantized(q) => q.visit_mut(v),
+        }
+    }
 }
 
 impl SwitchLinear {
+    /// Packed when the source holds `scales` for these experts (a quantized
+    /// checkpoint), dense otherwise.
+    fn new(input: i32, output: i32, experts: i32, vb: &VarBuilder) -> Result<Self> {
+        if !vb.is_random() && vb.contains("scales") {
+            return Ok(SwitchLinear::Quantized(PackedExperts::new(
+                input, output, experts, vb,
+            )?));
+        }
+        Ok(SwitchLinear::Dense(DenseExperts::new(
+            input, output, experts, vb,
+        )?))
+    }
+
+    fn forward(&self, x: &Array, indices: &Array, sorted: bool) -> Result<Array> {
+        match self {
+            SwitchLinear::Dense(d) => d.forward(x, indices, sorted),
+            SwitchLinear::Quantized(q) => q.forward(x, indices, sorted),
+        }
+    }
+}
+
+/// Packed expert weights as mlx-lm's quantized checkpoints store them.
+#[derive(Debug, Clone, Module)]
+pub(crate) struct PackedExperts {
+    weight: Param,
+    scales: Param,
+    biases: Param,
+    #[module(skip)]
+    spec: QuantizationSpec,
+}
+
+impl PackedExperts {
+    /// Group size and bits follow from the shapes: `scales` has `input /
+    /// group_size` columns, the packed weight `input · bits / 32`.
+    fn new(input: i32, output: i32, experts: i32, vb: &VarBuilder) -> Result<Self> {
+        let width = |name: &str| -> Result<i32> {
+            Ok(vb.get_unchecked(name)?.shape().last().copied().unwrap_or(0))
+        };
+        let (packed, groups) = (width("weight")?, width("scales")?);
+        let bits = i64::from(packed) * 32 / i64::from(input.max(1));
+        let spec = QuantizationSpec {
+            group_size: if groups > 0 { input / groups } else { 0 },
+            bits: i32::try_from(bits).unwrap_or(0),
+        };
+        let fits = groups > 0
+            && input % groups == 0
+            && i64::from(packed) * 32 == bits * i64::from(input)
+            && spec.validate().is_ok();
+        if !fits {
+            return Err(Error::ModelConfig {
+                field: "quantization".into(),
+                message: format!(
+                    "`{p}.weight` ({packed} packed columns) and `{p}.scales` ({groups} \
+                     groups) do not describe a supported quantization of input width {input}",
+                    p = vb.prefix()
+                ),
+            });
+        }
+        let frozen = |value: Array| Param {
+            value,
+            frozen: true,
+        };
+        let parts = [experts, output, groups];
+        Ok(PackedExperts {
+            weight: frozen(vb.get("weight", &[experts, output, packed])?),
+            scales: frozen(vb.get("scales", &parts)?),
+            biases: frozen(vb.get("biases", &parts)?),
+            spec,
+        })
+    }
+
+    /// `x: [..., 1, in]` through the experts `indices` selects, without
+    /// dequantizing them.
+    fn forward(&self, x: &Array, indices: &Array, sorted: bool) -> Result<Array> {
+        let q = Quantized {
+            weight: self.weight.value.clone(),
+            scales: self.scales.value.clone(),
+            biases: self.biases.value.clone(),
+            group_size: self.spec.group_size,
+            bits: self.spec.bits,
+        };
+        Ok(q.gather_matmul(x, None, Some(indices), true, sorted)?)
+    }
+}
+
+/// Dense expert weights, `weight: [experts, out, in]`.
+#[derive(Debug, Clone, Module)]
+pub(crate) struct DenseExperts {
+    weight: Param,
+}
+
+impl DenseExperts {
     fn new(input: i32, output: i32, experts: i32, vb: &VarBuilder) -> Result<Self> {
         let bound = 1.0 / f64::from(input.max(1)).sqrt();
         let weight = vb.get_with_init(
@@ -29,7 +142,7 @@ impl SwitchLinear {
                 high: bound,
             },
         )?;
-        Ok(SwitchLinear {
+        Ok(DenseExperts {
             weight: Param::new(weight),
         })
     }

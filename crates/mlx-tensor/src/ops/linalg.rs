@@ -129,6 +129,42 @@ impl Quantized {
             ),
         )
     }
+
+    /// [`gather_mm`] with these stacked quantized weights (`weight: [...,
+    /// out, in]` packed): `x[lhs_indices] @ W[rhs_indices].T` (with
+    /// `transpose`, else `@ W[rhs_indices]`) without dequantizing `W`.
+    /// With `sorted_indices`, `rhs_indices` are ascending.
+    #[track_caller]
+    pub fn gather_matmul(
+        &self,
+        x: &Array,
+        lhs_indices: Option<&Array>,
+        rhs_indices: Option<&Array>,
+        transpose: bool,
+        sorted_indices: bool,
+    ) -> Result<Array> {
+        let placeholder = Array::scalar(0u32)?;
+        let lhs = lhs_indices.unwrap_or(&placeholder);
+        let rhs = rhs_indices.unwrap_or(&placeholder);
+        check(
+            "gather_qmm",
+            &[x, &self.weight],
+            ffi::gather_qmm(
+                x.raw(),
+                self.weight.raw(),
+                self.scales.raw(),
+                self.biases.raw(),
+                lhs.raw(),
+                rhs.raw(),
+                lhs_indices.is_some(),
+                rhs_indices.is_some(),
+                transpose,
+                self.group_size,
+                self.bits,
+                sorted_indices,
+            ),
+        )
+    }
 }
 
 /// Batched matrix product with gathered operands: `a[lhs_indices] @
