@@ -220,6 +220,19 @@ fn unsupported_settings_and_mis_shaped_parts_are_errors_naming_them() {
         "{err}"
     );
 
+    // Packed experts whose widths do not fit the config (experts of width
+    // 48, stored with 32): an error naming the experts' tensors.
+    let moe_tmp = copy_quantized("quant_moe_b4_g32", "quant-moe-bad-width");
+    let moe = moe_tmp.path();
+    edit_config(&moe.join("config.json"), |v| {
+        v["moe_intermediate_size"] = 48.into()
+    });
+    let err = load_model(moe, None).unwrap_err().to_string();
+    assert!(
+        err.contains("model.layers.1.mlp.switch_mlp.down_proj.scales") && err.contains("48"),
+        "{err}"
+    );
+
     // A dense checkpoint is still loaded by the ordinary path.
     let plain_tmp = temp_dir("quant-plain");
     let plain = plain_tmp.path();
