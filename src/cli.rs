@@ -358,12 +358,13 @@ mod tests {
     }
 
     #[test]
-    fn help_is_printed_and_values_parse() {
+    fn help_is_printed_and_values_parse() -> Result<(), ParseStop> {
         assert!(
             matches!(try_parse_from::<T, _>(words("t --help")), Err(ParseStop::Print(h)) if h.contains("--top-p"))
         );
-        let t = try_parse_from::<T, _>(words("t --model m --top-p 0.5 --max-tokens 7")).unwrap();
+        let t = try_parse_from::<T, _>(words("t --model m --top-p 0.5 --max-tokens 7"))?;
         assert_eq!((t.top_p, t.max_tokens), (Some(0.5), Some(7)));
+        Ok(())
     }
 
     #[test]

@@ -266,36 +266,38 @@ fn read_hostfile(path: &Path) -> Result<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn env_of(plan: &Plan, local: usize) -> Vec<(String, String)> {
-        plan.rank_env(local)
-            .expect("rank env")
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn env_of(plan: &Plan, local: usize) -> TestResult<Vec<(String, String)>> {
+        plan.rank_env(local)?
             .into_iter()
             .map(|(k, v)| {
-                (
-                    k.into_string().expect("utf8"),
-                    v.into_string().expect("utf8"),
-                )
+                Ok((
+                    k.into_string().map_err(|_| "not UTF-8")?,
+                    v.into_string().map_err(|_| "not UTF-8")?,
+                ))
             })
             .collect()
     }
 
     #[test]
-    fn local_ring_plan_writes_mlx_hostfile_with_distinct_ports() {
-        let plan = Plan::local(Backend::Ring, 3).expect("plan");
-        let text = std::fs::read_to_string(plan.hostfile()).expect("hostfile");
-        let parsed: Vec<Vec<String>> = serde_json::from_str(&text).expect("json");
+    fn local_ring_plan_writes_mlx_hostfile_with_distinct_ports() -> TestResult {
+        let plan = Plan::local(Backend::Ring, 3)?;
+        let text = std::fs::read_to_string(plan.hostfile())?;
+        let parsed: Vec<Vec<String>> = serde_json::from_str(&text)?;
         assert_eq!(parsed.len(), 3);
         let mut ports: Vec<&str> = parsed
             .iter()
             .map(|e| {
                 assert_eq!(e.len(), 1);
-                e[0].strip_prefix("127.0.0.1:").expect("loopback")
+                e[0].strip_prefix("127.0.0.1:")
+                    .ok_or("not a loopback address")
             })
-            .collect();
+            .collect::<std::result::Result<_, _>>()?;
         ports.sort();
         ports.dedup();
         assert_eq!(ports.len(), 3);
-        let env = env_of(&plan, 2);
+        let env = env_of(&plan, 2)?;
         assert!(env.contains(&("MLX_RANK".into(), "2".into())));
         assert!(env.contains(&("MLX_HOSTFILE".into(), plan.hostfile().display().to_string())));
         let path = plan.hostfile().to_path_buf();
@@ -304,18 +306,21 @@ mod tests {
             !path.exists(),
             "the written hostfile is removed with the plan"
         );
+        Ok(())
     }
 
     #[test]
-    fn hostfile_plan_with_offset_sets_nccl_rendezvous_and_global_ranks() {
+    fn hostfile_plan_with_offset_sets_nccl_rendezvous_and_global_ranks() -> TestResult {
         let path = unique_temp_path();
-        std::fs::write(&path, r#"[["10.0.0.1:5000"], "10.0.0.1:5001", ["10.0.0.2:5000", "10.0.0.2:6000"], ["10.0.0.2:5001"]]"#)
-            .expect("write");
-        let mut plan = Plan::from_hostfile(Backend::Nccl, &path, 2, 2).expect("plan");
+        std::fs::write(
+            &path,
+            r#"[["10.0.0.1:5000"], "10.0.0.1:5001", ["10.0.0.2:5000", "10.0.0.2:6000"], ["10.0.0.2:5001"]]"#,
+        )?;
+        let mut plan = Plan::from_hostfile(Backend::Nccl, &path, 2, 2)?;
         plan.visible_devices = Some(vec!["4".into(), "7".into()]);
         assert_eq!(plan.world_size(), 4);
         assert_eq!(plan.global_rank(1), 3);
-        let env = env_of(&plan, 1);
+        let env = env_of(&plan, 1)?;
         assert!(env.contains(&("MLX_RANK".into(), "3".into())));
         assert!(env.contains(&("MLX_WORLD_SIZE".into(), "4".into())));
         assert!(env.contains(&("NCCL_HOST_IP".into(), "10.0.0.1".into())));
@@ -324,9 +329,10 @@ mod tests {
         assert!(Plan::from_hostfile(Backend::Ring, &path, 3, 2).is_err());
         drop(plan);
         assert!(path.exists(), "a given hostfile is left alone");
-        std::fs::write(&path, r#"{"hosts": []}"#).expect("write");
+        std::fs::write(&path, r#"{"hosts": []}"#)?;
         let err = Plan::from_hostfile(Backend::Ring, &path, 1, 0).expect_err("bad format");
         assert!(err.to_string().contains("one entry per rank"), "{err}");
         let _ = std::fs::remove_file(&path);
+        Ok(())
     }
 }

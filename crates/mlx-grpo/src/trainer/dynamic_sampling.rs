@@ -358,17 +358,17 @@ mod tests {
     fn round(
         first_row: usize,
         rewards: &[f32],
-    ) -> (Vec<RolloutSample>, Vec<RewardInput>, RewardMatrix) {
+    ) -> Result<(Vec<RolloutSample>, Vec<RewardInput>, RewardMatrix)> {
         let samples = (0..rewards.len())
             .map(|i| sample(first_row + i / 2))
             .collect();
         let inputs = rewards.iter().map(|_| input()).collect();
-        let matrix = RewardMatrix::new(vec!["r".into()], rewards.len(), rewards.to_vec()).unwrap();
-        (samples, inputs, matrix)
+        let matrix = RewardMatrix::new(vec!["r".into()], rewards.len(), rewards.to_vec())?;
+        Ok((samples, inputs, matrix))
     }
 
     #[test]
-    fn uniform_means_one_reward_among_scorable_completions() {
+    fn uniform_means_one_reward_among_scorable_completions() -> Result<()> {
         let nan = f32::NAN;
         let m = RewardMatrix::new(
             vec!["a".into(), "b".into()],
@@ -379,74 +379,70 @@ mod tests {
                 nan, nan, 2.0, nan, // group 2: one scorable completion
                 0.5, nan, 0.0, 0.5, // group 3: NaN left out of the sum
             ],
-        )
-        .unwrap();
+        )?;
         // Weights (1, 2): rewards 1, 1 | 1, 2 | NaN, 2 | 0.5, 1.
-        let u = uniform_groups(&m, &[1.0, 2.0], 2).unwrap();
+        let u = uniform_groups(&m, &[1.0, 2.0], 2)?;
         assert_eq!(u, [true, false, true, false]);
         // Weights (1, 1): group 3 becomes 0.5, 0.5.
-        let u = uniform_groups(&m, &[1.0, 1.0], 2).unwrap();
+        let u = uniform_groups(&m, &[1.0, 1.0], 2)?;
         assert_eq!(u, [true, true, true, true]);
         assert!(uniform_groups(&m, &[1.0], 2).is_err());
         assert!(uniform_groups(&m, &[1.0, 1.0], 3).is_err());
+        Ok(())
     }
 
     #[test]
-    fn pool_keeps_informative_groups_in_order_and_drops_the_surplus() {
+    fn pool_keeps_informative_groups_in_order_and_drops_the_surplus() -> Result<()> {
         let mut pool = GroupPool::new(3, 2);
-        let (s, i, m) = round(0, &[1.0, 1.0, 0.0, 1.0, 2.0, 2.0]);
-        pool.add_round(s, i, &m, &[1.0]).unwrap();
+        let (s, i, m) = round(0, &[1.0, 1.0, 0.0, 1.0, 2.0, 2.0])?;
+        pool.add_round(s, i, &m, &[1.0])?;
         assert!(!pool.is_full());
-        let (s, i, m) = round(10, &[0.0, 3.0, 5.0, 5.0, 1.0, 0.0]);
-        pool.add_round(s, i, &m, &[1.0]).unwrap();
+        let (s, i, m) = round(10, &[0.0, 3.0, 5.0, 5.0, 1.0, 0.0])?;
+        pool.add_round(s, i, &m, &[1.0])?;
         assert!(pool.is_full());
-        let (samples, _, matrix, metrics) =
-            pool.finish(DynamicSamplingOnCap::TrainOnKept, 1).unwrap();
+        let (samples, _, matrix, metrics) = pool.finish(DynamicSamplingOnCap::TrainOnKept, 1)?;
         let rows: Vec<usize> = samples.iter().map(|s| s.row_index).collect();
         assert_eq!(rows, [1, 1, 10, 10, 12, 12]);
         assert_eq!(matrix.values(), [0.0, 1.0, 0.0, 3.0, 1.0, 0.0]);
         assert_eq!(metrics[names::FRAC_GROUPS_DROPPED], 3.0 / 6.0);
         assert_eq!(metrics[names::GENERATION_ROUNDS], 2.0);
         assert_eq!(metrics[names::FRAC_BATCH_FILLED], 1.0);
+        Ok(())
     }
 
     #[test]
-    fn cap_trains_on_kept_or_pads_with_dropped() {
-        let build = || {
+    fn cap_trains_on_kept_or_pads_with_dropped() -> Result<()> {
+        let build = || -> Result<GroupPool> {
             let mut pool = GroupPool::new(3, 2);
-            let (s, i, m) = round(0, &[1.0, 1.0, 0.0, 1.0, 2.0, 2.0]);
-            pool.add_round(s, i, &m, &[1.0]).unwrap();
-            pool
+            let (s, i, m) = round(0, &[1.0, 1.0, 0.0, 1.0, 2.0, 2.0])?;
+            pool.add_round(s, i, &m, &[1.0])?;
+            Ok(pool)
         };
-        let (kept, _, _, metrics) = build()
-            .finish(DynamicSamplingOnCap::TrainOnKept, 2)
-            .unwrap();
+        let (kept, _, _, metrics) = build()?.finish(DynamicSamplingOnCap::TrainOnKept, 2)?;
         assert_eq!(kept.iter().map(|s| s.row_index).collect::<Vec<_>>(), [1, 1]);
         assert_eq!(metrics[names::FRAC_BATCH_FILLED], 1.0 / 3.0);
         // Four micro-batches need four completions: one dropped group tops up.
-        let (topped, _, _, _) = build()
-            .finish(DynamicSamplingOnCap::TrainOnKept, 4)
-            .unwrap();
+        let (topped, _, _, _) = build()?.finish(DynamicSamplingOnCap::TrainOnKept, 4)?;
         assert_eq!(
             topped.iter().map(|s| s.row_index).collect::<Vec<_>>(),
             [1, 1, 0, 0]
         );
-        let (padded, _, matrix, _) = build()
-            .finish(DynamicSamplingOnCap::PadWithDropped, 2)
-            .unwrap();
+        let (padded, _, matrix, _) = build()?.finish(DynamicSamplingOnCap::PadWithDropped, 2)?;
         assert_eq!(
             padded.iter().map(|s| s.row_index).collect::<Vec<_>>(),
             [1, 1, 0, 0, 2, 2]
         );
         assert_eq!(matrix.values(), [0.0, 1.0, 1.0, 1.0, 2.0, 2.0]);
+        Ok(())
     }
 
     #[test]
-    fn parts_are_equal_or_differ_by_one() {
+    fn parts_are_equal_or_differ_by_one() -> Result<()> {
         let order: Vec<usize> = (0..8).collect();
         assert_eq!(split_parts(&order, 2), [vec![0, 1, 2, 3], vec![4, 5, 6, 7]]);
         let order: Vec<usize> = (0..5).collect();
         assert_eq!(split_parts(&order, 2), [vec![0, 1, 2], vec![3, 4]]);
         assert_eq!(split_parts(&order, 1), [vec![0, 1, 2, 3, 4]]);
+        Ok(())
     }
 }

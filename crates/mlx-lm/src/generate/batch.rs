@@ -110,44 +110,7 @@ pub fn generate_batch<M: LanguageModel>(
         expand_cache(&mut cache, &expand, first_capacity)?;
     }
 
-    let stops = StopSequences::new(
-        &options
-            .eos_token_ids
-            .iter()
-            .map(|&t| vec![t])
-            .chain(options.stop_sequences.iter().cloned())
-            .collect::<Vec<_>>(),
-    );
-    let mut rows = Vec::with_capacity(expand.len());
-    for (r, &p) in expand.iter().enumerate() {
-        let prompt = &prompts[p];
-        let history = if options.processors.is_active() {
-            Some(TokenHistory::from_tokens(
-                &prompt[..prompt.len() - 1],
-                options.processors.context_window(),
-            )?)
-        } else {
-            None
-        };
-        let sampler = match &options.prompt_samplers {
-            Some(s) => s[p].clone(),
-            None => options.sampler.clone(),
-        };
-        rows.push(Row {
-            completion: Completion {
-                prompt_index: p,
-                generation_index: r % g,
-                tokens: Vec::new(),
-                sampler_logprobs: Vec::new(),
-                logprobs: Vec::new(),
-                finish_reason: FinishReason::Length,
-                stop_tokens: 0,
-            },
-            sampler,
-            history,
-            stops: stops.matcher(),
-        });
-    }
+    let mut rows = new_rows(prompts, &expand, g, options)?;
 
     let _limit = options
         .memory_headroom_mb
@@ -574,4 +537,59 @@ impl<M: LanguageModel> Engine<'_, M> {
             logprobs,
         })
     }
+}
+
+/// The decoding state of each batch row: row `r` samples completion
+/// `r % g` of prompt `expand[r]` (its own sampler, repetition history and
+/// stop matcher).
+pub(super) fn new_rows(
+    prompts: &[Vec<u32>],
+    expand: &[usize],
+    g: usize,
+    options: &BatchOptions,
+) -> Result<Vec<Row>> {
+    let stops = stop_sequences(options);
+    let mut rows = Vec::with_capacity(expand.len());
+    for (r, &p) in expand.iter().enumerate() {
+        let prompt = &prompts[p];
+        let history = if options.processors.is_active() {
+            Some(TokenHistory::from_tokens(
+                &prompt[..prompt.len() - 1],
+                options.processors.context_window(),
+            )?)
+        } else {
+            None
+        };
+        let sampler = match &options.prompt_samplers {
+            Some(s) => s[p].clone(),
+            None => options.sampler.clone(),
+        };
+        rows.push(Row {
+            completion: Completion {
+                prompt_index: p,
+                generation_index: r % g,
+                tokens: Vec::new(),
+                sampler_logprobs: Vec::new(),
+                logprobs: Vec::new(),
+                finish_reason: FinishReason::Length,
+                stop_tokens: 0,
+            },
+            sampler,
+            history,
+            stops: stops.matcher(),
+        });
+    }
+    Ok(rows)
+}
+
+/// What ends a completion: each end-of-sequence id and each stop sequence.
+pub(super) fn stop_sequences(options: &BatchOptions) -> StopSequences {
+    StopSequences::new(
+        &options
+            .eos_token_ids
+            .iter()
+            .map(|&t| vec![t])
+            .chain(options.stop_sequences.iter().cloned())
+            .collect::<Vec<_>>(),
+    )
 }

@@ -7,12 +7,15 @@ use std::time::Instant;
 
 use mlx_tensor::{Array, eval, memory};
 
-use super::batch::{Engine, Row, batch_layer, expand_cache, filter_cache, prefill, validate};
+use super::batch::{
+    Engine, Row, batch_layer, expand_cache, filter_cache, new_rows, prefill, stop_sequences,
+    validate,
+};
 use super::batch_types::{BatchOptions, Completion};
 use super::decoder::Decoder;
 use super::options::FinishReason;
 use super::stats::GenerationStats;
-use super::stop::{StopSequences, StopState};
+use super::stop::StopState;
 use crate::cache::{BatchKVCache, KVCache, LayerCache};
 use crate::error::{Error, Result};
 use crate::model::LanguageModel;
@@ -156,50 +159,16 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
     if g > 1 {
         expand_cache(&mut cache, &expand, dim(max_len, "prompt")?)?;
     }
-    let stops = StopSequences::new(
-        &options
-            .eos_token_ids
-            .iter()
-            .map(|&t| vec![t])
-            .chain(options.stop_sequences.iter().cloned())
-            .collect::<Vec<_>>(),
-    );
-    let mut rows = Vec::with_capacity(expand.len());
-    let mut turns = Vec::with_capacity(expand.len());
-    for (r, &p) in expand.iter().enumerate() {
-        let prompt = &prompts[p];
-        let history = if options.processors.is_active() {
-            Some(TokenHistory::from_tokens(
-                &prompt[..prompt.len() - 1],
-                options.processors.context_window(),
-            )?)
-        } else {
-            None
-        };
-        let sampler = match &options.prompt_samplers {
-            Some(s) => s[p].clone(),
-            None => options.sampler.clone(),
-        };
-        rows.push(Row {
-            completion: Completion {
-                prompt_index: p,
-                generation_index: r % g,
-                tokens: Vec::new(),
-                sampler_logprobs: Vec::new(),
-                logprobs: Vec::new(),
-                finish_reason: FinishReason::Length,
-                stop_tokens: 0,
-            },
-            sampler,
-            history,
-            stops: stops.matcher(),
-        });
-        turns.push(Turns {
-            input: prompt[prompt.len() - 1],
+    let stops = stop_sequences(options);
+    let mut rows = new_rows(prompts, &expand, g, options)?;
+    let mut turns: Vec<Turns> = expand
+        .iter()
+        .map(|&p| Turns {
+            input: prompts[p][prompts[p].len() - 1],
             sampled: Vec::new(),
             spans: std::iter::once(0..0).collect(),
-        });
-    }
+        })
+        .collect();
     let mut engine = Engine {
         decoder,
         cache,
