@@ -32,16 +32,16 @@ use mlx_grpo::rewards::{AccuracyReward, RewardSet};
 use mlx_grpo::trainer::Trainer;
 use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError};
+use mlx_grpo_workspace::warm_up::masked_lm_step;
+use mlx_lm::Tokenizer;
 use mlx_lm::generate::{BatchOptions, generate_batch};
 use mlx_lm::loader::{SaveOptions, random_model, save_model};
 use mlx_lm::models::Model;
 use mlx_lm::models::{ModelConfig, Qwen3Config};
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
-use mlx_lm::{LanguageModel, Tokenizer};
 use mlx_nn::optim::{AdamW, Optimizer};
-use mlx_nn::value_and_grad;
-use mlx_tensor::{Array, Axes, Dtype};
+use mlx_tensor::Dtype;
 
 /// Largest operand.
 const MAX_OPERAND: u32 = 29;
@@ -166,45 +166,10 @@ fn warm_up(
             let prompt_len = ids.len();
             ids.extend(tok.encode(a, false)?);
             ids.push(eos);
-            rows.push((ids, prompt_len));
+            let learn = (0..ids.len()).map(|j| j >= prompt_len).collect();
+            rows.push((ids, learn));
         }
-        let width = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
-        let mut inputs = Vec::new();
-        let mut targets = Vec::new();
-        let mut mask = Vec::new();
-        for (ids, prompt_len) in &rows {
-            for t in 0..width - 1 {
-                inputs.push(*ids.get(t).unwrap_or(&pad));
-                targets.push(*ids.get(t + 1).unwrap_or(&pad));
-                mask.push(if t + 1 >= *prompt_len && t + 1 < ids.len() {
-                    1.0f32
-                } else {
-                    0.0
-                });
-            }
-        }
-        let shape = [batch as i32, (width - 1) as i32];
-        let inputs = Array::from_slice(&inputs, &shape)?;
-        let targets = Array::from_slice(&targets, &shape)?.expand_dims(&[-1])?;
-        let mask = Array::from_slice(&mask, &shape)?;
-        let out = value_and_grad(&*model, |m| {
-            let logits = m
-                .forward(&inputs, None)
-                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
-            let logp = logits
-                .log_softmax(-1, true)?
-                .take_along_axis(&targets, -1)?
-                .squeeze(&[-1])?;
-            let loss = logp
-                .multiply(&mask)?
-                .sum(Axes::All, false)?
-                .negative()?
-                .divide(&mask.sum(Axes::All, false)?)?;
-            Ok(vec![loss])
-        })?;
-        optimizer.update(model, &out.grads)?;
-        optimizer.eval_with(&*model, &[&out.loss])?;
-        last = out.loss.item::<f32>()?;
+        last = masked_lm_step(model, &mut optimizer, &rows, pad)?;
     }
     Ok(last)
 }

@@ -58,15 +58,15 @@ use mlx_grpo::trainer::Trainer;
 use mlx_grpo::trainer::rollout::render_prompt_with_tools;
 use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError};
+use mlx_grpo_workspace::warm_up::masked_lm_step;
 use mlx_lm::generate::{BatchOptions, generate_batch, generate_turns};
 use mlx_lm::loader::{SaveOptions, random_model, save_model};
 use mlx_lm::models::{Model, ModelConfig, Qwen3Config};
 use mlx_lm::sample::{RandomState, SamplerConfig};
 use mlx_lm::text::vocab::VocabTokenizerBuilder;
-use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
+use mlx_lm::{ChatTemplateOptions, Tokenizer};
 use mlx_nn::optim::{AdamW, Optimizer};
-use mlx_nn::value_and_grad;
-use mlx_tensor::{Array, Axes, Dtype};
+use mlx_tensor::Dtype;
 
 /// The call markup before the expression.
 const CALL_OPEN: &str = r#"<tool_call>{"name": "calculator", "arguments": {"expression": ""#;
@@ -290,39 +290,7 @@ fn warm_up(
             let call = with_tool && rng.below(100) < call_rate;
             rows.push(conversation(tok, p, with_tool, call)?);
         }
-        let width = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
-        let (mut inputs, mut targets, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-        for (ids, learn) in &rows {
-            for t in 0..width - 1 {
-                inputs.push(*ids.get(t).unwrap_or(&pad));
-                targets.push(*ids.get(t + 1).unwrap_or(&pad));
-                mask.push(f32::from(u8::from(
-                    learn.get(t + 1).copied().unwrap_or(false),
-                )));
-            }
-        }
-        let shape = [batch as i32, (width - 1) as i32];
-        let inputs = Array::from_slice(&inputs, &shape)?;
-        let targets = Array::from_slice(&targets, &shape)?.expand_dims(&[-1])?;
-        let mask = Array::from_slice(&mask, &shape)?;
-        let out = value_and_grad(&*model, |m| {
-            let logits = m
-                .forward(&inputs, None)
-                .map_err(|e| mlx_nn::Error::Closure(e.to_string()))?;
-            let logp = logits
-                .log_softmax(-1, true)?
-                .take_along_axis(&targets, -1)?
-                .squeeze(&[-1])?;
-            let loss = logp
-                .multiply(&mask)?
-                .sum(Axes::All, false)?
-                .negative()?
-                .divide(&mask.sum(Axes::All, false)?)?;
-            Ok(vec![loss])
-        })?;
-        optimizer.update(model, &out.grads)?;
-        optimizer.eval_with(&*model, &[&out.loss])?;
-        last = out.loss.item::<f32>()?;
+        last = masked_lm_step(model, &mut optimizer, &rows, pad)?;
     }
     Ok(last)
 }
