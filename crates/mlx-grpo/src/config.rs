@@ -206,6 +206,19 @@ pub struct GrpoConfig {
     /// full: `train_on_kept` (default) or `pad_with_dropped`.
     pub dynamic_sampling_on_cap: DynamicSamplingOnCap,
 
+    // ---- generation overlapped with training ----
+    /// Generate the next generation batch while the current one trains
+    /// (one-step off-policy GRPO): a second thread samples batch `k + 1`
+    /// with the weights batch `k` starts training from, so on a GPU the
+    /// decoding and the training kernels run side by side instead of in
+    /// turn. The samples are then one optimizer step (one generation batch)
+    /// old when they train; the rollout-versus-training correction
+    /// (`vllm_importance_sampling_correction`, required) weighs each token
+    /// by the ratio of the training policy to the policy that sampled it.
+    /// With a frozen policy the run is the synchronous run bit for bit.
+    /// Off by default. Not a TRL field.
+    pub overlap_generation: bool,
+
     // ---- rewards ----
     /// One weight per reward function; `None` weighs each by 1.
     pub reward_weights: Option<Vec<f32>>,
@@ -359,6 +372,7 @@ impl Default for GrpoConfig {
             vllm_importance_sampling_clip_max: Some(3.0),
             vllm_importance_sampling_clip_min: None,
             dynamic_sampling: false,
+            overlap_generation: false,
             dynamic_sampling_max_extra_rounds: 4,
             dynamic_sampling_on_cap: DynamicSamplingOnCap::TrainOnKept,
             reward_weights: None,

@@ -348,3 +348,47 @@ fn a_run_with_tools_resumes_exactly_in_the_middle_of_a_generation_batch() {
     // batch, its tool masks included.
     assert_exact_resume("iterations", |c| c.num_iterations = 2, 5, 3, true);
 }
+
+/// Generation overlapped with training: the multi-turn rollouts (tools
+/// and environments included) run on the second thread.
+fn overlapped(c: &mut GrpoConfig) {
+    c.overlap_generation = true;
+    c.vllm_importance_sampling_correction = true;
+}
+
+#[test]
+fn an_overlapped_run_with_tools_resumes_exactly_with_a_batch_sampled_ahead() {
+    let straight = assert_exact_resume("overlap", overlapped, 4, 2, false);
+    let called: f64 = straight
+        .history
+        .iter()
+        .filter_map(|r| r.metrics.get("tools/call_frequency"))
+        .sum();
+    assert!(called > 0.0, "no tool calls logged: {:?}", straight.history);
+}
+
+#[test]
+fn a_frozen_overlapped_run_with_tools_is_the_synchronous_run() {
+    let runs: Vec<resume_support::RunEnd> = [false, true]
+        .into_iter()
+        .map(|overlap| {
+            let guard = scratch(&format!("tools-frozen-{overlap}"));
+            let adjust: fn(&mut GrpoConfig) = if overlap {
+                |c| {
+                    overlapped(c);
+                    c.learning_rate = 0.0;
+                }
+            } else {
+                |c| {
+                    c.vllm_importance_sampling_correction = true;
+                    c.learning_rate = 0.0;
+                }
+            };
+            run(
+                &mut trainer(guard.path(), adjust, 3, 100, None),
+                guard.path(),
+            )
+        })
+        .collect();
+    assert_same(&runs[0], &runs[1], "frozen policy with tools");
+}

@@ -1,6 +1,7 @@
 //! Checks of the rollout-versus-training correction (TRL's
 //! `GRPOConfig.__post_init__` and `GRPOTrainer.__init__` checks of the
-//! `vllm_importance_sampling_*` fields) and of dynamic sampling.
+//! `vllm_importance_sampling_*` fields), of dynamic sampling and of
+//! overlapped generation.
 
 use super::{GrpoConfig, LossType};
 
@@ -55,6 +56,19 @@ impl GrpoConfig {
                 "dynamic_sampling = true is not supported with {processes} data-parallel processes; \
                  set dynamic_sampling = false or train in one process"
             ));
+        }
+    }
+
+    /// Overlapped generation trains on completions sampled by weights one
+    /// step old, which only the rollout correction's ratios account for.
+    pub(super) fn check_overlap_generation(&self, problems: &mut Vec<String>) {
+        if self.overlap_generation && !self.vllm_importance_sampling_correction {
+            problems.push(
+                "overlap_generation = true trains on completions sampled by the previous weights; \
+                 set vllm_importance_sampling_correction = true so that the importance ratios \
+                 correct for it"
+                    .into(),
+            );
         }
     }
 }
@@ -178,5 +192,25 @@ mod tests {
             .map(|_| String::new())
             .unwrap_or_else(|e| e.to_string());
         assert!(msg.contains("dynamic_sampling"), "{msg}");
+    }
+
+    #[test]
+    fn overlap_generation_needs_the_rollout_correction() {
+        let uncorrected = GrpoConfig {
+            overlap_generation: true,
+            ..GrpoConfig::default()
+        };
+        let msg = problems(&uncorrected);
+        assert!(
+            msg.contains("overlap_generation")
+                && msg.contains("vllm_importance_sampling_correction"),
+            "{msg}"
+        );
+        let overlapped = GrpoConfig {
+            overlap_generation: true,
+            ..corrected()
+        };
+        assert_eq!(problems(&overlapped), "");
+        assert!(!GrpoConfig::default().overlap_generation);
     }
 }

@@ -66,6 +66,7 @@ impl GrpoConfig {
         self.check_adapters(&mut problems);
         self.check_rollout_correction(&mut problems);
         self.check_dynamic_sampling(processes, &mut problems);
+        self.check_overlap_generation(&mut problems);
         if problems.is_empty() {
             Ok(self.warnings())
         } else {

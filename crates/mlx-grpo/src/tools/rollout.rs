@@ -17,7 +17,7 @@ use crate::trainer::rollout::{RolloutSample, batch_options, chunk_key};
 use crate::{Error, Result};
 
 /// What a multi-turn rollout adds to a [`RolloutSample`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ToolRollout {
     /// Per completion token: `true` when the model sampled it, `false` for
     /// tool results and template tokens (TRL's `tool_mask`).

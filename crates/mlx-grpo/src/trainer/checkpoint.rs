@@ -79,6 +79,12 @@ pub struct TrainerState {
     /// this many.
     #[serde(default)]
     pub extra_generation_batches: u64,
+    /// Whether the next generation batch was already sampled (generation
+    /// overlapped with training): its samples are saved beside this file
+    /// ([`crate::trainer::overlap::PENDING_ROLLOUT_FILE`]), and the sampler
+    /// position and [`TrainerState::generations`] count it.
+    #[serde(default)]
+    pub pending_rollout: bool,
 }
 
 impl TrainerState {
@@ -95,6 +101,7 @@ impl TrainerState {
             pending_logs: Vec::new(),
             buffered_micro_steps: 0,
             extra_generation_batches: 0,
+            pending_rollout: false,
         }
     }
 }

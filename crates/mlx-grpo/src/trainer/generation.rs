@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use super::dynamic_sampling::{self, ScoredRound};
+use super::overlap::{self, NextRollout, PendingRollout, RolloutJob, RoundPlan};
 use super::{
-    MemoryPlan, MicroBatch, RolloutBuffer, RolloutSample, Trainer, adapters, batch, parallel,
-    rollout, rollout_correction,
+    MicroBatch, RolloutBuffer, RolloutSample, Trainer, adapters, batch, parallel, rollout,
+    rollout_correction,
 };
 use crate::advantages::{AdvantageSettings, Advantages, compute_advantages};
 use crate::dataset::SplitMix64;
@@ -26,7 +27,15 @@ impl Trainer {
     /// Samples a generation batch and prepares its micro-batches (this
     /// rank's rows of it when data-parallel).
     pub(super) fn generate(&mut self) -> Result<RolloutBuffer> {
-        let first = self.sample_round()?;
+        let first = match self.next_rollout.take() {
+            Some(next) => {
+                let pending = next.wait()?;
+                // Old and reference log-probabilities without dropout.
+                adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
+                self.score_round(pending)?
+            }
+            None => self.sample_round()?,
+        };
         let round = self.fill_informative_groups(first)?;
         let scored = self.advantages_of(round)?;
         self.report(&scored)?;
@@ -34,9 +43,26 @@ impl Trainer {
         self.micro_batches_of(scored)
     }
 
+    /// With `overlap_generation`, starts sampling the next generation batch
+    /// on a second thread with the current weights.
+    pub(super) fn start_next_rollout(&mut self) -> Result<()> {
+        let (plan, job) = self.plan_round()?;
+        self.next_rollout = Some(NextRollout::start(plan, job, self.model.clone())?);
+        Ok(())
+    }
+
     /// Draws the sampler's next generation batch, generates this rank's
     /// completions of it and scores them.
     pub(super) fn sample_round(&mut self) -> Result<ScoredRound> {
+        let (plan, job) = self.plan_round()?;
+        overlap::prepare_for_rollout(&mut self.model, &self.config)?;
+        let samples = job.generate(&self.model)?;
+        self.score_round(PendingRollout { plan, samples })
+    }
+
+    /// Draws the sampler's next generation batch and decides what this
+    /// rank samples of it: the prompts it renders, the chunks and keys.
+    pub(super) fn plan_round(&mut self) -> Result<(RoundPlan, RolloutJob)> {
         let drawn = self.sampler.next_batch();
         let rows = self.dataset.rows();
         let (rank, ranks) = self
@@ -57,13 +83,15 @@ impl Trainer {
         let first_prompt = chunks.start * chunk_prompts;
         let end_prompt = (chunks.end * chunk_prompts).min(drawn.prompt_indices.len());
         let mut prompts = vec![Vec::new(); drawn.prompt_indices.len()];
+        let mut job_rows = Vec::with_capacity(drawn.prompt_indices.len());
         for (slot, &i) in drawn.prompt_indices.iter().enumerate() {
-            if !(first_prompt..end_prompt).contains(&slot) {
-                continue;
-            }
             let row = rows
                 .get(i)
                 .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
+            job_rows.push(row.clone());
+            if !(first_prompt..end_prompt).contains(&slot) {
+                continue;
+            }
             let schemas = self.tools.as_ref().map(crate::tools::Tools::schemas);
             let ids = rollout::render_prompt_with_tools(&self.tokenizer, &row.prompt, schemas)?;
             prompts[slot] = self.prompt_truncation.apply(ids);
@@ -72,35 +100,35 @@ impl Trainer {
         // samples several (gradient_accumulation_steps > steps_per_generation).
         let generation_index = self.state.generations;
         self.state.generations = generation_index.wrapping_add(1);
-        MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
-        adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
-        let seed = rollout::generation_seed(self.config.seed, generation_index);
-        let generated = match &self.tools {
-            Some(tools) => crate::tools::generate_chunks_with_tools(
-                &self.model,
-                &self.tokenizer,
-                tools,
-                rows,
-                &drawn.prompt_indices,
-                &prompts,
-                &self.config,
-                seed,
-                chunks,
-            )?,
-            None => rollout::generate_chunks(
-                &self.model,
-                &self.tokenizer,
-                &drawn.prompt_indices,
-                &prompts,
-                &self.config,
-                seed,
-                chunks,
-            )?,
+        let plan = RoundPlan {
+            generation_index,
+            steps_per_generation: drawn.steps_per_generation,
+            // The generated chunks start at row `first_prompt · G`.
+            skip: mine.start - first_prompt * g,
+            mine,
         };
-        // The generated chunks start at row `first_prompt · G`; keep ours.
-        let skip = mine.start - first_prompt * g;
-        let mut samples: Vec<RolloutSample> =
-            generated.into_iter().skip(skip).take(mine.len()).collect();
+        let job = RolloutJob {
+            tokenizer: self.tokenizer.clone(),
+            tools: self.tools.clone(),
+            rows: job_rows,
+            row_indices: drawn.prompt_indices.clone(),
+            prompts,
+            config: self.config.clone(),
+            seed: rollout::generation_seed(self.config.seed, generation_index),
+            chunks,
+        };
+        Ok((plan, job))
+    }
+
+    /// Keeps this rank's rows of a sampled batch and scores them.
+    pub(super) fn score_round(&mut self, pending: PendingRollout) -> Result<ScoredRound> {
+        let PendingRollout { plan, samples } = pending;
+        let mine = plan.mine.clone();
+        let mut samples: Vec<RolloutSample> = samples
+            .into_iter()
+            .skip(plan.skip)
+            .take(mine.len())
+            .collect();
         if samples.len() != mine.len() {
             return Err(Error::internal(format!(
                 "generation gave {} of this rank's {} completions",
@@ -111,11 +139,11 @@ impl Trainer {
         for cb in &mut self.callbacks {
             cb.on_rollout(&mut samples);
         }
-        let inputs = rollout::reward_inputs(&self.tokenizer, rows, &samples)?;
+        let inputs = rollout::reward_inputs(&self.tokenizer, self.dataset.rows(), &samples)?;
         let matrix = self.rewards.score(&inputs)?;
         Ok(ScoredRound {
-            generation_index,
-            steps_per_generation: drawn.steps_per_generation,
+            generation_index: plan.generation_index,
+            steps_per_generation: plan.steps_per_generation,
             mine,
             samples,
             inputs,

@@ -23,6 +23,7 @@ pub mod memory_plan;
 pub mod metric_serde;
 pub mod metrics_log;
 pub mod optimizer;
+pub mod overlap;
 pub mod parallel;
 pub mod resume_check;
 pub mod rollout;
@@ -98,6 +99,9 @@ pub struct Trainer {
     status: Option<RunStatus>,
     parallel: Option<Parallel>,
     tools: Option<crate::tools::Tools>,
+    /// The next generation batch, when `overlap_generation` samples it
+    /// ahead of its turn (or a checkpoint held it).
+    next_rollout: Option<overlap::NextRollout>,
 }
 
 impl Trainer {
@@ -203,6 +207,7 @@ impl Trainer {
             status: None,
             parallel: None,
             tools: None,
+            next_rollout: None,
         })
     }
 
@@ -266,6 +271,29 @@ impl Trainer {
             }
             _ => checkpoint.join(checkpoint::ROLLOUT_BUFFER_FILE),
         }
+    }
+
+    /// The file of this rank's generation batch sampled ahead of its turn
+    /// in a checkpoint.
+    fn pending_rollout_file(&self, checkpoint: &Path) -> PathBuf {
+        match &self.parallel {
+            Some(p) if p.rank() > 0 => {
+                checkpoint.join(format!("pending_rollout.rank-{}.json", p.rank()))
+            }
+            _ => checkpoint.join(overlap::PENDING_ROLLOUT_FILE),
+        }
+    }
+
+    /// Waits for a generation batch sampled ahead of its turn, so that a
+    /// checkpoint can keep it.
+    fn settle_next_rollout(&mut self) -> Result<Option<&overlap::PendingRollout>> {
+        if let Some(next) = self.next_rollout.take() {
+            self.next_rollout = Some(overlap::NextRollout::Ready(next.wait()?));
+        }
+        Ok(match &self.next_rollout {
+            Some(overlap::NextRollout::Ready(pending)) => Some(pending),
+            _ => None,
+        })
     }
 
     /// The directory the model was loaded from: its tokenizer and config
@@ -394,13 +422,25 @@ impl Trainer {
         check_trainer_state(&state, &state_path, &shape)?;
         if let Some((generations, _)) = shape.generations_after(state.global_step) {
             // Files written before the counter was kept.
-            state.generations = generations.saturating_add(state.extra_generation_batches);
+            state.generations = generations
+                .saturating_add(state.extra_generation_batches)
+                .saturating_add(u64::from(state.pending_rollout));
         }
         let buffer = if state.buffered_micro_steps > 0 {
             Some(RolloutBuffer::load(
                 &self.rollout_buffer_file(checkpoint),
                 state.buffered_micro_steps,
             )?)
+        } else {
+            None
+        };
+        let next_rollout = if state.pending_rollout {
+            let vocab = usize::try_from(self.model.config().base().vocab_size).unwrap_or(0);
+            Some(overlap::NextRollout::Ready(overlap::PendingRollout::load(
+                &self.pending_rollout_file(checkpoint),
+                self.dataset.len(),
+                vocab,
+            )?))
         } else {
             None
         };
@@ -431,6 +471,7 @@ impl Trainer {
         self.resumed_at = Some(state.global_step);
         self.state = state;
         self.buffer = buffer;
+        self.next_rollout = next_rollout;
         Ok(())
     }
 
@@ -666,6 +707,8 @@ impl Trainer {
     /// trainer state, and the current generation batch when steps remain
     /// in it.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
+        self.settle_next_rollout()?;
+        self.state.pending_rollout = self.next_rollout.is_some();
         self.state.sampler_position = self.sampler.position();
         let buffer = self.buffer.as_ref().filter(|b| b.remaining > 0);
         self.state.buffered_micro_steps = buffer.map_or(0, |b| b.remaining);
@@ -682,6 +725,10 @@ impl Trainer {
         let optimizer = &self.optimizer;
         let entropy = self.entropy_control.state();
         let adaptive = self.entropy_control.is_adaptive();
+        let pending = match &self.next_rollout {
+            Some(overlap::NextRollout::Ready(p)) => Some(p),
+            _ => None,
+        };
         let path = self.checkpoints.save(step, &self.state, |dir| {
             if adapters::has_adapters(model) {
                 adapters::save_adapter_checkpoint(model, dir)?;
@@ -697,6 +744,9 @@ impl Trainer {
             }
             if let Some(b) = buffer {
                 b.save(&dir.join(checkpoint::ROLLOUT_BUFFER_FILE))?;
+            }
+            if let Some(p) = pending {
+                p.save(&dir.join(overlap::PENDING_ROLLOUT_FILE))?;
             }
             Ok(())
         })?;
@@ -724,6 +774,11 @@ impl Trainer {
             Some(b) => b.save(&file),
             None => Ok(()),
         };
+        let pending_file = self.pending_rollout_file(&path);
+        let written = written.and_then(|()| match &self.next_rollout {
+            Some(overlap::NextRollout::Ready(p)) => p.save(&pending_file),
+            _ => Ok(()),
+        });
         p.barrier()?;
         written?;
         for cb in &mut self.callbacks {
@@ -741,7 +796,15 @@ impl Trainer {
         let mut rollout_metrics = BTreeMap::new();
         while micro.len() < accumulation {
             if self.buffer.as_ref().is_none_or(|b| b.remaining == 0) {
-                self.buffer = Some(self.generate()?);
+                let buffer = self.generate()?;
+                // Micro-steps the rest of the run takes beyond this buffer.
+                let wanted = (self.total_steps - self.state.global_step)
+                    .saturating_mul(accumulation)
+                    .saturating_sub(micro.len());
+                if self.config.overlap_generation && wanted > buffer.remaining {
+                    self.start_next_rollout()?;
+                }
+                self.buffer = Some(buffer);
             }
             let Some(buffer) = self.buffer.as_mut() else {
                 return Err(Error::internal("no rollout buffer"));

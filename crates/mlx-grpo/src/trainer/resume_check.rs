@@ -89,8 +89,12 @@ pub fn check_trainer_state(state: &TrainerState, path: &Path, run: &RunShape) ->
             format!("{} is out of range", state.global_step),
         );
     };
-    // Dynamic sampling's extra rounds drew more batches than the steps imply.
-    let Some(generations) = generations.checked_add(state.extra_generation_batches) else {
+    // Dynamic sampling's extra rounds, and a batch sampled ahead of its turn
+    // (overlapped generation), drew more batches than the steps imply.
+    let Some(generations) = generations
+        .checked_add(state.extra_generation_batches)
+        .and_then(|n| n.checked_add(u64::from(state.pending_rollout)))
+    else {
         return bad(
             "extra_generation_batches",
             format!("{} is out of range", state.extra_generation_batches),
@@ -101,15 +105,16 @@ pub fn check_trainer_state(state: &TrainerState, path: &Path, run: &RunShape) ->
             "sampler_position",
             format!(
                 "epoch {} batch {} ({sampled} generation batches sampled), but {} steps of {} \
-                 micro-batches with {} micro-steps per generation batch and {} extra batches of \
-                 dynamic sampling sample {generations}: the checkpoint belongs to a run with other \
-                 batch settings",
+                 micro-batches with {} micro-steps per generation batch, {} extra batches of \
+                 dynamic sampling and {} batch sampled ahead sample {generations}: the checkpoint \
+                 belongs to a run with other batch settings",
                 position.epoch,
                 position.index,
                 state.global_step,
                 run.micro_steps_per_step,
                 run.micro_steps_per_generation,
-                state.extra_generation_batches
+                state.extra_generation_batches,
+                u8::from(state.pending_rollout)
             ),
         );
     }
