@@ -30,9 +30,12 @@
 //! Flags: `--layers N`, `--vocab N` (smaller models), `--quick` (fewer
 //! tokens everywhere), `--only a,b` (any of `prefill`, `decode`, `batch`,
 //! `vocab`, `layerops`, `offload`, `grpo`; `layerops` — the device time of
-//! each operation of a decoding step at batch 1 and 64 — and `offload` —
-//! the rates at which optimizer state moves to the host and back — run
-//! only when named),
+//! each operation of a decoding step at batch 1 and 64 — `offload` —
+//! the rates at which optimizer state moves to the host and back — and
+//! `trainer` — the library's `Trainer` with generation overlapped with
+//! training against the synchronous one, same batch as the GRPO step — run
+//! only when named), `--tokenizer DIR` (the tokenizer `trainer` decodes
+//! with, `assets/qwen3-tokenizer` by default),
 //! `--decode-headroom-mb N|none` (batch generation's memory bound),
 //! `--whole-steps` (batch generation queues whole decoding steps instead of
 //! halves that write the cache in place), `--bandwidth TB_PER_S`,
@@ -41,6 +44,7 @@
 
 mod layer_ops;
 mod offload;
+mod overlap;
 mod shapes;
 
 use std::collections::BTreeMap;
@@ -84,6 +88,8 @@ struct Args {
     grpo_settings: Option<Vec<String>>,
     /// The model shape (`--shape 0.6b|4b|8b`).
     shape: String,
+    /// The tokenizer of the `trainer` measurement.
+    tokenizer: String,
 }
 
 fn parse_args() -> Res<Args> {
@@ -99,6 +105,7 @@ fn parse_args() -> Res<Args> {
         in_place_cache_writes: BatchOptions::default().in_place_cache_writes,
         grpo_settings: None,
         shape: "0.6b".into(),
+        tokenizer: "assets/qwen3-tokenizer".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +113,7 @@ fn parse_args() -> Res<Args> {
         match flag.as_str() {
             "--layers" => args.layers = value()?.parse()?,
             "--shape" => args.shape = value()?,
+            "--tokenizer" => args.tokenizer = value()?,
             "--vocab" => args.vocab = value()?.parse()?,
             "--quick" => args.quick = true,
             "--only" => args.only = Some(value()?.split(',').map(str::to_string).collect()),
@@ -124,8 +132,8 @@ fn parse_args() -> Res<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo] \
-                     [--shape 0.6b|4b|8b] [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps] [--grpo-settings NAME,…]"
+                    "usage: gpu_bench [--layers N] [--vocab N] [--quick] [--only prefill,decode,batch,vocab,layerops,offload,grpo,trainer] \
+                     [--tokenizer DIR] [--shape 0.6b|4b|8b] [--bandwidth TB_PER_S] [--json PATH] [--no-compile] [--decode-headroom-mb N|none] [--whole-steps] [--grpo-settings NAME,…]"
                 );
                 std::process::exit(0);
             }
@@ -1024,6 +1032,14 @@ fn main() -> Res<()> {
             )?,
         );
     }
+    if args.only.iter().flatten().any(|p| p == "trainer") {
+        let tokenizer = mlx_lm::Tokenizer::from_dir(&args.tokenizer)?;
+        model.set_gradient_checkpointing(grpo_config(&sizes).gradient_checkpointing);
+        results.insert(
+            "trainer",
+            overlap::bench(&model, &grpo_config(&sizes), &tokenizer, sizes.prompt)?,
+        );
+    }
     let results = Value::Object(
         results
             .into_iter()
@@ -1155,5 +1171,15 @@ fn print_table(r: &Value) {
                 f(&g["optimize_peak_gib"])
             );
         }
+    }
+    let t = &r["trainer"];
+    if t.is_object() {
+        println!(
+            "{:<34} {:>8.2} s sync {:>8.2} s overlapped  ({:.2}x)",
+            "Trainer step (median)",
+            f(&t["sync"]["median_step_seconds"]),
+            f(&t["overlap"]["median_step_seconds"]),
+            f(&t["speedup"])
+        );
     }
 }
