@@ -335,6 +335,35 @@ fn dynamic_sampling_resumes_exactly() {
 }
 
 #[test]
+fn overlapped_dynamic_sampling_resumes_exactly() {
+    // Extra rounds are sampled on the training thread with the current
+    // weights, then the next batch starts on the second thread: the
+    // checkpoint at step 2 holds extra batches and a batch sampled ahead.
+    let (_, dir) = assert_exact_resume(&Scenario {
+        name: "dynamic-sampling-overlap",
+        adjust: |c| {
+            c.dynamic_sampling = true;
+            c.overlap_generation = true;
+            c.vllm_importance_sampling_correction = true;
+        },
+        model: dense_model,
+        rewards: plus_zero_rewards,
+        steps: 4,
+        stop: 2,
+        mid_batch: false,
+    });
+    let state = read_trainer_state(&dir.path().join("checkpoint-2")).unwrap();
+    assert!(
+        state.extra_generation_batches > 0,
+        "no extra round before the checkpoint"
+    );
+    assert!(
+        state.pending_rollout,
+        "no batch sampled ahead at the checkpoint"
+    );
+}
+
+#[test]
 fn resume_checks_count_the_extra_batches() {
     use mlx_grpo::dataset::SamplerPosition;
     use mlx_grpo::trainer::{RunShape, TrainerState, check_trainer_state};
