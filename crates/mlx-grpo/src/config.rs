@@ -216,7 +216,10 @@ pub struct GrpoConfig {
     /// (`vllm_importance_sampling_correction`, required) weighs each token
     /// by the ratio of the training policy to the policy that sampled it.
     /// With a frozen policy the run is the synchronous run bit for bit.
-    /// Off by default. Not a TRL field.
+    /// Memory: once an update replaces the weights, the sampling thread
+    /// still holds the previous ones (trained weights twice; with adapters,
+    /// only the adapters twice) and its KV cache lives beside the training
+    /// pass's activations. Off by default. Not a TRL field.
     pub overlap_generation: bool,
 
     // ---- rewards ----
