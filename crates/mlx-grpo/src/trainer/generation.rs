@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::dynamic_sampling::{self, ScoredRound};
-use super::overlap::{self, NextRollout, PendingRollout, RolloutJob, RoundPlan};
+use super::overlap::{self, PendingRollout, RolloutJob, RoundPlan};
 use super::{
     MicroBatch, RolloutBuffer, RolloutSample, Trainer, adapters, batch, parallel, rollout,
     rollout_correction,
@@ -27,9 +27,8 @@ impl Trainer {
     /// Samples a generation batch and prepares its micro-batches (this
     /// rank's rows of it when data-parallel).
     pub(super) fn generate(&mut self) -> Result<RolloutBuffer> {
-        let first = match self.next_rollout.take() {
-            Some(next) => {
-                let pending = next.wait()?;
+        let first = match self.ahead.take()? {
+            Some(pending) => {
                 // Old and reference log-probabilities without dropout.
                 adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
                 self.score_round(pending)?
@@ -47,8 +46,7 @@ impl Trainer {
     /// on a second thread with the current weights.
     pub(super) fn start_next_rollout(&mut self) -> Result<()> {
         let (plan, job) = self.plan_round()?;
-        self.next_rollout = Some(NextRollout::start(plan, job, self.model.clone())?);
-        Ok(())
+        self.ahead.start(plan, job, self.model.clone())
     }
 
     /// Draws the sampler's next generation batch, generates this rank's

@@ -101,7 +101,7 @@ pub struct Trainer {
     tools: Option<crate::tools::Tools>,
     /// The next generation batch, when `overlap_generation` samples it
     /// ahead of its turn (or a checkpoint held it).
-    next_rollout: Option<overlap::NextRollout>,
+    ahead: overlap::AheadRollout,
 }
 
 impl Trainer {
@@ -207,7 +207,7 @@ impl Trainer {
             status: None,
             parallel: None,
             tools: None,
-            next_rollout: None,
+            ahead: overlap::AheadRollout::default(),
         })
     }
 
@@ -282,18 +282,6 @@ impl Trainer {
             }
             _ => checkpoint.join(overlap::PENDING_ROLLOUT_FILE),
         }
-    }
-
-    /// Waits for a generation batch sampled ahead of its turn, so that a
-    /// checkpoint can keep it.
-    fn settle_next_rollout(&mut self) -> Result<Option<&overlap::PendingRollout>> {
-        if let Some(next) = self.next_rollout.take() {
-            self.next_rollout = Some(overlap::NextRollout::Ready(next.wait()?));
-        }
-        Ok(match &self.next_rollout {
-            Some(overlap::NextRollout::Ready(pending)) => Some(pending),
-            _ => None,
-        })
     }
 
     /// The directory the model was loaded from: its tokenizer and config
@@ -434,13 +422,13 @@ impl Trainer {
         } else {
             None
         };
-        let next_rollout = if state.pending_rollout {
+        let ahead = if state.pending_rollout {
             let vocab = usize::try_from(self.model.config().base().vocab_size).unwrap_or(0);
-            Some(overlap::NextRollout::Ready(overlap::PendingRollout::load(
+            Some(overlap::PendingRollout::load(
                 &self.pending_rollout_file(checkpoint),
                 self.dataset.len(),
                 vocab,
-            )?))
+            )?)
         } else {
             None
         };
@@ -471,7 +459,7 @@ impl Trainer {
         self.resumed_at = Some(state.global_step);
         self.state = state;
         self.buffer = buffer;
-        self.next_rollout = next_rollout;
+        self.ahead.restore(ahead)?;
         Ok(())
     }
 
@@ -707,8 +695,9 @@ impl Trainer {
     /// trainer state, and the current generation batch when steps remain
     /// in it.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
-        self.settle_next_rollout()?;
-        self.state.pending_rollout = self.next_rollout.is_some();
+        // A batch being sampled ahead is waited for and kept.
+        self.ahead.settle()?;
+        self.state.pending_rollout = self.ahead.is_pending();
         self.state.sampler_position = self.sampler.position();
         let buffer = self.buffer.as_ref().filter(|b| b.remaining > 0);
         self.state.buffered_micro_steps = buffer.map_or(0, |b| b.remaining);
@@ -725,10 +714,7 @@ impl Trainer {
         let optimizer = &self.optimizer;
         let entropy = self.entropy_control.state();
         let adaptive = self.entropy_control.is_adaptive();
-        let pending = match &self.next_rollout {
-            Some(overlap::NextRollout::Ready(p)) => Some(p),
-            _ => None,
-        };
+        let pending = self.ahead.settle()?;
         let path = self.checkpoints.save(step, &self.state, |dir| {
             if adapters::has_adapters(model) {
                 adapters::save_adapter_checkpoint(model, dir)?;
@@ -775,9 +761,9 @@ impl Trainer {
             None => Ok(()),
         };
         let pending_file = self.pending_rollout_file(&path);
-        let written = written.and_then(|()| match &self.next_rollout {
-            Some(overlap::NextRollout::Ready(p)) => p.save(&pending_file),
-            _ => Ok(()),
+        let written = written.and_then(|()| match self.ahead.settle()? {
+            Some(p) => p.save(&pending_file),
+            None => Ok(()),
         });
         p.barrier()?;
         written?;

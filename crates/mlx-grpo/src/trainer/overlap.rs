@@ -6,7 +6,7 @@
 //! sampling itself ([`RolloutJob::generate`]), which needs only a model and
 //! owned inputs. The synchronous trainer runs the job in place; with
 //! overlap on, the trainer starts the next generation batch's job on a
-//! second thread ([`NextRollout::start`]) with a snapshot of the weights
+//! second thread ([`AheadRollout::start`]) with a snapshot of the weights
 //! the current batch starts training from, trains, and collects the
 //! samples when the buffer runs dry. The snapshot shares the weights'
 //! buffers (MLX arrays are immutable handles; an update makes new ones), so
@@ -23,7 +23,9 @@
 //! samples the uninterrupted one would.
 
 use std::ops::Range;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use mlx_lm::Tokenizer;
@@ -118,69 +120,127 @@ pub(crate) fn prepare_for_rollout(model: &mut Model, config: &GrpoConfig) -> Res
     Ok(())
 }
 
-/// The next generation batch when it is sampled ahead of its turn.
-pub(crate) enum NextRollout {
-    /// Sampling on a second thread (joined when dropped, so that no
-    /// sampling outlives the trainer).
-    Running {
-        plan: RoundPlan,
-        handle: Option<JoinHandle<Result<Vec<RolloutSample>>>>,
-    },
-    /// Sampled (or read from a checkpoint), not yet trained on.
-    Ready(PendingRollout),
+/// The generation batches sampled ahead of their turn: at most one at a
+/// time, sampled by one long-lived worker thread (MLX gives every thread
+/// its own streams and keeps them for the process's life, so a thread per
+/// batch would leave one behind per batch).
+#[derive(Default)]
+pub(crate) struct AheadRollout {
+    worker: Option<RolloutWorker>,
+    running: Option<RoundPlan>,
+    ready: Option<PendingRollout>,
 }
 
-impl NextRollout {
-    /// Starts `job` on a new thread with `model`, a snapshot of the
-    /// weights (it shares their buffers).
-    pub fn start(plan: RoundPlan, job: RolloutJob, mut model: Model) -> Result<Self> {
-        let handle = std::thread::Builder::new()
+impl AheadRollout {
+    /// Starts sampling `job` with `model`, a snapshot of the weights (it
+    /// shares their buffers), on the worker thread.
+    pub fn start(&mut self, plan: RoundPlan, job: RolloutJob, model: Model) -> Result<()> {
+        if self.running.is_some() || self.ready.is_some() {
+            return Err(Error::internal(
+                "a generation batch is already sampled ahead",
+            ));
+        }
+        let worker = match &mut self.worker {
+            Some(w) => w,
+            None => self.worker.insert(RolloutWorker::start()?),
+        };
+        worker.submit(job, model)?;
+        self.running = Some(plan);
+        Ok(())
+    }
+
+    /// Waits for the batch sampled ahead, if any, and keeps it.
+    pub fn settle(&mut self) -> Result<Option<&PendingRollout>> {
+        if let Some(plan) = self.running.take() {
+            let worker = (self.worker.as_ref())
+                .ok_or_else(|| Error::internal("a running rollout without a worker"))?;
+            let samples = worker.collect()?;
+            self.ready = Some(PendingRollout { plan, samples });
+        }
+        Ok(self.ready.as_ref())
+    }
+
+    /// The batch sampled ahead (waiting for it), if any.
+    pub fn take(&mut self) -> Result<Option<PendingRollout>> {
+        self.settle()?;
+        Ok(self.ready.take())
+    }
+
+    /// Replaces what is sampled ahead with `pending` (read from a
+    /// checkpoint); a running job is waited for and dropped.
+    pub fn restore(&mut self, pending: Option<PendingRollout>) -> Result<()> {
+        self.settle()?;
+        self.ready = pending;
+        Ok(())
+    }
+
+    /// Whether a batch is sampled ahead (running or ready).
+    pub fn is_pending(&self) -> bool {
+        self.running.is_some() || self.ready.is_some()
+    }
+}
+
+/// A thread that samples rollout jobs one at a time.
+struct RolloutWorker {
+    jobs: Option<mpsc::Sender<(RolloutJob, Model)>>,
+    results: mpsc::Receiver<Result<Vec<RolloutSample>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RolloutWorker {
+    fn start() -> Result<Self> {
+        let (jobs, incoming) = mpsc::channel::<(RolloutJob, Model)>();
+        let (done, results) = mpsc::channel();
+        let thread = std::thread::Builder::new()
             .name("grpo-rollout".into())
             .spawn(move || {
-                prepare_for_rollout(&mut model, &job.config)?;
-                job.generate(&model)
+                for (job, mut model) in incoming {
+                    let sampled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        prepare_for_rollout(&mut model, &job.config)?;
+                        job.generate(&model)
+                    }))
+                    .unwrap_or_else(|payload| {
+                        Err(Error::internal(format!(
+                            "sampling panicked: {}",
+                            crate::rewards::panic_message(payload.as_ref())
+                        )))
+                    });
+                    // The snapshot goes before the result: the weights it
+                    // held are free once the trainer has the samples.
+                    drop(model);
+                    if done.send(sampled).is_err() {
+                        break;
+                    }
+                }
             })
             .map_err(|e| Error::internal(format!("cannot start the rollout thread: {e}")))?;
-        Ok(NextRollout::Running {
-            plan,
-            handle: Some(handle),
+        Ok(RolloutWorker {
+            jobs: Some(jobs),
+            results,
+            thread: Some(thread),
         })
     }
 
-    /// Waits for the samples.
-    pub fn wait(mut self) -> Result<PendingRollout> {
-        match &mut self {
-            NextRollout::Ready(pending) => Ok(std::mem::replace(
-                pending,
-                PendingRollout {
-                    plan: RoundPlan::default(),
-                    samples: Vec::new(),
-                },
-            )),
-            NextRollout::Running { plan, handle } => {
-                let handle = handle
-                    .take()
-                    .ok_or_else(|| Error::internal("a rollout thread joined twice"))?;
-                let plan = std::mem::take(plan);
-                let samples = handle.join().map_err(|payload| {
-                    Error::internal(format!(
-                        "the rollout thread panicked: {}",
-                        crate::rewards::panic_message(payload.as_ref())
-                    ))
-                })??;
-                Ok(PendingRollout { plan, samples })
-            }
-        }
+    fn submit(&self, job: RolloutJob, model: Model) -> Result<()> {
+        (self.jobs.as_ref())
+            .ok_or_else(|| Error::internal("the rollout thread is closed"))?
+            .send((job, model))
+            .map_err(|_| Error::internal("the rollout thread stopped"))
+    }
+
+    fn collect(&self) -> Result<Vec<RolloutSample>> {
+        self.results
+            .recv()
+            .map_err(|_| Error::internal("the rollout thread stopped"))?
     }
 }
 
-impl Drop for NextRollout {
+impl Drop for RolloutWorker {
     fn drop(&mut self) {
-        if let NextRollout::Running { handle, .. } = self
-            && let Some(handle) = handle.take()
-        {
-            // The samples (or the error) are of no use any more.
-            let _ = handle.join();
+        // Closing the queue ends the thread after its current job.
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
