@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use super::dynamic_sampling::{self, ScoredRound};
 use super::{
-    MemoryPlan, MicroBatch, RolloutBuffer, RolloutSample, Trainer, adapters, batch, parallel,
-    rollout, rollout_correction,
+    MemoryPlan, MicroBatch, RolloutBuffer, Trainer, adapters, batch, parallel, rollout,
+    rollout_correction,
 };
 use crate::advantages::{AdvantageSettings, Advantages, compute_advantages};
 use crate::dataset::SplitMix64;
@@ -46,19 +46,13 @@ impl Trainer {
         let total = drawn.num_completions();
         let mine = parallel::local_rows(total, rank, ranks)?;
         let g = self.config.num_generations.max(1);
-        let chunk_prompts = self
-            .config
-            .generation_chunk_prompts
-            .unwrap_or(drawn.prompt_indices.len())
-            .max(1);
-        let chunks = parallel::chunks_for_rows(&mine, g, chunk_prompts);
-        // Render only the prompts of the chunks this rank samples; the
-        // others stay empty and are never generated.
-        let first_prompt = chunks.start * chunk_prompts;
-        let end_prompt = (chunks.end * chunk_prompts).min(drawn.prompt_indices.len());
+        // Render only the prompts of this rank's rows (a group that
+        // straddles two ranks on both); the others stay empty and are never
+        // generated.
+        let needed = mine.start / g..mine.end.div_ceil(g);
         let mut prompts = vec![Vec::new(); drawn.prompt_indices.len()];
         for (slot, &i) in drawn.prompt_indices.iter().enumerate() {
-            if !(first_prompt..end_prompt).contains(&slot) {
+            if !needed.contains(&slot) {
                 continue;
             }
             let row = rows
@@ -75,8 +69,10 @@ impl Trainer {
         MemoryPlan::from_config(&self.config).before_rollout(&mut self.model)?;
         adapters::set_adapter_mode(&mut self.model, false, 0, 0, 0);
         let seed = rollout::generation_seed(self.config.seed, generation_index);
-        let generated = match &self.tools {
-            Some(tools) => crate::tools::generate_chunks_with_tools(
+        // Only this rank's rows, each with the keys of its global row: the
+        // completions a single process samples for the same batch.
+        let mut samples = match &self.tools {
+            Some(tools) => crate::tools::generate_rows_with_tools(
                 &self.model,
                 &self.tokenizer,
                 tools,
@@ -85,22 +81,18 @@ impl Trainer {
                 &prompts,
                 &self.config,
                 seed,
-                chunks,
+                mine.clone(),
             )?,
-            None => rollout::generate_chunks(
+            None => rollout::generate_rows(
                 &self.model,
                 &self.tokenizer,
                 &drawn.prompt_indices,
                 &prompts,
                 &self.config,
                 seed,
-                chunks,
+                mine.clone(),
             )?,
         };
-        // The generated chunks start at row `first_prompt · G`; keep ours.
-        let skip = mine.start - first_prompt * g;
-        let mut samples: Vec<RolloutSample> =
-            generated.into_iter().skip(skip).take(mine.len()).collect();
         if samples.len() != mine.len() {
             return Err(Error::internal(format!(
                 "generation gave {} of this rank's {} completions",
