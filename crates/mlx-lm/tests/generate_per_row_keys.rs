@@ -301,3 +301,53 @@ fn a_row_samples_what_its_key_samples_for_it_alone() {
         }
     }
 }
+
+#[test]
+fn per_row_draws_follow_the_softmax() {
+    // 4000 rows of the same logits, each with its own key: the tokens'
+    // frequencies are softmax(logits / T) (within 4 standard errors), for
+    // plain sampling and for XTC's removal probability.
+    let n = 4000usize;
+    let logits = [0.0f32, 1.0, -0.5, 2.0];
+    let rows: Vec<f32> = logits.iter().copied().cycle().take(n * 4).collect();
+    let lp =
+        mlx_lm::sample::logprobs(&mlx_tensor::Array::from_slice(&rows, &[n as i32, 4]).unwrap())
+            .unwrap();
+    let seeds: Vec<u64> = (0..n as u64).map(|s| s * 7 + 3).collect();
+    let t = 0.8f64;
+    let weights: Vec<f64> = logits.iter().map(|&l| (f64::from(l) / t).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let check = |tokens: &[u32], probs: &[f64], what: &str| {
+        for (k, p) in probs.iter().enumerate() {
+            let count = tokens.iter().filter(|&&x| x as usize == k).count() as f64;
+            let se = (p * (1.0 - p) / n as f64).sqrt();
+            let freq = count / n as f64;
+            assert!(
+                (freq - p).abs() <= 4.0 * se + 1e-9,
+                "{what}: token {k}: {freq} vs {p}"
+            );
+        }
+    };
+    let mut rng = RandomState::per_row_from_seeds(&seeds).unwrap();
+    let plain = SamplerConfig::with_temperature(t);
+    let tokens: Vec<u32> = plain.sample(&lp, &mut rng).unwrap().to_vec().unwrap();
+    let probs: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    check(&tokens, &probs, "plain");
+    // XTC with threshold 0.1 removes every token more likely than the least
+    // likely one over 0.1 (softmax(logits) = [0.09, 0.23, 0.05, 0.63]:
+    // tokens 1 and 3 are over it, so 3 goes) with probability 0.5 per row.
+    let xtc = SamplerConfig {
+        xtc_probability: 0.5,
+        xtc_threshold: 0.1,
+        ..SamplerConfig::with_temperature(t)
+    };
+    let tokens: Vec<u32> = xtc.sample(&lp, &mut rng).unwrap().to_vec().unwrap();
+    let kept = weights[0] + weights[1] + weights[2];
+    let probs: Vec<f64> = (0..4)
+        .map(|k| {
+            let removed = if k == 3 { 0.0 } else { weights[k] / kept };
+            0.5 * probs[k] + 0.5 * removed
+        })
+        .collect();
+    check(&tokens, &probs, "xtc");
+}
