@@ -325,7 +325,10 @@ impl RowChunk {
         self.prompts
             .clone()
             .zip(&self.generations)
-            .flat_map(|(p, gens)| gens.clone().map(move |i| row_seed(seed, p * g + i)))
+            .flat_map(|(p, gens)| {
+                gens.clone()
+                    .map(move |i| row_seed(seed, p.saturating_mul(g).saturating_add(i)))
+            })
             .collect()
     }
 }
@@ -351,9 +354,9 @@ pub fn row_chunks(
         let end = start.saturating_add(chunk).min(prompts.end);
         let generations = (start..end)
             .map(|p| {
-                let first = rows.start.max(p * g) - p * g;
-                let last = rows.end.min((p + 1) * g) - p * g;
-                first..last
+                let start = p.saturating_mul(g);
+                let end = start.saturating_add(g);
+                rows.start.max(start) - start..rows.end.min(end) - start
             })
             .collect();
         out.push(RowChunk {

@@ -166,11 +166,15 @@ pub fn generate_turns_groups<M: LanguageModel, H: TurnHandler>(
     let start = Instant::now();
     validate(model, prompts, options)?;
     let plan = row_plan(prompts, groups, options, rng)?;
-    let position = |p: usize, gi: usize| {
-        plan.iter()
-            .position(|&row| row == (p, gi))
-            .unwrap_or(usize::MAX)
-    };
+    // Row of completion `gi` of prompt `p`: the rows of the prompts before
+    // it, plus its place in its own range.
+    let mut first_row = Vec::with_capacity(groups.len());
+    let mut rows_before = 0usize;
+    for range in groups {
+        first_row.push(rows_before);
+        rows_before += range.len();
+    }
+    let position = |p: usize, gi: usize| first_row[p] + (gi - groups[p].start);
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let padding = prompts
         .iter()
