@@ -159,6 +159,9 @@ ArrayPtr random_truncated_normal(const array& lower, const array& upper, rust::S
 ArrayPtr random_gumbel(rust::Slice<const std::int32_t> shape, DType dtype, const array& key, bool has_key);
 ArrayPtr random_categorical(const array& logits, std::int32_t axis, std::int32_t num_samples, const array& key, bool has_key);
 ArrayPtr random_permutation(std::int32_t n, const array& key, bool has_key);
+ArrayPtr random_gumbel_rows(const array& keys, rust::Slice<const std::int32_t> shape, DType dtype);
+ArrayPtr random_uniform_rows(const array& keys, rust::Slice<const std::int32_t> shape, DType dtype);
+ArrayPtr random_split_rows(const array& keys, std::int32_t num);
 
 // transforms.cc
 std::unique_ptr<ArrayFn> array_fn_from_rust(rust::Box<RustFn> f);

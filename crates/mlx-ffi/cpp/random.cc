@@ -51,6 +51,33 @@ ArrayPtr random_categorical(const array& logits, std::int32_t axis, std::int32_t
   return wrap(mx::random::categorical(logits, axis, num_samples, opt_key(key, has_key)));
 }
 
+// One draw per row of `keys` ([B, 2]): row i of the result ([B, ...shape])
+// is the single-key draw `f(keys[i])`. MLX's random front end takes one
+// key only; its RandomBits primitive batches keys under vmap.
+namespace {
+array vmap_rows(const array& keys, std::function<array(const array&)> f) {
+  return mx::vmap(f, 0, 0)(keys);
+}
+}  // namespace
+
+ArrayPtr random_gumbel_rows(const array& keys, rust::Slice<const std::int32_t> shape, DType dtype) {
+  auto s = to_shape(shape);
+  auto t = to_mlx(dtype);
+  return wrap(vmap_rows(keys, [s, t](const array& k) { return mx::random::gumbel(s, t, k); }));
+}
+
+ArrayPtr random_uniform_rows(const array& keys, rust::Slice<const std::int32_t> shape, DType dtype) {
+  auto s = to_shape(shape);
+  auto t = to_mlx(dtype);
+  return wrap(vmap_rows(keys, [s, t](const array& k) {
+    return mx::random::uniform(array(0.0f, t), array(1.0f, t), s, t, k);
+  }));
+}
+
+ArrayPtr random_split_rows(const array& keys, std::int32_t num) {
+  return wrap(vmap_rows(keys, [num](const array& k) { return mx::random::split(k, num); }));
+}
+
 ArrayPtr random_permutation(std::int32_t n, const array& key, bool has_key) {
   return wrap(mx::random::permutation(n, opt_key(key, has_key)));
 }

@@ -542,6 +542,20 @@ pub mod ffi {
         ) -> Result<UniquePtr<MlxArray>>;
         fn random_permutation(n: i32, key: &MlxArray, has_key: bool)
         -> Result<UniquePtr<MlxArray>>;
+        /// Standard Gumbel draws `[B, ...shape]`, row `i` with key `keys[i]`.
+        fn random_gumbel_rows(
+            keys: &MlxArray,
+            shape: &[i32],
+            dtype: DType,
+        ) -> Result<UniquePtr<MlxArray>>;
+        /// Uniform draws in `[0, 1)` `[B, ...shape]`, row `i` with key `keys[i]`.
+        fn random_uniform_rows(
+            keys: &MlxArray,
+            shape: &[i32],
+            dtype: DType,
+        ) -> Result<UniquePtr<MlxArray>>;
+        /// Each key of `keys` (`[B, 2]`) split into `num`: `[B, num, 2]`.
+        fn random_split_rows(keys: &MlxArray, num: i32) -> Result<UniquePtr<MlxArray>>;
 
         // ---- transforms.cc ----
         fn array_fn_from_rust(f: Box<RustFn>) -> UniquePtr<ArrayFn>;

@@ -71,9 +71,9 @@ pub struct GrpoConfig {
     /// KV cache holds only one chunk's rows: `64 × (prompt + completion)`
     /// positions of a Qwen3-0.6B cache are ~3 GB. Fewer rows per decoding
     /// step make the rollout slower; `None` (default) generates the whole
-    /// batch at once. A chunked rollout samples different completions than
-    /// an unchunked one (each chunk has its own random stream). Not a TRL
-    /// field.
+    /// batch at once. Chunking only bounds memory: every completion row
+    /// samples with its own keys, so a chunked rollout samples the same
+    /// completions as an unchunked one. Not a TRL field.
     pub generation_chunk_prompts: Option<usize>,
     /// Shuffle the prompts each epoch.
     pub shuffle_dataset: bool,

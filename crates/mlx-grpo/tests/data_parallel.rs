@@ -26,15 +26,16 @@ const STEPS: i64 = 2;
 /// One comparison of two ranks against one process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
-    /// `dapo`, 4 completions per rank, generation chunks of 3 prompts that
-    /// straddle the ranks (rank 0 generates chunk 0, rank 1 chunks 0 and 1,
-    /// and each keeps its rows).
+    /// `dapo`, 4 completions per rank, generation chunks of 3 prompts (one
+    /// process batches prompts 0-2 and 3, each rank its own 2 prompts):
+    /// the chunks change no completion.
     Dapo,
-    /// `grpo`, 4 completions per rank, one prompt per chunk (each rank
-    /// generates only its own prompts).
+    /// `grpo`, 4 completions per rank, no `generation_chunk_prompts`: each
+    /// rank generates only its 2 prompts, one process all 4 at once.
     Grpo,
     /// `dapo` with one prompt of 4 generations per micro-step, 2 of its
-    /// completions on each rank: the group straddles the ranks and its
+    /// completions on each rank, no `generation_chunk_prompts`: the group
+    /// straddles the ranks (each samples only its half of it) and its
     /// advantages need both halves.
     Straddle,
 }
@@ -70,10 +71,10 @@ impl Case {
         }
     }
 
-    fn chunk_prompts(self) -> usize {
+    fn chunk_prompts(self) -> Option<usize> {
         match self {
-            Case::Dapo => 3,
-            Case::Grpo | Case::Straddle => 1,
+            Case::Dapo => Some(3),
+            Case::Grpo | Case::Straddle => None,
         }
     }
 }
@@ -130,7 +131,7 @@ fn rewards() -> RewardSet {
 /// its own generation of `per_device` completions per process.
 fn config(dir: &Path, case: Case, per_device: usize) -> GrpoConfig {
     GrpoConfig {
-        generation_chunk_prompts: Some(case.chunk_prompts()),
+        generation_chunk_prompts: case.chunk_prompts(),
         output_dir: dir.to_path_buf(),
         num_generations: case.num_generations(),
         per_device_train_batch_size: per_device,

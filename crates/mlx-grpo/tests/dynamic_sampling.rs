@@ -179,7 +179,10 @@ fn is_uniform(group: &[(String, String)], uniform: fn(&str) -> bool) -> bool {
 #[test]
 fn fills_the_batch_dropping_only_uniform_groups() {
     let events = run("dynamic-fill", plus_zero, 6, |c| {
-        c.dynamic_sampling_max_extra_rounds = 8
+        c.dynamic_sampling_max_extra_rounds = 8;
+        // Slow enough that the policy still samples varied completions
+        // (informative groups) in its third generation.
+        c.learning_rate = 1e-3;
     });
     let gens = generations(&events);
     assert_eq!(gens.len(), 3);
@@ -314,6 +317,9 @@ fn dynamic_sampling_resumes_exactly() {
             c.dynamic_sampling = true;
             c.steps_per_generation = Some(2);
             c.per_device_train_batch_size = 4;
+            // Slow enough that every generation still finds informative
+            // groups to fill its batch with.
+            c.learning_rate = 1e-3;
         },
         model: dense_model,
         rewards: plus_zero_rewards,

@@ -225,6 +225,11 @@ fn a_damaged_pending_rollout_is_an_error_naming_the_file() {
             v["samples"][0]["row_index"] = serde_json::json!(1000);
             v.to_string()
         }),
+        ("samples", {
+            let mut v = value.clone();
+            v["samples"].as_array_mut().unwrap().pop();
+            v.to_string()
+        }),
         ("samples", "{\"plan\": 3}".to_string()),
     ] {
         std::fs::write(&file, &damage).unwrap();

@@ -13,10 +13,20 @@ use mlx_nn::ModuleExt;
 use mlx_nn::layers::TargetModules;
 
 fn rewards() -> RewardSet {
-    // Completion lengths differ within a group: non-zero advantages.
+    // Completion lengths and characters differ within a group: non-zero
+    // advantages (lengths alone can be all equal: three-token completions
+    // rarely stop early).
     let mut set = RewardSet::new();
     set.add(per_sample("length", |x: &RewardInput| {
         x.completion.num_tokens as f32
+    }))
+    .unwrap();
+    set.add(per_sample("characters", |x: &RewardInput| {
+        x.completion
+            .raw_text
+            .chars()
+            .map(|c| (u32::from(c) % 7) as f32)
+            .sum::<f32>()
     }))
     .unwrap();
     set

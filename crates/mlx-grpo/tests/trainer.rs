@@ -34,12 +34,22 @@ fn config(dir: &Path, steps: i64) -> GrpoConfig {
 }
 
 fn rewards() -> RewardSet {
-    // Accuracy is almost always 0 for a random model; a length reward gives
-    // every group a spread of rewards, hence non-zero advantages.
+    // Accuracy is almost always 0 for a random model; a length reward and a
+    // reward of the completion's characters give the groups a spread of
+    // rewards, hence non-zero advantages (lengths alone can be all equal:
+    // three-token completions rarely stop early).
     let mut set = RewardSet::new();
     set.add(AccuracyReward::default()).unwrap();
     set.add(per_sample("length", |x: &RewardInput| {
         x.completion.num_tokens as f32
+    }))
+    .unwrap();
+    set.add(per_sample("characters", |x: &RewardInput| {
+        x.completion
+            .raw_text
+            .chars()
+            .map(|c| (u32::from(c) % 7) as f32)
+            .sum::<f32>()
     }))
     .unwrap();
     set

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use mlx_grpo::config::GrpoConfig;
 use mlx_grpo::dataset::{Dataset, Message, Prompt, Row};
 use mlx_grpo::rewards::{RewardInput, RewardSet, per_sample};
-use mlx_grpo::tools::{Environment, Tool, Tools, generate_chunks_with_tools};
+use mlx_grpo::tools::{Environment, Tool, Tools, generate_rows_with_tools};
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::{MicroBatch, Trainer};
 use mlx_lm::Tokenizer;
@@ -195,7 +195,7 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
             .unwrap()
         })
         .collect();
-    let samples = generate_chunks_with_tools(
+    let samples = generate_rows_with_tools(
         &model,
         &tok,
         &tools(),
@@ -204,7 +204,7 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
         &prompts,
         &cfg,
         11,
-        0..1,
+        0..16,
     )
     .unwrap();
     assert_eq!(samples.len(), 16);
@@ -281,6 +281,84 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
         for j in 0..width {
             let want = f32::from(sampled.get(j).copied().unwrap_or(false));
             assert_eq!(mask[r * width + j], want, "row {r}, token {j}");
+        }
+    }
+}
+
+#[test]
+fn tool_rollouts_do_not_depend_on_chunks_or_on_the_rows_generated_together() {
+    let tok = tokenizer();
+    let model = dense_model(&tok);
+    let data = dataset();
+    let scratch_dir = scratch("tools-rows");
+    let schemas = tools().schemas();
+    let prompts: Vec<Vec<u32>> = data.rows()[..4]
+        .iter()
+        .map(|r| {
+            mlx_grpo::trainer::rollout::render_prompt_with_tools(
+                &tok,
+                &r.prompt,
+                Some(schemas.clone()),
+            )
+            .unwrap()
+        })
+        .collect();
+    // Rows `rows` with every prompt they do not touch emptied (reading one
+    // would fail), `chunk` prompts per batch.
+    let sample = |chunk: Option<usize>, rows: std::ops::Range<usize>| {
+        let mut cfg = config(scratch_dir.path(), 1);
+        cfg.generation_chunk_prompts = chunk;
+        let g = cfg.num_generations;
+        let needed = rows.start / g..rows.end.div_ceil(g);
+        let only: Vec<Vec<u32>> = prompts
+            .iter()
+            .enumerate()
+            .map(|(p, ids)| {
+                if needed.contains(&p) {
+                    ids.clone()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let samples = generate_rows_with_tools(
+            &model,
+            &tok,
+            &tools(),
+            data.rows(),
+            &[0, 1, 2, 3],
+            &only,
+            &cfg,
+            11,
+            rows.clone(),
+        )
+        .unwrap();
+        assert_eq!(samples.len(), rows.len());
+        samples
+    };
+    let whole = sample(None, 0..16);
+    let turns: usize = whole
+        .iter()
+        .map(|s| s.tools.as_ref().unwrap().turns.len())
+        .sum();
+    assert!(turns > whole.len(), "no rollout had several turns");
+    for chunk in [None, Some(1), Some(3)] {
+        // Groups of 4: rows 0..6 and 6..16 cut prompt 1's group.
+        let mut parts = sample(chunk, 0..6);
+        parts.extend(sample(chunk, 6..16));
+        assert_eq!(parts.len(), whole.len());
+        for (i, (a, b)) in parts.iter().zip(&whole).enumerate() {
+            assert_eq!(
+                (&a.row_index, &a.completion_ids, a.finish_reason, &a.tools),
+                (&b.row_index, &b.completion_ids, b.finish_reason, &b.tools),
+                "chunks {chunk:?}: row {i}"
+            );
+            for (u, v) in a.sampling_logps.iter().zip(&b.sampling_logps) {
+                assert!(
+                    (u - v).abs() <= 1e-5,
+                    "chunks {chunk:?}: row {i}: {u} vs {v}"
+                );
+            }
         }
     }
 }

@@ -4,11 +4,16 @@
 //! global key sequence that is **per thread** (and seeded from the clock on
 //! threads that never call [`seed`]), so reproducible code passes explicit
 //! keys: [`key`] makes one from a seed and [`split`] derives independent keys.
+//!
+//! The `*_rows` functions take one key per row (`keys` of shape `[B, 2]`,
+//! `u32`) and draw a batch `[B, ...]` whose row `i` is exactly the draw
+//! of the single-key function with key `keys[i]`: a row's numbers never
+//! depend on the other rows (MLX batches the keys with `vmap`).
 
 use mlx_ffi::ffi;
 
 use crate::array::check;
-use crate::{Array, Dtype, Result};
+use crate::{Array, Dtype, Error, Result};
 
 /// A key (`u32[2]`) from a seed.
 #[track_caller]
@@ -166,4 +171,70 @@ pub fn permutation(n: i32, key: Option<&Array>) -> Result<Array> {
         &[],
         ffi::random_permutation(n, k.raw(), has),
     )
+}
+
+/// The number of rows of a batch of keys: `keys` must be `u32[B, 2]` with
+/// `B >= 1`.
+#[track_caller]
+pub fn key_rows(op: &'static str, keys: &Array) -> Result<i32> {
+    let shape = keys.shape();
+    if keys.dtype() != Dtype::U32 || shape.0.len() != 2 || shape.0[1] != 2 || shape.0[0] < 1 {
+        return Err(Error::Invalid {
+            op,
+            message: format!(
+                "keys must be u32[B, 2] with B >= 1 (one key per row), got {}{}",
+                keys.dtype(),
+                shape
+            ),
+        });
+    }
+    Ok(shape.0[0])
+}
+
+/// Standard Gumbel samples `[B, ...shape]`, row `i` drawn with `keys[i]`
+/// (`keys`: `u32[B, 2]`): row `i` equals [`gumbel`]`(shape, dtype,
+/// Some(keys[i]))`.
+#[track_caller]
+pub fn gumbel_rows(keys: &Array, shape: &[i32], dtype: Dtype) -> Result<Array> {
+    key_rows("random::gumbel_rows", keys)?;
+    check(
+        "random::gumbel_rows",
+        &[keys],
+        ffi::random_gumbel_rows(keys.raw(), shape, dtype.to_ffi()),
+    )
+}
+
+/// Uniform samples in `[0, 1)` of shape `[B, ...shape]`, row `i` drawn with
+/// `keys[i]` (`keys`: `u32[B, 2]`): row `i` equals [`uniform`]`(0, 1, shape,
+/// dtype, Some(keys[i]))`.
+#[track_caller]
+pub fn uniform_rows(keys: &Array, shape: &[i32], dtype: Dtype) -> Result<Array> {
+    key_rows("random::uniform_rows", keys)?;
+    check(
+        "random::uniform_rows",
+        &[keys],
+        ffi::random_uniform_rows(keys.raw(), shape, dtype.to_ffi()),
+    )
+}
+
+/// Splits each key of `keys` (`u32[B, 2]`) into `num` new keys:
+/// `[B, num, 2]`, row `i` equal to [`split`]`(keys[i], num)`.
+#[track_caller]
+pub fn split_rows(keys: &Array, num: i32) -> Result<Array> {
+    key_rows("random::split_rows", keys)?;
+    check(
+        "random::split_rows",
+        &[keys],
+        ffi::random_split_rows(keys.raw(), num),
+    )
+}
+
+/// Splits each key of `keys` (`u32[B, 2]`) in two: `(next_keys, subkeys)`,
+/// both `[B, 2]`, row `i` equal to [`split2`]`(keys[i])`.
+#[track_caller]
+pub fn split2_rows(keys: &Array) -> Result<(Array, Array)> {
+    let both = split_rows(keys, 2)?;
+    let a = both.take(&Array::scalar(0u32)?, Some(1))?;
+    let b = both.take(&Array::scalar(1u32)?, Some(1))?;
+    Ok((a, b))
 }

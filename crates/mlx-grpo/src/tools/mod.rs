@@ -9,7 +9,7 @@
 //!   ([`crate::trainer::Trainer::with_tools`]).
 //! - [`ToolLoop`]: runs the calls of each assistant turn and turns their
 //!   results into the tokens the model reads next ([`tool_suffix_ids`]).
-//! - [`generate_chunks_with_tools`]: a rollout of multi-turn completions;
+//! - [`generate_rows_with_tools`]: a rollout of multi-turn completions;
 //!   each [`crate::trainer::rollout::RolloutSample`] then carries a
 //!   [`ToolRollout`] whose token mask keeps tool results out of the loss.
 
@@ -20,7 +20,7 @@ mod tool;
 mod turn_loop;
 
 pub use environment::{Environment, EnvironmentFactory, ToolInstance, Tools};
-pub use rollout::{ToolRollout, generate_chunks_with_tools, multi_turn_completion, tool_metrics};
+pub use rollout::{ToolRollout, generate_rows_with_tools, multi_turn_completion, tool_metrics};
 pub use suffix::{error_content, tool_suffix_ids};
 pub use tool::{Tool, ToolResultText};
 pub use turn_loop::{RolloutTools, ToolLoop};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use mlx_lm::generate::{TurnsCompletion, generate_turns};
+use mlx_lm::generate::{TurnsCompletion, generate_turns_groups};
 use mlx_lm::sample::RandomState;
 use mlx_lm::{ChatTemplateOptions, LanguageModel, Tokenizer};
 
@@ -13,7 +13,7 @@ use super::turn_loop::ToolLoop;
 use crate::config::GrpoConfig;
 use crate::dataset::Row;
 use crate::rewards::{Completion, Turn};
-use crate::trainer::rollout::{RolloutSample, batch_options, chunk_key};
+use crate::trainer::rollout::{RolloutSample, batch_options, row_chunks};
 use crate::{Error, Result};
 
 /// What a multi-turn rollout adds to a [`RolloutSample`].
@@ -32,16 +32,19 @@ pub struct ToolRollout {
     pub environment_reward: Option<f64>,
 }
 
-/// Samples `config.num_generations` multi-turn completions for each
-/// prompt of the generation chunks `chunks` (as
-/// [`crate::trainer::rollout::generate_chunks`] does, with the same keys),
+/// Samples the multi-turn completion rows `rows` of a rollout of
+/// `config.num_generations` completions per prompt (as
+/// [`crate::trainer::rollout::generate_rows`] does: same batches, same
+/// per-row keys, so a row's completion does not depend on
+/// `generation_chunk_prompts` nor on the other rows sampled with it),
 /// running `tools` between the turns: at most
 /// `config.max_tool_calling_iterations` rounds of tool results per
 /// completion, `config.max_completion_length` tokens in all (model and
 /// tool tokens). Each completion gets its own tool instance, reset with
-/// its dataset row (`rows[row_indices[prompt]]`).
+/// its dataset row (`rows[row_indices[prompt]]`); rows outside `rows` get
+/// none. Samples come in row order.
 #[allow(clippy::too_many_arguments)]
-pub fn generate_chunks_with_tools<M: LanguageModel>(
+pub fn generate_rows_with_tools<M: LanguageModel>(
     model: &M,
     tokenizer: &Tokenizer,
     tools: &Tools,
@@ -50,23 +53,22 @@ pub fn generate_chunks_with_tools<M: LanguageModel>(
     prompts: &[Vec<u32>],
     config: &GrpoConfig,
     seed: u64,
-    chunks: Range<usize>,
+    completion_rows: Range<usize>,
 ) -> Result<Vec<RolloutSample>> {
     let options = batch_options(tokenizer, config);
     let g = options.num_generations.max(1);
-    let chunk = config
-        .generation_chunk_prompts
-        .unwrap_or(prompts.len())
-        .max(1);
-    let mut samples = Vec::with_capacity(prompts.len().saturating_mul(g));
-    for (i, part) in prompts.chunks(chunk).enumerate() {
-        if !chunks.contains(&i) {
-            continue;
-        }
-        let first = i * chunk;
-        let mut instances = Vec::with_capacity(part.len() * g);
+    let total = prompts.len().saturating_mul(g);
+    if completion_rows.end > total {
+        return Err(Error::internal(format!(
+            "rows {completion_rows:?} of a rollout of {total} completions"
+        )));
+    }
+    let mut samples = Vec::with_capacity(completion_rows.len());
+    for chunk in row_chunks(&completion_rows, g, config.generation_chunk_prompts) {
+        let part = &prompts[chunk.prompts.clone()];
+        let mut instances = Vec::with_capacity(completion_rows.len());
         let mut row_of = Vec::with_capacity(part.len());
-        for p in first..first + part.len() {
+        for (p, gens) in chunk.prompts.clone().zip(&chunk.generations) {
             let row_index = *row_indices
                 .get(p)
                 .ok_or_else(|| Error::internal(format!("no dataset row for prompt {p}")))?;
@@ -74,7 +76,7 @@ pub fn generate_chunks_with_tools<M: LanguageModel>(
                 .get(row_index)
                 .ok_or_else(|| Error::internal(format!("dataset row {row_index} missing")))?;
             row_of.push(row_index);
-            for _ in 0..g {
+            for _ in gens.clone() {
                 let mut instance = tools.instance();
                 instance
                     .reset(row)
@@ -91,11 +93,19 @@ pub fn generate_chunks_with_tools<M: LanguageModel>(
             config.max_tool_calling_iterations,
             instances,
         );
-        let mut rng = RandomState::from_seed(chunk_key(seed, i))?;
-        let out = generate_turns(model, part, &options, &mut tool_loop, &mut rng)?;
+        let mut rng = RandomState::per_row_from_seeds(&chunk.row_seeds(seed, g))?;
+        let out = generate_turns_groups(
+            model,
+            part,
+            &chunk.generations,
+            &options,
+            &mut tool_loop,
+            &mut rng,
+        )?;
         let mut rollouts = std::mem::take(&mut tool_loop.rollouts);
-        for c in out.completions {
-            let slot = c.completion.prompt_index * g + c.completion.generation_index;
+        // The completions come sorted by prompt and generation: the batch's
+        // row order, in which the loop's instances are.
+        for (slot, c) in out.completions.into_iter().enumerate() {
             let state = rollouts
                 .get_mut(slot)
                 .ok_or_else(|| Error::internal(format!("generation returned row {slot}")))?;

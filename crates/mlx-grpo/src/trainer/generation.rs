@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use super::dynamic_sampling::{self, ScoredRound};
 use super::overlap::{self, PendingRollout, RolloutJob, RoundPlan};
 use super::{
-    MicroBatch, RolloutBuffer, RolloutSample, Trainer, adapters, batch, parallel, rollout,
-    rollout_correction,
+    MicroBatch, RolloutBuffer, Trainer, adapters, batch, parallel, rollout, rollout_correction,
 };
 use crate::advantages::{AdvantageSettings, Advantages, compute_advantages};
 use crate::dataset::SplitMix64;
@@ -59,7 +58,7 @@ impl Trainer {
     }
 
     /// Draws the sampler's next generation batch and decides what this
-    /// rank samples of it: the prompts it renders, the chunks and keys.
+    /// rank samples of it: its rows and the prompts they need.
     pub(super) fn plan_round(&mut self) -> Result<(RoundPlan, RolloutJob)> {
         let drawn = self.sampler.next_batch();
         let rows = self.dataset.rows();
@@ -70,16 +69,10 @@ impl Trainer {
         let total = drawn.num_completions();
         let mine = parallel::local_rows(total, rank, ranks)?;
         let g = self.config.num_generations.max(1);
-        let chunk_prompts = self
-            .config
-            .generation_chunk_prompts
-            .unwrap_or(drawn.prompt_indices.len())
-            .max(1);
-        let chunks = parallel::chunks_for_rows(&mine, g, chunk_prompts);
-        // Render only the prompts of the chunks this rank samples; the
-        // others stay empty and are never generated.
-        let first_prompt = chunks.start * chunk_prompts;
-        let end_prompt = (chunks.end * chunk_prompts).min(drawn.prompt_indices.len());
+        // Render only the prompts of this rank's rows (a group that
+        // straddles two ranks on both); the others stay empty and are never
+        // generated.
+        let needed = mine.start / g..mine.end.div_ceil(g);
         let mut prompts = vec![Vec::new(); drawn.prompt_indices.len()];
         let mut job_rows = Vec::with_capacity(drawn.prompt_indices.len());
         for (slot, &i) in drawn.prompt_indices.iter().enumerate() {
@@ -87,7 +80,7 @@ impl Trainer {
                 .get(i)
                 .ok_or_else(|| Error::internal(format!("sampler produced row {i}")))?;
             job_rows.push(row.clone());
-            if !(first_prompt..end_prompt).contains(&slot) {
+            if !needed.contains(&slot) {
                 continue;
             }
             let schemas = self.tools.as_ref().map(crate::tools::Tools::schemas);
@@ -101,9 +94,7 @@ impl Trainer {
         let plan = RoundPlan {
             generation_index,
             steps_per_generation: drawn.steps_per_generation,
-            // The generated chunks start at row `first_prompt · G`.
-            skip: mine.start - first_prompt * g,
-            mine,
+            mine: mine.clone(),
         };
         let job = RolloutJob {
             tokenizer: self.tokenizer.clone(),
@@ -113,20 +104,15 @@ impl Trainer {
             prompts,
             config: self.config.clone(),
             seed: rollout::generation_seed(self.config.seed, generation_index),
-            chunks,
+            completions: mine,
         };
         Ok((plan, job))
     }
 
-    /// Keeps this rank's rows of a sampled batch and scores them.
+    /// Checks that a sampled batch holds this rank's rows and scores them.
     pub(super) fn score_round(&mut self, pending: PendingRollout) -> Result<ScoredRound> {
-        let PendingRollout { plan, samples } = pending;
+        let PendingRollout { plan, mut samples } = pending;
         let mine = plan.mine.clone();
-        let mut samples: Vec<RolloutSample> = samples
-            .into_iter()
-            .skip(plan.skip)
-            .take(mine.len())
-            .collect();
         if samples.len() != mine.len() {
             return Err(Error::internal(format!(
                 "generation gave {} of this rank's {} completions",

@@ -322,7 +322,7 @@ impl Trainer {
 
     /// Offers `tools` to the model: prompts are rendered with their
     /// schemas and every completion runs as a multi-turn rollout
-    /// ([`crate::tools::generate_chunks_with_tools`]), its tool results
+    /// ([`crate::tools::generate_rows_with_tools`]), its tool results
     /// masked out of the loss; empty tools change nothing.
     pub fn with_tools(mut self, tools: crate::tools::Tools) -> Self {
         self.tools = (!tools.is_empty()).then_some(tools);

@@ -53,10 +53,8 @@ pub(crate) struct RoundPlan {
     pub generation_index: u64,
     /// Optimizer micro-steps per generation batch of this draw.
     pub steps_per_generation: usize,
-    /// This rank's rows of the global generation batch.
+    /// This rank's rows of the global generation batch (the samples).
     pub mine: Range<usize>,
-    /// Samples the job returns before this rank's rows.
-    pub skip: usize,
 }
 
 /// Everything sampling one generation batch needs besides the model, owned
@@ -71,9 +69,11 @@ pub(crate) struct RolloutJob {
     /// Rendered prompts (empty for slots this rank does not sample).
     pub prompts: Vec<Vec<u32>>,
     pub config: GrpoConfig,
+    /// The generation's seed (each row's keys derive from it and the
+    /// row's index in the global batch).
     pub seed: u64,
-    /// The generation chunks this rank samples.
-    pub chunks: Range<usize>,
+    /// The rows of the global generation batch this rank samples.
+    pub completions: Range<usize>,
 }
 
 impl RolloutJob {
@@ -82,7 +82,7 @@ impl RolloutJob {
     pub fn generate(&self, model: &Model) -> Result<Vec<RolloutSample>> {
         let slots: Vec<usize> = (0..self.rows.len()).collect();
         let mut samples = match &self.tools {
-            Some(tools) => crate::tools::generate_chunks_with_tools(
+            Some(tools) => crate::tools::generate_rows_with_tools(
                 model,
                 &self.tokenizer,
                 tools,
@@ -91,16 +91,16 @@ impl RolloutJob {
                 &self.prompts,
                 &self.config,
                 self.seed,
-                self.chunks.clone(),
+                self.completions.clone(),
             )?,
-            None => rollout::generate_chunks(
+            None => rollout::generate_rows(
                 model,
                 &self.tokenizer,
                 &slots,
                 &self.prompts,
                 &self.config,
                 self.seed,
-                self.chunks.clone(),
+                self.completions.clone(),
             )?,
         };
         for sample in &mut samples {
@@ -302,6 +302,18 @@ impl PendingRollout {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let saved: SavedRollout = serde_json::from_slice(&bytes)
             .map_err(|e| Error::checkpoint(path, "samples", e.to_string()))?;
+        if saved.samples.len() != saved.plan.mine.len() {
+            return Err(Error::checkpoint(
+                path,
+                "samples",
+                format!(
+                    "{} samples for the {} rows {:?} of this rank",
+                    saved.samples.len(),
+                    saved.plan.mine.len(),
+                    saved.plan.mine
+                ),
+            ));
+        }
         let mut samples = Vec::with_capacity(saved.samples.len());
         for (i, s) in saved.samples.into_iter().enumerate() {
             if s.sampling_logp_bits.len() != s.completion_ids.len() {

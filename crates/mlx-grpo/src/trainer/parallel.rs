@@ -2,11 +2,13 @@
 //! training one model, with TRL's semantics for `N` processes.
 //!
 //! Every rank draws the same generation batch from the same sampler (same
-//! seed) and keeps rows `[p·L, (p+1)·L)` of its completions, `L =
-//! per_device_train_batch_size × steps_per_generation`. A rank generates
-//! only the generation chunks (`generation_chunk_prompts`) that overlap
-//! its rows, each with the key of its global chunk index, so the
-//! completions are those a single process draws for the same global batch.
+//! seed) and generates only its rows `[p·L, (p+1)·L)` of its completions,
+//! `L = per_device_train_batch_size × steps_per_generation` (a prompt
+//! whose group straddles two ranks is prefilled on both, each sampling its
+//! part of the group). Every row samples with the keys of its global row
+//! index ([`crate::trainer::rollout::row_seed`]), so the completions are
+//! those a single process draws for the same global batch, whatever
+//! `generation_chunk_prompts`.
 //! Rewards are scored locally and all-gathered in rank order, advantages
 //! are computed on the whole batch and sliced back, `num_items_in_batch` is
 //! all-summed (and divided by `N`, as TRL does, since gradients are then
@@ -222,20 +224,6 @@ pub fn local_rows(total: usize, rank: usize, size: usize) -> Result<std::ops::Ra
     Ok(rank * per_rank..(rank + 1) * per_rank)
 }
 
-/// The generation chunks (of `chunk_prompts` prompts, `num_generations`
-/// completions each) that hold completion rows `rows`.
-pub fn chunks_for_rows(
-    rows: &std::ops::Range<usize>,
-    num_generations: usize,
-    chunk_prompts: usize,
-) -> std::ops::Range<usize> {
-    let per_chunk = num_generations.max(1) * chunk_prompts.max(1);
-    if rows.is_empty() {
-        return 0..0;
-    }
-    rows.start / per_chunk..rows.end.div_ceil(per_chunk)
-}
-
 /// A hash of `parts` that is the same in every process (FNV-1a over the
 /// bytes, unlike the standard hasher, which may be seeded per process).
 pub fn fingerprint(parts: &[&[u8]]) -> u64 {
@@ -275,14 +263,6 @@ mod tests {
         assert_eq!(local_rows(8, 0, 2).ok(), Some(0..4));
         assert_eq!(local_rows(8, 1, 2).ok(), Some(4..8));
         assert!(local_rows(6, 0, 4).is_err());
-    }
-
-    #[test]
-    fn chunks_cover_straddling_rows() {
-        // G = 4, one prompt per chunk: rows 2..6 straddle prompts 0 and 1.
-        assert_eq!(chunks_for_rows(&(2..6), 4, 1), 0..2);
-        assert_eq!(chunks_for_rows(&(4..8), 4, 1), 1..2);
-        assert_eq!(chunks_for_rows(&(0..8), 2, 8), 0..1);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use mlx_lm::text::tools::parse_completion;
 use mlx_lm::{ChatTemplateOptions, Tokenizer};
 
-use crate::dataset::{Prompt, Row};
+use crate::dataset::{Prompt, Row, SplitMix64};
 use crate::rewards::{Completion, FinishReason, RewardInput};
 use crate::tools::ToolRollout;
 use crate::{Error, Result};
@@ -172,10 +172,12 @@ pub fn reward_inputs(
         .collect()
 }
 
-/// Samples `config.num_generations` completions for each prompt in one
-/// batch (`prompts.len() × G` rows sharing each prompt's prefill), with the
-/// sampler settings of the config and keys derived from `seed`. Samples come
-/// grouped by prompt (`[a, a, b, b]` for G = 2), as the advantages expect.
+/// Samples `config.num_generations` completions for each prompt
+/// (`prompts.len() × G` rows, sharing each prompt's prefill, at most
+/// `generation_chunk_prompts` prompts at a time), with the sampler
+/// settings of the config and one key per row derived from `seed`
+/// ([`row_seed`]). Samples come grouped by prompt (`[a, a, b, b]` for G =
+/// 2), as the advantages expect.
 pub fn generate<M: mlx_lm::LanguageModel>(
     model: &M,
     tokenizer: &Tokenizer,
@@ -184,44 +186,43 @@ pub fn generate<M: mlx_lm::LanguageModel>(
     config: &crate::config::GrpoConfig,
     seed: u64,
 ) -> Result<Vec<RolloutSample>> {
-    let chunk = config
-        .generation_chunk_prompts
-        .unwrap_or(prompts.len())
-        .max(1);
-    let chunks = prompts.len().div_ceil(chunk);
-    generate_chunks(
+    let total = num_rows(prompts.len(), config.num_generations)?;
+    generate_rows(
         model,
         tokenizer,
         row_indices,
         prompts,
         config,
         seed,
-        0..chunks,
+        0..total,
     )
 }
 
-/// [`generate`] restricted to the generation chunks `chunks` (of
-/// `generation_chunk_prompts` prompts each, all prompts when unset), each
-/// sampled with the key of its index, so that the chunks of a data-parallel
-/// rank draw what they draw in a whole-batch rollout. Samples come in
-/// prompt order, those of chunk `chunks.start` first.
-pub fn generate_chunks<M: mlx_lm::LanguageModel>(
+/// [`generate`] restricted to the completion rows `rows` of the rollout
+/// (row `r` is completion `r % G` of prompt `r / G`): each row is sampled
+/// with its own key ([`row_seed`]`(seed, r)`), so it gets the completion it
+/// gets in a whole-batch rollout, whatever `generation_chunk_prompts` and
+/// whichever other rows are sampled with it. Only the prompts of `rows`
+/// are read (the others may be left empty); a prompt whose group `rows`
+/// cuts samples only its completions inside `rows`. Samples come in row
+/// order.
+pub fn generate_rows<M: mlx_lm::LanguageModel>(
     model: &M,
     tokenizer: &Tokenizer,
     row_indices: &[usize],
     prompts: &[Vec<u32>],
     config: &crate::config::GrpoConfig,
     seed: u64,
-    chunks: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
 ) -> Result<Vec<RolloutSample>> {
     let options = batch_options(tokenizer, config);
-    generate_chunk_range(
+    generate_row_range(
         model,
         prompts,
         &options,
         config.generation_chunk_prompts,
         seed,
-        chunks,
+        rows,
     )?
     .into_iter()
     .map(|c| {
@@ -285,20 +286,91 @@ pub fn batch_options(
     }
 }
 
-/// The random key of generation chunk `index` of a rollout seeded `seed`
-/// (`seed + index·φ`).
-pub fn chunk_key(seed: u64, index: usize) -> u64 {
-    seed.wrapping_add((index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+/// The seed of the sampling keys of completion row `row` (counted over the
+/// whole generation batch, prompt-major: row `p·G + g` is completion `g`
+/// of prompt `p`) in a rollout seeded `seed`: the first output of
+/// [`SplitMix64::for_stream`]`(seed, row)`. The row samples with the key
+/// sequence that starts at MLX's `key(row_seed(seed, row))`
+/// ([`mlx_lm::sample::RandomState::PerRow`]), so its completion depends on
+/// `seed` and `row` only: not on `generation_chunk_prompts`, on which rows
+/// share its batch, nor on the number of data-parallel ranks.
+pub fn row_seed(seed: u64, row: usize) -> u64 {
+    SplitMix64::for_stream(seed, row as u64).next_u64()
 }
 
-/// `generate_batch` over `prompts`, `chunk_prompts` prompts at a time (all
-/// at once when `None`), so that only one chunk's KV cache is alive. Chunk
-/// `i` samples with keys from `seed + i·φ` (the first chunk from `seed`, so
-/// one chunk gives exactly the unchunked rollout); each completion's
-/// `prompt_index` refers to `prompts`. Each chunk's cache buffers are given
-/// back to the system as it ends (and every batch's decoder, with any
-/// stacked weights it made, with it), so the training pass that follows
-/// starts with only the weights and optimizer state allocated.
+/// `prompts.len() × num_generations` rows, or an error when it overflows.
+fn num_rows(prompts: usize, num_generations: usize) -> Result<usize> {
+    prompts
+        .checked_mul(num_generations.max(1))
+        .ok_or_else(|| Error::InvalidConfig {
+            message: format!("{prompts} prompts × {num_generations} generations overflow"),
+        })
+}
+
+/// One batch of a rollout: its prompts (a range of the rollout's) and,
+/// for each, the generation indices it samples.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowChunk {
+    /// The prompts of the batch (indices into the rollout's prompts).
+    pub prompts: std::ops::Range<usize>,
+    /// For each of those prompts, its completions that the batch samples.
+    pub generations: Vec<std::ops::Range<usize>>,
+}
+
+impl RowChunk {
+    /// The seeds of the batch's rows ([`row_seed`] of their rollout rows),
+    /// in the batch's row order (prompt-major).
+    pub fn row_seeds(&self, seed: u64, num_generations: usize) -> Vec<u64> {
+        let g = num_generations.max(1);
+        self.prompts
+            .clone()
+            .zip(&self.generations)
+            .flat_map(|(p, gens)| {
+                gens.clone()
+                    .map(move |i| row_seed(seed, p.saturating_mul(g).saturating_add(i)))
+            })
+            .collect()
+    }
+}
+
+/// The batches that sample completion rows `rows` of a rollout of `G =
+/// num_generations` completions per prompt: the prompts that `rows` touch,
+/// `chunk_prompts` at a time (all at once when `None`), each with its
+/// completions inside `rows` (a group cut by `rows` samples only part).
+pub fn row_chunks(
+    rows: &std::ops::Range<usize>,
+    num_generations: usize,
+    chunk_prompts: Option<usize>,
+) -> Vec<RowChunk> {
+    let g = num_generations.max(1);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let prompts = rows.start / g..rows.end.div_ceil(g);
+    let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
+    let mut out = Vec::with_capacity(prompts.len().div_ceil(chunk));
+    let mut start = prompts.start;
+    while start < prompts.end {
+        let end = start.saturating_add(chunk).min(prompts.end);
+        let generations = (start..end)
+            .map(|p| {
+                let start = p.saturating_mul(g);
+                let end = start.saturating_add(g);
+                rows.start.max(start) - start..rows.end.min(end) - start
+            })
+            .collect();
+        out.push(RowChunk {
+            prompts: start..end,
+            generations,
+        });
+        start = end;
+    }
+    out
+}
+
+/// `generate_batch` over every completion of `prompts`, `chunk_prompts`
+/// prompts at a time (all at once when `None`), with per-row keys from
+/// `seed` ([`row_seed`]): [`generate_row_range`] of all rows.
 pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
@@ -306,36 +378,51 @@ pub fn generate_in_chunks<M: mlx_lm::LanguageModel>(
     chunk_prompts: Option<usize>,
     seed: u64,
 ) -> Result<Vec<mlx_lm::generate::Completion>> {
-    let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
-    let chunks = prompts.len().div_ceil(chunk);
-    generate_chunk_range(model, prompts, options, chunk_prompts, seed, 0..chunks)
+    let total = num_rows(prompts.len(), options.num_generations)?;
+    generate_row_range(model, prompts, options, chunk_prompts, seed, 0..total)
 }
 
-/// [`generate_in_chunks`] for the chunks `range` only (chunk `i` still
-/// keyed by `i`); `prompt_index` still refers to `prompts`.
-pub fn generate_chunk_range<M: mlx_lm::LanguageModel>(
+/// Samples completion rows `rows` of `prompts` × `options.num_generations`
+/// ([`row_chunks`]: at most `chunk_prompts` prompts per batch, so that only
+/// one batch's KV cache is alive), each row with its own keys
+/// ([`row_seed`]`(seed, row)`); each completion's `prompt_index` refers to
+/// `prompts`. Each batch's cache buffers are given back to the system as
+/// it ends (and every batch's decoder, with any stacked weights it made,
+/// with it), so the training pass that follows starts with only the
+/// weights and optimizer state allocated.
+pub fn generate_row_range<M: mlx_lm::LanguageModel>(
     model: &M,
     prompts: &[Vec<u32>],
     options: &mlx_lm::generate::BatchOptions,
     chunk_prompts: Option<usize>,
     seed: u64,
-    range: std::ops::Range<usize>,
+    rows: std::ops::Range<usize>,
 ) -> Result<Vec<mlx_lm::generate::Completion>> {
     use mlx_lm::sample::RandomState;
 
-    let chunk = chunk_prompts.unwrap_or(prompts.len()).max(1);
-    let mut completions = Vec::with_capacity(prompts.len() * options.num_generations);
-    for (i, part) in prompts.chunks(chunk).enumerate() {
-        if !range.contains(&i) {
-            continue;
-        }
-        let mut rng = RandomState::from_seed(chunk_key(seed, i))?;
-        let output = mlx_lm::generate::generate_batch(model, part, options, &mut rng)?;
+    let total = num_rows(prompts.len(), options.num_generations)?;
+    if rows.end > total {
+        return Err(Error::internal(format!(
+            "rows {rows:?} of a rollout of {total} completions"
+        )));
+    }
+    let mut completions = Vec::with_capacity(rows.len());
+    for chunk in row_chunks(&rows, options.num_generations, chunk_prompts) {
+        let part = &prompts[chunk.prompts.clone()];
+        let mut rng =
+            RandomState::per_row_from_seeds(&chunk.row_seeds(seed, options.num_generations))?;
+        let output = mlx_lm::generate::generate_batch_groups(
+            model,
+            part,
+            &chunk.generations,
+            options,
+            &mut rng,
+        )?;
         completions.extend(output.completions.into_iter().map(|mut c| {
-            c.prompt_index += i * chunk;
+            c.prompt_index += chunk.prompts.start;
             c
         }));
-        // Give the chunk's cache back before anything else allocates.
+        // Give the batch's cache back before anything else allocates.
         mlx_tensor::memory::clear_cache();
     }
     Ok(completions)
@@ -344,7 +431,7 @@ pub fn generate_chunk_range<M: mlx_lm::LanguageModel>(
 /// The sampling key of a run's generation number `generation` (counted
 /// from 0 over the whole run, also when one optimizer step samples several
 /// generations): what [`crate::trainer::Trainer`] passes as `seed` to
-/// [`generate`] / [`generate_chunks`], so that a hand-built loop samples
+/// [`generate`] / [`generate_rows`], so that a hand-built loop samples
 /// the completions the trainer samples.
 pub fn generation_seed(run_seed: u64, generation: u64) -> u64 {
     run_seed.wrapping_mul(0x9e37_79b9).wrapping_add(generation)

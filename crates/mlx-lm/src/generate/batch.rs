@@ -1,5 +1,6 @@
 //! Generating many completions in one batch over a left-padded cache.
 
+use std::ops::Range;
 use std::time::Instant;
 
 use mlx_tensor::{Array, Dtype, async_eval, concatenate, eval, memory};
@@ -69,6 +70,10 @@ pub(super) struct Row {
 /// Random draws take keys from `rng`: one categorical draw for the whole
 /// batch per step when every row shares the sampler settings (plus one
 /// uniform draw when XTC is on), otherwise one per row, in row order.
+/// With [`RandomState::PerRow`] (one key per row, prompt-major: row `p·G +
+/// g` is completion `g` of prompt `p`), each row draws with its own key
+/// sequence, one split per draw, so a completion does not depend on which
+/// other rows share the batch (nor on when they finish).
 /// Greedy completions equal single-sequence greedy generation.
 pub fn generate_batch<M: LanguageModel>(
     model: &M,
@@ -76,9 +81,30 @@ pub fn generate_batch<M: LanguageModel>(
     options: &BatchOptions,
     rng: &mut RandomState,
 ) -> Result<BatchOutput> {
+    let all = vec![0..options.num_generations; prompts.len()];
+    generate_batch_groups(model, prompts, &all, options, rng)
+}
+
+/// [`generate_batch`] for some completions of each prompt only:
+/// `groups[p]` are the generation indices of prompt `p` to sample
+/// (non-empty, inside `0..num_generations`). The rows are those
+/// completions in prompt-major order (the keys of a
+/// [`RandomState::PerRow`] follow that order), sharing each prompt's
+/// prefill; each completion keeps its `generation_index`. With per-row
+/// keys, completion `g` of prompt `p` is the same whether it is sampled
+/// here or by [`generate_batch`] with the same key for its row: a
+/// data-parallel rank can sample just its rows of a group.
+pub fn generate_batch_groups<M: LanguageModel>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    groups: &[Range<usize>],
+    options: &BatchOptions,
+    rng: &mut RandomState,
+) -> Result<BatchOutput> {
     let start = Instant::now();
     let final_positions = validate(model, prompts, options)?;
-    let g = options.num_generations;
+    let plan = row_plan(prompts, groups, options, rng)?;
+    let expanded = plan.len() != prompts.len();
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let padding = prompts
         .iter()
@@ -91,7 +117,7 @@ pub fn generate_batch<M: LanguageModel>(
     // follows, otherwise by the expansion (the prefill then holds the
     // prompts' positions only).
     let first_capacity = grown_capacity(dim(max_len, "prompt")? + 1, 0, final_positions);
-    let prefill_capacity = if g > 1 {
+    let prefill_capacity = if expanded {
         dim(max_len - 1, "prompt")?
     } else {
         first_capacity
@@ -103,14 +129,12 @@ pub fn generate_batch<M: LanguageModel>(
     }
     let decoder = Decoder::new(model)?;
     prefill(&decoder, prompts, options, max_len, &mut cache)?;
-    let expand: Vec<usize> = (0..prompts.len())
-        .flat_map(|p| std::iter::repeat_n(p, g))
-        .collect();
-    if g > 1 {
+    let expand: Vec<usize> = plan.iter().map(|&(p, _)| p).collect();
+    if expanded {
         expand_cache(&mut cache, &expand, first_capacity)?;
     }
 
-    let mut rows = new_rows(prompts, &expand, g, options)?;
+    let mut rows = new_rows(prompts, &plan, options)?;
 
     let _limit = options
         .memory_headroom_mb
@@ -190,6 +214,7 @@ pub fn generate_batch<M: LanguageModel>(
             rows = kept;
             if !rows.is_empty() {
                 filter_cache(&mut engine.cache, &keep)?;
+                rng.keep_rows(&keep)?;
             }
         }
         if rows.is_empty() {
@@ -539,18 +564,51 @@ impl<M: LanguageModel> Engine<'_, M> {
     }
 }
 
+/// The rows of a batch, `(prompt, generation)` in prompt-major order, from
+/// the generation indices `groups[p]` of each prompt: every range
+/// non-empty and inside `0..num_generations`, one range per prompt, and as
+/// many rows as a [`RandomState::PerRow`] `rng` has keys.
+pub(super) fn row_plan(
+    prompts: &[Vec<u32>],
+    groups: &[Range<usize>],
+    options: &BatchOptions,
+    rng: &RandomState,
+) -> Result<Vec<(usize, usize)>> {
+    let bad = |message: String| Err(Error::InvalidGeneration { message });
+    if groups.len() != prompts.len() {
+        return bad(format!(
+            "{} generation ranges for {} prompts",
+            groups.len(),
+            prompts.len()
+        ));
+    }
+    let g = options.num_generations;
+    let mut plan = Vec::new();
+    for (p, range) in groups.iter().enumerate() {
+        if range.is_empty() || range.end > g {
+            return bad(format!(
+                "prompt {p}: generations {range:?} are empty or outside 0..{g}"
+            ));
+        }
+        plan.extend(range.clone().map(|i| (p, i)));
+    }
+    if let Some(n) = rng.rows()?.filter(|&n| n != plan.len()) {
+        return bad(format!("{n} per-row keys for {} rows", plan.len()));
+    }
+    Ok(plan)
+}
+
 /// The decoding state of each batch row: row `r` samples completion
-/// `r % g` of prompt `expand[r]` (its own sampler, repetition history and
-/// stop matcher).
+/// `plan[r].1` of prompt `plan[r].0` (its own sampler, repetition history
+/// and stop matcher).
 pub(super) fn new_rows(
     prompts: &[Vec<u32>],
-    expand: &[usize],
-    g: usize,
+    plan: &[(usize, usize)],
     options: &BatchOptions,
 ) -> Result<Vec<Row>> {
     let stops = stop_sequences(options);
-    let mut rows = Vec::with_capacity(expand.len());
-    for (r, &p) in expand.iter().enumerate() {
+    let mut rows = Vec::with_capacity(plan.len());
+    for &(p, generation_index) in plan {
         let prompt = &prompts[p];
         let history = if options.processors.is_active() {
             Some(TokenHistory::from_tokens(
@@ -567,7 +625,7 @@ pub(super) fn new_rows(
         rows.push(Row {
             completion: Completion {
                 prompt_index: p,
-                generation_index: r % g,
+                generation_index,
                 tokens: Vec::new(),
                 sampler_logprobs: Vec::new(),
                 logprobs: Vec::new(),

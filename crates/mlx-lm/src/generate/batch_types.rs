@@ -140,7 +140,9 @@ impl Completion {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchOutput {
     /// `prompts.len() * num_generations` completions, prompt-major: the
-    /// completion `g` of prompt `p` is at `p * num_generations + g`.
+    /// completion `g` of prompt `p` is at `p * num_generations + g`
+    /// ([`super::generate_batch_groups`]: the completions asked for, sorted
+    /// by prompt and generation index).
     pub completions: Vec<Completion>,
     /// Prompt tokens (each prompt counted once), generated tokens (all
     /// completions), times and peak memory.

@@ -49,7 +49,7 @@ mod stop;
 mod stream;
 mod turns;
 
-pub use batch::generate_batch;
+pub use batch::{generate_batch, generate_batch_groups};
 pub use batch_types::{BatchOptions, BatchOutput, Completion, SUGGESTED_DECODE_MEMORY_HEADROOM_MB};
 pub use decoder::{Decoder, PackedWeights, pack_weights};
 pub use options::{DEFAULT_MAX_TOKENS, DEFAULT_PREFILL_STEP_SIZE, FinishReason, GenerateOptions};
@@ -57,4 +57,6 @@ pub use stats::GenerationStats;
 pub use step::{GeneratedToken, TokenGenerator, generate_step};
 pub use stop::{StopMatcher, StopSequences, StopState};
 pub use stream::{Generation, GenerationResponse, TextGenerator, generate, stream_generate};
-pub use turns::{TurnEnd, TurnHandler, TurnsCompletion, TurnsOutput, generate_turns};
+pub use turns::{
+    TurnEnd, TurnHandler, TurnsCompletion, TurnsOutput, generate_turns, generate_turns_groups,
+};

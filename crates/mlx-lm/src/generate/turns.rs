@@ -8,8 +8,8 @@ use std::time::Instant;
 use mlx_tensor::{Array, eval, memory};
 
 use super::batch::{
-    Engine, Row, batch_layer, expand_cache, filter_cache, new_rows, prefill, stop_sequences,
-    validate,
+    Engine, Row, batch_layer, expand_cache, filter_cache, new_rows, prefill, row_plan,
+    stop_sequences, validate,
 };
 use super::batch_types::{BatchOptions, Completion};
 use super::decoder::Decoder;
@@ -27,8 +27,10 @@ use crate::token_ids::{CheckedTokens, check_ids};
 /// sequence, as [`TurnHandler::turn_ended`] sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct TurnEnd<'a> {
-    /// The row (prompt-major: `prompt_index * num_generations +
-    /// generation_index`).
+    /// The row: its position among the batch's completions in prompt-major
+    /// order (`prompt_index * num_generations + generation_index` when
+    /// every prompt samples all its completions, as [`generate_turns`]
+    /// does).
     pub row: usize,
     /// Which prompt the row continues.
     pub prompt_index: usize,
@@ -110,6 +112,8 @@ pub struct TurnsOutput {
 struct Turns {
     /// The token the next decoding step reads.
     input: u32,
+    /// The row's key state while it is out of the batch (per-row keys).
+    key: Option<Array>,
     sampled: Vec<bool>,
     spans: Vec<Range<usize>>,
 }
@@ -131,7 +135,10 @@ struct Turns {
 ///
 /// Decoding waits for each step's tokens before queueing the next (rows
 /// come and go between steps). Greedy completions do not depend on which
-/// other rows share the batch. Returned ids must be below the model's
+/// other rows share the batch; with [`RandomState::PerRow`] keys (one per
+/// row, prompt-major) sampled ones do not either: a row's key state leaves
+/// and rejoins the batch with it, so its `t`-th sampled token always draws
+/// with its own `t`-th key. Returned ids must be below the model's
 /// vocabulary size ([`Error::TokenOutOfRange`]) and fit the row's room
 /// ([`Error::InvalidGeneration`]).
 pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
@@ -141,9 +148,33 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
     handler: &mut H,
     rng: &mut RandomState,
 ) -> std::result::Result<TurnsOutput, H::Error> {
+    let all = vec![0..options.num_generations; prompts.len()];
+    generate_turns_groups(model, prompts, &all, options, handler, rng)
+}
+
+/// [`generate_turns`] for the generation indices `groups[p]` of each prompt
+/// only, as [`super::generate_batch_groups`] samples them; a
+/// [`TurnEnd::row`] is the row's position among those completions.
+pub fn generate_turns_groups<M: LanguageModel, H: TurnHandler>(
+    model: &M,
+    prompts: &[Vec<u32>],
+    groups: &[Range<usize>],
+    options: &BatchOptions,
+    handler: &mut H,
+    rng: &mut RandomState,
+) -> std::result::Result<TurnsOutput, H::Error> {
     let start = Instant::now();
     validate(model, prompts, options)?;
-    let g = options.num_generations;
+    let plan = row_plan(prompts, groups, options, rng)?;
+    // Row of completion `gi` of prompt `p`: the rows of the prompts before
+    // it, plus its place in its own range.
+    let mut first_row = Vec::with_capacity(groups.len());
+    let mut rows_before = 0usize;
+    for range in groups {
+        first_row.push(rows_before);
+        rows_before += range.len();
+    }
+    let position = |p: usize, gi: usize| first_row[p] + (gi - groups[p].start);
     let max_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
     let padding = prompts
         .iter()
@@ -153,18 +184,17 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
     let decoder = Decoder::new(model)?;
     prefill(&decoder, prompts, options, max_len, &mut cache)?;
     let mut prefilled_tokens: usize = prompts.iter().map(|p| p.len() - 1).sum();
-    let expand: Vec<usize> = (0..prompts.len())
-        .flat_map(|p| std::iter::repeat_n(p, g))
-        .collect();
-    if g > 1 {
+    let expand: Vec<usize> = plan.iter().map(|&(p, _)| p).collect();
+    if plan.len() != prompts.len() {
         expand_cache(&mut cache, &expand, dim(max_len, "prompt")?)?;
     }
     let stops = stop_sequences(options);
-    let mut rows = new_rows(prompts, &expand, g, options)?;
+    let mut rows = new_rows(prompts, &plan, options)?;
     let mut turns: Vec<Turns> = expand
         .iter()
         .map(|&p| Turns {
             input: prompts[p][prompts[p].len() - 1],
+            key: None,
             sampled: Vec::new(),
             spans: std::iter::once(0..0).collect(),
         })
@@ -215,10 +245,12 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
         if keep.len() == rows.len() {
             continue;
         }
-        // The caches of the rows that stopped, taken before they leave.
+        // The caches (and key states) of the rows that stopped, taken
+        // before they leave.
         let mut stopped_caches = Vec::with_capacity(stopped.len());
         for &i in &stopped {
             stopped_caches.push(extract_row(&mut engine.cache, i)?);
+            turns[i].key = rng.row(i)?;
         }
         let mut kept = (
             Vec::with_capacity(keep.len()),
@@ -237,6 +269,7 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
         if !rows.is_empty() {
             filter_cache(&mut engine.cache, &keep)?;
         }
+        rng.keep_rows(&keep)?;
         let ends: Vec<TurnEnd<'_>> = leaving
             .iter()
             .filter(|(row, _)| row.completion.finish_reason == FinishReason::Stop)
@@ -244,7 +277,7 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
                 let c = &row.completion;
                 let span = t.spans.last().cloned().unwrap_or(0..0);
                 TurnEnd {
-                    row: c.prompt_index * g + c.generation_index,
+                    row: position(c.prompt_index, c.generation_index),
                     prompt_index: c.prompt_index,
                     generation_index: c.generation_index,
                     turn: t.spans.len() - 1,
@@ -321,6 +354,9 @@ pub fn generate_turns<M: LanguageModel, H: TurnHandler>(
             }
             prefilled_tokens += feed.len();
             join(&mut engine.cache, rows.is_empty(), row_cache)?;
+            if let Some(key) = t.key.take() {
+                rng.push_row(&key)?;
+            }
             t.input = suffix[suffix.len() - 1];
             row.stops = stops.matcher();
             let at = row.completion.len();

@@ -113,6 +113,34 @@ pub fn apply_xtc(
     special_tokens: &[u32],
     key: Option<&Array>,
 ) -> Result<Array> {
+    let removed = xtc_removed(logprobs, probability, threshold, special_tokens)?;
+    let u = random::uniform(0.0, 1.0, &[], Dtype::F32, key)?;
+    xtc_choose(logprobs, &removed, &u, probability)
+}
+
+/// [`apply_xtc`] with one key per row (`keys`: `u32[B, 2]` for logprobs
+/// `[B, V]`): row `r` draws its own uniform number with `keys[r]` and
+/// removes its top choices or not on its own.
+pub fn apply_xtc_rows(
+    logprobs: &Array,
+    probability: f64,
+    threshold: f64,
+    special_tokens: &[u32],
+    keys: &Array,
+) -> Result<Array> {
+    check_key_rows(logprobs, keys)?;
+    let removed = xtc_removed(logprobs, probability, threshold, special_tokens)?;
+    let u = random::uniform_rows(keys, &[1], Dtype::F32)?;
+    xtc_choose(logprobs, &removed, &u, probability)
+}
+
+/// `logprobs` with XTC's top choices removed (settings validated).
+fn xtc_removed(
+    logprobs: &Array,
+    probability: f64,
+    threshold: f64,
+    special_tokens: &[u32],
+) -> Result<Array> {
     if !(0.0..=0.5).contains(&threshold) {
         return Err(invalid(
             "xtc_threshold",
@@ -149,10 +177,30 @@ pub fn apply_xtc(
         let protect = Array::from_slice(&protect, &[vocab])?;
         mask = mask.logical_and(&protect.logical_not()?)?;
     }
-    let u = random::uniform(0.0, 1.0, &[], Dtype::F32, key)?;
+    Ok(where_(&mask, &neg_inf_like(logprobs)?, logprobs)?)
+}
+
+/// `removed` where the uniform draw `u` is at most `probability`,
+/// `logprobs` elsewhere.
+fn xtc_choose(logprobs: &Array, removed: &Array, u: &Array, probability: f64) -> Result<Array> {
     let skip = u.gt(&Array::scalar_as(probability, Dtype::F32)?)?;
-    let removed = where_(&mask, &neg_inf_like(logprobs)?, logprobs)?;
-    Ok(where_(&skip, logprobs, &removed)?)
+    Ok(where_(&skip, logprobs, removed)?)
+}
+
+/// Checks that `keys` holds one key per row of `logprobs` (`[B, V]`).
+fn check_key_rows(logprobs: &Array, keys: &Array) -> Result<()> {
+    let rows = random::key_rows("sampling keys", keys)?;
+    let batch = logprobs.ndim() == 2 && logprobs.dim(0) == Some(rows);
+    if !batch {
+        return Err(invalid(
+            "keys",
+            format!(
+                "{rows} per-row keys for log-probabilities of shape {}",
+                logprobs.shape()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Draws one token per row from `softmax(logprobs / temperature)` (Gumbel-max
@@ -164,6 +212,21 @@ pub fn categorical_sampling(
 ) -> Result<Array> {
     let scaled = logprobs.mul_scalar(1.0 / temperature)?;
     Ok(random::categorical(&scaled, -1, None, key)?)
+}
+
+/// [`categorical_sampling`] with one key per row (`keys`: `u32[B, 2]` for
+/// logprobs `[B, V]`): row `r`'s Gumbel noise is drawn with `keys[r]` alone,
+/// so its token does not depend on the other rows.
+pub fn categorical_sampling_rows(
+    logprobs: &Array,
+    temperature: f64,
+    keys: &Array,
+) -> Result<Array> {
+    check_key_rows(logprobs, keys)?;
+    let scaled = logprobs.mul_scalar(1.0 / temperature)?;
+    let vocab = vocab_of(logprobs)?;
+    let noise = random::gumbel_rows(keys, &[vocab], scaled.dtype())?;
+    Ok(scaled.add(&noise)?.argmax(Some(-1), false)?)
 }
 
 /// The most likely token of each row (`u32` ids of shape `[B]`).

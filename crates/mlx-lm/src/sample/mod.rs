@@ -15,6 +15,8 @@
 //! [`mlx_tensor::random::seed`]`(s)` on the sampling thread), the same
 //! logits and settings give the same tokens as mlx-lm after
 //! `mx.random.seed(s)`, as long as the draws happen in the same order.
+//! [`RandomState::PerRow`] gives every batch row its own key sequence
+//! instead, so that a row's tokens do not depend on the rest of its batch.
 //!
 //! ```no_run
 //! use mlx_tensor::Array;
@@ -32,9 +34,12 @@ mod processors;
 mod rng;
 mod sampler;
 
-pub use filters::{apply_min_p, apply_top_k, apply_top_p, apply_xtc, categorical_sampling, greedy};
+pub use filters::{
+    apply_min_p, apply_top_k, apply_top_p, apply_xtc, apply_xtc_rows, categorical_sampling,
+    categorical_sampling_rows, greedy,
+};
 pub use processors::{DEFAULT_CONTEXT_SIZE, LogitsProcessorConfig, TokenHistory};
-pub use rng::RandomState;
+pub use rng::{RandomState, SampleKey};
 pub use sampler::{DEFAULT_XTC_THRESHOLD, SamplerConfig, sample_rows};
 
 use mlx_tensor::Array;

@@ -3,9 +3,10 @@
 use mlx_tensor::{Array, concatenate};
 
 use super::filters::{
-    apply_min_p, apply_top_k, apply_top_p, apply_xtc, categorical_sampling, greedy,
+    apply_min_p, apply_top_k, apply_top_p, apply_xtc, apply_xtc_rows, categorical_sampling,
+    categorical_sampling_rows, greedy,
 };
-use super::rng::RandomState;
+use super::rng::{RandomState, SampleKey};
 use crate::error::{Error, Result};
 
 /// Default XTC threshold.
@@ -155,7 +156,8 @@ impl SamplerConfig {
     ///
     /// Random draws, in order: one uniform number when XTC is on, then the
     /// Gumbel noise of the categorical draw (none when greedy), each with the
-    /// next key of `rng`.
+    /// next key of `rng` (with [`RandomState::PerRow`], each row draws with
+    /// its own next key: one state per row of `logprobs`).
     pub fn sample(&self, logprobs: &Array, rng: &mut RandomState) -> Result<Array> {
         if self.is_greedy() {
             return greedy(logprobs);
@@ -168,20 +170,23 @@ impl SamplerConfig {
             x = apply_min_p(&x, self.min_p, self.min_tokens_to_keep)?;
         }
         if self.xtc_probability > 0.0 {
-            let key = rng.next_key()?;
-            x = apply_xtc(
-                &x,
+            let (p, t, special) = (
                 self.xtc_probability,
                 self.xtc_threshold,
                 &self.xtc_special_tokens,
-                key.as_ref(),
-            )?;
+            );
+            x = match rng.next_sample_key()? {
+                SampleKey::Shared(key) => apply_xtc(&x, p, t, special, key.as_ref())?,
+                SampleKey::Rows(keys) => apply_xtc_rows(&x, p, t, special, &keys)?,
+            };
         }
         if self.top_k > 0 {
             x = apply_top_k(&x, self.top_k)?;
         }
-        let key = rng.next_key()?;
-        categorical_sampling(&x, self.temperature, key.as_ref())
+        match rng.next_sample_key()? {
+            SampleKey::Shared(key) => categorical_sampling(&x, self.temperature, key.as_ref()),
+            SampleKey::Rows(keys) => categorical_sampling_rows(&x, self.temperature, &keys),
+        }
     }
 }
 
@@ -189,7 +194,8 @@ impl SamplerConfig {
 ///
 /// When every row has the same settings the whole batch is sampled in one
 /// call; otherwise each row is sampled on its own, in row order, each taking
-/// its own keys from `rng`.
+/// its own keys from `rng` (with [`RandomState::PerRow`], row `r` takes
+/// them from its own state: the same tokens as in one call).
 pub fn sample_rows(
     configs: &[&SamplerConfig],
     logprobs: &Array,
@@ -208,13 +214,34 @@ pub fn sample_rows(
             message: format!("{} sampler settings for {rows} rows", configs.len()),
         });
     }
+    if let Some(n) = rng.rows()?.filter(|&n| n != rows) {
+        return Err(Error::InvalidSampling {
+            parameter: "keys",
+            message: format!("{n} per-row keys for {rows} rows"),
+        });
+    }
     if configs.iter().all(|c| c == first) {
         return first.sample(logprobs, rng);
     }
+    let per_row = matches!(rng, RandomState::PerRow(_));
     let mut outs = Vec::with_capacity(rows);
+    let mut states = Vec::with_capacity(if per_row { rows } else { 0 });
     for (i, cfg) in configs.iter().enumerate() {
         let row = logprobs.slice_axis(0, i as i32, Some(i as i32 + 1), 1)?;
-        outs.push(cfg.sample(&row, rng)?);
+        match rng.row(i)? {
+            Some(state) => {
+                let mut own = RandomState::PerRow(state);
+                outs.push(cfg.sample(&row, &mut own)?);
+                if let RandomState::PerRow(state) = own {
+                    states.push(state);
+                }
+            }
+            None => outs.push(cfg.sample(&row, rng)?),
+        }
+    }
+    if per_row {
+        let refs: Vec<&Array> = states.iter().collect();
+        *rng = RandomState::PerRow(concatenate(&refs, 0)?);
     }
     let refs: Vec<&Array> = outs.iter().collect();
     Ok(concatenate(&refs, 0)?)
