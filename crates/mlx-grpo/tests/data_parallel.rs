@@ -38,6 +38,10 @@ enum Case {
     /// straddles the ranks (each samples only its half of it) and its
     /// advantages need both halves.
     Straddle,
+    /// `dapo` as [`Case::Grpo`] lays it out, with generation overlapped with
+    /// training (and the rollout correction it requires): each rank samples
+    /// its rows of the next generation on its second thread.
+    Overlap,
 }
 
 impl Case {
@@ -46,13 +50,14 @@ impl Case {
             Case::Dapo => "dapo",
             Case::Grpo => "grpo",
             Case::Straddle => "straddle",
+            Case::Overlap => "overlap",
         }
     }
 
     fn loss(self) -> LossType {
         match self {
             Case::Grpo => LossType::Grpo,
-            Case::Dapo | Case::Straddle => LossType::Dapo,
+            Case::Dapo | Case::Straddle | Case::Overlap => LossType::Dapo,
         }
     }
 
@@ -60,21 +65,21 @@ impl Case {
     fn per_rank(self) -> usize {
         match self {
             Case::Straddle => 2,
-            Case::Dapo | Case::Grpo => 4,
+            Case::Dapo | Case::Grpo | Case::Overlap => 4,
         }
     }
 
     fn num_generations(self) -> usize {
         match self {
             Case::Straddle => 4,
-            Case::Dapo | Case::Grpo => 2,
+            Case::Dapo | Case::Grpo | Case::Overlap => 2,
         }
     }
 
     fn chunk_prompts(self) -> Option<usize> {
         match self {
             Case::Dapo => Some(3),
-            Case::Grpo | Case::Straddle => None,
+            Case::Grpo | Case::Straddle | Case::Overlap => None,
         }
     }
 }
@@ -148,6 +153,8 @@ fn config(dir: &Path, case: Case, per_device: usize) -> GrpoConfig {
         logging_steps: 1,
         save_steps: 100,
         seed: 5,
+        overlap_generation: case == Case::Overlap,
+        vllm_importance_sampling_correction: case == Case::Overlap,
         ..GrpoConfig::default()
     }
 }
@@ -330,6 +337,17 @@ fn two_ring_ranks_train_like_one_process_with_a_group_across_ranks() {
 #[ignore = "a rank body, started by two_ring_ranks_train_like_one_process_with_a_group_across_ranks"]
 fn rank_train_straddle() {
     rank_body(Case::Straddle);
+}
+
+#[test]
+fn two_ring_ranks_train_like_one_process_with_overlapped_generation() {
+    two_ranks_match_one_process(Case::Overlap, "rank_train_overlap");
+}
+
+#[test]
+#[ignore = "a rank body, started by two_ring_ranks_train_like_one_process_with_overlapped_generation"]
+fn rank_train_overlap() {
+    rank_body(Case::Overlap);
 }
 
 #[test]
