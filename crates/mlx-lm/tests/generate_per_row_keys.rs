@@ -185,6 +185,15 @@ fn keys_and_groups_that_do_not_match_the_rows_are_typed_errors() {
     assert!(RandomState::per_row_from_seeds(&[]).is_err());
     let mut rng = RandomState::per_row_from_seeds(&[1, 2]).unwrap();
     assert!(matches!(rng.next_key(), Err(Error::InvalidSampling { .. })));
+    // Keeping or reading a row the states do not have is an error, not a
+    // read past the keys.
+    assert!(matches!(
+        rng.keep_rows(&[0, 2]),
+        Err(Error::InvalidSampling { .. })
+    ));
+    assert!(matches!(rng.row(2), Err(Error::InvalidSampling { .. })));
+    rng.keep_rows(&[1]).unwrap();
+    assert_eq!(rng.rows().unwrap(), Some(1));
 }
 
 /// Continues each row after its first two turns with tokens of its own

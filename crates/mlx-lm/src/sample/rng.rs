@@ -137,6 +137,13 @@ impl RandomState {
     /// those rows; nothing for a shared sequence.
     pub fn keep_rows(&mut self, rows: &[usize]) -> Result<()> {
         if let RandomState::PerRow(states) = self {
+            let have = usize::try_from(states.axis_size(0)?).unwrap_or(0);
+            if let Some(&r) = rows.iter().find(|&&r| r >= have) {
+                return Err(Error::InvalidSampling {
+                    parameter: "rows",
+                    message: format!("row {r} of {have} per-row keys"),
+                });
+            }
             let index = rows
                 .iter()
                 .map(|&r| {
