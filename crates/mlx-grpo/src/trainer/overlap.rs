@@ -2,11 +2,11 @@
 //! off-policy GRPO.
 //!
 //! A rollout is cut in two: what the main thread decides (which prompts,
-//! which rows, which keys: a [`RoundPlan`] and a [`RolloutJob`]) and the
-//! sampling itself ([`RolloutJob::generate`]), which needs only a model and
+//! which rows, which keys: a `RoundPlan` and a `RolloutJob`) and the
+//! sampling itself (`RolloutJob::generate`), which needs only a model and
 //! owned inputs. The synchronous trainer runs the job in place; with
 //! overlap on, the trainer starts the next generation batch's job on a
-//! second thread ([`AheadRollout::start`]) with a snapshot of the weights
+//! second thread (`AheadRollout::start`) with a snapshot of the weights
 //! the current batch starts training from, trains, and collects the
 //! samples when the buffer runs dry. The snapshot shares the weights'
 //! buffers (MLX arrays are immutable handles; an update makes new ones), so
