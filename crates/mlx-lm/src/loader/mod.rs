@@ -24,6 +24,7 @@ mod adapters;
 mod files;
 mod load;
 pub(crate) mod problem;
+mod quantize;
 mod quantized;
 #[cfg(feature = "test-support")]
 mod random;
@@ -45,10 +46,10 @@ pub use adapters::{
 pub(crate) use load::dtype_from_config;
 pub use load::{load_config, load_model};
 pub use problem::CheckpointProblem;
+pub use quantize::{MOE_ROUTER_SPEC, model_quantization, quantize_tensors, save_quantized_model};
 pub use quantized::{
     QuantizationConfig, QuantizationSpec, QuantizedTensors, SUPPORTED_BITS, SUPPORTED_GROUP_SIZES,
-    load_quantized_model, load_quantized_tensors, quantization_config, quantize_tensors,
-    save_quantized_model,
+    load_quantized_model, load_quantized_tensors, quantization_config,
 };
 #[cfg(feature = "test-support")]
 pub use random::{
