@@ -1,0 +1,144 @@
+//! A model with adapters over a quantized base (QLoRA) written merged, as
+//! mlx-lm's `fuse` writes it (`scripts/fixtures/gen_qlora_fuse_fixtures.py`):
+//! re-quantized (the same tensors, the same quantization config, mlx-lm's
+//! logits on reload) and dequantized (the fused layers, no packed tensor,
+//! no quantization config, mlx-lm's logits). The adapters are mlx-lm's,
+//! read in PEFT's layout (`peft_lora_last1`).
+//!
+//! Tolerance: the low-rank product `B·A` of this MLX build and of the
+//! reference's wheel differ in the last bit of some elements (the
+//! dequantization agrees bit for bit), so the fused float weights, and
+//! the scales and biases quantized from them, are compared within
+//! `FLOAT_REL` (a few float32 ulps) of each tensor's largest magnitude;
+//! the packed integers must be identical.
+
+mod lm_support;
+
+mod lora_quant_support;
+
+use std::path::Path;
+
+use lm_support::{fixture_dir, logits_of, max_abs, max_diff, temp_dir};
+use lora_quant_support::{assert_close_tensors, dir, read_tensors, reference, tokens};
+use mlx_lm::SaveOptions;
+use mlx_lm::loader::{
+    MergedFormat, has_adapters, load_and_attach_adapters, load_model, save_merged_model,
+};
+use mlx_lm::models::Model;
+
+/// A few float32 ulps (`2⁻²¹`), relative to a tensor's largest magnitude.
+const FLOAT_REL: f32 = 4.8e-7;
+
+fn adapted_quantized_base() -> Model {
+    let mut model = load_model(dir("quant_b4_g64"), None).unwrap();
+    load_and_attach_adapters(&mut model, dir("peft_lora_last1")).unwrap();
+    model
+}
+
+fn config_of(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap()
+}
+
+fn assert_logits(dir: &Path, name: &str) {
+    let got = logits_of(&load_model(dir, None).unwrap(), &tokens());
+    let expected = reference(name);
+    let diff = max_diff(&got, &expected);
+    assert!(
+        diff < 1e-4 * max_abs(&expected).max(1.0),
+        "{name}: max diff {diff}"
+    );
+}
+
+#[test]
+fn requantized_merge_writes_mlx_lm_fused_checkpoint() {
+    let model = adapted_quantized_base();
+    let out_tmp = temp_dir("qlora-merge-requantized");
+    let out = out_tmp.path();
+    save_merged_model(
+        &model,
+        out,
+        MergedFormat::Requantized,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    assert!(has_adapters(&model), "the model keeps its adapters");
+    let name = "qlora_fused_b4_g64";
+    assert_close_tensors(out, &dir(name), FLOAT_REL);
+    let (ours, theirs) = (config_of(out), config_of(&dir(name)));
+    for field in ["quantization", "quantization_config"] {
+        assert_eq!(ours[field], theirs[field], "{field}");
+    }
+    assert_logits(out, name);
+    // Re-quantizing moved the output off the unfused adapters'.
+    assert!(max_diff(&reference(name), &reference("qlora_b4_g64")) > 1e-5);
+}
+
+#[test]
+fn dequantized_merge_writes_mlx_lm_fused_dense_weights() {
+    let model = adapted_quantized_base();
+    let out_tmp = temp_dir("qlora-merge-dequantized");
+    let out = out_tmp.path();
+    save_merged_model(
+        &model,
+        out,
+        MergedFormat::Dequantized,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let name = "qlora_fused_dequant_b4_g64";
+    let ours = read_tensors(out);
+    assert!(
+        ours.keys()
+            .all(|k| !k.ends_with(".scales") && !k.ends_with(".biases")),
+        "packed tensors left: {:?}",
+        ours.keys().collect::<Vec<_>>()
+    );
+    // Hugging Face's dense layout: the names (and dtypes) of the float
+    // checkpoint the quantized base was made from.
+    let float = read_tensors(&fixture_dir("qwen3_untied"));
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        float.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &float {
+        assert_eq!(
+            (ours[k].dtype(), ours[k].shape()),
+            (v.dtype(), v.shape()),
+            "{k}"
+        );
+    }
+    let fused = read_tensors(&dir(name));
+    assert_eq!(fused.len(), 7, "the last block's seven projections");
+    for (k, want) in &fused {
+        let got = &ours[k];
+        assert_eq!(got.dtype(), want.dtype(), "{k}");
+        let (g, w) = (got.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        let diff = max_diff(&g, &w);
+        assert!(diff <= FLOAT_REL * max_abs(&w), "{k} differs by {diff}");
+    }
+    let config = config_of(out);
+    assert!(config.get("quantization").is_none(), "{config}");
+    assert!(config.get("quantization_config").is_none(), "{config}");
+    assert_eq!(config_of(&dir(name)).get("quantization"), None);
+    assert_logits(out, name);
+}
+
+/// A source directory's `quantization` entry is not carried into the
+/// dequantized output's config.
+#[test]
+fn dequantized_merge_drops_the_source_quantization_entry() {
+    let model = adapted_quantized_base();
+    let out_tmp = temp_dir("qlora-merge-dequantized-source");
+    let options = SaveOptions {
+        source_dir: Some(dir("quant_b4_g64")),
+        ..SaveOptions::default()
+    };
+    save_merged_model(&model, out_tmp.path(), MergedFormat::Dequantized, &options).unwrap();
+    let config = config_of(out_tmp.path());
+    assert!(config.get("quantization").is_none(), "{config}");
+    assert!(
+        config_of(&dir("quant_b4_g64"))
+            .get("quantization")
+            .is_some()
+    );
+}
