@@ -423,7 +423,7 @@ impl super::Forward for LoraLinear {
 
 fn quantized_merge_error() -> Error {
     Error::Config(
-        "cannot merge a LoRA update into a quantized base in place; use `fused()` for a dense layer"
+        "cannot merge a LoRA update into a quantized base in place; use `fused()` for a dense layer or `fused_like_base()` for a quantized one"
             .into(),
     )
 }
