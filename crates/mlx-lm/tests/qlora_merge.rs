@@ -18,13 +18,16 @@ mod lora_quant_support;
 
 use std::path::Path;
 
-use lm_support::{fixture_dir, logits_of, max_abs, max_diff, temp_dir};
+use lm_support::{fixture_dir, load, logits_of, max_abs, max_diff, temp_dir};
 use lora_quant_support::{assert_close_tensors, dir, read_tensors, reference, tokens};
+use mlx_lm::LanguageModel;
 use mlx_lm::SaveOptions;
 use mlx_lm::loader::{
-    MergedFormat, has_adapters, load_and_attach_adapters, load_model, save_merged_model,
+    MergedFormat, fuse_attached_adapters_requantized, has_adapters, load_and_attach_adapters,
+    load_model, save_merged_model,
 };
-use mlx_lm::models::Model;
+use mlx_lm::models::{Model, Projection};
+use mlx_tensor::Dtype;
 
 /// A few float32 ulps (`2⁻²¹`), relative to a tensor's largest magnitude.
 const FLOAT_REL: f32 = 4.8e-7;
@@ -140,5 +143,44 @@ fn dequantized_merge_drops_the_source_quantization_entry() {
         config_of(&dir("quant_b4_g64"))
             .get("quantization")
             .is_some()
+    );
+}
+
+/// Fused in memory (`fuse_attached_adapters_requantized`): over the
+/// quantized base every projection stays packed with the base's setting and
+/// gives mlx-lm's fused logits; over a dense base the fused layers are dense
+/// and give mlx-lm's adapted logits.
+#[test]
+fn in_memory_fuse_keeps_each_base_kind() {
+    let mut model = adapted_quantized_base();
+    fuse_attached_adapters_requantized(&mut model).unwrap();
+    assert!(!has_adapters(&model));
+    let t = model.transformer().unwrap();
+    for (path, p) in t.projections() {
+        let Projection::Quantized(q) = p else {
+            panic!("{path} is not packed after fusing");
+        };
+        assert_eq!((q.group_size, q.bits), (64, 4), "{path}");
+    }
+    let got = logits_of(&model, &tokens());
+    let expected = reference("qlora_fused_b4_g64");
+    let diff = max_diff(&got, &expected);
+    assert!(diff < 1e-4 * max_abs(&expected).max(1.0), "max diff {diff}");
+
+    let mut dense = load("qwen3_untied", Dtype::F32);
+    load_and_attach_adapters(&mut dense, dir("peft_lora_last1")).unwrap();
+    fuse_attached_adapters_requantized(&mut dense).unwrap();
+    let t = dense.transformer().unwrap();
+    assert!(
+        t.projections()
+            .iter()
+            .all(|(_, p)| matches!(p, Projection::Dense(_)))
+    );
+    let got = logits_of(&dense, &tokens());
+    let expected = reference("peft_lora_last1");
+    let diff = max_diff(&got, &expected);
+    assert!(
+        diff < 1e-4 * max_abs(&expected).max(1.0),
+        "dense: max diff {diff}"
     );
 }
