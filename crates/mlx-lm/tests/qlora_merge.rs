@@ -23,10 +23,11 @@ use lora_quant_support::{assert_close_tensors, dir, read_tensors, reference, tok
 use mlx_lm::LanguageModel;
 use mlx_lm::SaveOptions;
 use mlx_lm::loader::{
-    MergedFormat, fuse_attached_adapters_requantized, has_adapters, load_and_attach_adapters,
-    load_model, save_merged_model,
+    MergedFormat, attach_lora, fuse_attached_adapters_requantized, has_adapters,
+    load_and_attach_adapters, load_model, save_merged_model,
 };
 use mlx_lm::models::{Model, Projection};
+use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
 use mlx_tensor::Dtype;
 
 /// A few float32 ulps (`2⁻²¹`), relative to a tensor's largest magnitude.
@@ -182,5 +183,87 @@ fn in_memory_fuse_keeps_each_base_kind() {
     assert!(
         diff < 1e-4 * max_abs(&expected).max(1.0),
         "dense: max diff {diff}"
+    );
+}
+
+/// Qwen3-MoE over mlx-lm's 4-bit checkpoint, with fresh adapters (`B = 0`,
+/// so the merged model is the base): dequantized, the experts are written
+/// one tensor per expert (Hugging Face's layout) and give mlx-lm's logits;
+/// re-quantized, they stay stacked and packed (mlx-lm's layout).
+#[test]
+fn merged_moe_over_a_quantized_base_in_both_formats() {
+    let name = "quant_moe_b4_g32";
+    let mut model = load_model(dir(name), None).unwrap();
+    let lora = LoraConfig::new(2, 4.0);
+    attach_lora(
+        &mut model,
+        lora,
+        TargetModules::Names(vec!["q_proj".into(), "v_proj".into()]),
+        LayerSelection::All,
+        3,
+    )
+    .unwrap();
+    let expected = reference(name);
+
+    let dense_tmp = temp_dir("qlora-merge-moe-dense");
+    let dense = dense_tmp.path();
+    save_merged_model(
+        &model,
+        dense,
+        MergedFormat::Dequantized,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let tensors = read_tensors(dense);
+    assert!(tensors.contains_key("model.layers.1.mlp.experts.7.down_proj.weight"));
+    assert!(
+        tensors
+            .keys()
+            .all(|k| !k.contains("switch_mlp") && !k.ends_with(".scales"))
+    );
+    let got = logits_of(&load_model(dense, None).unwrap(), &tokens());
+    let diff = max_diff(&got, &expected);
+    assert!(
+        diff < 1e-4 * max_abs(&expected).max(1.0),
+        "dequantized: {diff}"
+    );
+
+    let packed_tmp = temp_dir("qlora-merge-moe-packed");
+    let packed = packed_tmp.path();
+    save_merged_model(
+        &model,
+        packed,
+        MergedFormat::Requantized,
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    let tensors = read_tensors(packed);
+    let experts = "model.layers.1.mlp.switch_mlp.down_proj";
+    assert_eq!(tensors[&format!("{experts}.weight")].dtype(), Dtype::U32);
+    assert!(tensors.contains_key(&format!("{experts}.scales")));
+    assert_eq!(
+        config_of(packed)["quantization"],
+        config_of(&dir(name))["quantization"]
+    );
+    // The routed experts are not adapted: mlx-lm's bytes.
+    let theirs = read_tensors(&dir(name));
+    for part in ["weight", "scales", "biases"] {
+        let key = format!("{experts}.{part}");
+        let same = tensors[&key].array_equal(&theirs[&key], false).unwrap();
+        assert!(same.to_vec::<bool>().unwrap()[0], "{key}");
+    }
+    // Reloaded, it is the model fused in memory, up to the router, which
+    // is quantized anew from its dequantized values (see
+    // `quantized_moe_save.rs`), hence the wider tolerance. (Quantizing the
+    // fused q/v projections again moves the model off its base, as in
+    // mlx-lm.)
+    let mut fused = model.clone();
+    fuse_attached_adapters_requantized(&mut fused).unwrap();
+    let want = logits_of(&fused, &tokens());
+    let got = logits_of(&load_model(packed, None).unwrap(), &tokens());
+    let diff = max_diff(&got, &want);
+    assert!(
+        diff < 2e-3 * max_abs(&want).max(1.0),
+        "re-quantized: {diff}"
     );
 }
