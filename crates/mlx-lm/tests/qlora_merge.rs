@@ -23,8 +23,8 @@ use lora_quant_support::{assert_close_tensors, dir, read_tensors, reference, tok
 use mlx_lm::LanguageModel;
 use mlx_lm::SaveOptions;
 use mlx_lm::loader::{
-    MergedFormat, attach_lora, fuse_attached_adapters_requantized, has_adapters,
-    load_and_attach_adapters, load_model, save_merged_model,
+    MergedFormat, QuantizationSpec, attach_lora, fuse_attached_adapters_requantized, has_adapters,
+    load_and_attach_adapters, load_model, save_merged_model, save_quantized_model,
 };
 use mlx_lm::models::{Model, Projection};
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
@@ -266,4 +266,24 @@ fn merged_moe_over_a_quantized_base_in_both_formats() {
         diff < 2e-3 * max_abs(&want).max(1.0),
         "re-quantized: {diff}"
     );
+}
+
+/// Quantizing a model with adapters attached would quantize the factors as
+/// weights: it is an error pointing at the merged output.
+#[test]
+fn quantizing_a_model_with_adapters_is_an_error() {
+    let model = adapted_quantized_base();
+    let out_tmp = temp_dir("qlora-quantize-adapted");
+    let spec = QuantizationSpec {
+        group_size: 64,
+        bits: 4,
+    };
+    let err = save_quantized_model(&model, out_tmp.path(), spec, &SaveOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("adapters") && err.contains("save_merged_model"),
+        "{err}"
+    );
+    assert!(!out_tmp.path().join("model.safetensors").exists());
 }

@@ -16,6 +16,7 @@ use std::path::Path;
 use mlx_nn::{ModuleExt, ParamMap};
 use serde_json::{Map, Value, json};
 
+use super::adapter_attach::has_adapters;
 use super::quantized::QuantizationSpec;
 use super::save::{SaveOptions, save_checkpoint};
 use crate::files::{read_json_optional, write_json};
@@ -185,7 +186,8 @@ pub fn model_quantization(model: &Model) -> Option<QuantizationSpec> {
 /// "affine"}` plus a per-module entry for each module quantized otherwise.
 /// Dense-loaded and already quantized models are accepted: packed modules
 /// are written as they are. `options.dtype` casts the float weights first.
-/// Fuse adapters into the model before saving it.
+/// A model with adapters attached is an error: write it with
+/// [`save_merged_model`](super::save_merged_model) instead.
 pub fn save_quantized_model(
     model: &Model,
     dir: impl AsRef<Path>,
@@ -193,6 +195,15 @@ pub fn save_quantized_model(
     options: &SaveOptions,
 ) -> Result<()> {
     let dir = dir.as_ref();
+    if has_adapters(model) {
+        return Err(Error::InvalidInput {
+            message: format!(
+                "cannot quantize a model with adapters attached into {}: fuse them first \
+                 (save_merged_model)",
+                dir.display()
+            ),
+        });
+    }
     let config = model.config();
     let moe = matches!(config, ModelConfig::Qwen3Moe(_));
     // mlx-lm stores the experts stacked, as the model holds them.
