@@ -4,7 +4,7 @@
 //! ```sh
 //! cargo run --release --example grpo -- --model DIR --dataset data.jsonl \
 //!     [--config grpo.toml] [--set key=value ...] [--reward accuracy,format] [--dtype bf16] \
-//!     [--adapter DIR] [--merged-output DIR]
+//!     [--adapter DIR] [--merged-output DIR [--merged-format requantized|dequantized]]
 //! ```
 //!
 //! Dataset rows: `{"prompt": "..." | [{"role": "user", "content": "..."}], "answer": "...", ...}`.
@@ -19,7 +19,10 @@
 //! their own rank and targets. Over an mlx-lm quantized checkpoint this is
 //! QLoRA. Checkpoints then hold the adapters (PEFT's layout), and
 //! `--merged-output DIR` also writes the model with them merged in, in
-//! Hugging Face's layout.
+//! Hugging Face's layout; over a quantized base (QLoRA), as mlx-lm's `fuse`
+//! does, the adapted layers quantized again in mlx-lm's quantized layout
+//! (`--merged-format requantized`, the default) or the whole model
+//! dequantized (`--merged-format dequantized`, as `fuse --dequantize`).
 //! `--tui` shows the training UI (keys: p pause, s save, q save and quit);
 //! `cargo run -p mlx-grpo-tui -- watch OUTPUT_DIR` shows a run from another
 //! terminal.
@@ -33,12 +36,31 @@ use mlx_grpo::rewards::{
     AccuracyReward, FormatReward, RewardSet, SoftOverlongPunishment, ToolCallReward,
 };
 use mlx_grpo::trainer::Trainer;
+use mlx_grpo::trainer::adapters::MergedFormat;
 use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError, DtypeArg};
 use mlx_lm::loader::{has_adapters, load_and_attach_adapters, load_model, quantization_config};
 use mlx_lm::{LanguageModel, Tokenizer};
 
 /// A reward function by name.
+/// `--merged-format`: how a merged model over a quantized base is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MergedFormatArg {
+    /// The adapted layers quantized again with their group size and bits.
+    Requantized,
+    /// Every weight dequantized: a dense Hugging Face checkpoint.
+    Dequantized,
+}
+
+impl From<MergedFormatArg> for MergedFormat {
+    fn from(arg: MergedFormatArg) -> Self {
+        match arg {
+            MergedFormatArg::Requantized => MergedFormat::Requantized,
+            MergedFormatArg::Dequantized => MergedFormat::Dequantized,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum RewardName {
     /// The answer, numerically normalised.
@@ -87,6 +109,14 @@ struct Args {
     /// After training, write the model with its adapters merged in (Hugging Face layout) here
     #[arg(long, value_name = "DIR")]
     merged_output: Option<PathBuf>,
+    /// Over a quantized base: quantize the merged layers again (mlx-lm's layout) or write a dense model
+    #[arg(
+        long,
+        value_enum,
+        default_value = "requantized",
+        requires = "merged_output"
+    )]
+    merged_format: MergedFormatArg,
     /// Shows the training UI (the plain progress bar when stdout is not a terminal)
     #[arg(long)]
     tui: bool,
@@ -186,7 +216,7 @@ fn train(
             .unwrap_or_default()
     );
     if let Some(dir) = &args.merged_output {
-        trainer.save_merged_model(dir)?;
+        trainer.save_merged_model_as(dir, args.merged_format.into())?;
         summary.push_str(&format!("; merged model {}", dir.display()));
     }
     Ok(summary)

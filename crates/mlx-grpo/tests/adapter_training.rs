@@ -2,7 +2,8 @@
 //! adapters (PEFT's layout) and resume bit for bit, over a dense and a
 //! quantized base; the reference model as the base with the adapters
 //! switched off; adapter dropout off in rollouts and on in training; the
-//! merged model in Hugging Face's layout.
+//! merged model in Hugging Face's layout, and over a quantized base
+//! re-quantized or dequantized.
 
 mod resume_support;
 mod tiny_task;
@@ -10,11 +11,12 @@ mod tiny_task;
 use std::sync::{Arc, Mutex};
 
 use mlx_grpo::config::GrpoConfig;
+use mlx_grpo::trainer::adapters::MergedFormat;
 use mlx_grpo::trainer::checkpoint::read_trainer_state;
 use mlx_grpo::trainer::{RolloutBuffer, RolloutSample, Trainer, TrainerCallback};
 use mlx_lm::loader::{
     QuantizationSpec, SaveOptions, attach_lora, is_adapter_parameter, load_adapters, load_model,
-    load_quantized_model, save_quantized_model,
+    load_quantized_model, quantization_config, save_quantized_model,
 };
 use mlx_lm::models::Model;
 use mlx_lm::score::{ScoreOptions, score};
@@ -52,8 +54,8 @@ fn adapted_dense(tok: &Tokenizer) -> Model {
 }
 
 /// The tiny model quantized as mlx-lm does (8 bits, groups of 32), loaded
-/// packed, with adapters over it (QLoRA).
-fn adapted_quantized(tok: &Tokenizer) -> Model {
+/// packed.
+fn quantized_base(tok: &Tokenizer) -> Model {
     let dir_guard = scratch("quantized-base");
     let dir = dir_guard.path();
     let spec = QuantizationSpec {
@@ -61,7 +63,12 @@ fn adapted_quantized(tok: &Tokenizer) -> Model {
         bits: 8,
     };
     save_quantized_model(&dense_model(tok), dir, spec, &SaveOptions::default()).unwrap();
-    let mut m = load_quantized_model(dir, None).unwrap();
+    load_quantized_model(dir, None).unwrap()
+}
+
+/// [`quantized_base`] with adapters over it (QLoRA).
+fn adapted_quantized(tok: &Tokenizer) -> Model {
+    let mut m = quantized_base(tok);
     attach(&mut m, lora(0.1));
     m
 }
@@ -326,24 +333,73 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
             .any(|(a, b)| (a - b).abs() > 1e-3)
     );
 
-    // A quantized base cannot be written merged in Hugging Face's layout.
-    let tok = tokenizer();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Over a quantized base (QLoRA) the merged model is written as mlx-lm's
+/// `fuse` writes it: by default the adapted layers quantized again (mlx-lm's
+/// quantized layout, loaded packed), or dequantized into a dense model.
+/// (This was refused before; the re-quantized and dequantized tensors are
+/// checked against mlx-lm's in `mlx-lm/tests/qlora_merge.rs`.)
+#[test]
+fn merged_model_over_a_quantized_base_is_requantized_or_dequantized() {
     let qdir_guard = scratch("lora-merged-q");
     let qdir = qdir_guard.path();
+    let tok = tokenizer();
+    let model = with_trained_looking_adapters(quantized_base(&tok), 0.0);
     let trainer = Trainer::new(
         base_config(qdir, 1),
-        adapted_quantized(&tok),
+        model.clone(),
         tok,
         dataset(),
         rewards(),
     )
-    .unwrap();
-    let err = trainer
-        .save_merged_model(&qdir.join("merged"))
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("quantized"), "{err}");
-    let _ = std::fs::remove_dir_all(dir);
+    .unwrap()
+    .with_progress(false);
+    let ids = Array::from_slice(&[3u32, 1, 4, 1, 5], &[1, 5]).unwrap();
+    let logits = |m: &Model| m.forward(&ids, None).unwrap().to_vec::<f32>().unwrap();
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let want = logits(&model);
+    let base_gap = worst(&want, &logits(&quantized_base(&tokenizer())));
+    assert!(
+        base_gap > 1e-2,
+        "the adapters change the model ({base_gap})"
+    );
+
+    let requantized_dir = qdir.join("merged");
+    trainer.save_merged_model(&requantized_dir).unwrap();
+    let q = quantization_config(&requantized_dir).unwrap().unwrap();
+    assert_eq!(
+        q.default,
+        QuantizationSpec {
+            group_size: 32,
+            bits: 8
+        }
+    );
+    let requantized = load_model(&requantized_dir, None).unwrap();
+    let params = requantized.parameters();
+    assert!(params.keys().all(|k| !k.contains("lora")));
+    let packed = "model.layers.0.self_attn.q_proj.weight";
+    assert_eq!(params[packed].dtype(), Dtype::U32);
+    // Quantizing the fused weights again costs far less than the adapters
+    // change.
+    let gap = worst(&want, &logits(&requantized));
+    assert!(gap < 0.05 * base_gap, "re-quantized logits differ by {gap}");
+
+    let dense_dir = qdir.join("merged-dense");
+    trainer
+        .save_merged_model_as(&dense_dir, MergedFormat::Dequantized)
+        .unwrap();
+    assert!(quantization_config(&dense_dir).unwrap().is_none());
+    let dense = load_model(&dense_dir, None).unwrap();
+    assert!(dense.parameters().values().all(|v| v.dtype().is_float()));
+    let gap = worst(&want, &logits(&dense));
+    assert!(gap < 1e-4, "dequantized merged logits differ by {gap}");
     let _ = std::fs::remove_dir_all(qdir);
 }
 

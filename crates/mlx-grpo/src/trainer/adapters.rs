@@ -15,21 +15,21 @@
 //!   reference log-probabilities) and on in the training forward, where
 //!   its masks come from a key derived from the seed, the step and the
 //!   rank, so a resumed run draws the same masks;
-//! - the trained model can be written merged, in Hugging Face's layout
-//!   ([`save_merged_model`]).
+//! - the trained model can be written merged ([`save_merged_model`]): in
+//!   Hugging Face's layout, or over a quantized base (QLoRA) re-quantized
+//!   in mlx-lm's layout or dequantized ([`MergedFormat`]), as mlx-lm's
+//!   `fuse` does.
 
 use std::path::Path;
 
-use mlx_lm::LanguageModel;
 use mlx_lm::loader::{
     ADAPTER_CONFIG, AdapterFormat, PEFT_WEIGHTS, SaveOptions, attached_adapters, block_count,
-    fuse_attached_adapters, load_adapters, save_adapters, save_model, set_adapters_enabled,
-    set_adapters_training,
+    load_adapters, save_adapters, set_adapters_enabled, set_adapters_training,
 };
 use mlx_lm::models::Model;
 use mlx_nn::{ModuleExt, ParamMap};
 
-pub use mlx_lm::loader::has_adapters;
+pub use mlx_lm::loader::{MergedFormat, has_adapters};
 
 use crate::config::GrpoConfig;
 use crate::{Error, Result};
@@ -163,22 +163,20 @@ pub fn set_adapter_mode(model: &mut Model, training: bool, seed: u64, step: usiz
 }
 
 /// Writes the model with its adapters folded into the weights (PEFT's
-/// `merge_and_unload`) to `dir` in Hugging Face's layout; the model itself
-/// keeps its adapters. A model without adapters is written as it is. A
-/// quantized base is refused: its other layers stay packed, which
-/// Hugging Face's layout cannot hold.
-pub fn save_merged_model(model: &Model, dir: &Path, options: &SaveOptions) -> Result<()> {
-    let mut merged = model.clone();
-    fuse_attached_adapters(&mut merged)?;
-    let tensors = merged.checkpoint_tensors()?;
-    if let Some(packed) = tensors.keys().find(|k| k.ends_with(".scales")) {
-        return Err(Error::InvalidConfig {
-            message: format!(
-                "cannot write a merged model of a quantized base ({packed} is packed): save the \
-                 adapters and fuse them into the unquantized model instead"
-            ),
-        });
-    }
-    save_model(&merged, dir, options)?;
+/// `merge_and_unload`, mlx-lm's `fuse`) to `dir`; the model itself keeps
+/// its adapters. A model without adapters is written as it is. Over a dense
+/// base both formats write Hugging Face's layout; over a quantized base
+/// (QLoRA) `format` chooses between the adapted layers quantized again
+/// with their group size and bits, the other layers kept packed (mlx-lm's
+/// quantized layout, [`MergedFormat::Requantized`]), and a dense model
+/// with every weight dequantized (Hugging Face's layout, no `quantization`
+/// entry, [`MergedFormat::Dequantized`]; mlx-lm's `fuse --dequantize`).
+pub fn save_merged_model(
+    model: &Model,
+    dir: &Path,
+    format: MergedFormat,
+    options: &SaveOptions,
+) -> Result<()> {
+    mlx_lm::loader::save_merged_model(model, dir, format, options)?;
     Ok(())
 }

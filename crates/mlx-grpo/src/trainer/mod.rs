@@ -367,16 +367,23 @@ impl Trainer {
     }
 
     /// Writes the trained model with its adapters folded in (PEFT's
-    /// `merge_and_unload`) to `dir` in Hugging Face's layout, with the
-    /// source directory's tokenizer files (see
-    /// [`adapters::save_merged_model`]); a model without adapters is written
-    /// as it is.
+    /// `merge_and_unload`, mlx-lm's `fuse`) to `dir`, with the source
+    /// directory's tokenizer files; a model without adapters is written as
+    /// it is. Over a quantized base (QLoRA) the adapted layers are quantized
+    /// again ([`adapters::MergedFormat::Requantized`]); see
+    /// [`Trainer::save_merged_model_as`] for a dequantized model.
     pub fn save_merged_model(&self, dir: &Path) -> Result<()> {
+        self.save_merged_model_as(dir, adapters::MergedFormat::default())
+    }
+
+    /// [`Trainer::save_merged_model`] in `format` (which matters only over
+    /// a quantized base; see [`adapters::save_merged_model`]).
+    pub fn save_merged_model_as(&self, dir: &Path, format: adapters::MergedFormat) -> Result<()> {
         let options = SaveOptions {
             source_dir: self.source_dir.clone(),
             ..Default::default()
         };
-        adapters::save_merged_model(&self.model, dir, &options)
+        adapters::save_merged_model(&self.model, dir, format, &options)
     }
 
     /// Everything besides weights, optimizer state and the rollout buffer

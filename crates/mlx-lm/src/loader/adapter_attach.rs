@@ -2,19 +2,21 @@
 //! [`LoraLinear`](mlx_nn::layers::LoraLinear)s over their frozen (dense or
 //! quantized) base, and every other parameter is frozen, so training
 //! updates the adapters only (LoRA; over a quantized base, QLoRA).
-//! [`fuse_attached_adapters`] folds them into dense layers.
+//! [`fuse_attached_adapters`] folds them into dense layers,
+//! [`fuse_attached_adapters_requantized`] into layers of their base's kind
+//! (a quantized base quantized again).
 //!
 //! Parameter names: a target `p` keeps `p.weight` (and the quantization's
 //! `p.scales`, `p.biases`) and gains `p.lora_A.weight` and
 //! `p.lora_B.weight`, PEFT's keys without `base_model.model.`.
 
 use mlx_nn::ModuleExt;
-use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
+use mlx_nn::layers::{LayerSelection, LinearBase, LoraConfig, TargetModules};
 use mlx_tensor::{Array, random};
 
 use super::adapter_merge::adapter_targets;
 use super::adapters::{Adapters, LoraFactors, load_adapters};
-use crate::models::Transformer;
+use crate::models::{Projection, Transformer};
 use crate::{Error, LanguageModel, Result};
 
 /// Whether a parameter name is an adapter factor.
@@ -215,6 +217,27 @@ pub fn fuse_attached_adapters<M: LanguageModel>(model: &mut M) -> Result<()> {
     let t = transformer(model)?;
     for (_, p) in t.projections_mut() {
         p.fuse()?;
+    }
+    Ok(())
+}
+
+/// Folds every attached adapter into a layer of its base's kind, as
+/// mlx-lm's `fuse` (without `--dequantize`) does: over a dense base, `W + s
+/// · B A` (trainable, as [`fuse_attached_adapters`] gives); over a
+/// quantized base, the dequantized weight plus `s · B A`, quantized again
+/// with the base's group size and bits (frozen, as loaded quantized layers
+/// are). See [`LoraLinear::fused_like_base`](mlx_nn::layers::LoraLinear::fused_like_base).
+pub fn fuse_attached_adapters_requantized<M: LanguageModel>(model: &mut M) -> Result<()> {
+    let t = transformer(model)?;
+    for (path, p) in t.projections_mut() {
+        let Some(l) = p.as_lora() else { continue };
+        let fused = l.fused_like_base().map_err(|e| Error::InvalidInput {
+            message: format!("fusing the adapter of module `{path}`: {e}"),
+        })?;
+        *p = match fused {
+            LinearBase::Dense(d) => Projection::Dense(d),
+            LinearBase::Quantized(q) => Projection::Quantized(q),
+        };
     }
     Ok(())
 }

@@ -23,7 +23,9 @@ mod adapter_merge;
 mod adapters;
 mod files;
 mod load;
+mod merged;
 pub(crate) mod problem;
+mod quantize;
 mod quantized;
 #[cfg(feature = "test-support")]
 mod random;
@@ -31,8 +33,9 @@ mod save;
 mod validate;
 
 pub use adapter_attach::{
-    attach_adapters, attach_lora, attached_adapters, fuse_attached_adapters, has_adapters,
-    is_adapter_parameter, load_and_attach_adapters, set_adapters_enabled, set_adapters_training,
+    attach_adapters, attach_lora, attached_adapters, fuse_attached_adapters,
+    fuse_attached_adapters_requantized, has_adapters, is_adapter_parameter,
+    load_and_attach_adapters, set_adapters_enabled, set_adapters_training,
 };
 pub use adapter_merge::{
     adapter_targets, block_count, check_adapters, linear_candidates, merge_adapters, new_adapters,
@@ -44,11 +47,12 @@ pub use adapters::{
 };
 pub(crate) use load::dtype_from_config;
 pub use load::{load_config, load_model};
+pub use merged::{MergedFormat, save_merged_model};
 pub use problem::CheckpointProblem;
+pub use quantize::{MOE_ROUTER_SPEC, model_quantization, quantize_tensors, save_quantized_model};
 pub use quantized::{
     QuantizationConfig, QuantizationSpec, QuantizedTensors, SUPPORTED_BITS, SUPPORTED_GROUP_SIZES,
-    load_quantized_model, load_quantized_tensors, quantization_config, quantize_tensors,
-    save_quantized_model,
+    load_quantized_model, load_quantized_tensors, quantization_config,
 };
 #[cfg(feature = "test-support")]
 pub use random::{

@@ -8,6 +8,8 @@
 //! whose input width is not a multiple of the group size stay dense, as
 //! mlx-lm leaves them.
 //!
+//! Writing is in `quantize.rs` ([`super::save_quantized_model`]).
+//!
 //! Loading keeps the packed weights: each quantized projection becomes a
 //! [`QuantizedLinear`], a quantized embedding table a
 //! [`QuantizedEmbedding`] and quantized routed experts
@@ -20,16 +22,15 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use mlx_nn::layers::{QuantizedEmbedding, QuantizedLinear};
-use mlx_nn::{Param, ParamMap, VarBuilder};
+use mlx_nn::{Param, VarBuilder};
 use mlx_tensor::{Array, Dtype, Quantized, io};
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::files::{read_headers, weight_files};
 use super::load::{dtype_from_config, load_config};
 use super::problem::CheckpointProblem;
-use super::save::{SaveOptions, save_checkpoint};
-use crate::files::{read_json_optional, write_json};
-use crate::models::{Model, ModelConfig, Projection, TokenEmbedding};
+use crate::files::read_json_optional;
+use crate::models::{Model, Projection, TokenEmbedding};
 use crate::{Error, LanguageModel, Result};
 
 /// Bit widths MLX's affine quantization supports.
@@ -379,89 +380,4 @@ fn use_packed_layers(
         t.embed_tokens = TokenEmbedding::Quantized(QuantizedEmbedding::from_quantized(q));
     }
     Ok(())
-}
-
-/// Quantizes checkpoint-named `tensors` as `mlx_lm.convert -q` does: every
-/// 2-D `*.weight` (linear layers and embeddings) whose last axis is a
-/// multiple of the group size becomes packed `weight`, `scales`, `biases`;
-/// everything else is kept.
-pub fn quantize_tensors(tensors: &ParamMap, spec: QuantizationSpec) -> Result<ParamMap> {
-    spec.validate().map_err(|message| Error::ModelConfig {
-        field: "quantization".into(),
-        message,
-    })?;
-    let mut out = ParamMap::new();
-    for (name, value) in tensors {
-        let module = name.strip_suffix(".weight");
-        let quantizable = module.is_some()
-            && value.ndim() == 2
-            && value.dtype().is_float()
-            && value
-                .shape()
-                .last()
-                .is_some_and(|&d| d % spec.group_size == 0);
-        match module {
-            Some(module) if quantizable => {
-                let q = value.quantize(spec.group_size, spec.bits)?;
-                out.insert(format!("{module}.weight"), q.weight);
-                out.insert(format!("{module}.scales"), q.scales);
-                out.insert(format!("{module}.biases"), q.biases);
-            }
-            _ => {
-                out.insert(name.clone(), value.clone());
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Writes `model` quantized to `dir` in mlx-lm's layout: the weights of
-/// [`quantize_tensors`] and `config.json` with `quantization` and
-/// `quantization_config` `{group_size, bits, mode: "affine"}`. Dense
-/// models only (mlx-lm stores mixture-of-experts weights stacked under
-/// other names).
-pub fn save_quantized_model(
-    model: &Model,
-    dir: impl AsRef<Path>,
-    spec: QuantizationSpec,
-    options: &SaveOptions,
-) -> Result<()> {
-    let dir = dir.as_ref();
-    if let ModelConfig::Qwen3Moe(_) = model.config() {
-        return Err(Error::ModelConfig {
-            field: "model_type".into(),
-            message: "saving quantized mixture-of-experts models is not supported".into(),
-        });
-    }
-    let tensors = model.checkpoint_tensors()?;
-    let dense = match options.dtype {
-        Some(d) => {
-            let mut cast = ParamMap::new();
-            for (k, v) in tensors {
-                let v = if v.dtype().is_float() {
-                    v.as_type(d)?
-                } else {
-                    v
-                };
-                cast.insert(k, v);
-            }
-            cast
-        }
-        None => tensors,
-    };
-    let quantized = quantize_tensors(&dense, spec)?;
-    let options = SaveOptions {
-        dtype: None,
-        ..options.clone()
-    };
-    save_checkpoint(dir, &model.config(), &quantized, &options)?;
-    let path = dir.join("config.json");
-    let mut config = match read_json_optional(&path)? {
-        Some(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let q = json!({ "group_size": spec.group_size, "bits": spec.bits, "mode": "affine" });
-    config.insert("quantization".into(), q.clone());
-    config.insert("quantization_config".into(), q);
-    write_json(&path, &Value::Object(config))
 }

@@ -342,7 +342,8 @@ impl LoraLinear {
 
     /// Folds `s · B A` into a dense base weight; the forward pass then is the
     /// base alone. Quantized bases cannot hold the sum exactly: use
-    /// [`LoraLinear::fused`] for them.
+    /// [`LoraLinear::fused`] (dense) or [`LoraLinear::fused_like_base`]
+    /// (quantized again) for them.
     pub fn merge(&mut self) -> Result<()> {
         if self.merged {
             return Ok(());
@@ -397,6 +398,21 @@ impl LoraLinear {
         };
         Ok(Linear::from_arrays(weight, bias))
     }
+
+    /// The adapted layer folded into a layer of its base's kind, as mlx-lm's
+    /// `fuse(dequantize=False)`: a dense base gives [`LoraLinear::fused`]; a
+    /// quantized base is dequantized, `s · B A` added and the sum quantized
+    /// again with the base's group size and bits (its bias kept; the packed
+    /// layer is frozen, as [`QuantizedLinear::from_linear`] makes it).
+    pub fn fused_like_base(&self) -> Result<LinearBase> {
+        let dense = self.fused()?;
+        Ok(match &self.base {
+            LinearBase::Dense(_) => LinearBase::Dense(dense),
+            LinearBase::Quantized(q) => {
+                LinearBase::Quantized(QuantizedLinear::from_linear(&dense, q.group_size, q.bits)?)
+            }
+        })
+    }
 }
 
 impl super::Forward for LoraLinear {
@@ -407,7 +423,7 @@ impl super::Forward for LoraLinear {
 
 fn quantized_merge_error() -> Error {
     Error::Config(
-        "cannot merge a LoRA update into a quantized base in place; use `fused()` for a dense layer"
+        "cannot merge a LoRA update into a quantized base in place; use `fused()` for a dense layer or `fused_like_base()` for a quantized one"
             .into(),
     )
 }
