@@ -23,7 +23,12 @@ pub enum MergedFormat {
     /// update added and the sum quantized again with the layer's group size
     /// and bits; the other packed layers stay as they are. Written in
     /// mlx-lm's quantized layout (see [`save_quantized_model`]), which our
-    /// loader and mlx-lm's read.
+    /// loader and mlx-lm's read, with the setting most packed layers use as
+    /// the default ([`model_quantization`]). Float layers that mlx-lm's rule
+    /// quantizes with that setting are quantized too: the same as the base
+    /// for checkpoints mlx-lm wrote, but a layer a checkpoint keeps dense
+    /// by a per-module `false` entry comes out quantized; Qwen3-MoE routers,
+    /// which loading dequantizes, are quantized anew (8 bits, group 64).
     #[default]
     Requantized,
     /// mlx-lm's `fuse --dequantize`: the adapted layers are fused into
