@@ -152,6 +152,89 @@ fn control_grpo_on_adapters_checkpoints_them_and_continues_from_them() {
     assert!(continued.join("adapter_model.safetensors").is_file());
 }
 
+/// The tiny model quantized (4 bits, groups of 32) with the toy tokenizer.
+fn quantized_model() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dense = load_model(model_with_tokenizer(), None).expect("the tiny model");
+        let dir = case_dir("quantized-model");
+        let options = mlx_lm::loader::SaveOptions {
+            source_dir: Some(model_with_tokenizer().to_path_buf()),
+            ..Default::default()
+        };
+        let spec = mlx_lm::loader::QuantizationSpec {
+            group_size: 32,
+            bits: 4,
+        };
+        mlx_lm::loader::save_quantized_model(&dense, &dir, spec, &options)
+            .expect("quantizing the tiny model");
+        dir
+    })
+}
+
+#[test]
+fn control_qlora_run_writes_a_merged_model_requantized_or_dequantized() {
+    let config = |case: &str| {
+        grpo_config(
+            case,
+            &[
+                ("use_peft", "true"),
+                ("lora_r", "2"),
+                ("gradient_checkpointing", "false"),
+            ],
+        )
+    };
+    for (format, quantized) in [("requantized", true), ("dequantized", false)] {
+        let case = format!("qlora-merged-{format}");
+        let merged = case_dir(&case).join("merged");
+        let cfg = config(&case);
+        let args = os(&[
+            "--model",
+            path_str(quantized_model()),
+            "--dataset",
+            path_str(dataset()),
+            "--config",
+            path_str(&cfg),
+            "--merged-output",
+            path_str(&merged),
+            "--merged-format",
+            format,
+        ]);
+        succeeds("grpo", args);
+        let text = fs::read_to_string(merged.join("config.json")).expect("the merged config");
+        let written: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(
+            written.get("quantization").is_some(),
+            quantized,
+            "{format}: {text}"
+        );
+        // Both load, and generate.
+        load_model(&merged, None).expect("the merged model loads");
+        let m = path_str(&merged);
+        succeeds(
+            "generate",
+            os(&["--model", m, "--prompt-tokens", "1,2", "--max-tokens", "2"]),
+        );
+    }
+    let cfg = config("qlora-merged-bad-format");
+    fails(
+        "grpo",
+        os(&[
+            "--model",
+            path_str(quantized_model()),
+            "--dataset",
+            path_str(dataset()),
+            "--config",
+            path_str(&cfg),
+            "--merged-output",
+            path_str(&scratch().join("never")),
+            "--merged-format",
+            "zipped",
+        ]),
+        &["merged-format"],
+    );
+}
+
 // ---- Broken adapter directories. ----
 
 #[test]
