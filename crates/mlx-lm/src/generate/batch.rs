@@ -239,6 +239,10 @@ pub fn generate_batch_groups<M: LanguageModel>(
             memory::clear_cache();
         }
     }
+    // A step queued for rows that then stopped may still be running: no
+    // queued work outlives the call (at process exit it would race MLX's
+    // static destructors).
+    mlx_tensor::synchronize()?;
     let end = Instant::now();
     let first = first_tokens.unwrap_or(end);
     finished.sort_by_key(|c| (c.prompt_index, c.generation_index));

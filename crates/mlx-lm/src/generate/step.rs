@@ -63,6 +63,19 @@ pub struct TokenGenerator<'m, M: LanguageModel> {
     failed: bool,
 }
 
+/// A step queued ahead and never handed out (the iterator was dropped or
+/// reached `max_tokens`) is waited for, so no queued work outlives the
+/// generator: at process exit it would race MLX's static destructors (its
+/// allocator freeing buffers a stream thread still uses).
+impl<M: LanguageModel> Drop for TokenGenerator<'_, M> {
+    fn drop(&mut self) {
+        if self.pending.take().is_some() {
+            // An error here has nowhere to go; the wait is what matters.
+            let _ = mlx_tensor::synchronize();
+        }
+    }
+}
+
 impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
     /// Prefills `prompt` into a fresh cache and queues the first step.
     pub fn new(
@@ -274,8 +287,11 @@ impl<'m, M: LanguageModel> TokenGenerator<'m, M> {
     }
 
     /// Ends generation and returns the caches and the random state.
-    pub fn into_parts(self) -> (Vec<LayerCache>, RandomState) {
-        (self.cache, self.rng)
+    pub fn into_parts(mut self) -> (Vec<LayerCache>, RandomState) {
+        (
+            std::mem::take(&mut self.cache),
+            std::mem::replace(&mut self.rng, RandomState::Global),
+        )
     }
 }
 

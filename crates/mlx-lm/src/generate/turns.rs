@@ -365,6 +365,8 @@ pub fn generate_turns_groups<M: LanguageModel, H: TurnHandler>(
             turns.push(t);
         }
     }
+    // No queued step outlives the call (see `generate_batch`).
+    mlx_tensor::synchronize().map_err(Error::from)?;
     let end = Instant::now();
     let first = first_token.unwrap_or(end);
     finished.sort_by_key(|c| (c.completion.prompt_index, c.completion.generation_index));
