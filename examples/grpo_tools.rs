@@ -43,7 +43,6 @@
 //! names).
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Parser;
 use serde_json::{Value, json};
@@ -56,6 +55,7 @@ use mlx_grpo::trainer::Trainer;
 use mlx_grpo::trainer::rollout::render_prompt_with_tools;
 use mlx_grpo_tui::Hooks;
 use mlx_grpo_workspace::cli::{self, BoxError};
+use mlx_grpo_workspace::training::{run_training, settle_config};
 use mlx_grpo_workspace::warm_up::masked_lm_step;
 use mlx_lm::generate::{BatchOptions, generate_batch, generate_turns};
 use mlx_lm::loader::{SaveOptions, random_model, save_model};
@@ -359,7 +359,7 @@ fn accuracy_with_tool(
 
 /// The GRPO settings: the example's choices, the flags, then `--set`.
 fn grpo_config(args: &Args) -> Result<GrpoConfig, BoxError> {
-    let mut cfg = GrpoConfig {
+    let cfg = GrpoConfig {
         output_dir: args.output_dir.clone(),
         seed: args.seed,
         num_generations: 8,
@@ -378,11 +378,7 @@ fn grpo_config(args: &Args) -> Result<GrpoConfig, BoxError> {
         gradient_checkpointing: false,
         ..GrpoConfig::default()
     };
-    cfg.apply_overrides(args.overrides.iter().map(String::as_str))?;
-    for warning in cfg.validate()? {
-        eprintln!("warning: {warning}");
-    }
-    Ok(cfg)
+    settle_config(cfg, &args.overrides)
 }
 
 /// The run's tool metrics, averaged over the logged steps.
@@ -395,26 +391,10 @@ fn mean_metric(history: &[mlx_grpo::trainer::LogRecord], name: &str) -> f64 {
 }
 
 fn run(args: Args) -> Result<(), BoxError> {
-    let started = Instant::now();
     // Fail on a bad config before the warm-up.
     let cfg = grpo_config(&args)?;
-    std::fs::create_dir_all(&cfg.output_dir).map_err(cli::at_path(
-        "creating the output directory",
-        &cfg.output_dir,
-    ))?;
-    let summary = if args.tui {
-        // The model lives on the training thread; the UI runs on this one.
-        mlx_grpo_tui::run_in_terminal(move |hooks| {
-            train(&args, cfg, &hooks).map_err(|e| cli::one_line(e.as_ref()))
-        })??
-    } else {
-        train(&args, cfg, &Hooks::plain())?
-    };
-    for line in summary {
-        println!("{line}");
-    }
-    println!("done in {:.0} s", started.elapsed().as_secs_f64());
-    Ok(())
+    let tui = args.tui;
+    run_training(cfg, tui, move |cfg, hooks| train(&args, cfg, hooks))
 }
 
 /// Warm-up, GRPO with the tool and evaluation; returns the summary lines.

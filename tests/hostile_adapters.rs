@@ -17,34 +17,16 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use fixtures::{case_dir, dataset, grpo_config, model_with_tokenizer, scratch};
+use fixtures::{fails, succeeds};
 use mlx_lm::loader::{
     AdapterFormat, LoraFactors, attach_lora, attached_adapters, block_count, load_model,
     save_adapters,
 };
 use mlx_nn::layers::{LayerSelection, LoraConfig, TargetModules};
-
-fn os(args: &[&str]) -> Vec<OsString> {
-    args.iter().map(OsString::from).collect()
-}
+use runner::os;
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("scratch paths are UTF-8")
-}
-
-fn fails(name: &str, args: Vec<OsString>, needles: &[&str]) {
-    let outcome = runner::run(name, &args, scratch());
-    runner::assert_clean_error(name, &args, &outcome, needles);
-}
-
-fn succeeds(name: &str, args: Vec<OsString>) -> runner::Outcome {
-    let outcome = runner::run(name, &args, scratch());
-    assert_eq!(
-        outcome.code,
-        Some(0),
-        "{name} {args:?}\n--- stderr\n{}",
-        outcome.stderr
-    );
-    outcome
 }
 
 /// Adapters of rank 2 on `q_proj` and `v_proj` of the tiny model, written

@@ -20,28 +20,9 @@ use fixtures::{
     TEMPLATE, case_dir, dataset, grpo_config, model, model_with_config, model_with_file,
     model_with_tokenizer, safetensors_bytes, save_tokenizer, scratch, text_file,
 };
+use fixtures::{fails, succeeds};
+use runner::os;
 use serde_json::json;
-
-/// Words as arguments.
-fn os<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<OsString> {
-    args.iter().map(|a| a.as_ref().to_os_string()).collect()
-}
-
-fn fails(name: &str, args: Vec<OsString>, needles: &[&str]) {
-    let outcome = runner::run(name, &args, scratch());
-    runner::assert_clean_error(name, &args, &outcome, needles);
-}
-
-fn succeeds(name: &str, args: Vec<OsString>) -> runner::Outcome {
-    let outcome = runner::run(name, &args, scratch());
-    assert_eq!(
-        outcome.code,
-        Some(0),
-        "{name} {args:?}\n--- stderr\n{}",
-        outcome.stderr
-    );
-    outcome
-}
 
 /// `generate` on `model` with a two-token prompt and two new tokens, plus `extra`.
 fn generate_args(model: &Path, extra: &[&str]) -> Vec<OsString> {

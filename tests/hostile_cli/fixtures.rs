@@ -163,3 +163,22 @@ pub fn grpo_config(case: &str, changes: &[(&str, &str)]) -> PathBuf {
     fs::write(&path, text).expect("writing the GRPO config");
     path
 }
+
+/// Runs example `name` with `args` and asserts that it failed cleanly,
+/// naming every one of `needles` (see `runner::assert_clean_error`).
+pub fn fails(name: &str, args: Vec<std::ffi::OsString>, needles: &[&str]) {
+    let outcome = crate::runner::run(name, &args, scratch());
+    crate::runner::assert_clean_error(name, &args, &outcome, needles);
+}
+
+/// Runs example `name` with `args` and asserts that it exited with 0.
+pub fn succeeds(name: &str, args: Vec<std::ffi::OsString>) -> crate::runner::Outcome {
+    let outcome = crate::runner::run(name, &args, scratch());
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{name} {args:?}\n--- stderr\n{}",
+        outcome.stderr
+    );
+    outcome
+}

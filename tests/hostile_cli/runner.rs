@@ -151,3 +151,8 @@ pub fn assert_clean_error(name: &str, args: &[OsString], outcome: &Outcome, need
         );
     }
 }
+
+/// Words as arguments.
+pub fn os<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Vec<OsString> {
+    args.iter().map(|a| a.as_ref().to_os_string()).collect()
+}
