@@ -339,8 +339,8 @@ fn merged_model_is_saved_in_hf_layout_with_the_adapted_logits() {
 /// Over a quantized base (QLoRA) the merged model is written as mlx-lm's
 /// `fuse` writes it: by default the adapted layers quantized again (mlx-lm's
 /// quantized layout, loaded packed), or dequantized into a dense model.
-/// (This was refused before; the re-quantized and dequantized tensors are
-/// checked against mlx-lm's in `mlx-lm/tests/qlora_merge.rs`.)
+/// (The re-quantized and dequantized tensors are checked against mlx-lm's
+/// in `mlx-lm/tests/qlora_merge.rs`.)
 #[test]
 fn merged_model_over_a_quantized_base_is_requantized_or_dequantized() {
     let qdir_guard = scratch("lora-merged-q");

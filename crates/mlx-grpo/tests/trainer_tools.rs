@@ -176,6 +176,22 @@ fn trainer(
         .with_tools(tools())
 }
 
+/// The first four prompts of `data` rendered with the tools' schemas.
+fn rendered_prompts(tok: &Tokenizer, data: &Dataset) -> Vec<Vec<u32>> {
+    let schemas = tools().schemas();
+    data.rows()[..4]
+        .iter()
+        .map(|r| {
+            mlx_grpo::trainer::rollout::render_prompt_with_tools(
+                tok,
+                &r.prompt,
+                Some(schemas.clone()),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
     let tok = tokenizer();
@@ -183,18 +199,7 @@ fn tool_rollouts_mask_tool_tokens_out_of_the_loss() {
     let data = dataset();
     let scratch_dir = scratch("tools-mask");
     let cfg = config(scratch_dir.path(), 1);
-    let schemas = tools().schemas();
-    let prompts: Vec<Vec<u32>> = data.rows()[..4]
-        .iter()
-        .map(|r| {
-            mlx_grpo::trainer::rollout::render_prompt_with_tools(
-                &tok,
-                &r.prompt,
-                Some(schemas.clone()),
-            )
-            .unwrap()
-        })
-        .collect();
+    let prompts = rendered_prompts(&tok, &data);
     let samples = generate_rows_with_tools(
         &model,
         &tok,
@@ -291,18 +296,7 @@ fn tool_rollouts_do_not_depend_on_chunks_or_on_the_rows_generated_together() {
     let model = dense_model(&tok);
     let data = dataset();
     let scratch_dir = scratch("tools-rows");
-    let schemas = tools().schemas();
-    let prompts: Vec<Vec<u32>> = data.rows()[..4]
-        .iter()
-        .map(|r| {
-            mlx_grpo::trainer::rollout::render_prompt_with_tools(
-                &tok,
-                &r.prompt,
-                Some(schemas.clone()),
-            )
-            .unwrap()
-        })
-        .collect();
+    let prompts = rendered_prompts(&tok, &data);
     // Rows `rows` with every prompt they do not touch emptied (reading one
     // would fail), `chunk` prompts per batch.
     let sample = |chunk: Option<usize>, rows: std::ops::Range<usize>| {

@@ -703,8 +703,7 @@ impl Trainer {
     /// in it.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf> {
         // A batch being sampled ahead is waited for and kept.
-        self.ahead.settle()?;
-        self.state.pending_rollout = self.ahead.is_pending();
+        self.state.pending_rollout = self.ahead.settle()?.is_some();
         self.state.sampler_position = self.sampler.position();
         let buffer = self.buffer.as_ref().filter(|b| b.remaining > 0);
         self.state.buffered_micro_steps = buffer.map_or(0, |b| b.remaining);
@@ -721,6 +720,7 @@ impl Trainer {
         let optimizer = &self.optimizer;
         let entropy = self.entropy_control.state();
         let adaptive = self.entropy_control.is_adaptive();
+        // Settled above: this only reads it.
         let pending = self.ahead.settle()?;
         let path = self.checkpoints.save(step, &self.state, |dir| {
             if adapters::has_adapters(model) {
@@ -768,6 +768,7 @@ impl Trainer {
             None => Ok(()),
         };
         let pending_file = self.pending_rollout_file(&path);
+        // Settled by `save_checkpoint`: this only reads it.
         let written = written.and_then(|()| match self.ahead.settle()? {
             Some(p) => p.save(&pending_file),
             None => Ok(()),

@@ -173,11 +173,6 @@ impl AheadRollout {
         self.ready = pending;
         Ok(())
     }
-
-    /// Whether a batch is sampled ahead (running or ready).
-    pub fn is_pending(&self) -> bool {
-        self.running.is_some() || self.ready.is_some()
-    }
 }
 
 /// A thread that samples rollout jobs one at a time.
